@@ -1,0 +1,222 @@
+//! `sidecar`: predictions made by another tool, read from files, so any tagger's output can
+//! be scored beside ours.
+//!
+//! Per image, in the model's `path:` folder: `<rel-path-stem>.txt` (comma-separated tags,
+//! score 1.0) or `<rel-path-stem>.json` (`{"tags": {"tag": score}}`, or a list with score 1.0),
+//! matched by the image's path relative to the dataset root, falling back to its file stem at
+//! the top of the folder. The file's content hash enters the cache key, so edited predictions
+//! are re-read.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use image::RgbImage;
+
+use super::{Adapter, Capabilities, Identity, Prepared, TagScore};
+use crate::config::files::SidecarFormat;
+use crate::config::{Category, Model};
+use crate::dataset::ImageEntry;
+use crate::tags;
+
+pub const VERSION: u32 = 1;
+
+pub(super) fn identify(model: &Model) -> Identity {
+    let src = format!(
+        "sidecar/{VERSION}\nformat:{:?}\naliases:{}\n",
+        model.sidecar_format,
+        serde_json::to_string(&model.aliases).unwrap_or_default()
+    );
+    Identity {
+        kind: "sidecar",
+        version: VERSION,
+        fingerprint: blake3::hash(src.as_bytes()).to_hex().to_string(),
+        spec: serde_json::json!({ "format": model.sidecar_format }),
+        files: Vec::new(),
+    }
+}
+
+pub struct Sidecar {
+    dir: PathBuf,
+    format: SidecarFormat,
+    aliases: tags::Aliases,
+}
+
+impl Sidecar {
+    pub fn new(model: &Model) -> Sidecar {
+        Sidecar {
+            dir: model.sidecar_dir.clone().unwrap_or_default(),
+            format: model.sidecar_format,
+            aliases: model.aliases.clone(),
+        }
+    }
+
+    fn extensions(&self) -> &'static [&'static str] {
+        match self.format {
+            SidecarFormat::Auto => &["json", "txt"],
+            SidecarFormat::Txt => &["txt"],
+            SidecarFormat::Json => &["json"],
+        }
+    }
+
+    /// Candidate prediction files for an image, in order of preference.
+    fn candidates(&self, rel: &str) -> Vec<PathBuf> {
+        let rel_path = Path::new(rel);
+        let stem = rel_path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for ext in self.extensions() {
+            out.push(self.dir.join(rel_path).with_extension(ext));
+            out.push(self.dir.join(format!("{rel}.{ext}")));
+        }
+        for ext in self.extensions() {
+            out.push(self.dir.join(format!("{stem}.{ext}")));
+        }
+        out.dedup();
+        out
+    }
+
+    fn find(&self, rel: &str) -> Option<PathBuf> {
+        self.candidates(rel).into_iter().find(|p| p.is_file())
+    }
+
+    fn parse(&self, path: &Path, text: &str) -> Result<Vec<TagScore>, String> {
+        let is_json = path.extension().is_some_and(|e| e == "json");
+        let raw: Vec<(String, f32)> = if is_json {
+            parse_json_scores(text).map_err(|e| format!("{}: {e}", path.display()))?
+        } else {
+            text.split([',', '\n'])
+                .map(|t| (t.to_string(), 1.0))
+                .collect()
+        };
+        let scores = raw.into_iter().filter_map(|(t, s)| {
+            let tag = self.aliases.apply(tags::normalise(&t)?);
+            Some(TagScore {
+                tag: Arc::from(tag),
+                score: s,
+                category: Category::General,
+            })
+        });
+        Ok(super::filter_scores(scores, f32::MIN))
+    }
+}
+
+/// `{"tags": {"tag": score}}`, `{"tags": ["tag"]}`, `{"tag": score}` or `["tag"]`.
+fn parse_json_scores(text: &str) -> Result<Vec<(String, f32)>, String> {
+    use serde_json::Value;
+    let v: Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    let inner = match &v {
+        Value::Object(o) if o.contains_key("tags") => &o["tags"],
+        other => other,
+    };
+    match inner {
+        Value::Object(o) => o
+            .iter()
+            .map(|(k, s)| {
+                s.as_f64()
+                    .map(|s| (k.clone(), s as f32))
+                    .ok_or_else(|| format!("score of `{k}` is not a number"))
+            })
+            .collect(),
+        Value::Array(a) => Ok(a
+            .iter()
+            .filter_map(|t| t.as_str())
+            .map(|t| (t.to_string(), 1.0))
+            .collect()),
+        _ => Err("expected {\"tags\": {\"tag\": score}} or a list of tags".into()),
+    }
+}
+
+impl Adapter for Sidecar {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            needs_pixels: false,
+            max_batch: 64,
+        }
+    }
+
+    fn cell_input(&self, image: &ImageEntry) -> Option<String> {
+        let Some(path) = self.find(&image.rel) else {
+            return Some("missing".into());
+        };
+        let bytes = std::fs::read(&path).ok()?;
+        Some(format!(
+            "{}:{}",
+            path.extension()
+                .map(|e| e.to_string_lossy())
+                .unwrap_or_default(),
+            blake3::hash(&bytes).to_hex()
+        ))
+    }
+
+    fn prepare(&self, image: &ImageEntry, _pixels: Option<&RgbImage>) -> Result<Prepared, String> {
+        let Some(path) = self.find(&image.rel) else {
+            let looked: Vec<String> = self
+                .candidates(&image.rel)
+                .iter()
+                .take(2)
+                .map(|p| p.display().to_string())
+                .collect();
+            return Err(format!(
+                "no prediction file (looked for {})",
+                looked.join(", ")
+            ));
+        };
+        let bytes =
+            std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = String::from_utf8_lossy(&bytes);
+        self.parse(&path, &text).map(Prepared::Done)
+    }
+
+    fn infer(&self, batch: Vec<Prepared>, floor: f32) -> Vec<Result<Vec<TagScore>, String>> {
+        batch
+            .into_iter()
+            .map(|p| match p {
+                Prepared::Done(scores) => {
+                    Ok(scores.into_iter().filter(|s| s.score >= floor).collect())
+                }
+                Prepared::Tensor(_) => Err("sidecar adapter got a tensor".into()),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_json_forms() {
+        assert_eq!(
+            parse_json_scores(r#"{"tags": {"a": 0.5}}"#).unwrap(),
+            vec![("a".to_string(), 0.5)]
+        );
+        assert_eq!(
+            parse_json_scores(r#"{"tags": ["a"]}"#).unwrap(),
+            vec![("a".to_string(), 1.0)]
+        );
+        assert_eq!(
+            parse_json_scores(r#"{"b": 1}"#).unwrap(),
+            vec![("b".to_string(), 1.0)]
+        );
+        assert!(parse_json_scores(r#"{"tags": {"a": "x"}}"#).is_err());
+    }
+
+    #[test]
+    fn candidates_by_relative_path_then_stem() {
+        let s = Sidecar {
+            dir: PathBuf::from("/p"),
+            format: SidecarFormat::Txt,
+            aliases: Default::default(),
+        };
+        assert_eq!(
+            s.candidates("sub/img.png"),
+            vec![
+                PathBuf::from("/p/sub/img.txt"),
+                PathBuf::from("/p/sub/img.png.txt"),
+                PathBuf::from("/p/img.txt")
+            ]
+        );
+    }
+}

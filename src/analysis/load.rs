@@ -1,0 +1,210 @@
+//! Counting in DuckDB: turns a run's stored outputs and ground truth into the counts the pure
+//! metric functions need. Never re-runs a model.
+//!
+//! Decisions, stated once: a tag is predicted when its float32 score ≥ the threshold (compared
+//! in float32, as NumPy 2 compares a float32 array with a Python float); a rating (category
+//! `rating`) is predicted when it is the image's top-scoring rating, whatever the threshold;
+//! only images with ground truth in the scored source and a finished cell are scored.
+
+use std::collections::HashMap;
+
+use anyhow::Result;
+
+use super::metrics::{assemble, average_precision, SampleCounts, TagCounts, VariantMetrics};
+use crate::duck::{lit, Connection};
+
+/// Metrics for each (variant, threshold) of a run whose views are open on `conn`
+/// (`crate::store::tables::open_run`).
+pub fn run_metrics(
+    conn: &Connection<'_>,
+    source: &str,
+    variants: &[(String, Vec<f64>)],
+) -> Result<Vec<VariantMetrics>> {
+    prepare(conn, source, variants)?;
+    let n_images = count_images(conn)?;
+    let ap = tag_ap(conn, &n_images)?;
+    let tag_counts = tag_counts(conn)?;
+    let sample_counts = sample_counts(conn)?;
+    let mut out = Vec::new();
+    for (variant, thresholds) in variants {
+        for &t in thresholds {
+            let key = (variant.clone(), t.to_bits());
+            let tags = tag_counts.get(&key).cloned().unwrap_or_default();
+            let samples = sample_counts.get(&key).map(Vec::as_slice).unwrap_or(&[]);
+            let n = n_images.get(variant).copied().unwrap_or(0);
+            let empty = HashMap::new();
+            out.push(assemble(
+                variant,
+                t,
+                tags,
+                samples,
+                n,
+                ap.get(variant).unwrap_or(&empty),
+            ));
+        }
+    }
+    conn.execute(
+        "DROP TABLE IF EXISTS m_thr; DROP TABLE IF EXISTS m_ev; DROP TABLE IF EXISTS m_j;",
+    )?;
+    Ok(out)
+}
+
+fn prepare(conn: &Connection<'_>, source: &str, variants: &[(String, Vec<f64>)]) -> Result<()> {
+    conn.execute(
+        "DROP TABLE IF EXISTS m_thr; CREATE TEMP TABLE m_thr (variant VARCHAR, threshold DOUBLE)",
+    )?;
+    {
+        let mut app = conn.appender("m_thr")?;
+        for (v, ts) in variants {
+            for t in ts {
+                app.str(v)?.f64(*t)?;
+                app.end_row()?;
+            }
+        }
+        app.finish()?;
+    }
+    let src = lit(source);
+    conn.execute(&format!(
+        "CREATE OR REPLACE TEMP TABLE m_ev AS
+           SELECT DISTINCT c.variant, c.image_hash FROM cells c
+           JOIN images i ON i.image_hash = c.image_hash
+           WHERE i.labelled AND c.variant IN (SELECT variant FROM m_thr);
+         CREATE OR REPLACE TEMP TABLE m_j AS
+         WITH sc AS (
+           SELECT o.variant, o.image_hash, o.tag, max(o.score) AS score, any_value(o.category) = 'rating' AS is_rating
+           FROM outputs o
+           SEMI JOIN m_ev e ON o.variant = e.variant AND o.image_hash = e.image_hash
+           SEMI JOIN cells c ON o.cache_key = c.cache_key AND o.variant = c.variant
+           GROUP BY ALL
+         ), ranked AS (
+           SELECT *, is_rating AND row_number() OVER (
+               PARTITION BY variant, image_hash, is_rating ORDER BY score DESC, tag) = 1 AS top_rating
+           FROM sc
+         ), gt AS (
+           SELECT e.variant, g.image_hash, g.tag
+           FROM (SELECT DISTINCT image_hash, tag FROM ground_truth WHERE source = {src} AND tag IS NOT NULL) g
+           JOIN m_ev e ON e.image_hash = g.image_hash
+         )
+         SELECT coalesce(s.variant, g.variant) AS variant,
+                coalesce(s.image_hash, g.image_hash) AS image_hash,
+                coalesce(s.tag, g.tag) AS tag,
+                coalesce(s.score, 0)::FLOAT AS score,
+                coalesce(s.is_rating, false) AS is_rating,
+                coalesce(s.top_rating, false) AS top_rating,
+                g.tag IS NOT NULL AS y
+         FROM ranked s FULL OUTER JOIN gt g
+           ON s.variant = g.variant AND s.image_hash = g.image_hash AND s.tag = g.tag;"
+    ))?;
+    Ok(())
+}
+
+fn count_images(conn: &Connection<'_>) -> Result<HashMap<String, usize>> {
+    let mut out = HashMap::new();
+    conn.query("SELECT variant, count(*) FROM m_ev GROUP BY variant")?
+        .for_each_row(|r| {
+            out.insert(
+                r.str(0)?.unwrap_or_default().to_string(),
+                r.i64(1)?.unwrap_or(0) as usize,
+            );
+            Ok(())
+        })?;
+    Ok(out)
+}
+
+const PRED: &str = "CASE WHEN j.is_rating THEN j.top_rating ELSE j.score >= t.threshold::FLOAT END";
+
+fn tag_counts(conn: &Connection<'_>) -> Result<HashMap<(String, u64), Vec<TagCounts>>> {
+    let sql = format!(
+        "SELECT variant, threshold, tag,
+                count(*) FILTER (WHERE pred AND y), count(*) FILTER (WHERE pred AND NOT y), count(*) FILTER (WHERE NOT pred AND y)
+         FROM (SELECT j.variant, t.threshold, j.tag, j.y, {PRED} AS pred FROM m_j j JOIN m_thr t ON j.variant = t.variant)
+         GROUP BY ALL"
+    );
+    let mut out: HashMap<(String, u64), Vec<TagCounts>> = HashMap::new();
+    conn.query(&sql)?.for_each_row(|r| {
+        let key = (
+            r.str(0)?.unwrap_or_default().to_string(),
+            r.f64(1)?.unwrap_or(0.0).to_bits(),
+        );
+        out.entry(key).or_default().push(TagCounts {
+            tag: r.str(2)?.unwrap_or_default().to_string(),
+            tp: r.i64(3)?.unwrap_or(0) as u64,
+            fp: r.i64(4)?.unwrap_or(0) as u64,
+            fn_: r.i64(5)?.unwrap_or(0) as u64,
+        });
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+fn sample_counts(conn: &Connection<'_>) -> Result<HashMap<(String, u64), Vec<SampleCounts>>> {
+    let sql = format!(
+        "SELECT variant, threshold,
+                count(*) FILTER (WHERE pred AND y), count(*) FILTER (WHERE pred), count(*) FILTER (WHERE y)
+         FROM (SELECT j.variant, t.threshold, j.image_hash, j.y, {PRED} AS pred FROM m_j j JOIN m_thr t ON j.variant = t.variant)
+         GROUP BY variant, threshold, image_hash"
+    );
+    let mut out: HashMap<(String, u64), Vec<SampleCounts>> = HashMap::new();
+    conn.query(&sql)?.for_each_row(|r| {
+        let key = (
+            r.str(0)?.unwrap_or_default().to_string(),
+            r.f64(1)?.unwrap_or(0.0).to_bits(),
+        );
+        out.entry(key).or_default().push(SampleCounts {
+            tp: r.i64(2)?.unwrap_or(0) as u64,
+            pred: r.i64(3)?.unwrap_or(0) as u64,
+            truth: r.i64(4)?.unwrap_or(0) as u64,
+        });
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// AP per (variant, tag) for tags with at least one positive; images without a stored score
+/// for the tag join the score-0 group.
+fn tag_ap(
+    conn: &Connection<'_>,
+    n_images: &HashMap<String, usize>,
+) -> Result<HashMap<String, HashMap<String, f64>>> {
+    let sql = "WITH pos AS (SELECT DISTINCT variant, tag FROM m_j WHERE y)
+               SELECT j.variant, j.tag, j.score, count(*), count(*) FILTER (WHERE j.y)
+               FROM m_j j SEMI JOIN pos p ON j.variant = p.variant AND j.tag = p.tag
+               GROUP BY ALL ORDER BY j.variant, j.tag, j.score DESC";
+    let mut out: HashMap<String, HashMap<String, f64>> = HashMap::new();
+    let mut current: Option<(String, String)> = None;
+    let mut groups: Vec<(f64, u64, u64)> = Vec::new();
+    let finish = |key: &Option<(String, String)>,
+                  groups: &mut Vec<(f64, u64, u64)>,
+                  out: &mut HashMap<String, HashMap<String, f64>>| {
+        if let Some((v, t)) = key {
+            let seen: u64 = groups.iter().map(|g| g.1).sum();
+            let missing = (n_images.get(v).copied().unwrap_or(0) as u64).saturating_sub(seen);
+            if missing > 0 {
+                match groups.last_mut() {
+                    Some(last) if last.0 <= 0.0 => last.1 += missing,
+                    _ => groups.push((0.0, missing, 0)),
+                }
+            }
+            if let Some(ap) = average_precision(groups.iter().map(|g| (g.1, g.2))) {
+                out.entry(v.clone()).or_default().insert(t.clone(), ap);
+            }
+        }
+        groups.clear();
+    };
+    conn.query(sql)?.for_each_row(|r| {
+        let v = r.str(0)?.unwrap_or_default();
+        let t = r.str(1)?.unwrap_or_default();
+        if current.as_ref().is_none_or(|(cv, ct)| cv != v || ct != t) {
+            finish(&current, &mut groups, &mut out);
+            current = Some((v.to_string(), t.to_string()));
+        }
+        groups.push((
+            r.f64(2)?.unwrap_or(0.0),
+            r.i64(3)?.unwrap_or(0) as u64,
+            r.i64(4)?.unwrap_or(0) as u64,
+        ));
+        Ok(())
+    })?;
+    finish(&current, &mut groups, &mut out);
+    Ok(out)
+}

@@ -1,0 +1,101 @@
+//! `iw-lab metrics RUN`: scores a run from its stored outputs.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use serde_json::json;
+
+use super::table::{num, Table};
+use super::Env;
+use crate::store::{self, Manifest};
+use crate::ui;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Run id, unique prefix, `latest`, or a run folder.
+    pub run: String,
+    /// Print one JSON object: {"variants": [...]}.
+    #[arg(long)]
+    pub json: bool,
+    /// Score at these thresholds instead of the experiment's (from the stored scores).
+    #[arg(long, value_delimiter = ',', value_name = "T,...")]
+    pub thresholds: Option<Vec<f64>>,
+    /// Only these variants.
+    #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
+    pub variant: Option<Vec<String>>,
+    /// Tags shown per variant in the text output.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub top: usize,
+}
+
+pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
+    let run = store::resolve_run(&env.project.runs_dir(), &args.run)?;
+    let m = Manifest::read(&run.manifest_path())?;
+    let Some(source) = m.dataset.ground_truth.clone() else {
+        bail!("run {} has no ground truth to score against (its dataset names no ground_truth source)", m.run_id);
+    };
+    if let Some(ts) = &args.thresholds {
+        if let Some(t) = ts.iter().find(|t| !(**t > 0.0 && **t <= 1.0)) {
+            bail!("threshold {t} is out of range; expected a number in (0, 1]");
+        }
+    }
+    let mut variants: Vec<(String, Vec<f64>)> = m
+        .variants
+        .iter()
+        .map(|v| {
+            (
+                v.name.clone(),
+                args.thresholds
+                    .clone()
+                    .unwrap_or_else(|| v.thresholds.clone()),
+            )
+        })
+        .collect();
+    if let Some(only) = &args.variant {
+        for name in only {
+            if !variants.iter().any(|(v, _)| v == name) {
+                let names: Vec<&str> = variants.iter().map(|(v, _)| v.as_str()).collect();
+                bail!(
+                    "run {} has no variant `{name}` (it has: {})",
+                    m.run_id,
+                    names.join(", ")
+                );
+            }
+        }
+        variants.retain(|(v, _)| only.contains(v));
+    }
+    crate::libs::ensure_duckdb(&env.fetcher)?;
+    let db = crate::runner::open_db()?;
+    let conn = db.connect()?;
+    store::tables::open_run(&conn, &run)?;
+    let metrics = crate::analysis::load::run_metrics(&conn, &source, &variants)?;
+    if args.json {
+        ui::json_line(&json!({ "run_id": m.run_id, "ground_truth": source, "variants": metrics }));
+        return Ok(ExitCode::SUCCESS);
+    }
+    ui::out(super::run::leaderboard(&metrics, m.best.as_ref()));
+    for vm in &metrics {
+        let mut t = Table::new(&["tag", "precision", "recall", "f1", "support", "ap"]);
+        for p in vm.per_tag.iter().take(args.top) {
+            t.row(vec![
+                p.tag.clone(),
+                num(Some(p.precision)),
+                num(Some(p.recall)),
+                num(Some(p.f1)),
+                p.support.to_string(),
+                num(p.ap),
+            ]);
+        }
+        if !t.is_empty() {
+            ui::out(format!(
+                "\n{} @ {} — top {} of {} tags by support\n{}",
+                vm.variant,
+                vm.threshold,
+                args.top.min(vm.per_tag.len()),
+                vm.per_tag.len(),
+                t.render()
+            ));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

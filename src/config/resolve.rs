@@ -1,0 +1,676 @@
+//! From files to a resolved experiment: names looked up in the project, relative paths made
+//! absolute, presets expanded, defaults filled in, cross-file rules checked.
+//!
+//! Reads only config files (and checks that named paths exist); never images or models.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::error::{did_you_mean, locate_key, parse_file, ConfigError};
+use super::files::*;
+use crate::fetch::Source;
+use crate::imaging::PreprocessSpec;
+use crate::tags::Aliases;
+
+/// Default decompression-bomb limit: Pillow's `MAX_IMAGE_PIXELS` × 2 (where Pillow errors).
+pub const DEFAULT_MAX_PIXELS: u64 = 178_956_970;
+/// Default score floor: scores below it are not stored.
+pub const DEFAULT_SCORE_FLOOR: f64 = 0.01;
+/// Default threshold when a variant names none.
+pub const DEFAULT_THRESHOLD: f64 = 0.35;
+/// Image extensions scanned by default.
+pub const DEFAULT_EXTENSIONS: &[&str] =
+    &["png", "jpg", "jpeg", "webp", "gif", "bmp", "tif", "tiff"];
+
+/// A project: the folder holding `datasets/`, `models/`, `experiments/`, `runs/`.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub root: PathBuf,
+}
+
+impl Project {
+    pub fn new(root: impl Into<PathBuf>) -> Project {
+        let root = root.into();
+        let root = std::fs::canonicalize(&root).unwrap_or(root);
+        Project { root }
+    }
+
+    pub fn runs_dir(&self) -> PathBuf {
+        self.root.join("runs")
+    }
+
+    /// Per-project state that is not a run (the image hash index).
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join(".iw-lab")
+    }
+
+    /// Finds an experiment given as a path or a name in `experiments/`.
+    pub fn experiment_path(&self, arg: &str) -> Result<PathBuf, ConfigError> {
+        let direct = PathBuf::from(arg);
+        if direct.is_file() {
+            return Ok(direct);
+        }
+        let by_name = self.kind_candidates("experiments", arg);
+        if let Some(p) = by_name.iter().find(|p| p.is_file()) {
+            return Ok(p.clone());
+        }
+        let names = self.names("experiments");
+        Err(ConfigError::NotFound {
+            kind: "experiment",
+            name: arg.to_string(),
+            referrer: PathBuf::from("the command line"),
+            location: None,
+            searched: std::iter::once(direct).chain(by_name).collect(),
+            hint: hint_for(arg, &names, "experiments"),
+        })
+    }
+
+    /// Finds a model given as a path or a name in `models/`.
+    pub fn model_path(&self, arg: &str) -> Result<PathBuf, ConfigError> {
+        let direct = PathBuf::from(arg);
+        if direct.is_file() {
+            return Ok(direct);
+        }
+        let by_name = self.kind_candidates("models", arg);
+        if let Some(p) = by_name.iter().find(|p| p.is_file()) {
+            return Ok(p.clone());
+        }
+        let names = self.names("models");
+        Err(ConfigError::NotFound {
+            kind: "model",
+            name: arg.to_string(),
+            referrer: PathBuf::from("the command line"),
+            location: None,
+            searched: std::iter::once(direct).chain(by_name).collect(),
+            hint: hint_for(arg, &names, "models"),
+        })
+    }
+
+    fn kind_candidates(&self, kind: &str, name: &str) -> Vec<PathBuf> {
+        let dir = self.root.join(kind);
+        vec![
+            dir.join(format!("{name}.yaml")),
+            dir.join(format!("{name}.yml")),
+        ]
+    }
+
+    /// Config names available in a kind folder.
+    pub fn names(&self, kind: &str) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.root.join(kind))
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter_map(|e| {
+                        let p = e.path();
+                        let ext = p.extension()?.to_str()?;
+                        (ext == "yaml" || ext == "yml")
+                            .then(|| p.file_stem()?.to_str().map(str::to_string))?
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// Resolves a `dataset:`/`model:` reference: a name in the project's kind folder, or a path
+    /// relative to the referring file.
+    fn find_ref(
+        &self,
+        kind: &'static str,
+        folder: &str,
+        name: &str,
+        referrer: &Path,
+        referrer_text: &str,
+        key: &str,
+    ) -> Result<PathBuf, ConfigError> {
+        let here = referrer.parent().unwrap_or(Path::new("."));
+        let mut candidates = self.kind_candidates(folder, name);
+        // A project found from the referrer's location (…/experiments/x.yaml → …/).
+        if let Some(alt_root) = here.parent().filter(|_| {
+            here.file_name()
+                .is_some_and(|n| n == "experiments" || n == "models" || n == "datasets")
+        }) {
+            let alt = alt_root.join(folder);
+            candidates.push(alt.join(format!("{name}.yaml")));
+        }
+        candidates.push(here.join(name));
+        candidates.push(here.join(format!("{name}.yaml")));
+        if let Some(p) = candidates.iter().find(|p| p.is_file()) {
+            return Ok(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()));
+        }
+        let names = self.names(folder);
+        candidates.dedup();
+        Err(ConfigError::NotFound {
+            kind,
+            name: name.to_string(),
+            referrer: referrer.to_path_buf(),
+            location: locate_key(referrer_text, key),
+            searched: candidates,
+            hint: hint_for(name, &names, folder),
+        })
+    }
+}
+
+fn hint_for(name: &str, names: &[String], folder: &str) -> Option<String> {
+    if let Some(s) = did_you_mean(name, names.iter().map(String::as_str)) {
+        return Some(format!("did you mean `{s}`?"));
+    }
+    if names.is_empty() {
+        Some(format!("no {folder}/ configs in this project; run iw-lab from the project folder or pass --project"))
+    } else {
+        Some(format!("available in {folder}/: {}", names.join(", ")))
+    }
+}
+
+/// A path from a config file: relative to that file's folder, falling back to the project.
+fn config_path(file: &Path, project: &Project, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        return p.to_path_buf();
+    }
+    let here = file.parent().unwrap_or(Path::new(".")).join(p);
+    if here.exists() {
+        return here;
+    }
+    let in_project = project.root.join(p);
+    if in_project.exists() {
+        in_project
+    } else {
+        here
+    }
+}
+
+/// A resolved dataset.
+#[derive(Debug, Clone, Serialize)]
+pub struct Dataset {
+    pub name: String,
+    pub file: PathBuf,
+    pub root: PathBuf,
+    pub recursive: bool,
+    pub extensions: Vec<String>,
+    pub exclude: Vec<String>,
+    pub max_pixels: u64,
+    pub ground_truth: Vec<GroundTruth>,
+    pub aliases: Aliases,
+}
+
+/// A resolved ground-truth source.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroundTruth {
+    pub name: String,
+    pub kind: GroundTruthKind,
+    pub dir: Option<PathBuf>,
+    pub extension: String,
+    pub separator: String,
+    pub file: Option<PathBuf>,
+}
+
+/// Where a model's labels come from.
+#[derive(Debug, Clone, Serialize)]
+pub enum Labels {
+    Source {
+        source: String,
+        sha256: Option<String>,
+    },
+    Inline(Vec<(String, Option<Category>)>),
+}
+
+/// A resolved model.
+#[derive(Debug, Clone, Serialize)]
+pub struct Model {
+    pub name: String,
+    pub file: PathBuf,
+    pub kind: ModelKind,
+    /// Display form of the source (a remote source, or an absolute path).
+    pub source: Option<String>,
+    #[serde(skip)]
+    pub source_parsed: Option<Source>,
+    pub sha256: Option<String>,
+    pub preset: Option<Preset>,
+    pub preprocess: PreprocessSpec,
+    pub labels: Option<Labels>,
+    #[serde(skip)]
+    pub labels_parsed: Option<Source>,
+    pub aliases: Aliases,
+    pub score_floor: f64,
+    pub batch_size: usize,
+    pub threads: Option<usize>,
+    pub sidecar_dir: Option<PathBuf>,
+    pub sidecar_format: SidecarFormat,
+}
+
+/// A resolved variant.
+#[derive(Debug, Clone, Serialize)]
+pub struct Variant {
+    pub name: String,
+    #[serde(serialize_with = "ser_model_name")]
+    pub model: Arc<Model>,
+    pub thresholds: Vec<f64>,
+    pub score_floor: f64,
+}
+
+fn ser_model_name<S: serde::Serializer>(m: &Arc<Model>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&m.name)
+}
+
+/// The winning criterion.
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize)]
+pub struct Goal {
+    pub metric: Metric,
+    pub direction: Direction,
+}
+
+impl Default for Goal {
+    fn default() -> Self {
+        Goal {
+            metric: Metric::F1Micro,
+            direction: Direction::Maximize,
+        }
+    }
+}
+
+/// A resolved experiment, ready to plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct Experiment {
+    pub name: String,
+    pub file: PathBuf,
+    pub dataset: Dataset,
+    /// The ground-truth source scored against (None when the dataset has none).
+    pub ground_truth: Option<String>,
+    pub variants: Vec<Variant>,
+    pub goal: Goal,
+    pub limit: Option<usize>,
+}
+
+impl Experiment {
+    /// The distinct models of the experiment, in first-use order.
+    pub fn models(&self) -> Vec<Arc<Model>> {
+        let mut seen = std::collections::HashSet::new();
+        self.variants
+            .iter()
+            .filter(|v| seen.insert(v.model.name.clone()))
+            .map(|v| v.model.clone())
+            .collect()
+    }
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Loads a dataset file.
+pub fn load_dataset(project: &Project, path: &Path) -> Result<Dataset, ConfigError> {
+    let (f, text): (DatasetFile, String) = parse_file(path)?;
+    let root = config_path(path, project, &f.path);
+    if !root.is_dir() {
+        return Err(ConfigError::invalid(
+            path,
+            Some(&text),
+            "path",
+            format!("image folder {} does not exist", root.display()),
+        ));
+    }
+    let mut names = std::collections::HashSet::new();
+    let mut ground_truth = Vec::new();
+    for (i, g) in f.ground_truth.iter().enumerate() {
+        let key = format!("ground_truth[{i}]");
+        let name = g.name.clone().unwrap_or_else(|| match g.source {
+            GroundTruthKind::Txt => "txt".into(),
+            GroundTruthKind::Json => "json".into(),
+            GroundTruthKind::Labels => "labels".into(),
+        });
+        if !names.insert(name.clone()) {
+            return Err(ConfigError::invalid(
+                path,
+                Some(&text),
+                &key,
+                format!("two ground-truth sources are named `{name}`"),
+            )
+            .with_hint(Some("give each a distinct `name:`".into())));
+        }
+        let file = match (&g.source, &g.file) {
+            (GroundTruthKind::Labels, None) => {
+                return Err(ConfigError::invalid(
+                    path,
+                    Some(&text),
+                    &key,
+                    "`source: labels` needs `file:` (a CSV or JSON Lines labels file)",
+                ));
+            }
+            (GroundTruthKind::Labels, Some(f)) => {
+                let p = config_path(path, project, f);
+                if !p.is_file() {
+                    return Err(ConfigError::invalid(
+                        path,
+                        Some(&text),
+                        &format!("{key}.file"),
+                        format!("labels file {} does not exist", p.display()),
+                    ));
+                }
+                Some(p)
+            }
+            (_, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    path,
+                    Some(&text),
+                    &format!("{key}.file"),
+                    "`file:` is only for `source: labels`",
+                ));
+            }
+            _ => None,
+        };
+        let default_ext = if g.source == GroundTruthKind::Json {
+            ".json"
+        } else {
+            ".txt"
+        };
+        let extension = g.extension.clone().unwrap_or_else(|| default_ext.into());
+        let extension = if extension.starts_with('.') {
+            extension
+        } else {
+            format!(".{extension}")
+        };
+        ground_truth.push(GroundTruth {
+            name,
+            kind: g.source,
+            dir: g.dir.as_deref().map(|d| config_path(path, project, d)),
+            extension,
+            separator: g.separator.clone().unwrap_or_else(|| ",".into()),
+            file,
+        });
+    }
+    let extensions = f
+        .extensions
+        .unwrap_or_else(|| DEFAULT_EXTENSIONS.iter().map(|s| s.to_string()).collect())
+        .into_iter()
+        .map(|e| e.trim_start_matches('.').to_lowercase())
+        .collect();
+    for (i, pattern) in f.exclude.iter().enumerate() {
+        if let Err(e) = globset::Glob::new(pattern) {
+            return Err(ConfigError::invalid(
+                path,
+                Some(&text),
+                &format!("exclude[{i}]"),
+                format!("bad glob pattern: {e}"),
+            ));
+        }
+    }
+    Ok(Dataset {
+        name: stem(path),
+        file: path.to_path_buf(),
+        root: std::fs::canonicalize(&root).unwrap_or(root),
+        recursive: f.recursive,
+        extensions,
+        exclude: f.exclude,
+        max_pixels: f.max_pixels.unwrap_or(DEFAULT_MAX_PIXELS),
+        ground_truth,
+        aliases: Aliases::from_pairs(f.aliases.iter().map(|(a, c)| (a.as_str(), c.as_str()))),
+    })
+}
+
+/// Loads a model file.
+pub fn load_model(project: &Project, path: &Path) -> Result<Model, ConfigError> {
+    let path = &std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let (f, text): (ModelFile, String) = parse_file(path)?;
+    let invalid = |key: &str, msg: String| ConfigError::invalid(path, Some(&text), key, msg);
+    let parse_source = |key: &str, s: &str| -> Result<Source, ConfigError> {
+        let base = path.parent().unwrap_or(Path::new("."));
+        match Source::parse(s, base) {
+            Ok(Source::Local(_)) => Ok(Source::Local(config_path(
+                path,
+                project,
+                s.strip_prefix("file://").unwrap_or(s),
+            ))),
+            Ok(src) => Ok(src),
+            Err(e) => Err(invalid(key, e.to_string())),
+        }
+    };
+    let mut model = Model {
+        name: stem(path),
+        file: path.to_path_buf(),
+        kind: f.kind,
+        source: None,
+        source_parsed: None,
+        sha256: f.sha256.map(|s| s.0),
+        preset: f.preset,
+        preprocess: PreprocessSpec::from_config(f.preset, f.preprocess.as_ref()),
+        labels: None,
+        labels_parsed: None,
+        aliases: Aliases::from_pairs(f.aliases.iter().map(|(a, c)| (a.as_str(), c.as_str()))),
+        score_floor: f.score_floor.map_or(DEFAULT_SCORE_FLOOR, |p| p.0),
+        batch_size: f.batch_size.map_or(8, |b| b.0 as usize),
+        threads: f.threads.map(|t| t.0 as usize),
+        sidecar_dir: None,
+        sidecar_format: f.format.unwrap_or(SidecarFormat::Auto),
+    };
+    match f.kind {
+        ModelKind::OnnxTagger => {
+            let Some(src) = f.source.as_deref() else {
+                return Err(invalid(
+                    "source",
+                    "an `onnx-tagger` model needs `source:` (a path, hf:// or pypi://)".into(),
+                ));
+            };
+            let parsed = parse_source("source", src)?;
+            if let Source::Local(p) = &parsed {
+                if !p.is_file() {
+                    return Err(invalid(
+                        "source",
+                        format!("model file {} does not exist", p.display()),
+                    ));
+                }
+            }
+            if f.preset.is_none() && f.preprocess.is_none() {
+                return Err(invalid("preset", "an `onnx-tagger` model needs `preset:` (wd, joytag, open-nsfw) or explicit `preprocess:` fields".into()));
+            }
+            model.source = Some(parsed.to_string());
+            model.source_parsed = Some(parsed);
+            model.labels = match &f.labels {
+                None => return Err(invalid("labels", "an `onnx-tagger` model needs `labels:` (selected_tags.csv, a one-per-line file, or a list)".into())),
+                Some(LabelsFile::Source(s)) => {
+                    let parsed = parse_source("labels", s)?;
+                    if let Source::Local(p) = &parsed {
+                        if !p.is_file() {
+                            return Err(invalid("labels", format!("labels file {} does not exist", p.display())));
+                        }
+                    }
+                    let out = Labels::Source {
+                        source: parsed.to_string(),
+                        sha256: f.labels_sha256.clone().map(|s| s.0),
+                    };
+                    model.labels_parsed = Some(parsed);
+                    Some(out)
+                }
+                Some(LabelsFile::Inline(list)) => {
+                    if list.is_empty() {
+                        return Err(invalid("labels", "the label list is empty".into()));
+                    }
+                    Some(Labels::Inline(
+                        list.iter()
+                            .map(|e| match e {
+                                LabelEntry::Name(n) => (n.clone(), None),
+                                LabelEntry::Full { name, category } => (name.clone(), *category),
+                            })
+                            .collect(),
+                    ))
+                }
+            };
+        }
+        ModelKind::Sidecar => {
+            let Some(dir) = f.path.as_deref() else {
+                return Err(invalid(
+                    "path",
+                    "a `sidecar` model needs `path:` (the folder holding the predictions)".into(),
+                ));
+            };
+            let p = config_path(path, project, dir);
+            if !p.is_dir() {
+                return Err(invalid(
+                    "path",
+                    format!("predictions folder {} does not exist", p.display()),
+                ));
+            }
+            for (key, set) in [
+                ("source", f.source.is_some()),
+                ("preset", f.preset.is_some()),
+                ("labels", f.labels.is_some()),
+            ] {
+                if set {
+                    return Err(invalid(
+                        key,
+                        format!("`{key}:` is for `onnx-tagger` models, not `sidecar`"),
+                    ));
+                }
+            }
+            model.sidecar_dir = Some(std::fs::canonicalize(&p).unwrap_or(p));
+        }
+    }
+    Ok(model)
+}
+
+/// Loads an experiment and everything it names.
+pub fn load_experiment(project: &Project, path: &Path) -> Result<Experiment, ConfigError> {
+    let (f, text): (ExperimentFile, String) = parse_file(path)?;
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let dataset_path =
+        project.find_ref("dataset", "datasets", &f.dataset, &path, &text, "dataset")?;
+    let dataset = load_dataset(project, &dataset_path)?;
+    let ground_truth = match &f.ground_truth {
+        Some(name) => {
+            if !dataset.ground_truth.iter().any(|g| &g.name == name) {
+                let names: Vec<&str> = dataset
+                    .ground_truth
+                    .iter()
+                    .map(|g| g.name.as_str())
+                    .collect();
+                return Err(ConfigError::invalid(
+                    &path,
+                    Some(&text),
+                    "ground_truth",
+                    format!(
+                        "dataset `{}` has no ground-truth source `{name}` (it has: {})",
+                        dataset.name,
+                        if names.is_empty() {
+                            "none".into()
+                        } else {
+                            names.join(", ")
+                        }
+                    ),
+                )
+                .with_hint(
+                    did_you_mean(name, names.iter().copied())
+                        .map(|s| format!("did you mean `{s}`?")),
+                ));
+            }
+            Some(name.clone())
+        }
+        None => dataset.ground_truth.first().map(|g| g.name.clone()),
+    };
+    if f.variants.is_empty() {
+        return Err(ConfigError::invalid(
+            &path,
+            Some(&text),
+            "variants",
+            "the experiment has no variants; add at least one `- model: NAME`",
+        ));
+    }
+    let mut models: HashMap<PathBuf, Arc<Model>> = HashMap::new();
+    let mut variants = Vec::new();
+    let mut name_counts: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, v) in f.variants.iter().enumerate() {
+        let key = format!("variants[{i}].model");
+        let model_path = project.find_ref("model", "models", &v.model, &path, &text, &key)?;
+        let model = match models.get(&model_path) {
+            Some(m) => m.clone(),
+            None => {
+                let m = Arc::new(load_model(project, &model_path)?);
+                models.insert(model_path.clone(), m.clone());
+                m
+            }
+        };
+        let score_floor = v.score_floor.map_or(model.score_floor, |p| p.0);
+        let thresholds: Vec<f64> = match &v.thresholds {
+            Some(ts) if ts.is_empty() => {
+                return Err(ConfigError::invalid(
+                    &path,
+                    Some(&text),
+                    &format!("variants[{i}].thresholds"),
+                    "the threshold list is empty",
+                ));
+            }
+            Some(ts) => ts.iter().map(|t| t.0).collect(),
+            None => vec![DEFAULT_THRESHOLD],
+        };
+        for (j, t) in thresholds.iter().enumerate() {
+            if *t <= 0.0 || *t < score_floor {
+                return Err(ConfigError::invalid(
+                    &path,
+                    Some(&text),
+                    &format!("variants[{i}].thresholds[{j}]"),
+                    format!("threshold {t} is below the score floor {score_floor}: scores under the floor are not stored"),
+                )
+                .with_hint(Some("lower `score_floor` on the variant or model, or raise the threshold".into())));
+            }
+        }
+        let base = v.name.clone().unwrap_or_else(|| model.name.clone());
+        variants.push((
+            base,
+            v.name.is_some(),
+            i,
+            Variant {
+                name: String::new(),
+                model,
+                thresholds,
+                score_floor,
+            },
+        ));
+    }
+    // Unique names: explicit names must be unique; defaults get #2, #3...
+    let mut final_variants = Vec::new();
+    let mut used = std::collections::HashSet::new();
+    for (base, explicit, i, mut v) in variants {
+        let n = name_counts.entry(base.clone()).or_insert(0);
+        *n += 1;
+        let name = if *n == 1 {
+            base.clone()
+        } else {
+            format!("{base}#{n}")
+        };
+        if explicit && *n > 1 {
+            return Err(ConfigError::invalid(
+                &path,
+                Some(&text),
+                &format!("variants[{i}].name"),
+                format!("two variants are named `{base}`"),
+            ));
+        }
+        if !used.insert(name.clone()) {
+            return Err(ConfigError::invalid(
+                &path,
+                Some(&text),
+                &format!("variants[{i}].name"),
+                format!("variant name `{name}` is used twice"),
+            ));
+        }
+        v.name = name;
+        final_variants.push(v);
+    }
+    let goal = f.goal.map_or_else(Goal::default, |g| Goal {
+        metric: g.metric,
+        direction: g.direction.unwrap_or(Direction::Maximize),
+    });
+    Ok(Experiment {
+        name: stem(&path),
+        file: path,
+        dataset,
+        ground_truth,
+        variants: final_variants,
+        goal,
+        limit: f.limit.map(|l| l.0 as usize),
+    })
+}

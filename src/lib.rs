@@ -1,0 +1,29 @@
+//! iw-lab: a command-line lab for AI image tagging and captioning.
+//!
+//! The pipeline, module by module: `config` (typed YAML) → `plan` (cells and cache keys,
+//! pure) → `runner` (cache lookup, `adapter`s, failures recorded) → `store` (run directories
+//! of Parquet tables that DuckDB reads in place) → `analysis` (metrics from stored outputs).
+//! `dataset` scans image folders and reads ground truth; `imaging` decodes and preprocesses;
+//! `fetch` and `libs` bring model files and native libraries into the cache; `ui` prints.
+
+pub mod adapter;
+pub mod analysis;
+pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod dataset;
+pub mod duck;
+pub mod fetch;
+pub mod hashing;
+pub mod imaging;
+pub mod libs;
+pub mod plan;
+pub mod runner;
+pub mod store;
+pub mod tags;
+pub mod ui;
+
+/// Runs the command line; returns the process exit code.
+pub fn run() -> std::process::ExitCode {
+    cli::main()
+}

@@ -1,0 +1,564 @@
+//! The runner: turns a resolved experiment into a finished run directory.
+//!
+//! Steps: scan the dataset and read its ground truth; identify every model (downloading its
+//! files once); plan the cells; look their keys up in earlier runs and copy the hits in;
+//! compute the misses, one model at a time, through the pipeline; record every failure and go
+//! on; score the run; write the manifest. `stage` (everything before any inference) is shared
+//! with `iw-lab plan`.
+
+pub mod pipeline;
+pub mod predict;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+use rayon::prelude::*;
+
+use crate::adapter::{self, Context, Identity};
+use crate::analysis::{self, VariantMetrics};
+use crate::config::files::{Direction, ModelKind};
+use crate::config::{Experiment, Project};
+use crate::dataset::{self, ground_truth, ImageEntry, Scan};
+use crate::duck::{Connection, Database};
+use crate::plan::{self, Plan};
+use crate::store::manifest::{
+    Best, Counts, DatasetRecord, FileRecord, Manifest, ModelRecord, Status, VariantInfo,
+};
+use crate::store::writer::{self, CellRow, FailureRow, PartWriter};
+use crate::store::{self, lookup, tables, RunDir};
+use crate::ui;
+
+/// Everything known before any inference.
+pub struct Staged {
+    pub exp: Experiment,
+    pub scan: Scan,
+    /// Per ground-truth source name, per image: tags or unlabelled.
+    pub ground_truth: Vec<(String, Vec<Option<Vec<String>>>)>,
+    /// Problems reading ground truth: (file, reason).
+    pub gt_problems: Vec<(String, String)>,
+    pub identities: HashMap<String, Identity>,
+    pub inputs: HashMap<(String, usize), String>,
+    pub plan: Plan,
+    pub scan_s: f64,
+}
+
+impl Staged {
+    pub fn images(&self) -> &[ImageEntry] {
+        &self.scan.images
+    }
+
+    /// Whether each image has ground truth in the scored source.
+    pub fn labelled(&self) -> Vec<bool> {
+        let source = self.exp.ground_truth.as_deref();
+        match self
+            .ground_truth
+            .iter()
+            .find(|(n, _)| Some(n.as_str()) == source)
+        {
+            Some((_, tags)) => tags.iter().map(Option::is_some).collect(),
+            None => vec![false; self.scan.images.len()],
+        }
+    }
+
+    /// Distinct keys of the plan.
+    pub fn keys(&self) -> Vec<&str> {
+        let mut seen = std::collections::HashSet::new();
+        self.plan
+            .cells
+            .iter()
+            .map(|c| c.key.as_str())
+            .filter(|k| seen.insert(*k))
+            .collect()
+    }
+}
+
+/// Scans, reads ground truth, identifies models and plans. With `download` false, models
+/// whose files are not cached stay unidentified (for `plan`).
+pub fn stage(
+    project: &Project,
+    exp: Experiment,
+    ctx: &Context,
+    limit: Option<usize>,
+    download: bool,
+) -> Result<Staged> {
+    let t = Instant::now();
+    let limit = limit.or(exp.limit);
+    let scan = dataset::scan(&exp.dataset, &project.state_dir(), limit)
+        .with_context(|| format!("scanning {}", exp.dataset.root.display()))?;
+    let mut gt_problems = Vec::new();
+    let ground_truth = exp
+        .dataset
+        .ground_truth
+        .iter()
+        .map(|g| {
+            let loaded = ground_truth::load(&exp.dataset, g, &scan.images);
+            gt_problems.extend(loaded.problems);
+            (g.name.clone(), loaded.tags)
+        })
+        .collect();
+    let scan_s = t.elapsed().as_secs_f64();
+    let mut identities = HashMap::new();
+    for model in exp.models() {
+        if let Some(id) = adapter::identify(&model, ctx, download)? {
+            identities.insert(model.name.clone(), id);
+        }
+    }
+    let mut inputs = HashMap::new();
+    for model in exp.models() {
+        if model.kind == ModelKind::Sidecar {
+            let found: Vec<(usize, Option<String>)> = scan
+                .images
+                .par_iter()
+                .enumerate()
+                .map(|(i, img)| (i, adapter::cell_input(&model, img)))
+                .collect();
+            for (i, input) in found {
+                if let Some(input) = input {
+                    inputs.insert((model.name.clone(), i), input);
+                }
+            }
+        }
+    }
+    let plan = plan::plan(&exp, &scan.images, &identities, &inputs);
+    Ok(Staged {
+        exp,
+        scan,
+        ground_truth,
+        gt_problems,
+        identities,
+        inputs,
+        plan,
+        scan_s,
+    })
+}
+
+/// Options of `iw-lab run`.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub no_cache: bool,
+    pub limit: Option<usize>,
+    pub command: Vec<String>,
+}
+
+/// A finished run.
+pub struct Finished {
+    pub run: RunDir,
+    pub manifest: Manifest,
+    pub metrics: Vec<VariantMetrics>,
+}
+
+/// Opens an in-memory DuckDB with settings for run work.
+pub fn open_db() -> Result<Database> {
+    let db = Database::memory()?;
+    {
+        let conn = db.connect()?;
+        conn.execute("SET memory_limit = '256MB'; SET preserve_insertion_order = false;")?;
+    }
+    Ok(db)
+}
+
+/// Runs an experiment to completion.
+pub fn run(
+    project: &Project,
+    exp: Experiment,
+    ctx: &Context,
+    opts: &RunOptions,
+) -> Result<Finished> {
+    let t0 = Instant::now();
+    crate::libs::ensure_duckdb(&ctx.fetcher)?;
+    let staged = stage(project, exp, ctx, opts.limit, true)?;
+    let db = open_db()?;
+    let conn = db.connect()?;
+    let run = store::create_run(&project.runs_dir(), &staged.exp.name)?;
+    let mut manifest = new_manifest(&staged, &run, opts);
+    manifest.write(&run.manifest_path())?;
+    let result = execute(&staged, &run, &conn, ctx, &mut manifest, opts, t0);
+    if let Err(e) = &result {
+        manifest.status = Status::Failed;
+        manifest.error = Some(format!("{e:#}"));
+        manifest.finished_at = Some(store::time_now().iso());
+        let _ = manifest.write(&run.manifest_path());
+    }
+    let metrics = result?;
+    Ok(Finished {
+        run,
+        manifest,
+        metrics,
+    })
+}
+
+fn execute(
+    staged: &Staged,
+    run: &RunDir,
+    conn: &Connection<'_>,
+    ctx: &Context,
+    manifest: &mut Manifest,
+    opts: &RunOptions,
+    t0: Instant,
+) -> Result<Vec<VariantMetrics>> {
+    let exp = &staged.exp;
+    let images = staged.images();
+    write_inputs(conn, run, staged)?;
+    let mut counts = Counts {
+        images: images.len(),
+        labelled: staged.labelled().iter().filter(|l| **l).count(),
+        cells: staged.plan.cells.len(),
+        ..Counts::default()
+    };
+
+    // Cache lookup and copy.
+    let t_lookup = Instant::now();
+    let keys = staged.keys();
+    let hits = if opts.no_cache {
+        HashMap::new()
+    } else {
+        lookup::find_hits(conn, run.path.parent().unwrap_or(&run.path), &run.id, &keys)?
+    };
+    let mut writer = PartWriter::new(conn, run.clone())?;
+    let cached: Vec<lookup::CachedCell<'_>> = staged
+        .plan
+        .cells
+        .iter()
+        .filter_map(|c| {
+            hits.get(&c.key).map(|hit| lookup::CachedCell {
+                variant: &exp.variants[c.variant].name,
+                repeat: c.repeat,
+                key: &c.key,
+                hit,
+            })
+        })
+        .collect();
+    lookup::copy_outputs(conn, run, &cached)?;
+    for c in staged
+        .plan
+        .cells
+        .iter()
+        .filter(|c| hits.contains_key(&c.key))
+    {
+        let hit = &hits[&c.key];
+        writer.add_cell_without_outputs(cell_row(
+            staged,
+            c,
+            hit.origin_run.clone(),
+            hit.n_tags as usize,
+            hit.infer_ms,
+        ));
+    }
+    counts.cache_hits = cached.len();
+    writer.flush()?;
+    let lookup_s = t_lookup.elapsed().as_secs_f64();
+
+    // Unreadable files and ground-truth problems are failures of the input, not of a cell.
+    for (path, reason) in &staged.scan.unreadable {
+        writer.add_failure(FailureRow {
+            variant: None,
+            image_hash: None,
+            path: path.clone(),
+            stage: "read".into(),
+            reason: reason.clone(),
+        });
+        counts.failures += 1;
+    }
+    for (path, reason) in &staged.gt_problems {
+        writer.add_failure(FailureRow {
+            variant: None,
+            image_hash: None,
+            path: path.clone(),
+            stage: "ground_truth".into(),
+            reason: reason.clone(),
+        });
+        counts.failures += 1;
+    }
+
+    // Misses, grouped by model and floor; each distinct key computed once.
+    let t_infer = Instant::now();
+    let mut groups: BTreeMap<(String, u64), BTreeMap<&str, Vec<&plan::Cell>>> = BTreeMap::new();
+    for c in staged
+        .plan
+        .cells
+        .iter()
+        .filter(|c| !hits.contains_key(&c.key))
+    {
+        let v = &exp.variants[c.variant];
+        groups
+            .entry((v.model.name.clone(), v.score_floor.to_bits()))
+            .or_default()
+            .entry(c.key.as_str())
+            .or_default()
+            .push(c);
+    }
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    for ((model_name, floor_bits), by_key) in &groups {
+        let model = exp
+            .models()
+            .into_iter()
+            .find(|m| &m.name == model_name)
+            .expect("model of a variant");
+        let identity = &staged.identities[model_name];
+        let engine = adapter::load(&model, identity, ctx)
+            .with_context(|| format!("loading model `{model_name}`"))?;
+        let jobs: Vec<pipeline::Job> = by_key
+            .iter()
+            .map(|(key, cells)| pipeline::Job {
+                key: key.to_string(),
+                image: cells[0].image,
+            })
+            .collect();
+        let label = variant_label(exp, model_name);
+        let bar = ui::progress(jobs.len() as u64, &label);
+        let settings = pipeline::Settings {
+            max_pixels: exp.dataset.max_pixels,
+            floor: f64::from_bits(*floor_bits) as f32,
+            workers,
+        };
+        pipeline::execute(engine.as_ref(), &jobs, images, &settings, |job, outcome| {
+            let cells = &by_key[job.key.as_str()];
+            counts.inferences += 1;
+            counts.shared += cells.len() - 1;
+            match outcome {
+                pipeline::Outcome::Done { tags, infer_ms } => {
+                    for c in cells {
+                        writer.add_cell(
+                            cell_row(staged, c, run.id.clone(), tags.len(), infer_ms),
+                            tags.clone(),
+                        );
+                    }
+                }
+                pipeline::Outcome::Failed { stage, reason } => {
+                    for c in cells {
+                        let img = &images[c.image];
+                        writer.add_failure(FailureRow {
+                            variant: Some(exp.variants[c.variant].name.clone()),
+                            image_hash: Some(img.hash.clone()),
+                            path: img.rel.clone(),
+                            stage: stage.to_string(),
+                            reason: reason.clone(),
+                        });
+                        counts.failures += 1;
+                    }
+                }
+            }
+            bar.inc(1);
+            writer.maybe_flush()
+        })?;
+        bar.finish_and_clear();
+    }
+    writer.flush()?;
+    drop(writer);
+    let infer_s = t_infer.elapsed().as_secs_f64();
+
+    // Scores.
+    let t_metrics = Instant::now();
+    let metrics = score(conn, run, staged)?;
+    manifest.best = best(&metrics, exp);
+    manifest.counts = counts;
+    manifest.timings = crate::store::manifest::Timings {
+        scan_s: staged.scan_s,
+        lookup_s,
+        infer_s,
+        metrics_s: t_metrics.elapsed().as_secs_f64(),
+        total_s: t0.elapsed().as_secs_f64(),
+    };
+    manifest.status = Status::Complete;
+    manifest.finished_at = Some(store::time_now().iso());
+    manifest.write(&run.manifest_path())?;
+    Ok(metrics)
+}
+
+fn variant_label(exp: &Experiment, model: &str) -> String {
+    let names: Vec<&str> = exp
+        .variants
+        .iter()
+        .filter(|v| v.model.name == model)
+        .map(|v| v.name.as_str())
+        .collect();
+    names.join(",")
+}
+
+fn cell_row(
+    staged: &Staged,
+    c: &plan::Cell,
+    origin_run: String,
+    n_tags: usize,
+    infer_ms: f64,
+) -> CellRow {
+    let v = &staged.exp.variants[c.variant];
+    let img = &staged.scan.images[c.image];
+    let identity = &staged.identities[&v.model.name];
+    let input = staged
+        .inputs
+        .get(&(v.model.name.clone(), c.image))
+        .map(String::as_str);
+    CellRow {
+        variant: v.name.clone(),
+        image_hash: img.hash.clone(),
+        repeat: c.repeat,
+        cache_key: c.key.clone(),
+        key_json: plan::cache_key(identity, &img.hash, input, v.score_floor, c.repeat).canonical(),
+        origin_run,
+        n_tags,
+        infer_ms,
+    }
+}
+
+/// Writes `images.parquet` and `ground_truth.parquet`.
+fn write_inputs(conn: &Connection<'_>, run: &RunDir, staged: &Staged) -> Result<()> {
+    let labelled = staged.labelled();
+    writer::write_table(
+        conn,
+        &run.file("images.parquet"),
+        writer::IMAGES_SCHEMA,
+        |app| {
+            for (img, l) in staged.images().iter().zip(&labelled) {
+                app.str(&img.hash)?
+                    .str(&img.rel)?
+                    .i64(img.size as i64)?
+                    .opt_str(img.format.as_deref())?;
+                match (img.width, img.height) {
+                    (Some(w), Some(h)) => app.i32(w as i32)?.i32(h as i32)?,
+                    _ => app.null()?.null()?,
+                };
+                app.bool(*l)?;
+                app.end_row()?;
+            }
+            Ok(())
+        },
+    )?;
+    writer::write_table(
+        conn,
+        &run.file("ground_truth.parquet"),
+        writer::GROUND_TRUTH_SCHEMA,
+        |app| {
+            for (source, per_image) in &staged.ground_truth {
+                for (img, tags) in staged.images().iter().zip(per_image) {
+                    for t in tags.iter().flatten() {
+                        app.str(&img.hash)?.str(source)?.str(t)?;
+                        app.end_row()?;
+                    }
+                }
+            }
+            Ok(())
+        },
+    )
+}
+
+/// Scores a run's stored outputs and writes `metrics.json`.
+fn score(conn: &Connection<'_>, run: &RunDir, staged: &Staged) -> Result<Vec<VariantMetrics>> {
+    let Some(source) = staged.exp.ground_truth.as_deref() else {
+        return Ok(Vec::new());
+    };
+    tables::open_run(conn, run)?;
+    let variants: Vec<(String, Vec<f64>)> = staged
+        .exp
+        .variants
+        .iter()
+        .map(|v| (v.name.clone(), v.thresholds.clone()))
+        .collect();
+    let metrics = analysis::load::run_metrics(conn, source, &variants)?;
+    let doc = serde_json::json!({ "ground_truth": source, "variants": metrics });
+    crate::store::manifest::write_atomic(
+        &run.file("metrics.json"),
+        serde_json::to_string_pretty(&doc)?.as_bytes(),
+    )?;
+    Ok(metrics)
+}
+
+/// The winning (variant, threshold) under the experiment's goal.
+pub fn best(metrics: &[VariantMetrics], exp: &Experiment) -> Option<Best> {
+    let goal = exp.goal;
+    metrics
+        .iter()
+        .filter(|m| m.images > 0)
+        .filter_map(|m| m.get(goal.metric).map(|v| (m, v)))
+        .max_by(|a, b| match goal.direction {
+            Direction::Maximize => a.1.total_cmp(&b.1),
+            Direction::Minimize => b.1.total_cmp(&a.1),
+        })
+        .map(|(m, v)| Best {
+            variant: m.variant.clone(),
+            threshold: m.threshold,
+            metric: goal.metric.name().to_string(),
+            value: v,
+        })
+}
+
+fn new_manifest(staged: &Staged, run: &RunDir, opts: &RunOptions) -> Manifest {
+    let exp = &staged.exp;
+    let models = exp
+        .models()
+        .iter()
+        .filter_map(|m| {
+            let id = staged.identities.get(&m.name)?;
+            Some((
+                m.name.clone(),
+                ModelRecord {
+                    file: m.file.clone(),
+                    kind: id.kind.to_string(),
+                    adapter_version: id.version,
+                    fingerprint: id.fingerprint.clone(),
+                    spec: id.spec.clone(),
+                    files: id
+                        .files
+                        .iter()
+                        .map(|f| FileRecord {
+                            role: f.role.to_string(),
+                            source: f.source.clone(),
+                            path: f.path.clone(),
+                            blake3: f.blake3.clone(),
+                            sha256: f.sha256.clone(),
+                        })
+                        .collect(),
+                },
+            ))
+        })
+        .collect();
+    let resolved_models: BTreeMap<String, Arc<crate::config::Model>> = exp
+        .models()
+        .into_iter()
+        .map(|m| (m.name.clone(), m))
+        .collect();
+    let resolved = serde_yaml::to_value(serde_json::json!({
+        "experiment": exp,
+        "models": resolved_models,
+    }))
+    .unwrap_or_default();
+    Manifest {
+        run_id: run.id.clone(),
+        experiment: exp.name.clone(),
+        experiment_file: exp.file.clone(),
+        status: Status::Running,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at: store::time_now().iso(),
+        finished_at: None,
+        pid: std::process::id(),
+        host: crate::store::manifest::hostname(),
+        command: opts.command.clone(),
+        no_cache: opts.no_cache,
+        limit: opts.limit,
+        dataset: DatasetRecord {
+            name: exp.dataset.name.clone(),
+            file: exp.dataset.file.clone(),
+            root: exp.dataset.root.clone(),
+            ground_truth: exp.ground_truth.clone(),
+        },
+        goal: exp.goal,
+        variants: exp
+            .variants
+            .iter()
+            .map(|v| VariantInfo {
+                name: v.name.clone(),
+                model: v.model.name.clone(),
+                thresholds: v.thresholds.clone(),
+                score_floor: v.score_floor,
+            })
+            .collect(),
+        models,
+        counts: Counts::default(),
+        timings: Default::default(),
+        best: None,
+        error: None,
+        resolved,
+    }
+}

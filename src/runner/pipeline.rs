@@ -1,0 +1,135 @@
+//! The inference pipeline for one adapter: worker threads read, verify, decode and prepare
+//! images in parallel while the calling thread batches the prepared inputs through the
+//! adapter and hands each outcome to a callback. A bounded channel keeps memory flat
+//! whatever the number of images.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use anyhow::Result;
+
+use crate::adapter::{Adapter, Prepared, TagScore};
+use crate::dataset::ImageEntry;
+
+/// One distinct cache key to compute.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub key: String,
+    pub image: usize,
+}
+
+/// What happened to a job.
+#[derive(Debug)]
+pub enum Outcome {
+    Done { tags: Vec<TagScore>, infer_ms: f64 },
+    Failed { stage: &'static str, reason: String },
+}
+
+/// Settings of one pipeline pass.
+pub struct Settings {
+    pub max_pixels: u64,
+    pub floor: f32,
+    pub workers: usize,
+}
+
+fn prepare_one(
+    adapter: &dyn Adapter,
+    img: &ImageEntry,
+    max_pixels: u64,
+) -> Result<Prepared, (&'static str, String)> {
+    if !adapter.capabilities().needs_pixels {
+        return adapter.prepare(img, None).map_err(|e| ("prepare", e));
+    }
+    let bytes = std::fs::read(&img.abs).map_err(|e| ("read", format!("cannot read: {e}")))?;
+    if blake3::hash(&bytes).to_hex().as_str() != img.hash {
+        return Err((
+            "read",
+            "file changed since it was scanned; run again".into(),
+        ));
+    }
+    let rgb =
+        crate::imaging::decode_rgb(&bytes, max_pixels).map_err(|e| ("decode", e.to_string()))?;
+    drop(bytes);
+    adapter.prepare(img, Some(&rgb)).map_err(|e| ("prepare", e))
+}
+
+/// Runs `jobs` through `adapter`, calling `on_done` for each (in completion order).
+/// An error from `on_done` stops the pass and is returned.
+pub fn execute(
+    adapter: &dyn Adapter,
+    jobs: &[Job],
+    images: &[ImageEntry],
+    settings: &Settings,
+    mut on_done: impl FnMut(&Job, Outcome) -> Result<()>,
+) -> Result<()> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let max_batch = adapter.capabilities().max_batch.max(1);
+    let workers = settings.workers.clamp(1, jobs.len());
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = crossbeam_channel::bounded::<(usize, Result<Prepared, (&'static str, String)>)>(
+        max_batch * 2 + workers,
+    );
+    std::thread::scope(|scope| -> Result<()> {
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (next, stop) = (&next, &stop);
+            scope.spawn(move || loop {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(job) = jobs.get(i) else { break };
+                let prepared = prepare_one(adapter, &images[job.image], settings.max_pixels);
+                if tx.send((i, prepared)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        let mut batch: Vec<(usize, Prepared)> = Vec::with_capacity(max_batch);
+        let run_batch = |batch: &mut Vec<(usize, Prepared)>,
+                         on_done: &mut dyn FnMut(&Job, Outcome) -> Result<()>|
+         -> Result<()> {
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let (idx, inputs): (Vec<usize>, Vec<Prepared>) = batch.drain(..).unzip();
+            let start = Instant::now();
+            let results = adapter.infer(inputs, settings.floor);
+            let ms = start.elapsed().as_secs_f64() * 1000.0 / idx.len() as f64;
+            for (i, r) in idx.into_iter().zip(results) {
+                let outcome = match r {
+                    Ok(tags) => Outcome::Done { tags, infer_ms: ms },
+                    Err(reason) => Outcome::Failed {
+                        stage: "infer",
+                        reason,
+                    },
+                };
+                on_done(&jobs[i], outcome)?;
+            }
+            Ok(())
+        };
+        let result = (|| -> Result<()> {
+            for (i, prepared) in rx.iter() {
+                match prepared {
+                    Ok(p) => {
+                        batch.push((i, p));
+                        if batch.len() >= max_batch {
+                            run_batch(&mut batch, &mut on_done)?;
+                        }
+                    }
+                    Err((stage, reason)) => on_done(&jobs[i], Outcome::Failed { stage, reason })?,
+                }
+            }
+            run_batch(&mut batch, &mut on_done)
+        })();
+        if result.is_err() {
+            stop.store(true, Ordering::Relaxed);
+            for _ in rx.iter() {}
+        }
+        result
+    })
+}

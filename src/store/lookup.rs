@@ -1,0 +1,137 @@
+//! Runs as the cache: finding a plan's keys in earlier runs' cells, and copying the hits'
+//! outputs into the new run so every run directory stays self-contained.
+//!
+//! Only committed cells are visible (their part files exist under a final name), so a cell
+//! of a run that was killed is reused exactly when its outputs were complete. Failures are
+//! never cells, so they are never served from the cache.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use super::writer::copy_to_parquet;
+use super::{list_parquet, list_runs, RunDir};
+use crate::duck::{path_list, Connection};
+
+/// Where a cached cell lives.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub run: PathBuf,
+    pub variant: String,
+    pub origin_run: String,
+    pub n_tags: i64,
+    pub infer_ms: f64,
+}
+
+/// Looks `keys` up in the cells of every run under `runs_dir` except `exclude`; for each key
+/// found, the most recent committed cell.
+pub fn find_hits(
+    conn: &Connection<'_>,
+    runs_dir: &Path,
+    exclude: &str,
+    keys: &[&str],
+) -> Result<HashMap<String, Hit>> {
+    let mut files = Vec::new();
+    for run in list_runs(runs_dir) {
+        if run.id != exclude {
+            files.extend(list_parquet(&run.table_dir("cells")));
+        }
+    }
+    if files.is_empty() || keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    conn.execute("DROP TABLE IF EXISTS wanted; CREATE TEMP TABLE wanted (cache_key VARCHAR)")?;
+    {
+        let mut app = conn.appender("wanted")?;
+        for k in keys {
+            app.str(k)?;
+            app.end_row()?;
+        }
+        app.finish()?;
+    }
+    let sql = format!(
+        "SELECT cache_key, filename, variant, origin_run, n_tags, infer_ms FROM (
+           SELECT c.cache_key, c.filename, c.variant, c.origin_run, c.n_tags, c.infer_ms,
+                  row_number() OVER (PARTITION BY c.cache_key ORDER BY c.created_at DESC, c.filename DESC) AS rn
+           FROM read_parquet({}, filename = true, union_by_name = true) c
+           SEMI JOIN wanted w ON c.cache_key = w.cache_key
+         ) WHERE rn = 1",
+        path_list(&files)
+    );
+    let mut hits = HashMap::new();
+    conn.query(&sql)?.for_each_row(|row| {
+        let key = row.str(0)?.unwrap_or_default().to_string();
+        let file = PathBuf::from(row.str(1)?.unwrap_or_default());
+        // .../runs/<id>/cells/part.parquet → .../runs/<id>
+        let run = file
+            .parent()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        hits.insert(
+            key,
+            Hit {
+                run,
+                variant: row.str(2)?.unwrap_or_default().to_string(),
+                origin_run: row.str(3)?.unwrap_or_default().to_string(),
+                n_tags: row.i64(4)?.unwrap_or(0),
+                infer_ms: row.f64(5)?.unwrap_or(0.0),
+            },
+        );
+        Ok(())
+    })?;
+    conn.execute("DROP TABLE wanted")?;
+    Ok(hits)
+}
+
+/// A cell of the new run served from the cache.
+#[derive(Debug, Clone)]
+pub struct CachedCell<'a> {
+    pub variant: &'a str,
+    pub repeat: u32,
+    pub key: &'a str,
+    pub hit: &'a Hit,
+}
+
+/// Copies the outputs of `cells` from their source runs into `run` (one part per source run).
+/// The caller then commits the cells themselves.
+pub fn copy_outputs(conn: &Connection<'_>, run: &RunDir, cells: &[CachedCell<'_>]) -> Result<()> {
+    let mut by_source: BTreeMap<&Path, Vec<&CachedCell<'_>>> = BTreeMap::new();
+    for c in cells {
+        by_source.entry(c.hit.run.as_path()).or_default().push(c);
+    }
+    for (i, (source, cells)) in by_source.into_iter().enumerate() {
+        let files = list_parquet(&source.join("outputs"));
+        if files.is_empty() {
+            continue;
+        }
+        conn.execute("DROP TABLE IF EXISTS hits; CREATE TEMP TABLE hits (variant VARCHAR, repeat INTEGER, cache_key VARCHAR, source_variant VARCHAR)")?;
+        {
+            let mut app = conn.appender("hits")?;
+            for c in &cells {
+                app.str(c.variant)?
+                    .i32(c.repeat as i32)?
+                    .str(c.key)?
+                    .str(&c.hit.variant)?;
+                app.end_row()?;
+            }
+            app.finish()?;
+        }
+        let select = format!(
+            "SELECT {} AS run_id, h.variant, o.image_hash, h.repeat, o.cache_key, o.tag, o.score, o.category
+             FROM read_parquet({}, union_by_name = true) o
+             JOIN hits h ON o.cache_key = h.cache_key AND o.variant = h.source_variant",
+            crate::duck::lit(&run.id),
+            path_list(&files)
+        );
+        copy_to_parquet(
+            conn,
+            &select,
+            &run.table_dir("outputs")
+                .join(format!("cached-{:03}.parquet", i + 1)),
+        )?;
+        conn.execute("DROP TABLE hits")?;
+    }
+    Ok(())
+}

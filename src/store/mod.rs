@@ -1,0 +1,255 @@
+//! The run store: every run is an immutable directory `runs/<run-id>/` holding a manifest
+//! (`run.yaml`) and Parquet tables that DuckDB reads in place. Runs are also the cache: a new
+//! run looks its cache keys up in the cells of earlier runs and copies the hits in.
+//!
+//! ```text
+//! runs/<run-id>/
+//!   run.yaml                 manifest: resolved experiment, model fingerprints, counts, status
+//!   images.parquet           one row per image (content hash, path, size, labelled)
+//!   ground_truth.parquet     one row per image × ground-truth source × tag
+//!   cells/part-*.parquet     one row per finished cell (variant × image × repeat) with its key
+//!   outputs/part-*.parquet   one row per cell × tag with its score
+//!   failures/part-*.parquet  one row per failed cell or unreadable input
+//!   metrics.json             metrics per variant and threshold (as `iw-lab metrics --json`)
+//! ```
+//!
+//! Parts are written to a temporary name and renamed, outputs before cells, so a cell is
+//! visible to later runs only once its outputs are complete; a run killed at any instant loses
+//! only the cells in flight. Layout documented in `docs/runs.md`.
+
+pub mod lookup;
+pub mod manifest;
+pub mod tables;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+
+pub use manifest::Manifest;
+
+/// A run directory.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    pub id: String,
+    pub path: PathBuf,
+}
+
+impl RunDir {
+    pub fn manifest_path(&self) -> PathBuf {
+        self.path.join("run.yaml")
+    }
+
+    pub fn table_dir(&self, table: &str) -> PathBuf {
+        self.path.join(table)
+    }
+
+    /// The committed Parquet parts of a multi-part table.
+    pub fn parts(&self, table: &str) -> Vec<PathBuf> {
+        list_parquet(&self.table_dir(table))
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+}
+
+/// `*.parquet` files in a folder, sorted.
+pub fn list_parquet(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// A new run id: UTC time, experiment name, and a random suffix (sortable, unique).
+pub fn new_run_id(experiment: &str) -> String {
+    let now = time_now();
+    let slug: String = experiment
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(40)
+        .collect();
+    let nonce = blake3::hash(
+        format!(
+            "{:?}{}{:?}",
+            std::time::SystemTime::now(),
+            std::process::id(),
+            std::thread::current().id()
+        )
+        .as_bytes(),
+    )
+    .to_hex();
+    format!("{}-{slug}-{}", now.compact(), &nonce[..6])
+}
+
+/// Creates a fresh run directory.
+pub fn create_run(runs_dir: &Path, experiment: &str) -> Result<RunDir> {
+    std::fs::create_dir_all(runs_dir)?;
+    for _ in 0..5 {
+        let id = new_run_id(experiment);
+        let path = runs_dir.join(&id);
+        match std::fs::create_dir(&path) {
+            Ok(()) => {
+                for t in ["cells", "outputs", "failures"] {
+                    std::fs::create_dir_all(path.join(t))?;
+                }
+                return Ok(RunDir { id, path });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    bail!(
+        "could not create a unique run directory in {}",
+        runs_dir.display()
+    )
+}
+
+/// All runs with a manifest, oldest first.
+pub fn list_runs(runs_dir: &Path) -> Vec<RunDir> {
+    let mut runs: Vec<RunDir> = std::fs::read_dir(runs_dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.path().join("run.yaml").is_file())
+                .map(|e| RunDir {
+                    id: e.file_name().to_string_lossy().into_owned(),
+                    path: e.path(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    runs.sort_by(|a, b| a.id.cmp(&b.id));
+    runs
+}
+
+/// Finds a run by id, unique prefix, `latest`, or a path to a run directory.
+pub fn resolve_run(runs_dir: &Path, reference: &str) -> Result<RunDir> {
+    let as_path = Path::new(reference);
+    if as_path.join("run.yaml").is_file() {
+        let path = std::fs::canonicalize(as_path)?;
+        let id = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        return Ok(RunDir { id, path });
+    }
+    let runs = list_runs(runs_dir);
+    if runs.is_empty() {
+        bail!(
+            "no runs in {}; start one with `iw-lab run EXPERIMENT`",
+            runs_dir.display()
+        );
+    }
+    if reference == "latest" || reference == "last" {
+        return Ok(runs.last().cloned().expect("non-empty"));
+    }
+    if let Some(r) = runs.iter().find(|r| r.id == reference) {
+        return Ok(r.clone());
+    }
+    let matches: Vec<&RunDir> = runs
+        .iter()
+        .filter(|r| r.id.starts_with(reference) || r.id.ends_with(reference))
+        .collect();
+    match matches.len() {
+        1 => Ok(matches[0].clone()),
+        0 => bail!(
+            "no run `{reference}` in {}\nhint: `iw-lab runs list` shows the runs; `latest` names the newest",
+            runs_dir.display()
+        ),
+        n => bail!(
+            "`{reference}` matches {n} runs ({}...); give more of the id",
+            matches.iter().take(3).map(|r| r.id.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// A UTC timestamp without pulling in a date library.
+#[derive(Debug, Clone, Copy)]
+pub struct Utc {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+}
+
+impl Utc {
+    pub fn from_unix(secs: i64) -> Utc {
+        let days = secs.div_euclid(86_400);
+        let rem = secs.rem_euclid(86_400);
+        // Howard Hinnant's civil_from_days.
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let y = yoe + era * 400;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+        Utc {
+            year: if m <= 2 { y + 1 } else { y },
+            month: m,
+            day: d,
+            hour: (rem / 3600) as u32,
+            minute: (rem % 3600 / 60) as u32,
+            second: (rem % 60) as u32,
+        }
+    }
+
+    /// `2026-11-23T10:15:00Z`
+    pub fn iso(&self) -> String {
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            self.year, self.month, self.day, self.hour, self.minute, self.second
+        )
+    }
+
+    /// `20261123-101500`
+    pub fn compact(&self) -> String {
+        format!(
+            "{:04}{:02}{:02}-{:02}{:02}{:02}",
+            self.year, self.month, self.day, self.hour, self.minute, self.second
+        )
+    }
+}
+
+pub fn time_now() -> Utc {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    Utc::from_unix(secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(Utc::from_unix(0).iso(), "1970-01-01T00:00:00Z");
+        assert_eq!(Utc::from_unix(1_795_427_700).iso(), "2026-11-23T09:55:00Z");
+        assert_eq!(Utc::from_unix(951_782_400).iso(), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn run_ids_are_unique_and_sortable() {
+        let a = new_run_id("demo");
+        let b = new_run_id("demo");
+        assert_ne!(a, b);
+        assert!(a.contains("-demo-"));
+    }
+}

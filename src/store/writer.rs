@@ -1,0 +1,245 @@
+//! Writing a run's tables as Parquet parts through an in-memory DuckDB.
+//!
+//! Rows are buffered in Rust and appended in bulk at each flush; each table's buffered rows
+//! become one part file, written under a temporary name, fsynced and renamed. Outputs are
+//! committed before the cells that own them, so a reader that sees a cell always finds its
+//! outputs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use super::RunDir;
+use crate::adapter::TagScore;
+use crate::duck::{path_lit, Connection};
+
+/// DuckDB column definitions of the run tables.
+pub const CELLS_SCHEMA: &str = "run_id VARCHAR, variant VARCHAR, image_hash VARCHAR, repeat INTEGER, cache_key VARCHAR, key_json VARCHAR, origin_run VARCHAR, n_tags INTEGER, infer_ms DOUBLE, created_at VARCHAR";
+pub const OUTPUTS_SCHEMA: &str =
+    "run_id VARCHAR, variant VARCHAR, image_hash VARCHAR, repeat INTEGER, cache_key VARCHAR, tag VARCHAR, score FLOAT, category VARCHAR";
+pub const FAILURES_SCHEMA: &str =
+    "run_id VARCHAR, variant VARCHAR, image_hash VARCHAR, path VARCHAR, stage VARCHAR, reason VARCHAR, created_at VARCHAR";
+pub const IMAGES_SCHEMA: &str = "image_hash VARCHAR, path VARCHAR, bytes BIGINT, format VARCHAR, width INTEGER, height INTEGER, labelled BOOLEAN";
+pub const GROUND_TRUTH_SCHEMA: &str = "image_hash VARCHAR, source VARCHAR, tag VARCHAR";
+
+/// One finished cell.
+#[derive(Debug, Clone)]
+pub struct CellRow {
+    pub variant: String,
+    pub image_hash: String,
+    pub repeat: u32,
+    pub cache_key: String,
+    pub key_json: String,
+    pub origin_run: String,
+    pub n_tags: usize,
+    pub infer_ms: f64,
+}
+
+/// One failure: a cell (variant set) or an input (variant unset).
+#[derive(Debug, Clone)]
+pub struct FailureRow {
+    pub variant: Option<String>,
+    pub image_hash: Option<String>,
+    pub path: String,
+    pub stage: String,
+    pub reason: String,
+}
+
+/// Buffers rows and writes Parquet parts.
+pub struct PartWriter<'c, 'db> {
+    conn: &'c Connection<'db>,
+    run: RunDir,
+    seq: usize,
+    cells: Vec<CellRow>,
+    outputs: Vec<(usize, Vec<TagScore>)>,
+    failures: Vec<FailureRow>,
+    last_flush: Instant,
+    /// Flush after this many cells...
+    pub max_cells: usize,
+    /// ...or this long after the last flush.
+    pub max_age: Duration,
+}
+
+impl<'c, 'db> PartWriter<'c, 'db> {
+    pub fn new(conn: &'c Connection<'db>, run: RunDir) -> Result<Self> {
+        conn.execute(&format!(
+            "CREATE TEMP TABLE w_cells ({CELLS_SCHEMA}); CREATE TEMP TABLE w_outputs ({OUTPUTS_SCHEMA}); CREATE TEMP TABLE w_failures ({FAILURES_SCHEMA});"
+        ))?;
+        Ok(PartWriter {
+            conn,
+            run,
+            seq: 0,
+            cells: Vec::new(),
+            outputs: Vec::new(),
+            failures: Vec::new(),
+            last_flush: Instant::now(),
+            max_cells: 512,
+            max_age: Duration::from_secs(5),
+        })
+    }
+
+    /// Buffers a finished cell and its outputs.
+    pub fn add_cell(&mut self, cell: CellRow, outputs: Vec<TagScore>) {
+        self.outputs.push((self.cells.len(), outputs));
+        self.cells.push(cell);
+    }
+
+    /// Buffers a cell whose outputs are already in the run (copied cache hits).
+    pub fn add_cell_without_outputs(&mut self, cell: CellRow) {
+        self.cells.push(cell);
+    }
+
+    pub fn add_failure(&mut self, f: FailureRow) {
+        self.failures.push(f);
+    }
+
+    /// Flushes when enough rows or time have accumulated.
+    pub fn maybe_flush(&mut self) -> Result<()> {
+        if self.cells.len() + self.failures.len() >= self.max_cells
+            || self.last_flush.elapsed() >= self.max_age
+        {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes buffered rows as one part per table: outputs, then cells, then failures.
+    pub fn flush(&mut self) -> Result<()> {
+        self.last_flush = Instant::now();
+        if self.cells.is_empty() && self.failures.is_empty() {
+            return Ok(());
+        }
+        self.seq += 1;
+        let name = format!("part-{:06}.parquet", self.seq);
+        let run_id = self.run.id.clone();
+        let now = super::time_now().iso();
+        if self.outputs.iter().any(|(_, o)| !o.is_empty()) {
+            let mut app = self.conn.appender("w_outputs")?;
+            for (ci, scores) in &self.outputs {
+                let c = &self.cells[*ci];
+                for s in scores {
+                    app.str(&run_id)?
+                        .str(&c.variant)?
+                        .str(&c.image_hash)?
+                        .i32(c.repeat as i32)?
+                        .str(&c.cache_key)?;
+                    app.str(&s.tag)?.f32(s.score)?.str(s.category.as_str())?;
+                    app.end_row()?;
+                }
+            }
+            app.finish()?;
+            self.commit("w_outputs", "outputs", &name, "")?;
+        }
+        if !self.cells.is_empty() {
+            let mut app = self.conn.appender("w_cells")?;
+            for c in &self.cells {
+                app.str(&run_id)?
+                    .str(&c.variant)?
+                    .str(&c.image_hash)?
+                    .i32(c.repeat as i32)?
+                    .str(&c.cache_key)?;
+                app.str(&c.key_json)?
+                    .str(&c.origin_run)?
+                    .i32(c.n_tags as i32)?
+                    .f64(c.infer_ms)?
+                    .str(&now)?;
+                app.end_row()?;
+            }
+            app.finish()?;
+            self.commit(
+                "w_cells",
+                "cells",
+                &name,
+                "REPLACE (created_at::TIMESTAMP AS created_at)",
+            )?;
+        }
+        if !self.failures.is_empty() {
+            let mut app = self.conn.appender("w_failures")?;
+            for f in &self.failures {
+                app.str(&run_id)?
+                    .opt_str(f.variant.as_deref())?
+                    .opt_str(f.image_hash.as_deref())?;
+                app.str(&f.path)?.str(&f.stage)?.str(&f.reason)?.str(&now)?;
+                app.end_row()?;
+            }
+            app.finish()?;
+            self.commit(
+                "w_failures",
+                "failures",
+                &name,
+                "REPLACE (created_at::TIMESTAMP AS created_at)",
+            )?;
+        }
+        self.cells.clear();
+        self.outputs.clear();
+        self.failures.clear();
+        Ok(())
+    }
+
+    fn commit(&self, table: &str, dir: &str, name: &str, replace: &str) -> Result<()> {
+        let dest = self.run.table_dir(dir).join(name);
+        copy_to_parquet(
+            self.conn,
+            &format!("SELECT * {replace} FROM {table}"),
+            &dest,
+        )?;
+        self.conn.execute(&format!("DELETE FROM {table}"))?;
+        Ok(())
+    }
+}
+
+impl Drop for PartWriter<'_, '_> {
+    fn drop(&mut self) {
+        let _ = self.conn.execute("DROP TABLE IF EXISTS w_cells; DROP TABLE IF EXISTS w_outputs; DROP TABLE IF EXISTS w_failures;");
+    }
+}
+
+/// Writes the result of `select` to `dest` as Parquet, atomically (temporary name in the same
+/// folder, fsync, rename).
+pub fn copy_to_parquet(conn: &Connection<'_>, select: &str, dest: &Path) -> Result<()> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp: PathBuf = dir.join(format!(
+        ".{}.{}.tmp",
+        dest.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    conn.execute(&format!(
+        "COPY ({select}) TO {} (FORMAT parquet, COMPRESSION zstd)",
+        path_lit(&tmp)
+    ))
+    .with_context(|| format!("writing {}", dest.display()))?;
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all())?;
+    std::fs::rename(&tmp, dest).with_context(|| format!("renaming into {}", dest.display()))?;
+    Ok(())
+}
+
+/// Writes a whole single-file table from rows appended by `fill`.
+pub fn write_table(
+    conn: &Connection<'_>,
+    dest: &Path,
+    schema: &str,
+    fill: impl FnOnce(&mut crate::duck::Appender<'_>) -> crate::duck::Result<()>,
+) -> Result<()> {
+    let table = "w_single";
+    conn.execute(&format!(
+        "DROP TABLE IF EXISTS {table}; CREATE TEMP TABLE {table} ({schema})"
+    ))?;
+    {
+        let mut app = conn.appender(table)?;
+        fill(&mut app)?;
+        app.finish()?;
+    }
+    copy_to_parquet(conn, &format!("SELECT * FROM {table}"), dest)?;
+    conn.execute(&format!("DROP TABLE {table}"))?;
+    Ok(())
+}
+
+/// Convenience for tags as shared strings.
+pub fn tag(s: &str) -> Arc<str> {
+    Arc::from(s)
+}
