@@ -85,6 +85,8 @@ impl OnnxTagger {
         let session = Session::builder(env)
             .map_err(ort_err)
             .and_then(|b| b.with_intra_threads(threads).map_err(ort_err))
+            // Decoding workers share the cores: idle inference threads must not spin.
+            .and_then(|b| b.with_intra_op_spinning(false).map_err(ort_err))
             .and_then(|mut b| b.commit_from_file(weights).map_err(ort_err))
             .with_context(what)?;
         let labels = match &model.labels {

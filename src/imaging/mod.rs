@@ -153,16 +153,9 @@ impl PreprocessSpec {
     /// `size` must be set (see [`Self::size`]).
     pub fn apply(&self, img: &RgbImage, out: &mut Vec<f32>) {
         let size = self.size.expect("input size resolved before preprocessing");
-        let padded;
-        let img = match self.pad {
-            Some(color) if img.width() != img.height() => {
-                padded = pad_square(img, color);
-                &padded
-            }
-            _ => img,
-        };
         let target = self.resize.unwrap_or(size).max(size);
-        let mut resized = resample::resize(img, target, target, self.filter);
+        let pad = self.pad.filter(|_| img.width() != img.height());
+        let mut resized = resample::resize_padded(img, pad, target, target, self.filter);
         if let Some(q) = self.jpeg_quality {
             resized = jpeg_round_trip(&resized, q);
         }
@@ -175,30 +168,33 @@ impl PreprocessSpec {
             ChannelOrder::Rgb => [0, 1, 2],
             ChannelOrder::Bgr => [2, 1, 0],
         };
+        // (v * scale - mean) / std as one multiply-add per value.
+        let a: [f32; 3] = std::array::from_fn(|c| self.scale / self.std[c]);
+        let b: [f32; 3] = std::array::from_fn(|c| -self.mean[c] / self.std[c]);
         let stride = img.width() as usize * 3;
         let raw = img.as_raw();
-        // Per channel: value * scale * inv_std - mean * inv_std, as (v*scale - mean) / std.
-        let px = |y: usize, x: usize, c: usize| -> f32 {
-            let v = raw[(y + off) * stride + (x + off) * 3 + order[c]] as f32;
-            (v * self.scale - self.mean[c]) / self.std[c]
-        };
+        let rows = (0..size)
+            .map(|y| &raw[(y + off) * stride + off * 3..(y + off) * stride + (off + size) * 3]);
         let start = out.len();
-        out.reserve(size * size * 3);
         match self.layout {
             Layout::Nhwc => {
-                for y in 0..size {
-                    for x in 0..size {
+                out.reserve(size * size * 3);
+                for row in rows {
+                    for px in row.chunks_exact(3) {
                         for c in 0..3 {
-                            out.push(px(y, x, c));
+                            out.push(px[order[c]] as f32 * a[c] + b[c]);
                         }
                     }
                 }
             }
             Layout::Nchw => {
-                for c in 0..3 {
-                    for y in 0..size {
-                        for x in 0..size {
-                            out.push(px(y, x, c));
+                out.resize(start + size * size * 3, 0.0);
+                let plane = size * size;
+                for (y, row) in rows.enumerate() {
+                    for (x, px) in row.chunks_exact(3).enumerate() {
+                        for c in 0..3 {
+                            out[start + c * plane + y * size + x] =
+                                px[order[c]] as f32 * a[c] + b[c];
                         }
                     }
                 }

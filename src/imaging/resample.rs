@@ -130,71 +130,191 @@ fn clip8(ss: i32) -> u8 {
 /// Resizes `src` to `out_w × out_h` exactly as Pillow's `Image.resize(size, filter)` does
 /// for an RGB image.
 pub fn resize(src: &RgbImage, out_w: u32, out_h: u32, filter: Filter) -> RgbImage {
-    let (in_w, in_h) = (src.width() as usize, src.height() as usize);
+    resize_padded(src, None, out_w, out_h, filter)
+}
+
+/// Pads `src` to a centred square of colour `pad` (when given), then resizes, with the same
+/// result as `resize(&pad_square(src, pad), ...)` but without building the padded canvas:
+/// rows that are all padding are filled with their known constant.
+pub fn resize_padded(
+    src: &RgbImage,
+    pad: Option<[u8; 3]>,
+    out_w: u32,
+    out_h: u32,
+    filter: Filter,
+) -> RgbImage {
+    let (w, h) = (src.width() as usize, src.height() as usize);
+    let (in_w, in_h) = match pad {
+        Some(_) => (w.max(h), w.max(h)),
+        None => (w, h),
+    };
+    let (off_x, off_y) = ((in_w - w) / 2, (in_h - h) / 2);
+    let fill = pad.unwrap_or([0; 3]);
     let (out_w, out_h) = (out_w as usize, out_h as usize);
-    if (in_w, in_h) == (out_w, out_h) {
-        return src.clone();
+    if (in_w, in_h) == (out_w, out_h) || filter == Filter::Nearest {
+        let canvas = match pad {
+            Some(c) if (in_w, in_h) != (w, h) => super::pad_square(src, c),
+            _ => src.clone(),
+        };
+        return if (in_w, in_h) == (out_w, out_h) {
+            canvas
+        } else {
+            nearest(&canvas, out_w, out_h)
+        };
     }
-    if filter == Filter::Nearest {
-        return nearest(src, out_w, out_h);
-    }
+    let src_raw = src.as_raw();
+    // Row `y` of the (virtually) padded input, written into `line` when it holds content.
+    let content_row = |y: usize, line: &mut Vec<u8>| -> bool {
+        if y < off_y || y >= off_y + h {
+            return false;
+        }
+        line.clear();
+        for _ in 0..off_x {
+            line.extend_from_slice(&fill);
+        }
+        line.extend_from_slice(&src_raw[(y - off_y) * w * 3..(y - off_y + 1) * w * 3]);
+        while line.len() < in_w * 3 {
+            line.extend_from_slice(&fill);
+        }
+        true
+    };
     let need_h = out_w != in_w;
     let need_v = out_h != in_h;
     let vert = precompute(in_h, out_h, filter);
     let first = vert.bounds[0].0;
     let last = vert.bounds[out_h - 1].0 + vert.bounds[out_h - 1].1;
-    let src_raw = src.as_raw();
 
-    // Horizontal pass over rows [first, last), into a temporary image.
-    let (tmp, tmp_w, row_offset) = if need_h {
+    // Horizontal pass over rows [first, last) into a temporary image; padding rows are a
+    // constant row, computed once.
+    let mut line = Vec::with_capacity(in_w * 3);
+    let (tmp, tmp_w, row_offset): (Vec<u8>, usize, usize) = if need_h {
         let horiz = precompute(in_w, out_w, filter);
         let rows = last - first;
         let mut tmp = vec![0u8; out_w * rows * 3];
+        let mut pad_row: Option<Vec<u8>> = None;
         for yy in 0..rows {
-            let line = &src_raw[(yy + first) * in_w * 3..(yy + first + 1) * in_w * 3];
             let out = &mut tmp[yy * out_w * 3..(yy + 1) * out_w * 3];
-            for xx in 0..out_w {
-                let (xmin, n) = horiz.bounds[xx];
-                let k = &horiz.kk[xx * horiz.ksize..xx * horiz.ksize + n];
-                let half = 1i32 << (PRECISION_BITS - 1);
-                let (mut s0, mut s1, mut s2) = (half, half, half);
-                for (x, &kx) in k.iter().enumerate() {
-                    let p = (xmin + x) * 3;
-                    s0 = s0.wrapping_add((line[p] as i32).wrapping_mul(kx));
-                    s1 = s1.wrapping_add((line[p + 1] as i32).wrapping_mul(kx));
-                    s2 = s2.wrapping_add((line[p + 2] as i32).wrapping_mul(kx));
-                }
-                out[xx * 3] = clip8(s0);
-                out[xx * 3 + 1] = clip8(s1);
-                out[xx * 3 + 2] = clip8(s2);
+            if content_row(yy + first, &mut line) {
+                horizontal_row(&line, out, &horiz);
+            } else {
+                let row = pad_row.get_or_insert_with(|| {
+                    let constant: Vec<u8> = (0..in_w).flat_map(|_| fill).collect();
+                    let mut r = vec![0u8; out_w * 3];
+                    horizontal_row(&constant, &mut r, &horiz);
+                    r
+                });
+                out.copy_from_slice(row);
             }
         }
-        (std::borrow::Cow::Owned(tmp), out_w, first)
+        (tmp, out_w, first)
     } else {
-        (std::borrow::Cow::Borrowed(src_raw.as_slice()), in_w, 0)
+        let mut full = vec![0u8; in_w * in_h * 3];
+        for y in 0..in_h {
+            let out = &mut full[y * in_w * 3..(y + 1) * in_w * 3];
+            if content_row(y, &mut line) {
+                out.copy_from_slice(&line);
+            } else {
+                for px in out.chunks_exact_mut(3) {
+                    px.copy_from_slice(&fill);
+                }
+            }
+        }
+        (full, in_w, 0)
     };
     if !need_v {
-        return RgbImage::from_raw(tmp_w as u32, out_h as u32, tmp.into_owned())
-            .expect("buffer size matches");
+        return RgbImage::from_raw(tmp_w as u32, out_h as u32, tmp).expect("buffer size matches");
     }
 
-    // Vertical pass.
-    let mut out = vec![0u8; tmp_w * out_h * 3];
+    // Vertical pass: accumulate whole rows tap by tap (contiguous, vectorisable).
     let stride = tmp_w * 3;
+    let mut out = vec![0u8; stride * out_h];
+    let mut acc = vec![0i32; stride];
     for yy in 0..out_h {
         let (ymin, n) = vert.bounds[yy];
         let ymin = ymin - row_offset;
         let k = &vert.kk[yy * vert.ksize..yy * vert.ksize + n];
-        let row = &mut out[yy * stride..(yy + 1) * stride];
-        for (i, o) in row.iter_mut().enumerate() {
-            let mut ss = 1i32 << (PRECISION_BITS - 1);
-            for (y, &ky) in k.iter().enumerate() {
-                ss = ss.wrapping_add((tmp[(ymin + y) * stride + i] as i32).wrapping_mul(ky));
-            }
-            *o = clip8(ss);
-        }
+        vertical_row(
+            &tmp[ymin * stride..(ymin + n) * stride],
+            k,
+            &mut acc,
+            &mut out[yy * stride..(yy + 1) * stride],
+        );
     }
     RgbImage::from_raw(tmp_w as u32, out_h as u32, out).expect("buffer size matches")
+}
+
+/// One row of the vertical pass: `rows` are the `k.len()` input rows it reads.
+fn vertical_row(rows: &[u8], k: &[i32], acc: &mut [i32], out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { vertical_row_avx2(rows, k, acc, out) };
+        }
+    }
+    vertical_row_impl(rows, k, acc, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn vertical_row_avx2(rows: &[u8], k: &[i32], acc: &mut [i32], out: &mut [u8]) {
+    vertical_row_impl(rows, k, acc, out)
+}
+
+#[inline(always)]
+fn vertical_row_impl(rows: &[u8], k: &[i32], acc: &mut [i32], out: &mut [u8]) {
+    let stride = out.len();
+    acc.fill(1i32 << (PRECISION_BITS - 1));
+    for (row, &ky) in rows.chunks_exact(stride).zip(k) {
+        for (a, &p) in acc.iter_mut().zip(row) {
+            *a = a.wrapping_add((p as i32).wrapping_mul(ky));
+        }
+    }
+    for (o, &a) in out.iter_mut().zip(acc.iter()) {
+        *o = clip8(a);
+    }
+}
+
+/// One row of the horizontal pass: `line` is an input row (RGB), `out` an output row.
+/// Pixels are widened to four i32 lanes (RGB + a spare) so the taps run as 4-lane vector
+/// arithmetic; AVX2 is used when the CPU has it (same integer results either way).
+fn horizontal_row(line: &[u8], out: &mut [u8], horiz: &Coeffs) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { horizontal_row_avx2(line, out, horiz) };
+        }
+    }
+    horizontal_row_impl(line, out, horiz)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn horizontal_row_avx2(line: &[u8], out: &mut [u8], horiz: &Coeffs) {
+    horizontal_row_impl(line, out, horiz)
+}
+
+#[inline(always)]
+fn horizontal_row_impl(line: &[u8], out: &mut [u8], horiz: &Coeffs) {
+    let half = 1i32 << (PRECISION_BITS - 1);
+    let wide: Vec<[i32; 4]> = line
+        .chunks_exact(3)
+        .map(|p| [p[0] as i32, p[1] as i32, p[2] as i32, 0])
+        .collect();
+    for (xx, o) in out.chunks_exact_mut(3).enumerate() {
+        let (xmin, n) = horiz.bounds[xx];
+        let k = &horiz.kk[xx * horiz.ksize..xx * horiz.ksize + n];
+        let mut acc = [half; 4];
+        for (p, &kx) in wide[xmin..xmin + n].iter().zip(k) {
+            for c in 0..4 {
+                acc[c] = acc[c].wrapping_add(p[c].wrapping_mul(kx));
+            }
+        }
+        o[0] = clip8(acc[0]);
+        o[1] = clip8(acc[1]);
+        o[2] = clip8(acc[2]);
+    }
 }
 
 /// Nearest neighbour: each output pixel takes the input pixel under its centre.
@@ -214,6 +334,34 @@ fn nearest(src: &RgbImage, out_w: usize, out_h: usize) -> RgbImage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn padded_resize_equals_resize_of_the_padded_canvas() {
+        let img = RgbImage::from_fn(37, 11, |x, y| {
+            image::Rgb([(x * 7) as u8, (y * 23) as u8, ((x + y) * 5) as u8])
+        });
+        for f in [
+            Filter::Bicubic,
+            Filter::Bilinear,
+            Filter::Lanczos,
+            Filter::Nearest,
+        ] {
+            for (w, h) in [(16, 16), (37, 37), (50, 50), (8, 20)] {
+                let canvas = crate::imaging::pad_square(&img, [255, 255, 255]);
+                assert_eq!(
+                    resize_padded(&img, Some([255, 255, 255]), w, h, f),
+                    resize(&canvas, w, h, f),
+                    "{f:?} {w}x{h}"
+                );
+            }
+        }
+        let tall = RgbImage::from_fn(5, 40, |x, y| image::Rgb([x as u8 * 40, y as u8 * 6, 9]));
+        let canvas = crate::imaging::pad_square(&tall, [0, 10, 20]);
+        assert_eq!(
+            resize_padded(&tall, Some([0, 10, 20]), 12, 12, Filter::Bicubic),
+            resize(&canvas, 12, 12, Filter::Bicubic)
+        );
+    }
 
     #[test]
     fn identity_and_constant_images() {
