@@ -6,7 +6,6 @@
 //! outputs.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -56,9 +55,9 @@ pub struct PartWriter<'c, 'db> {
     outputs: Vec<(usize, Vec<TagScore>)>,
     failures: Vec<FailureRow>,
     last_flush: Instant,
-    /// Flush after this many cells...
+    /// Flush after this many cells (`IW_LAB_FLUSH_CELLS`, default 512)...
     pub max_cells: usize,
-    /// ...or this long after the last flush.
+    /// ...or this long after the last flush (`IW_LAB_FLUSH_SECONDS`, default 2).
     pub max_age: Duration,
 }
 
@@ -75,8 +74,8 @@ impl<'c, 'db> PartWriter<'c, 'db> {
             outputs: Vec::new(),
             failures: Vec::new(),
             last_flush: Instant::now(),
-            max_cells: 512,
-            max_age: Duration::from_secs(5),
+            max_cells: env_or("IW_LAB_FLUSH_CELLS", 512.0) as usize,
+            max_age: Duration::from_secs_f64(env_or("IW_LAB_FLUSH_SECONDS", 2.0)),
         })
     }
 
@@ -239,7 +238,11 @@ pub fn write_table(
     Ok(())
 }
 
-/// Convenience for tags as shared strings.
-pub fn tag(s: &str) -> Arc<str> {
-    Arc::from(s)
+/// A positive number from the environment (tuning knobs documented in `docs/runs.md`).
+fn env_or(key: &str, default: f64) -> f64 {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| *v > 0.0)
+        .unwrap_or(default)
 }

@@ -1,0 +1,315 @@
+//! The cache: runs are the cache, keyed by content. A rerun performs zero inferences; only
+//! what changed is recomputed; failures are never cached; a run killed at any moment loses
+//! only work in flight; two runs at once both succeed.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn project_with_images(n: usize, side: u32) -> Project {
+    let p = Project::new();
+    noise_images(&p.path().join("imgs"), n, side);
+    p.write("datasets/d.yaml", "path: ../imgs\n");
+    p.wd_model("wd", "");
+    p.write(
+        "experiments/e.yaml",
+        "dataset: d\nvariants:\n  - model: wd\n    thresholds: [0.5]\n",
+    );
+    p
+}
+
+fn run(p: &Project, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["run", "e", "--json", "--quiet"];
+    args.extend_from_slice(extra);
+    p.json(&args, 0)
+}
+
+#[test]
+fn a_rerun_performs_zero_inferences() {
+    let p = project_with_images(12, 64);
+    let first = run(&p, &[]);
+    assert_eq!(
+        (
+            first["cells"].as_u64(),
+            first["inferences"].as_u64(),
+            first["cache_hits"].as_u64()
+        ),
+        (Some(12), Some(12), Some(0))
+    );
+    let second = run(&p, &[]);
+    assert_eq!(
+        (second["inferences"].as_u64(), second["cache_hits"].as_u64()),
+        (Some(0), Some(12))
+    );
+    // Identical stored outputs.
+    let q = |id: &str| {
+        p.expect(
+            &[
+                "query",
+                id,
+                "--json",
+                "SELECT image_hash, tag, score FROM outputs ORDER BY ALL",
+            ],
+            0,
+        )
+    };
+    assert_eq!(
+        q(first["run_id"].as_str().unwrap()),
+        q(second["run_id"].as_str().unwrap())
+    );
+    // --no-cache computes everything again.
+    let third = run(&p, &["--no-cache"]);
+    assert_eq!(third["inferences"], 12);
+    // plan agrees, and costs nothing.
+    let plan = p.json(&["plan", "e", "--json"], 0);
+    assert_eq!(
+        (
+            plan["cells"].as_u64(),
+            plan["cache_hits"].as_u64(),
+            plan["cache_misses"].as_u64()
+        ),
+        (Some(12), Some(12), Some(0))
+    );
+}
+
+#[test]
+fn only_what_changed_is_recomputed() {
+    let p = project_with_images(10, 64);
+    run(&p, &[]);
+    // Renaming or moving an image keeps its content hash: still cached.
+    std::fs::rename(
+        p.path().join("imgs/noise_0000.png"),
+        p.path().join("imgs/renamed.png"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(p.path().join("imgs/sub")).unwrap();
+    std::fs::rename(
+        p.path().join("imgs/noise_0001.png"),
+        p.path().join("imgs/sub/moved.png"),
+    )
+    .unwrap();
+    assert_eq!(run(&p, &[])["inferences"], 0);
+    // New images: only they are computed.
+    noise_images(&p.path().join("more"), 13, 64);
+    for i in 10..13 {
+        std::fs::rename(
+            p.path().join(format!("more/noise_{i:04}.png")),
+            p.path().join(format!("imgs/new_{i}.png")),
+        )
+        .unwrap();
+    }
+    let r = run(&p, &[]);
+    assert_eq!(
+        (
+            r["cells"].as_u64(),
+            r["inferences"].as_u64(),
+            r["cache_hits"].as_u64()
+        ),
+        (Some(13), Some(3), Some(10))
+    );
+    // A different threshold is post-processing: nothing to compute.
+    p.write(
+        "experiments/e.yaml",
+        "dataset: d\nvariants:\n  - model: wd\n    thresholds: [0.2, 0.9]\n",
+    );
+    assert_eq!(run(&p, &[])["inferences"], 0);
+    // Two variants of one model share each inference.
+    p.write(
+        "experiments/e.yaml",
+        "dataset: d\nvariants:\n  - model: wd\n  - model: wd\n    name: again\n",
+    );
+    let r = run(&p, &[]);
+    assert_eq!(
+        (
+            r["cells"].as_u64(),
+            r["inferences"].as_u64(),
+            r["cache_hits"].as_u64()
+        ),
+        (Some(26), Some(0), Some(26))
+    );
+    // A different score floor changes what is stored: everything is computed.
+    p.write(
+        "experiments/e.yaml",
+        "dataset: d\nvariants:\n  - model: wd\n    score_floor: 0.2\n    thresholds: [0.5]\n",
+    );
+    assert_eq!(run(&p, &[])["inferences"], 13);
+    // Editing an image's bytes changes its key.
+    let img = image::RgbImage::from_pixel(64, 64, image::Rgb([1, 2, 3]));
+    img.save(p.path().join("imgs/renamed.png")).unwrap();
+    let r = run(&p, &[]);
+    assert_eq!(r["inferences"], 1);
+    // A different model file (same config name) invalidates its cells.
+    let other = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new(python())
+        .arg(repo().join("tests/reference/make_tagger_model.py"))
+        .args([
+            "--preset",
+            "wd",
+            "--seed",
+            "9",
+            "--out",
+            other.path().to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    p.write(
+        "models/wd.yaml",
+        &format!(
+            "kind: onnx-tagger\nsource: {}\npreset: wd\nlabels: {}\n",
+            other.path().join("model.onnx").display(),
+            other.path().join("selected_tags.csv").display()
+        ),
+    );
+    assert_eq!(run(&p, &[])["inferences"], 13);
+}
+
+#[test]
+fn failures_are_never_cached() {
+    let p = project_with_images(3, 32);
+    std::fs::write(
+        p.path().join("imgs/broken.png"),
+        b"\x89PNG\r\n\x1a\nnot really",
+    )
+    .unwrap();
+    let first = p.json(&["run", "e", "--json", "--quiet"], 1);
+    assert_eq!(
+        (first["inferences"].as_u64(), first["failures"].as_u64()),
+        (Some(4), Some(1))
+    );
+    let second = p.json(&["run", "e", "--json", "--quiet"], 1);
+    // The three good cells are cached; the failed one is attempted again.
+    assert_eq!(
+        (
+            second["cache_hits"].as_u64(),
+            second["inferences"].as_u64(),
+            second["failures"].as_u64()
+        ),
+        (Some(3), Some(1), Some(1))
+    );
+    // Fixed: it is computed once, then cached.
+    std::fs::copy(
+        fixtures().join("images/brick_tiny.png"),
+        p.path().join("imgs/broken.png"),
+    )
+    .unwrap();
+    let third = run(&p, &[]);
+    assert_eq!(
+        (third["inferences"].as_u64(), third["failures"].as_u64()),
+        (Some(1), Some(0))
+    );
+}
+
+fn parts(p: &Project) -> usize {
+    let Ok(runs) = std::fs::read_dir(p.path().join("runs")) else {
+        return 0;
+    };
+    runs.filter_map(|r| r.ok())
+        .filter_map(|r| std::fs::read_dir(r.path().join("cells")).ok())
+        .flat_map(|d| d.filter_map(|e| e.ok()))
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".parquet"))
+        .count()
+}
+
+/// Kills runs with SIGKILL at various moments, then checks that a rerun completes with
+/// every cell whole and that every interrupted cell's work was either kept or redone.
+#[test]
+fn killed_runs_lose_only_work_in_flight() {
+    let n = 400;
+    let mut p = project_with_images(n, 256);
+    // Commit small parts often, so kills land between, inside and after commits.
+    p.env.push(("IW_LAB_FLUSH_SECONDS".into(), "0.1".into()));
+    let mut killed = 0;
+    for delay_ms in [0u64, 150, 700] {
+        let before = parts(&p);
+        let mut child = p.command(&["run", "e", "--quiet"]).spawn().unwrap();
+        // Wait for some committed work (or a head start), then kill at a varying moment.
+        let start = Instant::now();
+        while parts(&p) == before && start.elapsed() < Duration::from_secs(60) {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            killed += 1;
+        }
+        child.wait().unwrap();
+    }
+    assert!(
+        killed >= 2,
+        "runs finished before they could be killed; use more images"
+    );
+    let list = p.json(&["runs", "list", "--json"], 0);
+    let interrupted = list["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "interrupted")
+        .count();
+    assert_eq!(interrupted, killed);
+
+    let last = run(&p, &[]);
+    let hits = last["cache_hits"].as_u64().unwrap();
+    assert_eq!(last["cells"].as_u64().unwrap(), n as u64);
+    assert_eq!(hits + last["inferences"].as_u64().unwrap(), n as u64);
+    assert!(hits > 0, "committed work from killed runs was not reused");
+    // Every cell of the final run is whole: its outputs are all there.
+    let id = last["run_id"].as_str().unwrap();
+    let check = p.expect(
+        &[
+            "query",
+            id,
+            "--json",
+            "SELECT count(*) AS cells, count(DISTINCT image_hash) AS images,
+                    count(*) FILTER (WHERE n_tags <> (SELECT count(*) FROM outputs o WHERE o.cache_key = c.cache_key AND o.variant = c.variant)) AS broken
+             FROM cells c",
+        ],
+        0,
+    );
+    let v: serde_json::Value = serde_json::from_str(check.trim()).unwrap();
+    assert_eq!(
+        (
+            v["cells"].as_u64(),
+            v["images"].as_u64(),
+            v["broken"].as_u64()
+        ),
+        (Some(n as u64), Some(n as u64), Some(0)),
+        "{v}"
+    );
+    // And the next run has nothing left to do.
+    assert_eq!(run(&p, &[])["inferences"], 0);
+}
+
+#[test]
+fn two_runs_at_once_both_succeed() {
+    let p = project_with_images(60, 128);
+    let spawn = || {
+        p.command(&["run", "e", "--json", "--quiet"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["cells"], 60);
+        assert_eq!(
+            v["cache_hits"].as_u64().unwrap() + v["inferences"].as_u64().unwrap(),
+            60
+        );
+        assert_eq!(v["status"], "complete");
+    }
+    assert_eq!(run(&p, &[])["inferences"], 0);
+}

@@ -1,0 +1,244 @@
+//! Decoding corner cases: every fixture decodes to the same upright RGB pixels as Pillow
+//! (through the Python reference's own loader), and broken inputs become recorded failures
+//! with a reason while the run goes on.
+
+mod common;
+
+use common::*;
+use iw_lab::imaging::{decode_rgb, DecodeError};
+
+/// Largest and mean per-channel difference allowed: lossless formats and lossy WebP must match
+/// exactly; JPEG decoders (zune-jpeg vs libjpeg-turbo) differ in IDCT rounding and chroma
+/// upsampling by a few levels (measured: max 4, mean 0.08).
+fn tolerance(name: &str) -> (u8, f64) {
+    if name.ends_with(".jpg") {
+        (6, 0.2)
+    } else {
+        (0, 0.0)
+    }
+}
+
+#[test]
+fn fixtures_decode_like_pillow() {
+    let out = tempfile::tempdir().unwrap();
+    let images = fixture_images();
+    let mut args = vec![
+        repo()
+            .join("tests/reference/decode_reference.py")
+            .display()
+            .to_string(),
+        out.path().display().to_string(),
+    ];
+    args.extend(images.iter().map(|p| p.display().to_string()));
+    let sizes = python_json(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    for path in &images {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let ours = decode_rgb(&std::fs::read(path).unwrap(), 1 << 30)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (w, h) = (
+            sizes[name][0].as_u64().unwrap() as u32,
+            sizes[name][1].as_u64().unwrap() as u32,
+        );
+        assert_eq!(ours.dimensions(), (w, h), "{name}: size (orientation?)");
+        let theirs = std::fs::read(out.path().join(format!("{name}.rgb"))).unwrap();
+        let diffs: Vec<u8> = ours
+            .as_raw()
+            .iter()
+            .zip(&theirs)
+            .map(|(a, b)| a.abs_diff(*b))
+            .collect();
+        let max = *diffs.iter().max().unwrap();
+        let mean = diffs.iter().map(|d| *d as f64).sum::<f64>() / diffs.len() as f64;
+        eprintln!("{name}: max diff {max}, mean {mean:.4}");
+        let (max_ok, mean_ok) = tolerance(name);
+        assert!(
+            max <= max_ok && mean <= mean_ok,
+            "{name}: max diff {max}, mean diff {mean:.3}"
+        );
+    }
+}
+
+#[test]
+fn exif_rotation_turns_a_wide_jpeg_tall() {
+    // A 40x20 JPEG with an APP1 EXIF segment saying orientation 6 (rotate 90° clockwise).
+    let img = image::RgbImage::from_fn(40, 20, |x, _| image::Rgb([(x * 6) as u8, 0, 0]));
+    let mut jpeg = Vec::new();
+    img.write_with_encoder(image::codecs::jpeg::JpegEncoder::new_with_quality(
+        &mut jpeg, 95,
+    ))
+    .unwrap();
+    let tiff: Vec<u8> = [
+        b"MM\0\x2a\0\0\0\x08".as_slice(), // big-endian TIFF header, IFD at 8
+        &[0, 1],                          // one entry
+        &[0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0], // Orientation SHORT 1 = 6
+        &[0, 0, 0, 0],
+    ]
+    .concat();
+    let payload = [b"Exif\0\0".as_slice(), &tiff].concat();
+    let len = (payload.len() + 2) as u16;
+    let app1 = [&[0xFF, 0xE1], &len.to_be_bytes()[..], &payload].concat();
+    let with_exif = [&jpeg[..2], &app1[..], &jpeg[2..]].concat();
+    let decoded = decode_rgb(&with_exif, 1 << 20).unwrap();
+    assert_eq!(decoded.dimensions(), (20, 40));
+    // The left edge (dark) of the original is now the top.
+    assert!(decoded.get_pixel(10, 0).0[0] < decoded.get_pixel(10, 39).0[0]);
+}
+
+/// A PNG of `w`×`h` whose IDAT is a tiny valid zlib stream (decoding it would fail), for
+/// checking that the pixel limit is enforced from the header alone.
+fn png_header_only(w: u32, h: u32) -> Vec<u8> {
+    fn crc32(data: &[u8]) -> u32 {
+        let mut c = 0xFFFF_FFFFu32;
+        for &b in data {
+            c ^= b as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+            }
+        }
+        !c
+    }
+    fn chunk(kind: &[u8], data: &[u8]) -> Vec<u8> {
+        let body = [kind, data].concat();
+        [
+            &(data.len() as u32).to_be_bytes()[..],
+            &body,
+            &crc32(&body).to_be_bytes(),
+        ]
+        .concat()
+    }
+    let ihdr = [&w.to_be_bytes()[..], &h.to_be_bytes(), &[8, 2, 0, 0, 0]].concat();
+    [
+        b"\x89PNG\r\n\x1a\n".to_vec(),
+        chunk(b"IHDR", &ihdr),
+        chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]),
+        chunk(b"IEND", &[]),
+    ]
+    .concat()
+}
+
+#[test]
+fn broken_inputs_have_reasons() {
+    let good = std::fs::read(fixtures().join("images/brick_tiny.png")).unwrap();
+    let jpeg = std::fs::read(fixtures().join("images/horse_cmyk.jpg")).unwrap();
+    assert_eq!(decode_rgb(b"", 1 << 20), Err(DecodeError::Empty));
+    assert!(matches!(
+        decode_rgb(b"hello, world", 1 << 20),
+        Err(DecodeError::UnknownFormat(_))
+    ));
+    assert!(matches!(
+        decode_rgb(&good[..good.len() / 2], 1 << 20),
+        Err(DecodeError::Truncated(_) | DecodeError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        decode_rgb(&jpeg[..jpeg.len() / 2], 1 << 20),
+        Err(DecodeError::Truncated(_))
+    ));
+    match decode_rgb(&png_header_only(50_000, 50_000), 178_956_970) {
+        Err(DecodeError::TooLarge { pixels, .. }) => assert_eq!(pixels, 2_500_000_000),
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    assert!(matches!(
+        decode_rgb(&good, 100),
+        Err(DecodeError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn a_run_records_broken_images_and_goes_on() {
+    let p = Project::new();
+    let good = std::fs::read(fixtures().join("images/brick_tiny.png")).unwrap();
+    let jpeg = std::fs::read(fixtures().join("images/horse_cmyk.jpg")).unwrap();
+    p.copy(&fixtures().join("images/camera_alpha.png"), "imgs/ok.png");
+    std::fs::write(p.path().join("imgs/empty.png"), b"").unwrap();
+    std::fs::write(
+        p.path().join("imgs/notes.jpg"),
+        b"this is a text file, not a JPEG",
+    )
+    .unwrap();
+    std::fs::write(p.path().join("imgs/cut.png"), &good[..good.len() / 2]).unwrap();
+    std::fs::write(p.path().join("imgs/cut.jpg"), &jpeg[..jpeg.len() / 3]).unwrap();
+    std::fs::write(
+        p.path().join("imgs/bomb.png"),
+        png_header_only(40_000, 40_000),
+    )
+    .unwrap();
+    let mut flipped = good.clone();
+    let mid = flipped.len() / 2;
+    for b in &mut flipped[mid..mid + 64] {
+        *b ^= 0x5A;
+    }
+    std::fs::write(p.path().join("imgs/garbled.png"), &flipped).unwrap();
+    p.write("datasets/d.yaml", "path: ../imgs\n");
+    p.wd_model("wd", "");
+    p.write(
+        "experiments/e.yaml",
+        "dataset: d\nvariants:\n  - model: wd\n",
+    );
+    let run = p.json(&["run", "e", "--json", "--quiet"], 1);
+    assert_eq!(run["cells"], 7);
+    assert_eq!(run["failures"], 6);
+    let show = p.json(
+        &["runs", "show", run["run_id"].as_str().unwrap(), "--json"],
+        0,
+    );
+    let failed = show["failed"].as_array().unwrap();
+    let reason = |file: &str| -> String {
+        failed
+            .iter()
+            .find(|f| f["file"] == file)
+            .unwrap_or_else(|| panic!("no failure for {file}: {failed:?}"))["reason"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(reason("empty.png").contains("empty file"));
+    assert!(reason("notes.jpg").contains("not an image"));
+    assert!(
+        reason("cut.png").contains("truncated") || reason("cut.png").contains("corrupt"),
+        "{}",
+        reason("cut.png")
+    );
+    assert!(reason("cut.jpg").contains("truncated"));
+    assert!(reason("bomb.png").contains("exceeds the limit"));
+    assert!(
+        reason("garbled.png").contains("corrupt") || reason("garbled.png").contains("truncated"),
+        "{}",
+        reason("garbled.png")
+    );
+    // The good image was tagged.
+    let q = p.expect(
+        &[
+            "query",
+            "latest",
+            "--json",
+            "SELECT count(*) AS n FROM cells",
+        ],
+        0,
+    );
+    assert!(q.contains("\"n\":1"), "{q}");
+}
+
+#[test]
+fn the_pixel_limit_is_configurable() {
+    let p = Project::new();
+    p.copy(&fixtures().join("images/brick_tiny.png"), "imgs/tiny.png"); // 64x40
+    p.copy(&fixtures().join("images/camera_alpha.png"), "imgs/big.png"); // 512x512
+    p.write("datasets/d.yaml", "path: ../imgs\nmax_pixels: 10000\n");
+    p.wd_model("wd", "");
+    p.write(
+        "experiments/e.yaml",
+        "dataset: d\nvariants:\n  - model: wd\n",
+    );
+    let run = p.json(&["run", "e", "--json", "--quiet"], 1);
+    assert_eq!(run["failures"], 1);
+    let show = p.json(&["runs", "show", "latest", "--json"], 0);
+    assert_eq!(show["failed"][0]["file"], "big.png");
+    assert!(show["failed"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("limit of 10000"));
+}
