@@ -313,3 +313,54 @@ fn two_runs_at_once_both_succeed() {
     }
     assert_eq!(run(&p, &[])["inferences"], 0);
 }
+
+#[test]
+fn duplicate_files_share_one_inference_but_are_scored_apart() {
+    let p = Project::new();
+    let src = fixtures().join("images/brick_tiny.png");
+    p.copy(&src, "imgs/a.png");
+    p.copy(&src, "imgs/copy/a.png");
+    p.write("imgs/a.txt", "cat");
+    p.write("imgs/copy/a.txt", "dog");
+    p.write(
+        "datasets/d.yaml",
+        "path: ../imgs\nground_truth:\n  - source: txt\n",
+    );
+    p.wd_model("wd", "");
+    p.write(
+        "experiments/e.yaml",
+        "dataset: d\nvariants:\n  - model: wd\n",
+    );
+    let r = run(&p, &[]);
+    assert_eq!(
+        (
+            r["cells"].as_u64(),
+            r["inferences"].as_u64(),
+            r["counts"]["shared"].as_u64()
+        ),
+        (Some(2), Some(1), Some(1))
+    );
+    let m = p.json(&["metrics", "latest", "--json"], 0);
+    assert_eq!(m["variants"][0]["images"], 2);
+    let support: u64 = m["variants"][0]["per_tag"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["support"].as_u64().unwrap())
+        .sum();
+    assert_eq!(support, 2, "both files' ground truth counts");
+    // Outputs are stored once; the cached copy too.
+    let again = run(&p, &[]);
+    assert_eq!(again["cache_hits"], 2);
+    let q = p.expect(
+        &[
+            "query",
+            "latest",
+            "--json",
+            "SELECT count(*) AS n, count(DISTINCT tag) AS t FROM outputs",
+        ],
+        0,
+    );
+    let v: serde_json::Value = serde_json::from_str(q.trim()).unwrap();
+    assert_eq!(v["n"], v["t"]);
+}

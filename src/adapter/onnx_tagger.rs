@@ -196,9 +196,12 @@ fn input_shape(
     };
     if c > 0 && c != 3 {
         bail!(
-            "input `{}` has shape {dims:?}: {c} channels where the {:?} layout puts 3; check `layout`",
+            "input `{}` has shape {dims:?}: {c} channels where the {} layout puts 3; check `layout` (or the preset)",
             input.name(),
-            spec.layout
+            match spec.layout {
+                Layout::Nhwc => "nhwc",
+                Layout::Nchw => "nchw",
+            }
         );
     }
     if h > 0 && w > 0 && h != w {

@@ -4,7 +4,8 @@
 //! Decisions, stated once: a tag is predicted when its float32 score ≥ the threshold (compared
 //! in float32, as NumPy 2 compares a float32 array with a Python float); a rating (category
 //! `rating`) is predicted when it is the image's top-scoring rating, whatever the threshold;
-//! only images with ground truth in the scored source and a finished cell are scored.
+//! the unit scored is the image *file* (two files with the same content are two samples);
+//! only files with ground truth in the scored source and a finished cell are scored.
 
 use std::collections::HashMap;
 
@@ -66,34 +67,34 @@ fn prepare(conn: &Connection<'_>, source: &str, variants: &[(String, Vec<f64>)])
     let src = lit(source);
     conn.execute(&format!(
         "CREATE OR REPLACE TEMP TABLE m_ev AS
-           SELECT DISTINCT c.variant, c.image_hash FROM cells c
-           JOIN images i ON i.image_hash = c.image_hash
+           SELECT DISTINCT c.variant, c.path FROM cells c
+           JOIN images i ON i.path = c.path
            WHERE i.labelled AND c.variant IN (SELECT variant FROM m_thr);
          CREATE OR REPLACE TEMP TABLE m_j AS
          WITH sc AS (
-           SELECT o.variant, o.image_hash, o.tag, max(o.score) AS score, any_value(o.category) = 'rating' AS is_rating
+           SELECT c.variant, c.path, o.tag, max(o.score) AS score, any_value(o.category) = 'rating' AS is_rating
            FROM outputs o
-           SEMI JOIN m_ev e ON o.variant = e.variant AND o.image_hash = e.image_hash
-           SEMI JOIN cells c ON o.cache_key = c.cache_key AND o.variant = c.variant
+           JOIN (SELECT DISTINCT variant, path, cache_key FROM cells) c ON o.cache_key = c.cache_key AND o.variant = c.variant
+           SEMI JOIN m_ev e ON c.variant = e.variant AND c.path = e.path
            GROUP BY ALL
          ), ranked AS (
            SELECT *, is_rating AND row_number() OVER (
-               PARTITION BY variant, image_hash, is_rating ORDER BY score DESC, tag) = 1 AS top_rating
+               PARTITION BY variant, path, is_rating ORDER BY score DESC, tag) = 1 AS top_rating
            FROM sc
          ), gt AS (
-           SELECT e.variant, g.image_hash, g.tag
-           FROM (SELECT DISTINCT image_hash, tag FROM ground_truth WHERE source = {src} AND tag IS NOT NULL) g
-           JOIN m_ev e ON e.image_hash = g.image_hash
+           SELECT e.variant, g.path, g.tag
+           FROM (SELECT DISTINCT path, tag FROM ground_truth WHERE source = {src} AND tag IS NOT NULL) g
+           JOIN m_ev e ON e.path = g.path
          )
          SELECT coalesce(s.variant, g.variant) AS variant,
-                coalesce(s.image_hash, g.image_hash) AS image_hash,
+                coalesce(s.path, g.path) AS path,
                 coalesce(s.tag, g.tag) AS tag,
                 coalesce(s.score, 0)::FLOAT AS score,
                 coalesce(s.is_rating, false) AS is_rating,
                 coalesce(s.top_rating, false) AS top_rating,
                 g.tag IS NOT NULL AS y
          FROM ranked s FULL OUTER JOIN gt g
-           ON s.variant = g.variant AND s.image_hash = g.image_hash AND s.tag = g.tag;"
+           ON s.variant = g.variant AND s.path = g.path AND s.tag = g.tag;"
     ))?;
     Ok(())
 }
@@ -141,8 +142,8 @@ fn sample_counts(conn: &Connection<'_>) -> Result<HashMap<(String, u64), Vec<Sam
     let sql = format!(
         "SELECT variant, threshold,
                 count(*) FILTER (WHERE pred AND y), count(*) FILTER (WHERE pred), count(*) FILTER (WHERE y)
-         FROM (SELECT j.variant, t.threshold, j.image_hash, j.y, {PRED} AS pred FROM m_j j JOIN m_thr t ON j.variant = t.variant)
-         GROUP BY variant, threshold, image_hash"
+         FROM (SELECT j.variant, t.threshold, j.path, j.y, {PRED} AS pred FROM m_j j JOIN m_thr t ON j.variant = t.variant)
+         GROUP BY variant, threshold, path"
     );
     let mut out: HashMap<(String, u64), Vec<SampleCounts>> = HashMap::new();
     conn.query(&sql)?.for_each_row(|r| {

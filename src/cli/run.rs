@@ -135,7 +135,7 @@ fn print_keys(run: &crate::store::RunDir) -> Result<()> {
     let conn = db.connect()?;
     crate::store::tables::open_run(&conn, run)?;
     let mut lines = Vec::new();
-    conn.query("SELECT c.variant, i.path, c.cache_key, c.key_json FROM cells c JOIN images i USING (image_hash) ORDER BY c.variant, i.path")?
+    conn.query("SELECT variant, path, cache_key, key_json FROM cells ORDER BY variant, path")?
         .for_each_row(|r| {
             lines.push(format!(
                 "{} {} {}\n  {}",

@@ -218,11 +218,22 @@ pub fn pad_square(img: &RgbImage, color: [u8; 3]) -> RgbImage {
     canvas
 }
 
-/// Encodes as baseline JPEG at `quality` and decodes again.
+/// Encodes as baseline JPEG at `quality` and decodes again, like Pillow's default save
+/// (libjpeg quality scaling of the standard tables, 4:2:0 chroma subsampling).
 pub fn jpeg_round_trip(img: &RgbImage, quality: u8) -> RgbImage {
     let mut buf = Vec::new();
-    let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, quality);
-    if img.write_with_encoder(enc).is_err() {
+    let mut enc = jpeg_encoder::Encoder::new(&mut buf, quality);
+    enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
+    let (w, h) = img.dimensions();
+    if enc
+        .encode(
+            img.as_raw(),
+            w as u16,
+            h as u16,
+            jpeg_encoder::ColorType::Rgb,
+        )
+        .is_err()
+    {
         return img.clone();
     }
     image::load_from_memory_with_format(&buf, image::ImageFormat::Jpeg)

@@ -207,6 +207,8 @@ fn execute(
         cells: staged.plan.cells.len(),
         ..Counts::default()
     };
+    manifest.counts = counts.clone();
+    manifest.write(&run.manifest_path())?;
 
     // Cache lookup and copy.
     let t_lookup = Instant::now();
@@ -319,11 +321,15 @@ fn execute(
             counts.shared += cells.len() - 1;
             match outcome {
                 pipeline::Outcome::Done { tags, infer_ms } => {
+                    // Outputs are stored once per variant and key (duplicate files share them).
+                    let mut stored = std::collections::HashSet::new();
                     for c in cells {
-                        writer.add_cell(
-                            cell_row(staged, c, run.id.clone(), tags.len(), infer_ms),
-                            tags.clone(),
-                        );
+                        let row = cell_row(staged, c, run.id.clone(), tags.len(), infer_ms);
+                        if stored.insert(c.variant) {
+                            writer.add_cell(row, tags.clone());
+                        } else {
+                            writer.add_cell_without_outputs(row);
+                        }
                     }
                 }
                 pipeline::Outcome::Failed { stage, reason } => {
@@ -393,6 +399,7 @@ fn cell_row(
         .map(String::as_str);
     CellRow {
         variant: v.name.clone(),
+        path: img.rel.clone(),
         image_hash: img.hash.clone(),
         repeat: c.repeat,
         cache_key: c.key.clone(),
@@ -412,8 +419,8 @@ fn write_inputs(conn: &Connection<'_>, run: &RunDir, staged: &Staged) -> Result<
         writer::IMAGES_SCHEMA,
         |app| {
             for (img, l) in staged.images().iter().zip(&labelled) {
-                app.str(&img.hash)?
-                    .str(&img.rel)?
+                app.str(&img.rel)?
+                    .str(&img.hash)?
                     .i64(img.size as i64)?
                     .opt_str(img.format.as_deref())?;
                 match (img.width, img.height) {
@@ -434,7 +441,7 @@ fn write_inputs(conn: &Connection<'_>, run: &RunDir, staged: &Staged) -> Result<
             for (source, per_image) in &staged.ground_truth {
                 for (img, tags) in staged.images().iter().zip(per_image) {
                     for t in tags.iter().flatten() {
-                        app.str(&img.hash)?.str(source)?.str(t)?;
+                        app.str(&img.rel)?.str(&img.hash)?.str(source)?.str(t)?;
                         app.end_row()?;
                     }
                 }

@@ -229,8 +229,8 @@ fn compute(
         writer::IMAGES_SCHEMA,
         |app| {
             for img in jobs.iter().map(|j| &images[j.image]) {
-                app.str(&img.hash)?
-                    .str(&img.rel)?
+                app.str(&img.rel)?
+                    .str(&img.hash)?
                     .i64(img.size as i64)?
                     .opt_str(img.format.as_deref())?;
                 app.null()?.null()?.bool(false)?;
@@ -264,6 +264,7 @@ fn compute(
                 );
                 let row = CellRow {
                     variant: model.name.clone(),
+                    path: img.rel.clone(),
                     image_hash: img.hash.clone(),
                     repeat: 0,
                     cache_key: job.key.clone(),

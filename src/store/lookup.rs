@@ -108,8 +108,10 @@ pub fn copy_outputs(conn: &Connection<'_>, run: &RunDir, cells: &[CachedCell<'_>
         }
         conn.execute("DROP TABLE IF EXISTS hits; CREATE TEMP TABLE hits (variant VARCHAR, repeat INTEGER, cache_key VARCHAR, source_variant VARCHAR)")?;
         {
+            // Outputs are stored once per variant and key, however many files share them.
+            let mut seen = std::collections::HashSet::new();
             let mut app = conn.appender("hits")?;
-            for c in &cells {
+            for c in cells.iter().filter(|c| seen.insert((c.variant, c.key))) {
                 app.str(c.variant)?
                     .i32(c.repeat as i32)?
                     .str(c.key)?

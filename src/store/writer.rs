@@ -15,18 +15,21 @@ use crate::adapter::TagScore;
 use crate::duck::{path_lit, Connection};
 
 /// DuckDB column definitions of the run tables.
-pub const CELLS_SCHEMA: &str = "run_id VARCHAR, variant VARCHAR, image_hash VARCHAR, repeat INTEGER, cache_key VARCHAR, key_json VARCHAR, origin_run VARCHAR, n_tags INTEGER, infer_ms DOUBLE, created_at VARCHAR";
+pub const CELLS_SCHEMA: &str = "run_id VARCHAR, variant VARCHAR, path VARCHAR, image_hash VARCHAR, repeat INTEGER, cache_key VARCHAR, key_json VARCHAR, origin_run VARCHAR, n_tags INTEGER, infer_ms DOUBLE, created_at VARCHAR";
 pub const OUTPUTS_SCHEMA: &str =
     "run_id VARCHAR, variant VARCHAR, image_hash VARCHAR, repeat INTEGER, cache_key VARCHAR, tag VARCHAR, score FLOAT, category VARCHAR";
 pub const FAILURES_SCHEMA: &str =
     "run_id VARCHAR, variant VARCHAR, image_hash VARCHAR, path VARCHAR, stage VARCHAR, reason VARCHAR, created_at VARCHAR";
-pub const IMAGES_SCHEMA: &str = "image_hash VARCHAR, path VARCHAR, bytes BIGINT, format VARCHAR, width INTEGER, height INTEGER, labelled BOOLEAN";
-pub const GROUND_TRUTH_SCHEMA: &str = "image_hash VARCHAR, source VARCHAR, tag VARCHAR";
+pub const IMAGES_SCHEMA: &str = "path VARCHAR, image_hash VARCHAR, bytes BIGINT, format VARCHAR, width INTEGER, height INTEGER, labelled BOOLEAN";
+pub const GROUND_TRUTH_SCHEMA: &str =
+    "path VARCHAR, image_hash VARCHAR, source VARCHAR, tag VARCHAR";
 
 /// One finished cell.
 #[derive(Debug, Clone)]
 pub struct CellRow {
     pub variant: String,
+    /// The image file, relative to the dataset root.
+    pub path: String,
     pub image_hash: String,
     pub repeat: u32,
     pub cache_key: String,
@@ -79,13 +82,16 @@ impl<'c, 'db> PartWriter<'c, 'db> {
         })
     }
 
-    /// Buffers a finished cell and its outputs.
+    /// Buffers a finished cell and its outputs. Cells sharing a variant and key (duplicate
+    /// files) store their outputs once: pass them to the first, the rest go through
+    /// [`Self::add_cell_without_outputs`].
     pub fn add_cell(&mut self, cell: CellRow, outputs: Vec<TagScore>) {
         self.outputs.push((self.cells.len(), outputs));
         self.cells.push(cell);
     }
 
-    /// Buffers a cell whose outputs are already in the run (copied cache hits).
+    /// Buffers a cell whose outputs are already in the run (copied cache hits, or another
+    /// cell with the same variant and key).
     pub fn add_cell_without_outputs(&mut self, cell: CellRow) {
         self.cells.push(cell);
     }
@@ -136,6 +142,7 @@ impl<'c, 'db> PartWriter<'c, 'db> {
             for c in &self.cells {
                 app.str(&run_id)?
                     .str(&c.variant)?
+                    .str(&c.path)?
                     .str(&c.image_hash)?
                     .i32(c.repeat as i32)?
                     .str(&c.cache_key)?;
