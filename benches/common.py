@@ -90,3 +90,38 @@ def tagger_model(out_dir, preset="wd", size=448, seed=1):
         check=True,
     )
     return Path(out_dir)
+
+
+def noise_images(out_dir, n, side=64, seed=0):
+    """Writes n distinct small noise PNGs (fast to make and decode)."""
+    import numpy as np
+    from PIL import Image
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        arr = rng.integers(0, 256, size=(side, side, 3), dtype=np.uint8)
+        p = out_dir / f"n_{i:06d}.png"
+        Image.fromarray(arr).save(p, compress_level=1)
+        paths.append(p)
+    return paths
+
+
+def peak_rss_mb(cmd, cwd, env=None):
+    """Runs cmd under a fresh Python wrapper and returns (wall seconds, stdout, peak RSS in MB of
+    cmd, including its children), so each measurement is independent."""
+    wrapper = (
+        "import resource, subprocess, sys, json, time\n"
+        "t = time.perf_counter()\n"
+        "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "wall = time.perf_counter() - t\n"
+        "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+        "print(json.dumps({'rc': p.returncode, 'wall': wall, 'rss_kb': rss, 'out': p.stdout, 'err': p.stderr}))\n"
+    )
+    p = subprocess.run([sys.executable, "-c", wrapper, *cmd], cwd=cwd, env=env, capture_output=True, text=True, check=True)
+    r = json.loads(p.stdout)
+    if r["rc"] not in (0, 1):
+        sys.exit(f"command failed ({r['rc']}): {' '.join(cmd)}\n{r['err']}")
+    return r["wall"], r["out"], r["rss_kb"] / 1024.0

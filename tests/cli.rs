@@ -287,3 +287,20 @@ fn bad_run_references_are_clear() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no runs in"));
 }
+
+#[test]
+fn committed_schemas_are_current() {
+    let p = Project::new();
+    for kind in ["dataset", "model", "experiment"] {
+        let committed: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(repo().join(format!("docs/schema/{kind}.schema.json")))
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            p.json(&["schema", kind], 0),
+            committed,
+            "docs/schema/{kind}.schema.json is stale: run `iw-lab schema --out docs/schema`"
+        );
+    }
+}

@@ -87,6 +87,9 @@ impl OnnxTagger {
             .and_then(|b| b.with_intra_threads(threads).map_err(ort_err))
             // Decoding workers share the cores: idle inference threads must not spin.
             .and_then(|b| b.with_intra_op_spinning(false).map_err(ort_err))
+            // Memory-pattern planning pre-allocates every activation of a batch at once
+            // (~90 MB more for a 448 px batch of 8) for no measurable speed here.
+            .and_then(|b| b.with_memory_pattern(false).map_err(ort_err))
             .and_then(|mut b| b.commit_from_file(weights).map_err(ort_err))
             .with_context(what)?;
         let labels = match &model.labels {

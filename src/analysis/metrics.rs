@@ -8,6 +8,7 @@
 //!   its denominator is 0, averaged over all scored images;
 //! - AP: `average_precision_score` (step-wise area under the precision–recall curve over
 //!   distinct scores, missing scores = 0), mAP: mean AP over tags with at least one positive.
+//!
 //! Tests compare these against scikit-learn (`tests/metrics_parity.rs`).
 
 use serde::Serialize;

@@ -31,15 +31,46 @@ pub enum ConfigError {
         message: String,
         hint: Option<String>,
     },
-    #[error("{kind} `{name}` not found (named in {}{}); looked for {}{}", referrer.display(), location.as_ref().map(|l| format!(":{}:{}", l.line, l.column)).unwrap_or_default(), searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" and "), hint.as_deref().map(|h| format!("\nhint: {h}")).unwrap_or_default())]
-    NotFound {
-        kind: &'static str,
-        name: String,
-        referrer: PathBuf,
-        location: Option<Location>,
-        searched: Vec<PathBuf>,
-        hint: Option<String>,
-    },
+    #[error("{0}")]
+    NotFound(Box<NotFound>),
+}
+
+/// A `dataset:`/`model:`/experiment reference that names nothing.
+#[derive(Debug)]
+pub struct NotFound {
+    pub kind: &'static str,
+    pub name: String,
+    pub referrer: PathBuf,
+    pub location: Option<Location>,
+    pub searched: Vec<PathBuf>,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for NotFound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} `{}` not found (named in {}",
+            self.kind,
+            self.name,
+            self.referrer.display()
+        )?;
+        if let Some(l) = &self.location {
+            write!(f, ":{}:{}", l.line, l.column)?;
+        }
+        let mut seen = std::collections::HashSet::new();
+        let searched: Vec<String> = self
+            .searched
+            .iter()
+            .filter(|p| seen.insert(*p))
+            .map(|p| p.display().to_string())
+            .collect();
+        write!(f, "); looked for {}", searched.join(" and "))?;
+        if let Some(h) = &self.hint {
+            write!(f, "\nhint: {h}")?;
+        }
+        Ok(())
+    }
 }
 
 struct Invalid<'a> {
@@ -85,10 +116,10 @@ impl ConfigError {
     }
 
     pub fn with_hint(mut self, hint: Option<String>) -> ConfigError {
-        if let ConfigError::Invalid { hint: h, .. } | ConfigError::NotFound { hint: h, .. } =
-            &mut self
-        {
-            *h = hint;
+        match &mut self {
+            ConfigError::Invalid { hint: h, .. } => *h = hint,
+            ConfigError::NotFound(nf) => nf.hint = hint,
+            ConfigError::Io { .. } => {}
         }
         self
     }

@@ -135,7 +135,7 @@ pub struct ModelFile {
     /// Scores below this are not stored (default 0.01). Ratings are always stored.
     #[serde(default)]
     pub score_floor: Option<Probability>,
-    /// Images per inference call when the model's batch dimension is dynamic (default 8).
+    /// Images per inference call when the model's batch dimension is dynamic (default 4).
     #[serde(default)]
     pub batch_size: Option<Positive>,
     /// ONNX Runtime intra-op threads (default: all cores).

@@ -58,14 +58,14 @@ impl Project {
             return Ok(p.clone());
         }
         let names = self.names("experiments");
-        Err(ConfigError::NotFound {
+        Err(ConfigError::NotFound(Box::new(super::error::NotFound {
             kind: "experiment",
             name: arg.to_string(),
             referrer: PathBuf::from("the command line"),
             location: None,
             searched: std::iter::once(direct).chain(by_name).collect(),
             hint: hint_for(arg, &names, "experiments"),
-        })
+        })))
     }
 
     /// Finds a model given as a path or a name in `models/`.
@@ -79,14 +79,14 @@ impl Project {
             return Ok(p.clone());
         }
         let names = self.names("models");
-        Err(ConfigError::NotFound {
+        Err(ConfigError::NotFound(Box::new(super::error::NotFound {
             kind: "model",
             name: arg.to_string(),
             referrer: PathBuf::from("the command line"),
             location: None,
             searched: std::iter::once(direct).chain(by_name).collect(),
             hint: hint_for(arg, &names, "models"),
-        })
+        })))
     }
 
     fn kind_candidates(&self, kind: &str, name: &str) -> Vec<PathBuf> {
@@ -143,14 +143,14 @@ impl Project {
         }
         let names = self.names(folder);
         candidates.dedup();
-        Err(ConfigError::NotFound {
+        Err(ConfigError::NotFound(Box::new(super::error::NotFound {
             kind,
             name: name.to_string(),
             referrer: referrer.to_path_buf(),
             location: locate_key(referrer_text, key),
             searched: candidates,
             hint: hint_for(name, &names, folder),
-        })
+        })))
     }
 }
 
@@ -443,7 +443,7 @@ pub fn load_model(project: &Project, path: &Path) -> Result<Model, ConfigError> 
         labels_parsed: None,
         aliases: Aliases::from_pairs(f.aliases.iter().map(|(a, c)| (a.as_str(), c.as_str()))),
         score_floor: f.score_floor.map_or(DEFAULT_SCORE_FLOOR, |p| p.0),
-        batch_size: f.batch_size.map_or(8, |b| b.0 as usize),
+        batch_size: f.batch_size.map_or(4, |b| b.0 as usize),
         threads: f.threads.map(|t| t.0 as usize),
         sidecar_dir: None,
         sidecar_format: f.format.unwrap_or(SidecarFormat::Auto),

@@ -101,7 +101,7 @@ pub fn list_files(ds: &Dataset) -> Result<Vec<(String, PathBuf)>, std::io::Error
             .extension()
             .map(|e| e.to_string_lossy().to_lowercase())
             .unwrap_or_default();
-        if !ds.extensions.iter().any(|e| *e == ext) {
+        if !ds.extensions.contains(&ext) {
             continue;
         }
         let Ok(rel) = path.strip_prefix(&ds.root) else {

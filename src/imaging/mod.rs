@@ -17,7 +17,7 @@ use crate::config::files::{
 pub use decode::{decode_rgb, probe, DecodeError};
 
 const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
 /// How an image becomes a tensor. Steps, in order: pad to a square (optional), resize to
 /// `resize` (default `size`), JPEG round trip (optional), centre crop to `size`, reorder

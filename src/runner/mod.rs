@@ -472,23 +472,29 @@ fn score(conn: &Connection<'_>, run: &RunDir, staged: &Staged) -> Result<Vec<Var
     Ok(metrics)
 }
 
-/// The winning (variant, threshold) under the experiment's goal.
+/// The winning (variant, threshold) under the experiment's goal; ties keep the first in
+/// experiment order.
 pub fn best(metrics: &[VariantMetrics], exp: &Experiment) -> Option<Best> {
     let goal = exp.goal;
-    metrics
-        .iter()
-        .filter(|m| m.images > 0)
-        .filter_map(|m| m.get(goal.metric).map(|v| (m, v)))
-        .max_by(|a, b| match goal.direction {
-            Direction::Maximize => a.1.total_cmp(&b.1),
-            Direction::Minimize => b.1.total_cmp(&a.1),
-        })
-        .map(|(m, v)| Best {
-            variant: m.variant.clone(),
-            threshold: m.threshold,
-            metric: goal.metric.name().to_string(),
-            value: v,
-        })
+    let better = |a: f64, b: f64| match goal.direction {
+        Direction::Maximize => a > b,
+        Direction::Minimize => a < b,
+    };
+    let mut winner: Option<(&VariantMetrics, f64)> = None;
+    for m in metrics.iter().filter(|m| m.images > 0) {
+        let Some(v) = m.get(goal.metric) else {
+            continue;
+        };
+        if winner.is_none_or(|(_, w)| better(v, w)) {
+            winner = Some((m, v));
+        }
+    }
+    winner.map(|(m, v)| Best {
+        variant: m.variant.clone(),
+        threshold: m.threshold,
+        metric: goal.metric.name().to_string(),
+        value: v,
+    })
 }
 
 fn new_manifest(staged: &Staged, run: &RunDir, opts: &RunOptions) -> Manifest {

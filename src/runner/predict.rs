@@ -18,6 +18,9 @@ use crate::store::manifest::{Counts, DatasetRecord, Manifest, Status, VariantInf
 use crate::store::writer::{self, CellRow, FailureRow, PartWriter};
 use crate::store::{self, lookup};
 
+/// Predicted (tag, score, category) triples per cache key.
+type ScoresByKey = HashMap<String, Vec<(String, f32, String)>>;
+
 /// The outcome for one image.
 pub struct Predicted {
     pub file: String,
@@ -129,10 +132,7 @@ pub fn predict(
     Ok(out)
 }
 
-fn read_hits(
-    conn: &Connection<'_>,
-    hits: &HashMap<String, lookup::Hit>,
-) -> Result<HashMap<String, Vec<(String, f32, String)>>> {
+fn read_hits(conn: &Connection<'_>, hits: &HashMap<String, lookup::Hit>) -> Result<ScoresByKey> {
     let mut by_run: HashMap<&PathBuf, Vec<(&str, &str)>> = HashMap::new();
     for (k, h) in hits {
         by_run.entry(&h.run).or_default().push((k, &h.variant));

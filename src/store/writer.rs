@@ -191,7 +191,15 @@ impl<'c, 'db> PartWriter<'c, 'db> {
             &format!("SELECT * {replace} FROM {table}"),
             &dest,
         )?;
-        self.conn.execute(&format!("DELETE FROM {table}"))?;
+        // DELETE would keep the rows' memory until a checkpoint; a fresh table frees it.
+        let schema = match table {
+            "w_outputs" => OUTPUTS_SCHEMA,
+            "w_cells" => CELLS_SCHEMA,
+            _ => FAILURES_SCHEMA,
+        };
+        self.conn.execute(&format!(
+            "DROP TABLE {table}; CREATE TEMP TABLE {table} ({schema})"
+        ))?;
         Ok(())
     }
 }
