@@ -242,3 +242,80 @@ fn the_pixel_limit_is_configurable() {
         .unwrap()
         .contains("limit of 10000"));
 }
+
+/// Formats and modes the shared fixtures lack, made here: an animated GIF (first frame), BMP,
+/// TIFF, grey + alpha PNG and 16-bit RGB(A) PNG — each decoded like Pillow decodes it.
+#[test]
+fn more_formats_decode_like_pillow() {
+    use image::{ImageBuffer, Luma, LumaA, Rgb, Rgba};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let rgb = image::RgbImage::from_fn(33, 21, |x, y| {
+        Rgb([(x * 7) as u8, (y * 11) as u8, ((x * y) % 256) as u8])
+    });
+    rgb.save(d.join("plain.bmp")).unwrap();
+    rgb.save(d.join("plain.tiff")).unwrap();
+    let la: ImageBuffer<LumaA<u8>, Vec<u8>> =
+        ImageBuffer::from_fn(20, 30, |x, y| LumaA([(x * 12) as u8, (y * 8) as u8]));
+    la.save(d.join("grey_alpha.png")).unwrap();
+    let g16: ImageBuffer<Luma<u16>, Vec<u16>> =
+        ImageBuffer::from_fn(17, 9, |x, y| Luma([(x * 3000 + y * 700) as u16]));
+    g16.save(d.join("grey16.png")).unwrap();
+    let rgba16: ImageBuffer<Rgba<u16>, Vec<u16>> = ImageBuffer::from_fn(12, 12, |x, y| {
+        Rgba([
+            (x * 5000) as u16,
+            (y * 5000) as u16,
+            30000,
+            ((x + y) * 2700) as u16,
+        ])
+    });
+    rgba16.save(d.join("rgba16.png")).unwrap();
+    {
+        let file = std::fs::File::create(d.join("anim.gif")).unwrap();
+        let mut enc = image::codecs::gif::GifEncoder::new(file);
+        let red = image::RgbaImage::from_pixel(10, 8, Rgba([255, 0, 0, 255]));
+        let mut blue = image::RgbaImage::from_pixel(10, 8, Rgba([0, 0, 255, 255]));
+        blue.put_pixel(0, 0, Rgba([0, 0, 0, 0]));
+        let frames = vec![image::Frame::new(red), image::Frame::new(blue)];
+        enc.encode_frames(frames).unwrap();
+    }
+    let names = [
+        "plain.bmp",
+        "plain.tiff",
+        "grey_alpha.png",
+        "grey16.png",
+        "rgba16.png",
+        "anim.gif",
+    ];
+    let out = d.join("ref");
+    let mut args = vec![
+        repo()
+            .join("tests/reference/decode_reference.py")
+            .display()
+            .to_string(),
+        out.display().to_string(),
+    ];
+    args.extend(names.iter().map(|n| d.join(n).display().to_string()));
+    let sizes = python_json(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    for name in names {
+        let ours = decode_rgb(&std::fs::read(d.join(name)).unwrap(), 1 << 20)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            ours.width() as u64,
+            sizes[name][0].as_u64().unwrap(),
+            "{name}"
+        );
+        let theirs = std::fs::read(out.join(format!("{name}.rgb"))).unwrap();
+        let max = ours
+            .as_raw()
+            .iter()
+            .zip(&theirs)
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
+        // 16-bit alpha: Pillow composites the 8-bit truncation, as we do; allow one level.
+        assert!(max <= 1, "{name}: max diff {max}");
+    }
+    let gif = decode_rgb(&std::fs::read(d.join("anim.gif")).unwrap(), 1 << 20).unwrap();
+    assert_eq!(gif.get_pixel(5, 5).0, [255, 0, 0], "the first frame");
+}

@@ -186,8 +186,10 @@ pub fn scan(ds: &Dataset, state_dir: &Path, limit: Option<usize>) -> Result<Scan
     }
     let index_file = index_path(state_dir, ds);
     let index = load_index(&index_file);
+    let bar = crate::ui::progress(files.len() as u64, "scanning");
     let results: Vec<Result<(ImageEntry, bool), (String, String)>> = files
         .par_iter()
+        .inspect(|_| bar.inc(1))
         .map(|(rel, abs)| {
             let meta = std::fs::metadata(abs).map_err(|e| (rel.clone(), e.to_string()))?;
             let (size, mtime) = (meta.len(), mtime_ns(&meta));
@@ -225,6 +227,7 @@ pub fn scan(ds: &Dataset, state_dir: &Path, limit: Option<usize>) -> Result<Scan
             ))
         })
         .collect();
+    bar.finish_and_clear();
     let mut scan = Scan::default();
     for r in results {
         match r {
