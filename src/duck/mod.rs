@@ -209,18 +209,6 @@ impl Connection<'_> {
         Ok(result)
     }
 
-    /// Runs SQL and returns the single value of its first row and column as `i64`.
-    pub fn query_i64(&self, sql: &str) -> Result<Option<i64>> {
-        let mut out = None;
-        self.query(sql)?.for_each_row(|row| {
-            if out.is_none() {
-                out = row.i64(0)?;
-            }
-            Ok(())
-        })?;
-        Ok(out)
-    }
-
     /// Starts appending rows to `table` (in the main schema).
     pub fn appender(&self, table: &str) -> Result<Appender<'_>> {
         let c_table = cstring(table)?;

@@ -204,10 +204,6 @@ impl Source {
             base.join(path)
         }))
     }
-
-    pub fn is_remote(&self) -> bool {
-        !matches!(self, Source::Local(_))
-    }
 }
 
 /// Resolves sources to local files, downloading into the cache when allowed.

@@ -11,7 +11,7 @@ use super::writer::{
     CELLS_SCHEMA, FAILURES_SCHEMA, GROUND_TRUTH_SCHEMA, IMAGES_SCHEMA, OUTPUTS_SCHEMA,
 };
 use super::{list_parquet, list_runs, Manifest, RunDir};
-use crate::duck::{lit, path_list, path_lit, Connection};
+use crate::duck::{path_list, path_lit, Connection};
 
 fn empty_view(conn: &Connection<'_>, name: &str, schema: &str) -> Result<()> {
     let cols: Vec<String> = schema
@@ -118,9 +118,4 @@ pub fn open_all(conn: &Connection<'_>, runs_dir: &Path) -> Result<()> {
     }
     app.finish()?;
     Ok(())
-}
-
-/// The SQL literal of a value, for the few places we inline parameters.
-pub fn sql_str(s: &str) -> String {
-    lit(s)
 }
