@@ -266,7 +266,7 @@ fn killed_runs_lose_only_work_in_flight() {
             id,
             "--json",
             "SELECT count(*) AS cells, count(DISTINCT image_hash) AS images,
-                    count(*) FILTER (WHERE n_tags <> (SELECT count(*) FROM outputs o WHERE o.cache_key = c.cache_key AND o.variant = c.variant)) AS broken
+                    count(*) FILTER (WHERE n_tags <> (SELECT count(*) FROM outputs o WHERE o.cache_key = c.cache_key AND o.variant = c.variant AND o.path = c.path)) AS broken
              FROM cells c",
         ],
         0,
@@ -349,18 +349,14 @@ fn duplicate_files_share_one_inference_but_are_scored_apart() {
         .map(|t| t["support"].as_u64().unwrap())
         .sum();
     assert_eq!(support, 2, "both files' ground truth counts");
-    // Outputs are stored once; the cached copy too.
     let again = run(&p, &[]);
     assert_eq!(again["cache_hits"], 2);
+    // Each file has its own output rows, in the cached copy too.
     let q = p.expect(
-        &[
-            "query",
-            "latest",
-            "--json",
-            "SELECT count(*) AS n, count(DISTINCT tag) AS t FROM outputs",
-        ],
+        &["query", "latest", "--json", "SELECT count(*) AS n, count(DISTINCT tag) AS t, count(DISTINCT path) AS f FROM outputs"],
         0,
     );
     let v: serde_json::Value = serde_json::from_str(q.trim()).unwrap();
-    assert_eq!(v["n"], v["t"]);
+    assert_eq!(v["n"].as_u64().unwrap(), 2 * v["t"].as_u64().unwrap());
+    assert_eq!(v["f"], 2);
 }

@@ -72,10 +72,10 @@ fn prepare(conn: &Connection<'_>, source: &str, variants: &[(String, Vec<f64>)])
            WHERE i.labelled AND c.variant IN (SELECT variant FROM m_thr);
          CREATE OR REPLACE TEMP TABLE m_j AS
          WITH sc AS (
-           SELECT c.variant, c.path, o.tag, max(o.score) AS score, any_value(o.category) = 'rating' AS is_rating
+           SELECT o.variant, o.path, o.tag, max(o.score) AS score, any_value(o.category) = 'rating' AS is_rating
            FROM outputs o
-           JOIN (SELECT DISTINCT variant, path, cache_key FROM cells) c ON o.cache_key = c.cache_key AND o.variant = c.variant
-           SEMI JOIN m_ev e ON c.variant = e.variant AND c.path = e.path
+           SEMI JOIN m_ev e ON o.variant = e.variant AND o.path = e.path
+           SEMI JOIN cells c ON o.variant = c.variant AND o.path = c.path AND o.cache_key = c.cache_key
            GROUP BY ALL
          ), ranked AS (
            SELECT *, is_rating AND row_number() OVER (

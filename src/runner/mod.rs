@@ -226,6 +226,7 @@ fn execute(
         .filter_map(|c| {
             hits.get(&c.key).map(|hit| lookup::CachedCell {
                 variant: &exp.variants[c.variant].name,
+                path: &images[c.image].rel,
                 repeat: c.repeat,
                 key: &c.key,
                 hit,
@@ -321,15 +322,9 @@ fn execute(
             counts.shared += cells.len() - 1;
             match outcome {
                 pipeline::Outcome::Done { tags, infer_ms } => {
-                    // Outputs are stored once per variant and key (duplicate files share them).
-                    let mut stored = std::collections::HashSet::new();
                     for c in cells {
                         let row = cell_row(staged, c, run.id.clone(), tags.len(), infer_ms);
-                        if stored.insert(c.variant) {
-                            writer.add_cell(row, tags.clone());
-                        } else {
-                            writer.add_cell_without_outputs(row);
-                        }
+                        writer.add_cell(row, tags.clone());
                     }
                 }
                 pipeline::Outcome::Failed { stage, reason } => {

@@ -153,8 +153,9 @@ fn read_hits(conn: &Connection<'_>, hits: &HashMap<String, lookup::Hit>) -> Resu
             app.finish()?;
         }
         let sql = format!(
-            "SELECT o.cache_key, o.tag, o.score, o.category FROM read_parquet({}, union_by_name = true) o
-             SEMI JOIN p_keys k ON o.cache_key = k.cache_key AND o.variant = k.variant",
+            "SELECT o.cache_key, o.tag, any_value(o.score), any_value(o.category) FROM read_parquet({}, union_by_name = true) o
+             SEMI JOIN p_keys k ON o.cache_key = k.cache_key AND o.variant = k.variant
+             GROUP BY o.cache_key, o.tag",
             path_list(&files)
         );
         conn.query(&sql)?.for_each_row(|r| {

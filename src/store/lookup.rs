@@ -89,6 +89,7 @@ pub fn find_hits(
 #[derive(Debug, Clone)]
 pub struct CachedCell<'a> {
     pub variant: &'a str,
+    pub path: &'a str,
     pub repeat: u32,
     pub key: &'a str,
     pub hit: &'a Hit,
@@ -106,13 +107,14 @@ pub fn copy_outputs(conn: &Connection<'_>, run: &RunDir, cells: &[CachedCell<'_>
         if files.is_empty() {
             continue;
         }
-        conn.execute("DROP TABLE IF EXISTS hits; CREATE TEMP TABLE hits (variant VARCHAR, repeat INTEGER, cache_key VARCHAR, source_variant VARCHAR)")?;
+        conn.execute(
+            "DROP TABLE IF EXISTS hits; CREATE TEMP TABLE hits (variant VARCHAR, path VARCHAR, repeat INTEGER, cache_key VARCHAR, source_variant VARCHAR)",
+        )?;
         {
-            // Outputs are stored once per variant and key, however many files share them.
-            let mut seen = std::collections::HashSet::new();
             let mut app = conn.appender("hits")?;
-            for c in cells.iter().filter(|c| seen.insert((c.variant, c.key))) {
+            for c in &cells {
                 app.str(c.variant)?
+                    .str(c.path)?
                     .i32(c.repeat as i32)?
                     .str(c.key)?
                     .str(&c.hit.variant)?;
@@ -120,12 +122,18 @@ pub fn copy_outputs(conn: &Connection<'_>, run: &RunDir, cells: &[CachedCell<'_>
             }
             app.finish()?;
         }
+        // A source cell's outputs, once (the source may hold duplicate files with that key).
         let select = format!(
-            "SELECT {} AS run_id, h.variant, o.image_hash, h.repeat, o.cache_key, o.tag, o.score, o.category
-             FROM read_parquet({}, union_by_name = true) o
-             JOIN hits h ON o.cache_key = h.cache_key AND o.variant = h.source_variant",
-            crate::duck::lit(&run.id),
-            path_list(&files)
+            "WITH src AS (
+               SELECT cache_key, variant, image_hash, tag, score, category
+               FROM read_parquet({files}, union_by_name = true)
+               WHERE cache_key IN (SELECT cache_key FROM hits)
+               QUALIFY row_number() OVER (PARTITION BY cache_key, variant, tag) = 1
+             )
+             SELECT {run_id} AS run_id, h.variant, h.path, o.image_hash, h.repeat, o.cache_key, o.tag, o.score, o.category
+             FROM src o JOIN hits h ON o.cache_key = h.cache_key AND o.variant = h.source_variant",
+            files = path_list(&files),
+            run_id = crate::duck::lit(&run.id),
         );
         copy_to_parquet(
             conn,

@@ -16,8 +16,7 @@ use crate::duck::{path_lit, Connection};
 
 /// DuckDB column definitions of the run tables.
 pub const CELLS_SCHEMA: &str = "run_id VARCHAR, variant VARCHAR, path VARCHAR, image_hash VARCHAR, repeat INTEGER, cache_key VARCHAR, key_json VARCHAR, origin_run VARCHAR, n_tags INTEGER, infer_ms DOUBLE, created_at VARCHAR";
-pub const OUTPUTS_SCHEMA: &str =
-    "run_id VARCHAR, variant VARCHAR, image_hash VARCHAR, repeat INTEGER, cache_key VARCHAR, tag VARCHAR, score FLOAT, category VARCHAR";
+pub const OUTPUTS_SCHEMA: &str = "run_id VARCHAR, variant VARCHAR, path VARCHAR, image_hash VARCHAR, repeat INTEGER, cache_key VARCHAR, tag VARCHAR, score FLOAT, category VARCHAR";
 pub const FAILURES_SCHEMA: &str =
     "run_id VARCHAR, variant VARCHAR, image_hash VARCHAR, path VARCHAR, stage VARCHAR, reason VARCHAR, created_at VARCHAR";
 pub const IMAGES_SCHEMA: &str = "path VARCHAR, image_hash VARCHAR, bytes BIGINT, format VARCHAR, width INTEGER, height INTEGER, labelled BOOLEAN";
@@ -82,16 +81,13 @@ impl<'c, 'db> PartWriter<'c, 'db> {
         })
     }
 
-    /// Buffers a finished cell and its outputs. Cells sharing a variant and key (duplicate
-    /// files) store their outputs once: pass them to the first, the rest go through
-    /// [`Self::add_cell_without_outputs`].
+    /// Buffers a finished cell and its outputs.
     pub fn add_cell(&mut self, cell: CellRow, outputs: Vec<TagScore>) {
         self.outputs.push((self.cells.len(), outputs));
         self.cells.push(cell);
     }
 
-    /// Buffers a cell whose outputs are already in the run (copied cache hits, or another
-    /// cell with the same variant and key).
+    /// Buffers a cell whose outputs are already in the run (copied cache hits).
     pub fn add_cell_without_outputs(&mut self, cell: CellRow) {
         self.cells.push(cell);
     }
@@ -127,6 +123,7 @@ impl<'c, 'db> PartWriter<'c, 'db> {
                 for s in scores {
                     app.str(&run_id)?
                         .str(&c.variant)?
+                        .str(&c.path)?
                         .str(&c.image_hash)?
                         .i32(c.repeat as i32)?
                         .str(&c.cache_key)?;
