@@ -291,7 +291,7 @@ fn bad_run_references_are_clear() {
 #[test]
 fn committed_schemas_are_current() {
     let p = Project::new();
-    for kind in ["dataset", "model", "experiment"] {
+    for kind in ["dataset", "model", "experiment", "production"] {
         let committed: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(repo().join(format!("docs/schema/{kind}.schema.json")))
                 .unwrap(),

@@ -6,11 +6,13 @@
 mod metrics;
 mod plan;
 mod predict;
+mod promote;
 mod query;
 mod run;
 mod runs;
 mod schema;
 pub(crate) mod table;
+mod tag;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,8 +57,12 @@ pub enum Command {
     Predict(predict::Args),
     /// Ad-hoc SQL (DuckDB) over a run's tables and all runs.
     Query(query::Args),
-    /// Print the JSON Schema of a config file kind (dataset, model, experiment).
+    /// Print the JSON Schema of a config file kind (dataset, model, experiment, production).
     Schema(schema::Args),
+    /// Freeze a run's variant into a production config; list or roll back promotions.
+    Promote(promote::Args),
+    /// Tag folders with a production config, writing .txt / XMP / JSON sidecars.
+    Tag(tag::Args),
 }
 
 /// Shared state for commands.
@@ -84,6 +90,8 @@ pub fn main() -> ExitCode {
         Command::Predict(a) => predict::run(&env, a),
         Command::Query(a) => query::run(&env, a),
         Command::Schema(a) => schema::run(a),
+        Command::Promote(a) => promote::run(&env, a),
+        Command::Tag(a) => tag::run(&env, a),
     };
     match result {
         Ok(code) => code,

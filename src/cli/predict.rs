@@ -61,7 +61,10 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
     let min = args.min_score.unwrap_or(model.score_floor as f32);
     let mut failed = false;
     for r in &results {
-        let keep = r.tags.iter().filter(|(_, s, c)| *s >= min || c == "rating");
+        let keep = r
+            .tags
+            .iter()
+            .filter(|(_, s, c)| *s >= min || *c == crate::config::Category::Rating);
         if args.json {
             let mut tags = Map::new();
             for (t, s, _) in keep {
@@ -78,10 +81,9 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
                 lines.push(format!("  error: {e}"));
             }
             for (t, s, c) in keep {
-                let cat = if c == "general" {
-                    String::new()
-                } else {
-                    format!("  ({c})")
+                let cat = match c {
+                    crate::config::Category::General => String::new(),
+                    other => format!("  ({})", other.as_str()),
                 };
                 lines.push(format!("  {s:.4}  {t}{cat}"));
             }

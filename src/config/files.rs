@@ -199,6 +199,19 @@ pub enum Category {
 }
 
 impl Category {
+    /// From its name (`general`, `character`, ...).
+    pub fn parse(s: &str) -> Option<Category> {
+        Some(match s {
+            "general" => Category::General,
+            "character" => Category::Character,
+            "rating" => Category::Rating,
+            "artist" => Category::Artist,
+            "copyright" => Category::Copyright,
+            "meta" => Category::Meta,
+            _ => return None,
+        })
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Category::General => "general",

@@ -15,7 +15,7 @@ pub use resolve::{
 };
 
 /// The config file kinds, by the folder they live in.
-pub const KINDS: &[&str] = &["dataset", "model", "experiment"];
+pub const KINDS: &[&str] = &["dataset", "model", "experiment", "production"];
 
 /// The JSON Schema of one file kind (`dataset`, `model` or `experiment`).
 pub fn schema(kind: &str) -> Option<serde_json::Value> {
@@ -23,6 +23,7 @@ pub fn schema(kind: &str) -> Option<serde_json::Value> {
         "dataset" => schemars::schema_for!(files::DatasetFile),
         "model" => schemars::schema_for!(files::ModelFile),
         "experiment" => schemars::schema_for!(files::ExperimentFile),
+        "production" => schemars::schema_for!(crate::promote::ProductionConfig),
         _ => return None,
     };
     let mut value = serde_json::to_value(schema).ok()?;

@@ -417,7 +417,26 @@ pub fn load_dataset(project: &Project, path: &Path) -> Result<Dataset, ConfigErr
 pub fn load_model(project: &Project, path: &Path) -> Result<Model, ConfigError> {
     let path = &std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let (f, text): (ModelFile, String) = parse_file(path)?;
-    let invalid = |key: &str, msg: String| ConfigError::invalid(path, Some(&text), key, msg);
+    build_model(project, path, f, &text, None)
+}
+
+/// Resolves a parsed model definition. `path` and `text` are the file it came from (for
+/// relative paths and error locations); `key_prefix` is its key in that file when nested
+/// (`model` in a production config).
+pub fn build_model(
+    project: &Project,
+    path: &Path,
+    f: ModelFile,
+    text: &str,
+    key_prefix: Option<&str>,
+) -> Result<Model, ConfigError> {
+    let text = text.to_string();
+    let prefixed = |key: &str| match key_prefix {
+        Some(p) => format!("{p}.{key}"),
+        None => key.to_string(),
+    };
+    let invalid =
+        |key: &str, msg: String| ConfigError::invalid(path, Some(&text), &prefixed(key), msg);
     let parse_source = |key: &str, s: &str| -> Result<Source, ConfigError> {
         let base = path.parent().unwrap_or(Path::new("."));
         match Source::parse(s, base) {

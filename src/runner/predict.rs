@@ -1,6 +1,7 @@
-//! `predict`: one model over loose image files, cached like any run. Hits are read from
-//! earlier runs; misses are computed and stored as a run of their own (experiment
-//! `predict-<model>`), so the next call finds them.
+//! One model over loose image files, cached like any run: `iw-lab predict` and the
+//! production pass (`iw-lab tag`) share it. Hits are read from earlier runs; misses are
+//! computed and, unless asked not to, stored as a run of their own (experiment `LABEL`), so
+//! the next call finds them.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -8,9 +9,9 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result};
 
 use super::pipeline::{self, Job, Outcome};
-use crate::adapter::{self, Context};
+use crate::adapter::{self, Context, Identity};
 use crate::config::resolve::{Goal, DEFAULT_MAX_PIXELS};
-use crate::config::{Model, Project};
+use crate::config::{Category, Model, Project};
 use crate::dataset::ImageEntry;
 use crate::duck::{path_list, Connection};
 use crate::plan::cache_key;
@@ -18,19 +19,35 @@ use crate::store::manifest::{Counts, DatasetRecord, Manifest, Status, VariantInf
 use crate::store::writer::{self, CellRow, FailureRow, PartWriter};
 use crate::store::{self, lookup};
 
-/// Predicted (tag, score, category) triples per cache key.
-type ScoresByKey = HashMap<String, Vec<(String, f32, String)>>;
+/// Stored (tag, score, category) rows.
+pub type Scores = Vec<(String, f32, Category)>;
 
-/// The outcome for one image.
+/// The outcome for one image of `iw-lab predict`.
 pub struct Predicted {
     pub file: String,
     pub hash: Option<String>,
-    /// (tag, score, category), highest score first.
-    pub tags: Vec<(String, f32, String)>,
+    /// Highest score first.
+    pub tags: Scores,
     pub error: Option<String>,
 }
 
-fn entry(path: &PathBuf) -> Result<ImageEntry, String> {
+/// Results of [`infer_cached`].
+pub struct Inferred {
+    /// Per image, in order: its cache key.
+    pub keys: Vec<String>,
+    pub scores: HashMap<String, Scores>,
+    /// Keys whose inference failed, with the reason.
+    pub errors: HashMap<String, String>,
+    /// The run that stored new outputs (none when everything was cached or nothing persisted).
+    pub run_id: Option<String>,
+    /// Per key, the run that computed its outputs (for provenance).
+    pub origins: HashMap<String, String>,
+    /// Distinct keys computed now.
+    pub inferences: usize,
+}
+
+/// An entry for a loose file (hashing its bytes).
+pub fn entry(path: &PathBuf) -> Result<ImageEntry, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
     let probed = crate::imaging::probe(&bytes).ok();
     Ok(ImageEntry {
@@ -52,7 +69,6 @@ pub fn predict(
     files: &[PathBuf],
     ctx: &Context,
 ) -> Result<Vec<Predicted>> {
-    crate::libs::ensure_duckdb(&ctx.fetcher)?;
     let identity = adapter::identify(model, ctx, true)?.context("model identity")?;
     let mut images: Vec<ImageEntry> = Vec::new();
     let mut slots: Vec<Result<usize, String>> = Vec::new();
@@ -65,11 +81,57 @@ pub fn predict(
             Err(reason) => slots.push(Err(reason)),
         }
     }
+    let inferred = infer_cached(
+        project,
+        model,
+        &identity,
+        &images,
+        ctx,
+        &format!("predict-{}", model.name),
+        true,
+    )?;
+    let mut out = Vec::new();
+    for (f, slot) in files.iter().zip(slots) {
+        out.push(match slot {
+            Err(reason) => Predicted {
+                file: f.display().to_string(),
+                hash: None,
+                tags: Vec::new(),
+                error: Some(reason),
+            },
+            Ok(i) => {
+                let key = &inferred.keys[i];
+                let mut tags = inferred.scores.get(key).cloned().unwrap_or_default();
+                tags.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                Predicted {
+                    file: f.display().to_string(),
+                    hash: Some(images[i].hash.clone()),
+                    error: inferred.errors.get(key).cloned(),
+                    tags,
+                }
+            }
+        });
+    }
+    Ok(out)
+}
+
+/// Scores of `model` for `images`: cached ones from earlier runs, the rest computed (and
+/// stored as a run named `label` when `persist`).
+pub fn infer_cached(
+    project: &Project,
+    model: &Model,
+    identity: &Identity,
+    images: &[ImageEntry],
+    ctx: &Context,
+    label: &str,
+    persist: bool,
+) -> Result<Inferred> {
+    crate::libs::ensure_duckdb(&ctx.fetcher)?;
     let keys: Vec<(String, String)> = images
         .iter()
         .map(|img| {
             let input = adapter::cell_input(model, img);
-            let k = cache_key(&identity, &img.hash, input.as_deref(), model.score_floor, 0);
+            let k = cache_key(identity, &img.hash, input.as_deref(), model.score_floor, 0);
             (k.hash(), k.canonical())
         })
         .collect();
@@ -77,67 +139,63 @@ pub fn predict(
     let conn = db.connect()?;
     let key_refs: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
     let hits = lookup::find_hits(&conn, &project.runs_dir(), "", &key_refs)?;
-    let mut found: HashMap<String, Vec<(String, f32, String)>> = read_hits(&conn, &hits)?;
-    let mut errors: HashMap<String, String> = HashMap::new();
+    let mut scores = read_hits(&conn, &hits)?;
+    let mut errors = HashMap::new();
+    let mut seen = std::collections::HashSet::new();
     let misses: Vec<Job> = keys
         .iter()
         .enumerate()
-        .filter(|(_, k)| !hits.contains_key(&k.0))
+        .filter(|(_, k)| !hits.contains_key(&k.0) && seen.insert(k.0.clone()))
         .map(|(i, k)| Job {
             key: k.0.clone(),
             image: i,
         })
         .collect();
-    let mut seen = std::collections::HashSet::new();
-    let misses: Vec<Job> = misses
-        .into_iter()
-        .filter(|j| seen.insert(j.key.clone()))
+    let mut origins: HashMap<String, String> = hits
+        .iter()
+        .map(|(k, h)| (k.clone(), h.origin_run.clone()))
         .collect();
+    let mut run_id = None;
     if !misses.is_empty() {
-        compute(
+        run_id = compute(
             project,
             model,
-            &identity,
-            &images,
+            identity,
+            images,
             &keys,
             &misses,
             ctx,
             &conn,
-            &mut found,
+            label,
+            persist,
+            &mut scores,
             &mut errors,
         )?;
-    }
-    let mut out = Vec::new();
-    for (f, slot) in files.iter().zip(slots) {
-        match slot {
-            Err(reason) => out.push(Predicted {
-                file: f.display().to_string(),
-                hash: None,
-                tags: Vec::new(),
-                error: Some(reason),
-            }),
-            Ok(i) => {
-                let key = &keys[i].0;
-                let mut tags = found.get(key).cloned().unwrap_or_default();
-                tags.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-                out.push(Predicted {
-                    file: f.display().to_string(),
-                    hash: Some(images[i].hash.clone()),
-                    error: errors.get(key).cloned(),
-                    tags,
-                });
+        if let Some(id) = &run_id {
+            for j in &misses {
+                origins.insert(j.key.clone(), id.clone());
             }
         }
     }
-    Ok(out)
+    Ok(Inferred {
+        keys: keys.into_iter().map(|k| k.0).collect(),
+        scores,
+        errors,
+        run_id,
+        origins,
+        inferences: misses.len(),
+    })
 }
 
-fn read_hits(conn: &Connection<'_>, hits: &HashMap<String, lookup::Hit>) -> Result<ScoresByKey> {
+fn read_hits(
+    conn: &Connection<'_>,
+    hits: &HashMap<String, lookup::Hit>,
+) -> Result<HashMap<String, Scores>> {
     let mut by_run: HashMap<&PathBuf, Vec<(&str, &str)>> = HashMap::new();
     for (k, h) in hits {
         by_run.entry(&h.run).or_default().push((k, &h.variant));
     }
-    let mut out: HashMap<String, Vec<(String, f32, String)>> = HashMap::new();
+    let mut out: HashMap<String, Scores> = HashMap::new();
     for (run, keys) in by_run {
         let files = store::list_parquet(&run.join("outputs"));
         if files.is_empty() {
@@ -164,7 +222,7 @@ fn read_hits(conn: &Connection<'_>, hits: &HashMap<String, lookup::Hit>) -> Resu
                 .push((
                     r.str(1)?.unwrap_or_default().to_string(),
                     r.f64(2)?.unwrap_or(0.0) as f32,
-                    r.str(3)?.unwrap_or_default().to_string(),
+                    Category::parse(r.str(3)?.unwrap_or_default()).unwrap_or(Category::General),
                 ));
             Ok(())
         })?;
@@ -175,24 +233,10 @@ fn read_hits(conn: &Connection<'_>, hits: &HashMap<String, lookup::Hit>) -> Resu
     Ok(out)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn compute(
-    project: &Project,
-    model: &Model,
-    identity: &adapter::Identity,
-    images: &[ImageEntry],
-    keys: &[(String, String)],
-    jobs: &[Job],
-    ctx: &Context,
-    conn: &Connection<'_>,
-    found: &mut HashMap<String, Vec<(String, f32, String)>>,
-    errors: &mut HashMap<String, String>,
-) -> Result<()> {
-    let engine = adapter::load(model, identity, ctx)?;
-    let run = store::create_run(&project.runs_dir(), &format!("predict-{}", model.name))?;
-    let mut manifest = Manifest {
+fn new_manifest(run: &store::RunDir, model: &Model, label: &str, n: usize) -> Manifest {
+    Manifest {
         run_id: run.id.clone(),
-        experiment: format!("predict-{}", model.name),
+        experiment: label.to_string(),
         experiment_file: model.file.clone(),
         status: Status::Running,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -217,85 +261,125 @@ fn compute(
             score_floor: model.score_floor,
         }],
         models: Default::default(),
-        counts: Counts::default(),
+        counts: Counts {
+            images: n,
+            cells: n,
+            ..Counts::default()
+        },
         timings: Default::default(),
         best: None,
         error: None,
         resolved: serde_yaml::to_value(model).unwrap_or_default(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn compute(
+    project: &Project,
+    model: &Model,
+    identity: &Identity,
+    images: &[ImageEntry],
+    keys: &[(String, String)],
+    jobs: &[Job],
+    ctx: &Context,
+    conn: &Connection<'_>,
+    label: &str,
+    persist: bool,
+    found: &mut HashMap<String, Scores>,
+    errors: &mut HashMap<String, String>,
+) -> Result<Option<String>> {
+    let engine = adapter::load(model, identity, ctx)?;
+    let stored = if persist {
+        let run = store::create_run(&project.runs_dir(), label)?;
+        let manifest = new_manifest(&run, model, label, jobs.len());
+        manifest.write(&run.manifest_path())?;
+        writer::write_table(
+            conn,
+            &run.file("images.parquet"),
+            writer::IMAGES_SCHEMA,
+            |app| {
+                for img in jobs.iter().map(|j| &images[j.image]) {
+                    app.str(&img.rel)?
+                        .str(&img.hash)?
+                        .i64(img.size as i64)?
+                        .opt_str(img.format.as_deref())?;
+                    app.null()?.null()?.bool(false)?;
+                    app.end_row()?;
+                }
+                Ok(())
+            },
+        )?;
+        let w = PartWriter::new(conn, run.clone())?;
+        Some((run, manifest, w))
+    } else {
+        None
     };
-    manifest.write(&run.manifest_path())?;
-    writer::write_table(
-        conn,
-        &run.file("images.parquet"),
-        writer::IMAGES_SCHEMA,
-        |app| {
-            for img in jobs.iter().map(|j| &images[j.image]) {
-                app.str(&img.rel)?
-                    .str(&img.hash)?
-                    .i64(img.size as i64)?
-                    .opt_str(img.format.as_deref())?;
-                app.null()?.null()?.bool(false)?;
-                app.end_row()?;
-            }
-            Ok(())
-        },
-    )?;
-    let mut w = PartWriter::new(conn, run.clone())?;
+    let (run, mut manifest, mut w) = match stored {
+        Some((r, m, w)) => (Some(r), Some(m), Some(w)),
+        None => (None, None, None),
+    };
     let settings = pipeline::Settings {
         max_pixels: DEFAULT_MAX_PIXELS,
         floor: model.score_floor as f32,
         workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
     };
     let bar = crate::ui::progress(jobs.len() as u64, &model.name);
-    let mut counts = Counts {
-        images: jobs.len(),
-        cells: jobs.len(),
-        ..Counts::default()
-    };
+    let mut failures = 0;
+    let run_id = run.as_ref().map(|r| r.id.clone()).unwrap_or_default();
     pipeline::execute(engine.as_ref(), jobs, images, &settings, |job, outcome| {
         let img = &images[job.image];
-        counts.inferences += 1;
         match outcome {
             Outcome::Done { tags, infer_ms } => {
                 found.insert(
                     job.key.clone(),
                     tags.iter()
-                        .map(|t| (t.tag.to_string(), t.score, t.category.as_str().to_string()))
+                        .map(|t| (t.tag.to_string(), t.score, t.category))
                         .collect(),
                 );
-                let row = CellRow {
-                    variant: model.name.clone(),
-                    path: img.rel.clone(),
-                    image_hash: img.hash.clone(),
-                    repeat: 0,
-                    cache_key: job.key.clone(),
-                    key_json: keys[job.image].1.clone(),
-                    origin_run: run.id.clone(),
-                    n_tags: tags.len(),
-                    infer_ms,
-                };
-                w.add_cell(row, tags);
+                if let Some(w) = w.as_mut() {
+                    let row = CellRow {
+                        variant: model.name.clone(),
+                        path: img.rel.clone(),
+                        image_hash: img.hash.clone(),
+                        repeat: 0,
+                        cache_key: job.key.clone(),
+                        key_json: keys[job.image].1.clone(),
+                        origin_run: run_id.clone(),
+                        n_tags: tags.len(),
+                        infer_ms,
+                    };
+                    w.add_cell(row, tags);
+                }
             }
             Outcome::Failed { stage, reason } => {
-                counts.failures += 1;
+                failures += 1;
                 errors.insert(job.key.clone(), format!("{stage}: {reason}"));
-                w.add_failure(FailureRow {
-                    variant: Some(model.name.clone()),
-                    image_hash: Some(img.hash.clone()),
-                    path: img.rel.clone(),
-                    stage: stage.into(),
-                    reason,
-                });
+                if let Some(w) = w.as_mut() {
+                    w.add_failure(FailureRow {
+                        variant: Some(model.name.clone()),
+                        image_hash: Some(img.hash.clone()),
+                        path: img.rel.clone(),
+                        stage: stage.into(),
+                        reason,
+                    });
+                }
             }
         }
         bar.inc(1);
-        w.maybe_flush()
+        match w.as_mut() {
+            Some(w) => w.maybe_flush(),
+            None => Ok(()),
+        }
     })?;
     bar.finish_and_clear();
-    w.flush()?;
-    manifest.counts = counts;
-    manifest.status = Status::Complete;
-    manifest.finished_at = Some(store::time_now().iso());
-    manifest.write(&run.manifest_path())?;
-    Ok(())
+    if let (Some(run), Some(manifest), Some(mut w)) = (run, manifest.as_mut(), w) {
+        w.flush()?;
+        manifest.counts.inferences = jobs.len();
+        manifest.counts.failures = failures;
+        manifest.status = Status::Complete;
+        manifest.finished_at = Some(store::time_now().iso());
+        manifest.write(&run.manifest_path())?;
+        return Ok(Some(run.id));
+    }
+    Ok(None)
 }

@@ -1,0 +1,161 @@
+//! Sidecar writers for the production pass: `.txt` (LoRA training captions), XMP (photo
+//! tools) and JSON (scores and provenance).
+//!
+//! Each writer is pure: given the image, the sidecar's current content (if any), what iw-lab
+//! wrote there last time and the decided tags, it returns the new content and the tags gained
+//! and lost. `write_atomic` puts content on disk (temporary file in the same folder, fsync,
+//! rename), so a sidecar is never half-written. Formats are documented in `docs/outputs.md`.
+
+pub mod json;
+pub mod txt;
+pub mod xmp;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use json::JsonOptions;
+pub use txt::TxtOptions;
+pub use xmp::XmpOptions;
+
+/// The sidecar kinds.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum WriterKind {
+    Txt,
+    Xmp,
+    Json,
+}
+
+impl WriterKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            WriterKind::Txt => "txt",
+            WriterKind::Xmp => "xmp",
+            WriterKind::Json => "json",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<WriterKind> {
+        match s.trim().to_lowercase().as_str() {
+            "txt" => Some(WriterKind::Txt),
+            "xmp" => Some(WriterKind::Xmp),
+            "json" => Some(WriterKind::Json),
+            _ => None,
+        }
+    }
+}
+
+/// Writer settings of a production config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Writers {
+    /// Sidecars written when `iw-lab tag` is not given `--write` (default: txt).
+    #[serde(default = "default_write")]
+    pub write: Vec<WriterKind>,
+    #[serde(default)]
+    pub txt: TxtOptions,
+    #[serde(default)]
+    pub xmp: XmpOptions,
+    #[serde(default)]
+    pub json: JsonOptions,
+}
+
+fn default_write() -> Vec<WriterKind> {
+    vec![WriterKind::Txt]
+}
+
+impl Default for Writers {
+    fn default() -> Self {
+        Writers {
+            write: default_write(),
+            txt: TxtOptions::default(),
+            xmp: XmpOptions::default(),
+            json: JsonOptions::default(),
+        }
+    }
+}
+
+/// A writer's result for one image.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub path: PathBuf,
+    pub content: Vec<u8>,
+    /// Tags the sidecar gains and loses (normalised), for `--dry-run`.
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Tags iw-lab itself put there beyond what was already present (remembered so a later
+    /// pass can replace them and keep the user's own).
+    pub ours: Vec<String>,
+    /// Whether the content is byte-identical to what is on disk.
+    pub unchanged: bool,
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename.
+/// An existing file's permissions are kept.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let prefix = format!(".iw-lab-{}-", std::process::id());
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&prefix)
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let _ = tmp.as_file().set_permissions(meta.permissions());
+    }
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Removes temporary files that a killed writer left in `dir` (`.iw-lab-<pid>-*.tmp` whose
+/// process is gone). Returns how many were removed.
+pub fn clean_stale_temps(dir: &Path) -> usize {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in rd.filter_map(|e| e.ok()) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name
+            .strip_prefix(".iw-lab-")
+            .filter(|_| name.ends_with(".tmp"))
+        else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let alive = pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists();
+        if !alive && std::fs::remove_file(e.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// Tags in `new` and not in `old`, and the reverse, by normalised form, in order.
+pub fn diff(old: &[String], new: &[String]) -> (Vec<String>, Vec<String>) {
+    let norm = |t: &String| crate::tags::normalise(t).unwrap_or_default();
+    let old_n: std::collections::HashSet<String> = old.iter().map(norm).collect();
+    let new_n: std::collections::HashSet<String> = new.iter().map(norm).collect();
+    let added = new
+        .iter()
+        .filter(|t| !old_n.contains(&norm(t)))
+        .cloned()
+        .collect();
+    let removed = old
+        .iter()
+        .filter(|t| !new_n.contains(&norm(t)))
+        .cloned()
+        .collect();
+    (added, removed)
+}

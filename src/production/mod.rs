@@ -1,0 +1,425 @@
+//! The production pass (`iw-lab tag`): a promoted config over real folders, writing sidecars
+//! safely and incrementally.
+//!
+//! Images already tagged under the same content hash and config hash (with their sidecars
+//! still there) are skipped without being read. The model's files must still have the promoted
+//! fingerprint. Inference goes through the run cache (`runner::predict::infer_cached`), so
+//! images an experiment already scored cost nothing, and the new outputs are recorded as a run.
+//! Every sidecar is written atomically; source images are only ever read; an image whose
+//! sidecars cannot be written is reported and the pass goes on.
+
+mod state;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Instant, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _, Result};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::adapter::Context;
+use crate::config::Project;
+use crate::dataset::ImageEntry;
+use crate::export::{self, json::Provenance, Rendered, WriterKind};
+use crate::postprocess::{self, Excluder};
+use crate::promote::Loaded;
+
+/// What `iw-lab tag` was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub paths: Vec<PathBuf>,
+    /// Sidecars to write (default: the config's `writers.write`).
+    pub write: Option<Vec<WriterKind>>,
+    pub dry_run: bool,
+    pub force: bool,
+    pub allow_drift: bool,
+}
+
+/// One sidecar change.
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    pub writer: WriterKind,
+    pub path: PathBuf,
+    pub created: bool,
+    pub unchanged: bool,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+/// What happened to one image.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageReport {
+    pub file: PathBuf,
+    /// `tagged`, `unchanged`, `would-change` (dry run), or `failed`.
+    pub status: &'static str,
+    pub tags: Vec<String>,
+    pub changes: Vec<Change>,
+    pub errors: Vec<String>,
+}
+
+/// The end summary.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub images: usize,
+    pub tagged: usize,
+    pub unchanged: usize,
+    pub skipped: usize,
+    pub failed: usize,
+    pub written: BTreeMap<&'static str, usize>,
+    pub inferences: usize,
+    pub run_id: Option<String>,
+    pub config_hash: String,
+    pub dry_run: bool,
+    pub seconds: f64,
+}
+
+/// Image files under `paths` (files as given; folders recursively, hidden entries skipped).
+pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let exts = crate::config::resolve::DEFAULT_EXTENSIONS;
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let walker = walkdir::WalkDir::new(p)
+                .follow_links(true)
+                .sort_by_file_name()
+                .into_iter()
+                .filter_entry(|e| {
+                    e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.')
+                });
+            for e in walker {
+                let e = e.with_context(|| format!("walking {}", p.display()))?;
+                let path = e.path();
+                if e.file_type().is_file()
+                    && path.extension().is_some_and(|x| {
+                        exts.contains(&x.to_string_lossy().to_lowercase().as_str())
+                    })
+                {
+                    out.push(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()));
+                }
+            }
+        } else if p.is_file() {
+            out.push(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()));
+        } else {
+            bail!("{}: no such file or folder", p.display());
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn stat(path: &Path) -> Option<(u64, i64)> {
+    let m = std::fs::metadata(path).ok()?;
+    let mtime = m
+        .modified()
+        .ok()?
+        .duration_since(UNIX_EPOCH)
+        .ok()?
+        .as_nanos() as i64;
+    Some((m.len(), mtime))
+}
+
+fn sidecar_path(kind: WriterKind, image: &Path, w: &export::Writers) -> PathBuf {
+    match kind {
+        WriterKind::Txt => w.txt.path(image),
+        WriterKind::Xmp => w.xmp.path(image),
+        WriterKind::Json => w.json.path(image),
+    }
+}
+
+/// Runs the production pass, calling `report` for every image that was not skipped.
+pub fn tag(
+    project: &Project,
+    loaded: &Loaded,
+    ctx: &Context,
+    req: &Request,
+    mut report: impl FnMut(&ImageReport),
+) -> Result<Summary> {
+    let start = Instant::now();
+    let cfg = &loaded.config;
+    let writers: Vec<WriterKind> = {
+        let mut w = req
+            .write
+            .clone()
+            .unwrap_or_else(|| cfg.writers.write.clone());
+        w.sort();
+        w.dedup();
+        w
+    };
+    if writers.is_empty() {
+        bail!(
+            "no sidecars to write: pass --write txt,xmp,json or set `writers.write` in {}",
+            loaded.path.display()
+        );
+    }
+    let model = cfg.resolve_model(project, &loaded.path, &loaded.text)?;
+    let excluder = Excluder::new(&cfg.postprocess.exclude)?;
+
+    // The model must be the promoted one.
+    let identity = crate::adapter::identify(&model, ctx, true)?.context("model identity")?;
+    let drifted = identity.fingerprint != cfg.model.fingerprint
+        || identity.version != cfg.model.adapter_version;
+    if drifted && !req.allow_drift {
+        bail!(
+            "model `{}` differs from the one promoted in {}: fingerprint {} (adapter v{}) now, {} (v{}) promoted\nhint: re-promote after checking the new model, or pass --allow-drift to tag with it anyway",
+            model.name,
+            loaded.path.display(),
+            &identity.fingerprint[..16],
+            identity.version,
+            &cfg.model.fingerprint[..16],
+            cfg.model.adapter_version
+        );
+    }
+    let mut effective = cfg.clone();
+    effective.model.fingerprint = identity.fingerprint.clone();
+    let config_hash = effective.hash();
+
+    let files = collect(&req.paths)?;
+    let alias = if cfg.alias.is_empty() {
+        "default"
+    } else {
+        cfg.alias.as_str()
+    };
+    let mut state = state::State::open(&project.state_dir(), alias);
+    let mut summary = Summary {
+        images: files.len(),
+        config_hash: config_hash.clone(),
+        dry_run: req.dry_run,
+        ..Summary::default()
+    };
+
+    // Skip what is done; reuse known hashes of unchanged files.
+    let mut todo: Vec<(PathBuf, Option<String>, u64, i64)> = Vec::new();
+    for f in &files {
+        let Some((size, mtime)) = stat(f) else {
+            todo.push((f.clone(), None, 0, 0));
+            continue;
+        };
+        let known = state
+            .entries
+            .get(f)
+            .filter(|e| e.size == size && e.mtime_ns == mtime);
+        let done = known.is_some_and(|e| {
+            e.config_hash == config_hash
+                && writers
+                    .iter()
+                    .all(|w| e.writers.contains(w) && e.sidecars.get(w).is_some_and(|p| p.exists()))
+        });
+        if done && !req.force {
+            summary.skipped += 1;
+            continue;
+        }
+        todo.push((f.clone(), known.map(|e| e.hash.clone()), size, mtime));
+    }
+    if todo.is_empty() {
+        summary.seconds = start.elapsed().as_secs_f64();
+        return Ok(summary);
+    }
+
+    // Hash what we must, in parallel.
+    let entries: Vec<Result<ImageEntry, (PathBuf, String)>> = todo
+        .par_iter()
+        .map(|(path, hash, size, mtime)| match hash {
+            Some(h) => Ok(ImageEntry {
+                rel: path.display().to_string(),
+                abs: path.clone(),
+                size: *size,
+                mtime_ns: *mtime,
+                hash: h.clone(),
+                format: None,
+                width: None,
+                height: None,
+            }),
+            None => crate::runner::predict::entry(path)
+                .map(|mut e| {
+                    e.mtime_ns = *mtime;
+                    e
+                })
+                .map_err(|r| (path.clone(), r)),
+        })
+        .collect();
+    let mut images = Vec::new();
+    for e in entries {
+        match e {
+            Ok(img) => images.push(img),
+            Err((path, reason)) => {
+                summary.failed += 1;
+                report(&ImageReport {
+                    file: path,
+                    status: "failed",
+                    tags: Vec::new(),
+                    changes: Vec::new(),
+                    errors: vec![reason],
+                });
+            }
+        }
+    }
+    let inferred = crate::runner::predict::infer_cached(
+        project,
+        &model,
+        &identity,
+        &images,
+        ctx,
+        &format!("tag-{alias}"),
+        !req.dry_run,
+    )?;
+    summary.inferences = inferred.inferences;
+    summary.run_id = inferred.run_id.clone();
+    let provenance = |key: &str| Provenance {
+        config: alias.to_string(),
+        config_hash: config_hash.clone(),
+        model: model.name.clone(),
+        model_fingerprint: identity.fingerprint.clone(),
+        run_id: inferred.origins.get(key).cloned(),
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+
+    if !req.dry_run {
+        let dirs: std::collections::BTreeSet<&Path> =
+            images.iter().filter_map(|i| i.abs.parent()).collect();
+        for d in dirs {
+            export::clean_stale_temps(d);
+        }
+    }
+    let now = crate::store::time_now().iso();
+    for (img, key) in images.iter().zip(&inferred.keys) {
+        if let Some(err) = inferred.errors.get(key) {
+            summary.failed += 1;
+            report(&ImageReport {
+                file: img.abs.clone(),
+                status: "failed",
+                tags: Vec::new(),
+                changes: Vec::new(),
+                errors: vec![err.clone()],
+            });
+            continue;
+        }
+        let scores = inferred.scores.get(key).cloned().unwrap_or_default();
+        let decided = postprocess::decide(&scores, &cfg.postprocess, &excluder);
+        let previous = state.entries.get(&img.abs);
+        let mut rep = ImageReport {
+            file: img.abs.clone(),
+            status: "tagged",
+            tags: decided.iter().map(|d| d.tag.clone()).collect(),
+            changes: Vec::new(),
+            errors: Vec::new(),
+        };
+        let mut sidecars = BTreeMap::new();
+        let mut txt_ours = Vec::new();
+        for &kind in &writers {
+            let path = sidecar_path(kind, &img.abs, &cfg.writers);
+            let existing = match std::fs::read(&path) {
+                Ok(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => {
+                    rep.errors
+                        .push(format!("cannot read {}: {e}", path.display()));
+                    continue;
+                }
+            };
+            let rendered: Result<Rendered, String> = match kind {
+                WriterKind::Txt => {
+                    let prev: &[String] = previous.map(|p| p.txt_ours.as_slice()).unwrap_or(&[]);
+                    Ok(export::txt::render(
+                        &img.abs,
+                        existing.as_deref(),
+                        prev,
+                        &decided,
+                        &cfg.writers.txt,
+                    ))
+                }
+                WriterKind::Xmp => {
+                    export::xmp::render(&img.abs, existing.as_deref(), &decided, &cfg.writers.xmp)
+                        .map_err(|e| e.to_string())
+                }
+                WriterKind::Json => {
+                    let doc = export::json::document(
+                        &img.abs,
+                        &img.hash,
+                        &decided,
+                        &scores,
+                        None,
+                        &provenance(key),
+                    );
+                    export::json::render(&img.abs, existing.as_deref(), &doc, &cfg.writers.json)
+                        .map_err(|e| e.to_string())
+                }
+            };
+            let r = match rendered {
+                Ok(r) => r,
+                Err(e) => {
+                    rep.errors.push(e);
+                    continue;
+                }
+            };
+            if !req.dry_run && !r.unchanged {
+                if let Err(e) = export::write_atomic(&r.path, &r.content) {
+                    rep.errors
+                        .push(format!("cannot write {}: {e}", r.path.display()));
+                    continue;
+                }
+                *summary.written.entry(kind.name()).or_default() += 1;
+            }
+            if kind == WriterKind::Txt {
+                txt_ours = r.ours.clone();
+            }
+            sidecars.insert(kind, r.path.clone());
+            rep.changes.push(Change {
+                writer: kind,
+                created: existing.is_none(),
+                unchanged: r.unchanged,
+                path: r.path,
+                added: r.added,
+                removed: r.removed,
+            });
+        }
+        let all_unchanged = rep.changes.iter().all(|c| c.unchanged);
+        if !rep.errors.is_empty() {
+            rep.status = "failed";
+            summary.failed += 1;
+        } else if all_unchanged {
+            rep.status = "unchanged";
+            summary.unchanged += 1;
+        } else if req.dry_run {
+            rep.status = "would-change";
+            summary.tagged += 1;
+        } else {
+            summary.tagged += 1;
+        }
+        if rep.errors.is_empty() && !req.dry_run {
+            let mut all_writers: HashSet<WriterKind> = writers.iter().copied().collect();
+            // Sidecars written earlier under the same config still count as done.
+            if let Some(p) = previous.filter(|p| p.config_hash == config_hash && p.hash == img.hash)
+            {
+                for (k, path) in &p.sidecars {
+                    if path.exists() && all_writers.insert(*k) {
+                        sidecars.insert(*k, path.clone());
+                    }
+                }
+            }
+            let mut ws: Vec<WriterKind> = all_writers.into_iter().collect();
+            ws.sort();
+            let txt_ours = if writers.contains(&WriterKind::Txt) {
+                txt_ours
+            } else {
+                previous.map(|p| p.txt_ours.clone()).unwrap_or_default()
+            };
+            state.record(state::Entry {
+                path: img.abs.clone(),
+                size: img.size,
+                mtime_ns: img.mtime_ns,
+                hash: img.hash.clone(),
+                config_hash: config_hash.clone(),
+                writers: ws,
+                sidecars,
+                txt_ours,
+                at: now.clone(),
+            })?;
+        }
+        report(&rep);
+    }
+    state.finish()?;
+    summary.seconds = start.elapsed().as_secs_f64();
+    Ok(summary)
+}

@@ -1,0 +1,128 @@
+//! What the production pass has already done, per alias: an append-only log
+//! (`.iw-lab/tag-state/<alias>.jsonl`) of images tagged, with the content hash and config hash
+//! they were tagged under, the sidecars written, and the tags iw-lab added to `.txt` files
+//! (so a later pass can replace its own tags and keep the user's).
+//!
+//! A line is appended only after all of an image's sidecars are on disk; a pass killed at any
+//! moment loses at most the lines of images in flight, which the next pass redoes (writing
+//! the same content again). A torn last line is ignored.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::export::WriterKind;
+
+/// One tagged image.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Entry {
+    pub path: PathBuf,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub hash: String,
+    pub config_hash: String,
+    pub writers: Vec<WriterKind>,
+    pub sidecars: BTreeMap<WriterKind, PathBuf>,
+    #[serde(default)]
+    pub txt_ours: Vec<String>,
+    pub at: String,
+}
+
+fn ends_without_newline(f: &mut std::fs::File) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = f.metadata()?.len();
+    if len == 0 {
+        return Ok(false);
+    }
+    f.seek(SeekFrom::Start(len - 1))?;
+    let mut last = [0u8; 1];
+    f.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
+}
+
+/// The state of one alias.
+pub struct State {
+    file: PathBuf,
+    pub entries: HashMap<PathBuf, Entry>,
+    lines: usize,
+    out: Option<std::io::BufWriter<std::fs::File>>,
+    pending: usize,
+}
+
+impl State {
+    pub fn open(state_dir: &Path, alias: &str) -> State {
+        let file = state_dir.join("tag-state").join(format!("{alias}.jsonl"));
+        let mut entries = HashMap::new();
+        let mut lines = 0;
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            for line in text.lines() {
+                if let Ok(e) = serde_json::from_str::<Entry>(line) {
+                    lines += 1;
+                    entries.insert(e.path.clone(), e);
+                }
+            }
+        }
+        State {
+            file,
+            entries,
+            lines,
+            out: None,
+            pending: 0,
+        }
+    }
+
+    /// Records an image; lines are fsynced every 64 records and by [`State::finish`].
+    pub fn record(&mut self, entry: Entry) -> std::io::Result<()> {
+        if self.out.is_none() {
+            if let Some(dir) = self.file.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .read(true)
+                .open(&self.file)?;
+            // A pass killed mid-line left a torn last line: end it, so ours starts clean.
+            if ends_without_newline(&mut f)? {
+                f.write_all(b"\n")?;
+            }
+            self.out = Some(std::io::BufWriter::new(f));
+        }
+        let out = self.out.as_mut().expect("opened above");
+        serde_json::to_writer(&mut *out, &entry).map_err(std::io::Error::other)?;
+        out.write_all(b"\n")?;
+        self.lines += 1;
+        self.pending += 1;
+        self.entries.insert(entry.path.clone(), entry);
+        if self.pending >= 64 {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        if let Some(out) = self.out.as_mut() {
+            out.flush()?;
+            out.get_ref().sync_data()?;
+        }
+        self.pending = 0;
+        Ok(())
+    }
+
+    /// Flushes, and rewrites the log compactly when it holds many superseded lines.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        self.sync()?;
+        self.out = None;
+        if self.lines > 2 * self.entries.len() + 100 {
+            let mut text = Vec::new();
+            for e in self.entries.values() {
+                serde_json::to_writer(&mut text, e).map_err(std::io::Error::other)?;
+                text.push(b'\n');
+            }
+            crate::export::write_atomic(&self.file, &text)?;
+        }
+        Ok(())
+    }
+}
