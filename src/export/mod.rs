@@ -98,6 +98,20 @@ pub struct Rendered {
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename.
 /// An existing file's permissions are kept.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    stage(path, bytes)?.commit()
+}
+
+/// A sidecar written to its temporary file but not yet in place. Committing many staged
+/// files together lets the first fsync carry the others' journal commit (group commit), so a
+/// pass writing thousands of sidecars does not pay one journal commit per file; each file is
+/// still fsynced before its rename.
+pub struct Staged {
+    tmp: tempfile::NamedTempFile,
+    dest: PathBuf,
+}
+
+/// Writes `bytes` to a temporary file beside `path` (named `.iw-lab-<pid>-*.tmp`).
+pub fn stage(path: &Path, bytes: &[u8]) -> std::io::Result<Staged> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -111,9 +125,33 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Ok(meta) = std::fs::metadata(path) {
         let _ = tmp.as_file().set_permissions(meta.permissions());
     }
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    Ok(Staged {
+        tmp,
+        dest: path.to_path_buf(),
+    })
+}
+
+impl Staged {
+    /// Flushes the temporary file to disk.
+    pub fn sync(&self) -> std::io::Result<()> {
+        self.tmp.as_file().sync_all()
+    }
+
+    /// fsync, then rename into place.
+    pub fn commit(self) -> std::io::Result<()> {
+        self.sync()?;
+        self.rename()
+    }
+
+    /// Renames into place (call [`Staged::sync`] first).
+    pub fn rename(self) -> std::io::Result<()> {
+        self.tmp.persist(&self.dest).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    pub fn dest(&self) -> &Path {
+        &self.dest
+    }
 }
 
 /// Removes temporary files that a killed writer left in `dir` (`.iw-lab-<pid>-*.tmp` whose

@@ -128,6 +128,181 @@ fn sidecar_path(kind: WriterKind, image: &Path, w: &export::Writers) -> PathBuf 
     }
 }
 
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What every image of a pass shares.
+struct Job<'a> {
+    cfg: &'a crate::promote::ProductionConfig,
+    excluder: &'a Excluder,
+    writers: &'a [WriterKind],
+    alias: &'a str,
+    config_hash: &'a str,
+    model_name: &'a str,
+    fingerprint: &'a str,
+    dry_run: bool,
+    now: String,
+}
+
+impl Job<'_> {
+    /// Decides one image's tags, renders its sidecars and (unless a dry run) stages them.
+    /// Returns the report, the state entry to record once they are in place, and the staged
+    /// sidecars.
+    fn process(
+        &self,
+        img: &ImageEntry,
+        result: Result<std::sync::Arc<crate::runner::predict::Scores>, String>,
+        origin: &str,
+        previous: Option<&state::Entry>,
+    ) -> (
+        ImageReport,
+        Option<state::Entry>,
+        Vec<(WriterKind, export::Staged)>,
+    ) {
+        let cfg = self.cfg;
+        let scores = match result {
+            Ok(s) => s,
+            Err(e) => {
+                let rep = ImageReport {
+                    file: img.abs.clone(),
+                    status: "failed",
+                    tags: Vec::new(),
+                    changes: Vec::new(),
+                    errors: vec![e],
+                };
+                return (rep, None, Vec::new());
+            }
+        };
+        let decided = postprocess::decide(&scores, &cfg.postprocess, self.excluder);
+        let provenance = Provenance {
+            config: self.alias.to_string(),
+            config_hash: self.config_hash.to_string(),
+            model: self.model_name.to_string(),
+            model_fingerprint: self.fingerprint.to_string(),
+            run_id: (!origin.is_empty()).then(|| origin.to_string()),
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        let mut rep = ImageReport {
+            file: img.abs.clone(),
+            status: "tagged",
+            tags: decided.iter().map(|d| d.tag.clone()).collect(),
+            changes: Vec::new(),
+            errors: Vec::new(),
+        };
+        let mut sidecars = BTreeMap::new();
+        let mut txt_ours = Vec::new();
+        let mut staged = Vec::new();
+        for &kind in self.writers {
+            let path = sidecar_path(kind, &img.abs, &cfg.writers);
+            let existing = match std::fs::read(&path) {
+                Ok(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => {
+                    rep.errors
+                        .push(format!("cannot read {}: {e}", path.display()));
+                    continue;
+                }
+            };
+            let rendered: Result<Rendered, String> = match kind {
+                WriterKind::Txt => {
+                    let prev: &[String] = previous.map(|p| p.txt_ours.as_slice()).unwrap_or(&[]);
+                    Ok(export::txt::render(
+                        &img.abs,
+                        existing.as_deref(),
+                        prev,
+                        &decided,
+                        &cfg.writers.txt,
+                    ))
+                }
+                WriterKind::Xmp => {
+                    export::xmp::render(&img.abs, existing.as_deref(), &decided, &cfg.writers.xmp)
+                        .map_err(|e| e.to_string())
+                }
+                WriterKind::Json => {
+                    let doc = export::json::document(
+                        &img.abs,
+                        &img.hash,
+                        &decided,
+                        &scores,
+                        None,
+                        &provenance,
+                    );
+                    export::json::render(&img.abs, existing.as_deref(), &doc, &cfg.writers.json)
+                        .map_err(|e| e.to_string())
+                }
+            };
+            let r = match rendered {
+                Ok(r) => r,
+                Err(e) => {
+                    rep.errors.push(e);
+                    continue;
+                }
+            };
+            if !self.dry_run && !r.unchanged {
+                match export::stage(&r.path, &r.content) {
+                    Ok(st) => staged.push((kind, st)),
+                    Err(e) => {
+                        rep.errors
+                            .push(format!("cannot write {}: {e}", r.path.display()));
+                        continue;
+                    }
+                }
+            }
+            if kind == WriterKind::Txt {
+                txt_ours = r.ours.clone();
+            }
+            sidecars.insert(kind, r.path.clone());
+            rep.changes.push(Change {
+                writer: kind,
+                created: existing.is_none(),
+                unchanged: r.unchanged,
+                path: r.path,
+                added: r.added,
+                removed: r.removed,
+            });
+        }
+        if !rep.errors.is_empty() {
+            rep.status = "failed";
+        } else if rep.changes.iter().all(|c| c.unchanged) {
+            rep.status = "unchanged";
+        } else if self.dry_run {
+            rep.status = "would-change";
+        }
+        if !rep.errors.is_empty() || self.dry_run {
+            return (rep, None, staged);
+        }
+        let mut all_writers: HashSet<WriterKind> = self.writers.iter().copied().collect();
+        // Sidecars written earlier under the same config still count as done.
+        if let Some(p) =
+            previous.filter(|p| p.config_hash == self.config_hash && p.hash == img.hash)
+        {
+            for (k, path) in &p.sidecars {
+                if path.exists() && all_writers.insert(*k) {
+                    sidecars.insert(*k, path.clone());
+                }
+            }
+        }
+        let mut ws: Vec<WriterKind> = all_writers.into_iter().collect();
+        ws.sort();
+        if !self.writers.contains(&WriterKind::Txt) {
+            txt_ours = previous.map(|p| p.txt_ours.clone()).unwrap_or_default();
+        }
+        let entry = state::Entry {
+            path: img.abs.clone(),
+            size: img.size,
+            mtime_ns: img.mtime_ns,
+            hash: img.hash.clone(),
+            config_hash: self.config_hash.to_string(),
+            writers: ws,
+            sidecars,
+            txt_ours,
+            at: self.now.clone(),
+        };
+        (rep, Some(entry), staged)
+    }
+}
+
 /// Runs the production pass, calling `report` for every image that was not skipped.
 pub fn tag(
     project: &Project,
@@ -181,7 +356,7 @@ pub fn tag(
     } else {
         cfg.alias.as_str()
     };
-    let mut state = state::State::open(&project.state_dir(), alias);
+    let state = state::State::open(&project.state_dir(), alias);
     let mut summary = Summary {
         images: files.len(),
         config_hash: config_hash.clone(),
@@ -255,26 +430,13 @@ pub fn tag(
             }
         }
     }
-    let inferred = crate::runner::predict::infer_cached(
-        project,
-        &model,
-        &identity,
-        &images,
-        ctx,
-        &format!("tag-{alias}"),
-        !req.dry_run,
-    )?;
-    summary.inferences = inferred.inferences;
-    summary.run_id = inferred.run_id.clone();
-    let provenance = |key: &str| Provenance {
-        config: alias.to_string(),
-        config_hash: config_hash.clone(),
-        model: model.name.clone(),
-        model_fingerprint: identity.fingerprint.clone(),
-        run_id: inferred.origins.get(key).cloned(),
-        tool_version: env!("CARGO_PKG_VERSION").to_string(),
-    };
-
+    // Results stream from inference to writer threads (sidecar writes wait on fsync, so they
+    // overlap inference instead of following it).
+    let keys = crate::runner::predict::cache_keys(&model, &identity, &images);
+    let mut by_key: std::collections::HashMap<&str, Vec<usize>> = std::collections::HashMap::new();
+    for (i, k) in keys.iter().enumerate() {
+        by_key.entry(k.as_str()).or_default().push(i);
+    }
     if !req.dry_run {
         let dirs: std::collections::BTreeSet<&Path> =
             images.iter().filter_map(|i| i.abs.parent()).collect();
@@ -282,142 +444,118 @@ pub fn tag(
             export::clean_stale_temps(d);
         }
     }
-    let now = crate::store::time_now().iso();
-    for (img, key) in images.iter().zip(&inferred.keys) {
-        if let Some(err) = inferred.errors.get(key) {
-            summary.failed += 1;
-            report(&ImageReport {
-                file: img.abs.clone(),
-                status: "failed",
-                tags: Vec::new(),
-                changes: Vec::new(),
-                errors: vec![err.clone()],
-            });
-            continue;
-        }
-        let scores = inferred.scores.get(key).cloned().unwrap_or_default();
-        let decided = postprocess::decide(&scores, &cfg.postprocess, &excluder);
-        let previous = state.entries.get(&img.abs);
-        let mut rep = ImageReport {
-            file: img.abs.clone(),
-            status: "tagged",
-            tags: decided.iter().map(|d| d.tag.clone()).collect(),
-            changes: Vec::new(),
-            errors: Vec::new(),
-        };
-        let mut sidecars = BTreeMap::new();
-        let mut txt_ours = Vec::new();
-        for &kind in &writers {
-            let path = sidecar_path(kind, &img.abs, &cfg.writers);
-            let existing = match std::fs::read(&path) {
-                Ok(b) => Some(String::from_utf8_lossy(&b).into_owned()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => {
-                    rep.errors
-                        .push(format!("cannot read {}: {e}", path.display()));
-                    continue;
-                }
-            };
-            let rendered: Result<Rendered, String> = match kind {
-                WriterKind::Txt => {
-                    let prev: &[String] = previous.map(|p| p.txt_ours.as_slice()).unwrap_or(&[]);
-                    Ok(export::txt::render(
-                        &img.abs,
-                        existing.as_deref(),
-                        prev,
-                        &decided,
-                        &cfg.writers.txt,
-                    ))
-                }
-                WriterKind::Xmp => {
-                    export::xmp::render(&img.abs, existing.as_deref(), &decided, &cfg.writers.xmp)
-                        .map_err(|e| e.to_string())
-                }
-                WriterKind::Json => {
-                    let doc = export::json::document(
-                        &img.abs,
-                        &img.hash,
-                        &decided,
-                        &scores,
-                        None,
-                        &provenance(key),
-                    );
-                    export::json::render(&img.abs, existing.as_deref(), &doc, &cfg.writers.json)
-                        .map_err(|e| e.to_string())
-                }
-            };
-            let r = match rendered {
-                Ok(r) => r,
-                Err(e) => {
-                    rep.errors.push(e);
-                    continue;
-                }
-            };
-            if !req.dry_run && !r.unchanged {
-                if let Err(e) = export::write_atomic(&r.path, &r.content) {
-                    rep.errors
-                        .push(format!("cannot write {}: {e}", r.path.display()));
-                    continue;
-                }
-                *summary.written.entry(kind.name()).or_default() += 1;
-            }
-            if kind == WriterKind::Txt {
-                txt_ours = r.ours.clone();
-            }
-            sidecars.insert(kind, r.path.clone());
-            rep.changes.push(Change {
-                writer: kind,
-                created: existing.is_none(),
-                unchanged: r.unchanged,
-                path: r.path,
-                added: r.added,
-                removed: r.removed,
-            });
-        }
-        let all_unchanged = rep.changes.iter().all(|c| c.unchanged);
-        if !rep.errors.is_empty() {
-            rep.status = "failed";
-            summary.failed += 1;
-        } else if all_unchanged {
-            rep.status = "unchanged";
-            summary.unchanged += 1;
-        } else if req.dry_run {
-            rep.status = "would-change";
-            summary.tagged += 1;
-        } else {
-            summary.tagged += 1;
-        }
-        if rep.errors.is_empty() && !req.dry_run {
-            let mut all_writers: HashSet<WriterKind> = writers.iter().copied().collect();
-            // Sidecars written earlier under the same config still count as done.
-            if let Some(p) = previous.filter(|p| p.config_hash == config_hash && p.hash == img.hash)
-            {
-                for (k, path) in &p.sidecars {
-                    if path.exists() && all_writers.insert(*k) {
-                        sidecars.insert(*k, path.clone());
+    let job = Job {
+        cfg,
+        excluder: &excluder,
+        writers: &writers,
+        alias,
+        config_hash: &config_hash,
+        model_name: &model.name,
+        fingerprint: &identity.fingerprint,
+        dry_run: req.dry_run,
+        now: crate::store::time_now().iso(),
+    };
+    let shared = std::sync::Mutex::new((state, Vec::<ImageReport>::new(), summary));
+    type Item = (
+        usize,
+        Result<std::sync::Arc<crate::runner::predict::Scores>, String>,
+        String,
+    );
+    let (tx, rx) = crossbeam_channel::bounded::<Item>(256);
+    let inferred = std::thread::scope(|scope| -> Result<crate::runner::predict::Inferred> {
+        // One writer: sidecars are staged as results arrive and committed in groups (fsync all,
+        // then rename all), which keeps file-system work from competing with decoding.
+        let writer = {
+            let (job, images, shared) = (&job, &images, &shared);
+            let rx = rx.clone();
+            scope.spawn(move || -> Result<()> {
+                type Pending = (
+                    ImageReport,
+                    Option<state::Entry>,
+                    Vec<(WriterKind, export::Staged)>,
+                );
+                let flush = |pending: &mut Vec<Pending>| -> Result<()> {
+                    for (rep, _, files) in pending.iter_mut() {
+                        for (_, st) in files.iter() {
+                            if let Err(e) = st.sync() {
+                                rep.errors
+                                    .push(format!("cannot write {}: {e}", st.dest().display()));
+                            }
+                        }
+                    }
+                    let mut guard = lock(shared);
+                    let (state, reports, summary) = &mut *guard;
+                    for (mut rep, entry, files) in pending.drain(..) {
+                        let synced = rep.errors.is_empty();
+                        for (kind, st) in files {
+                            if !synced {
+                                continue; // dropped: the temporary file is removed
+                            }
+                            let dest = st.dest().to_path_buf();
+                            match st.rename() {
+                                Ok(()) => *summary.written.entry(kind.name()).or_default() += 1,
+                                Err(e) => rep
+                                    .errors
+                                    .push(format!("cannot write {}: {e}", dest.display())),
+                            }
+                        }
+                        if !rep.errors.is_empty() {
+                            rep.status = "failed";
+                        }
+                        match rep.status {
+                            "failed" => summary.failed += 1,
+                            "unchanged" => summary.unchanged += 1,
+                            _ => summary.tagged += 1,
+                        }
+                        if let (true, Some(e)) = (rep.errors.is_empty(), entry) {
+                            state.record(e)?;
+                        }
+                        reports.push(rep);
+                    }
+                    Ok(())
+                };
+                let mut pending: Vec<Pending> = Vec::new();
+                for (i, result, origin) in rx {
+                    let img = &images[i];
+                    let previous = lock(shared).0.entries.get(&img.abs).cloned();
+                    pending.push(job.process(img, result, &origin, previous.as_ref()));
+                    if pending.len() >= 32 {
+                        flush(&mut pending)?;
                     }
                 }
-            }
-            let mut ws: Vec<WriterKind> = all_writers.into_iter().collect();
-            ws.sort();
-            let txt_ours = if writers.contains(&WriterKind::Txt) {
-                txt_ours
-            } else {
-                previous.map(|p| p.txt_ours.clone()).unwrap_or_default()
+                flush(&mut pending)
+            })
+        };
+        drop(rx);
+        let mut sink =
+            |key: &str, result: Result<crate::runner::predict::Scores, String>, origin: &str| {
+                let result = result.map(std::sync::Arc::new);
+                for &i in by_key.get(key).map(Vec::as_slice).unwrap_or(&[]) {
+                    let _ = tx.send((i, result.clone(), origin.to_string()));
+                }
             };
-            state.record(state::Entry {
-                path: img.abs.clone(),
-                size: img.size,
-                mtime_ns: img.mtime_ns,
-                hash: img.hash.clone(),
-                config_hash: config_hash.clone(),
-                writers: ws,
-                sidecars,
-                txt_ours,
-                at: now.clone(),
-            })?;
-        }
-        report(&rep);
+        let inferred = crate::runner::predict::infer_cached(
+            project,
+            &model,
+            &identity,
+            &images,
+            ctx,
+            &format!("tag-{alias}"),
+            !req.dry_run,
+            Some(&mut sink),
+        );
+        drop(tx);
+        writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the sidecar writer thread panicked"))??;
+        inferred
+    })?;
+    let (state, mut reports, mut summary) = shared.into_inner().unwrap_or_else(|e| e.into_inner());
+    summary.inferences = inferred.inferences;
+    summary.run_id = inferred.run_id.clone();
+    reports.sort_by(|a, b| a.file.cmp(&b.file));
+    for r in &reports {
+        report(r);
     }
     state.finish()?;
     summary.seconds = start.elapsed().as_secs_f64();

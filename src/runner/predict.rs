@@ -31,6 +31,10 @@ pub struct Predicted {
     pub error: Option<String>,
 }
 
+/// Receives each distinct key's result as soon as it is known (cache hits first, then as
+/// inference finishes): the key, its scores or failure reason, and the run that computed it.
+pub type Sink<'a> = &'a mut dyn FnMut(&str, Result<Scores, String>, &str);
+
 /// Results of [`infer_cached`].
 pub struct Inferred {
     /// Per image, in order: its cache key.
@@ -40,7 +44,8 @@ pub struct Inferred {
     pub errors: HashMap<String, String>,
     /// The run that stored new outputs (none when everything was cached or nothing persisted).
     pub run_id: Option<String>,
-    /// Per key, the run that computed its outputs (for provenance).
+    /// Per key, the run that computed its outputs (for provenance). With a sink, `scores`
+    /// stays empty: the sink received them.
     pub origins: HashMap<String, String>,
     /// Distinct keys computed now.
     pub inferences: usize,
@@ -89,6 +94,7 @@ pub fn predict(
         ctx,
         &format!("predict-{}", model.name),
         true,
+        None,
     )?;
     let mut out = Vec::new();
     for (f, slot) in files.iter().zip(slots) {
@@ -115,8 +121,34 @@ pub fn predict(
     Ok(out)
 }
 
+/// The cache key of each image (hash and spelled-out form).
+fn spelled_keys(
+    model: &Model,
+    identity: &Identity,
+    images: &[ImageEntry],
+) -> Vec<(String, String)> {
+    images
+        .iter()
+        .map(|img| {
+            let input = adapter::cell_input(model, img);
+            let k = cache_key(identity, &img.hash, input.as_deref(), model.score_floor, 0);
+            (k.hash(), k.canonical())
+        })
+        .collect()
+}
+
+/// The cache key of each image, as [`infer_cached`] computes them.
+pub fn cache_keys(model: &Model, identity: &Identity, images: &[ImageEntry]) -> Vec<String> {
+    spelled_keys(model, identity, images)
+        .into_iter()
+        .map(|k| k.0)
+        .collect()
+}
+
 /// Scores of `model` for `images`: cached ones from earlier runs, the rest computed (and
-/// stored as a run named `label` when `persist`).
+/// stored as a run named `label` when `persist`). With a `sink`, results stream to it instead
+/// of being kept (constant memory, and the caller's work overlaps inference).
+#[allow(clippy::too_many_arguments)]
 pub fn infer_cached(
     project: &Project,
     model: &Model,
@@ -125,21 +157,20 @@ pub fn infer_cached(
     ctx: &Context,
     label: &str,
     persist: bool,
+    mut sink: Option<Sink<'_>>,
 ) -> Result<Inferred> {
     crate::libs::ensure_duckdb(&ctx.fetcher)?;
-    let keys: Vec<(String, String)> = images
-        .iter()
-        .map(|img| {
-            let input = adapter::cell_input(model, img);
-            let k = cache_key(identity, &img.hash, input.as_deref(), model.score_floor, 0);
-            (k.hash(), k.canonical())
-        })
-        .collect();
+    let keys = spelled_keys(model, identity, images);
     let db = super::open_db()?;
     let conn = db.connect()?;
     let key_refs: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
     let hits = lookup::find_hits(&conn, &project.runs_dir(), "", &key_refs)?;
     let mut scores = read_hits(&conn, &hits)?;
+    if let Some(sink) = sink.as_mut() {
+        for (k, s) in scores.drain() {
+            sink(&k, Ok(s), &hits[&k].origin_run);
+        }
+    }
     let mut errors = HashMap::new();
     let mut seen = std::collections::HashSet::new();
     let misses: Vec<Job> = keys
@@ -170,6 +201,7 @@ pub fn infer_cached(
             persist,
             &mut scores,
             &mut errors,
+            sink,
         )?;
         if let Some(id) = &run_id {
             for j in &misses {
@@ -287,6 +319,7 @@ fn compute(
     persist: bool,
     found: &mut HashMap<String, Scores>,
     errors: &mut HashMap<String, String>,
+    mut sink: Option<Sink<'_>>,
 ) -> Result<Option<String>> {
     let engine = adapter::load(model, identity, ctx)?;
     let stored = if persist {
@@ -330,12 +363,16 @@ fn compute(
         let img = &images[job.image];
         match outcome {
             Outcome::Done { tags, infer_ms } => {
-                found.insert(
-                    job.key.clone(),
-                    tags.iter()
-                        .map(|t| (t.tag.to_string(), t.score, t.category))
-                        .collect(),
-                );
+                let scores: Scores = tags
+                    .iter()
+                    .map(|t| (t.tag.to_string(), t.score, t.category))
+                    .collect();
+                match sink.as_mut() {
+                    Some(sink) => sink(&job.key, Ok(scores), &run_id),
+                    None => {
+                        found.insert(job.key.clone(), scores);
+                    }
+                }
                 if let Some(w) = w.as_mut() {
                     let row = CellRow {
                         variant: model.name.clone(),
@@ -353,6 +390,9 @@ fn compute(
             }
             Outcome::Failed { stage, reason } => {
                 failures += 1;
+                if let Some(sink) = sink.as_mut() {
+                    sink(&job.key, Err(format!("{stage}: {reason}")), &run_id);
+                }
                 errors.insert(job.key.clone(), format!("{stage}: {reason}"));
                 if let Some(w) = w.as_mut() {
                     w.add_failure(FailureRow {
