@@ -23,7 +23,8 @@ pub struct Args {
     /// Sidecars to write: txt, xmp, json (default: the config's `writers.write`).
     #[arg(long, value_delimiter = ',')]
     pub write: Option<Vec<String>>,
-    /// Write nothing; show what each sidecar would gain and lose.
+    /// Write nothing; show what each sidecar would gain and lose (`-v` shows it for a real
+    /// pass too; otherwise only failures are listed).
     #[arg(long)]
     pub dry_run: bool,
     /// Tag images again even when already tagged with this config.
@@ -66,7 +67,7 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
     let summary = production::tag(&env.project, &loaded, &ctx, &req, |r| {
         if args.json {
             reports.push(r.clone());
-        } else {
+        } else if args.dry_run || env.verbose || r.status == "failed" {
             print_report(r, args.dry_run);
         }
     })?;

@@ -112,6 +112,12 @@ pub struct Staged {
 
 /// Writes `bytes` to a temporary file beside `path` (named `.iw-lab-<pid>-*.tmp`).
 pub fn stage(path: &Path, bytes: &[u8]) -> std::io::Result<Staged> {
+    stage_new(path, bytes, path.exists())
+}
+
+/// [`stage`] when the caller knows whether `path` exists (an existing file's permissions are
+/// carried over).
+pub fn stage_new(path: &Path, bytes: &[u8], exists: bool) -> std::io::Result<Staged> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -122,8 +128,10 @@ pub fn stage(path: &Path, bytes: &[u8]) -> std::io::Result<Staged> {
         .suffix(".tmp")
         .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
-    if let Ok(meta) = std::fs::metadata(path) {
-        let _ = tmp.as_file().set_permissions(meta.permissions());
+    if exists {
+        if let Ok(meta) = std::fs::metadata(path) {
+            let _ = tmp.as_file().set_permissions(meta.permissions());
+        }
     }
     Ok(Staged {
         tmp,

@@ -65,6 +65,11 @@ impl Default for XmpOptions {
 impl XmpOptions {
     /// The sidecar of `image`: an existing one under either naming, else the configured name.
     pub fn path(&self, image: &Path) -> PathBuf {
+        self.path_with(image, |p| p.exists())
+    }
+
+    /// [`Self::path`] with a given existence test (the production pass lists folders once).
+    pub fn path_with(&self, image: &Path, exists: impl Fn(&Path) -> bool) -> PathBuf {
         let stem = image.with_extension("xmp");
         let mut full = image.as_os_str().to_owned();
         full.push(".xmp");
@@ -73,7 +78,7 @@ impl XmpOptions {
             XmpNaming::Stem => (stem, full),
             XmpNaming::Full => (full, stem),
         };
-        if !preferred.exists() && other.exists() {
+        if !exists(&preferred) && exists(&other) {
             other
         } else {
             preferred

@@ -128,6 +128,26 @@ fn sidecar_path(kind: WriterKind, image: &Path, w: &export::Writers) -> PathBuf 
     }
 }
 
+/// Which files exist, one directory listing per folder (instead of a failed open per
+/// sidecar that is not there yet).
+#[derive(Default)]
+struct Listings(std::sync::Mutex<std::collections::HashMap<PathBuf, HashSet<std::ffi::OsString>>>);
+
+impl Listings {
+    fn exists(&self, path: &Path) -> bool {
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            return path.exists();
+        };
+        let mut map = lock(&self.0);
+        let names = map.entry(dir.to_path_buf()).or_insert_with(|| {
+            std::fs::read_dir(dir)
+                .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.file_name())).collect())
+                .unwrap_or_default()
+        });
+        names.contains(name)
+    }
+}
+
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -143,6 +163,7 @@ struct Job<'a> {
     fingerprint: &'a str,
     dry_run: bool,
     now: String,
+    listings: Listings,
 }
 
 impl Job<'_> {
@@ -194,8 +215,20 @@ impl Job<'_> {
         let mut txt_ours = Vec::new();
         let mut staged = Vec::new();
         for &kind in self.writers {
-            let path = sidecar_path(kind, &img.abs, &cfg.writers);
-            let existing = match std::fs::read(&path) {
+            let path = match kind {
+                WriterKind::Xmp => cfg
+                    .writers
+                    .xmp
+                    .path_with(&img.abs, |p| self.listings.exists(p)),
+                _ => sidecar_path(kind, &img.abs, &cfg.writers),
+            };
+            let on_disk = self.listings.exists(&path);
+            let read = if on_disk {
+                std::fs::read(&path)
+            } else {
+                Err(std::io::ErrorKind::NotFound.into())
+            };
+            let existing = match read {
                 Ok(b) => Some(String::from_utf8_lossy(&b).into_owned()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                 Err(e) => {
@@ -240,7 +273,7 @@ impl Job<'_> {
                 }
             };
             if !self.dry_run && !r.unchanged {
-                match export::stage(&r.path, &r.content) {
+                match export::stage_new(&r.path, &r.content, on_disk) {
                     Ok(st) => staged.push((kind, st)),
                     Err(e) => {
                         rep.errors
@@ -454,6 +487,7 @@ pub fn tag(
         fingerprint: &identity.fingerprint,
         dry_run: req.dry_run,
         now: crate::store::time_now().iso(),
+        listings: Listings::default(),
     };
     let shared = std::sync::Mutex::new((state, Vec::<ImageReport>::new(), summary));
     type Item = (
