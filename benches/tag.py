@@ -28,6 +28,7 @@ def main():
     ap.add_argument("--images", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--model", choices=["toy", "open-nsfw"], default="toy")
+    ap.add_argument("--write", default="txt,xmp,json", help="sidecars the pass writes")
     a = ap.parse_args()
     exe = common.binary()
     with tempfile.TemporaryDirectory(prefix="iw-bench-") as tmp:
@@ -69,7 +70,7 @@ def main():
         def run_tag(i, d):
             tp = tmp / f"tag{i}"
             tp.mkdir()
-            wall, p = common.run([exe, "tag", str(d), "--config", str(config), "--write", "txt,xmp,json", "--json", "--quiet"], cwd=tp)
+            wall, p = common.run([exe, "tag", str(d), "--config", str(config), "--write", a.write, "--json", "--quiet"], cwd=tp)
             doc = json.loads(p.stdout)
             assert doc["tagged"] == a.images and doc["inferences"] == distinct, {k: v for k, v in doc.items() if k != "images_reported"}
             return wall
@@ -89,7 +90,7 @@ def main():
         tp, last = tmp / f"tag{a.repeats - 1}", tmp / f"images{a.repeats - 1}"
         rerun = []
         for _ in range(3):
-            wall, p = common.run([exe, "tag", str(last), "--config", str(config), "--write", "txt,xmp,json", "--json", "--quiet"], cwd=tp)
+            wall, p = common.run([exe, "tag", str(last), "--config", str(config), "--write", a.write, "--json", "--quiet"], cwd=tp)
             doc = json.loads(p.stdout)
             assert doc["skipped"] == a.images, doc
             rerun.append(wall)
@@ -97,6 +98,7 @@ def main():
         print(json.dumps({
             "benchmark": "tag",
             "model": a.model,
+            "write": a.write,
             "images": a.images,
             "predict_s": [round(x, 2) for x in predict],
             "tag_fresh_s": [round(x, 2) for x in tag],
