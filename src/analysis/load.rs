@@ -11,7 +11,9 @@ use std::collections::HashMap;
 
 use anyhow::Result;
 
-use super::metrics::{assemble, average_precision, SampleCounts, TagCounts, VariantMetrics};
+use super::metrics::{
+    assemble, average_precision, NegativeRate, SampleCounts, TagCounts, VariantMetrics,
+};
 use crate::duck::{lit, Connection};
 
 /// Metrics for each (variant, threshold) of a run whose views are open on `conn`
@@ -26,6 +28,7 @@ pub fn run_metrics(
     let ap = tag_ap(conn, &n_images)?;
     let tag_counts = tag_counts(conn)?;
     let sample_counts = sample_counts(conn)?;
+    let negative = negative_rates(conn, source)?;
     let mut out = Vec::new();
     for (variant, thresholds) in variants {
         for &t in thresholds {
@@ -34,14 +37,27 @@ pub fn run_metrics(
             let samples = sample_counts.get(&key).map(Vec::as_slice).unwrap_or(&[]);
             let n = n_images.get(variant).copied().unwrap_or(0);
             let empty = HashMap::new();
-            out.push(assemble(
+            let mut m = assemble(
                 variant,
                 t,
                 tags,
                 samples,
                 n,
                 ap.get(variant).unwrap_or(&empty),
-            ));
+            );
+            if let Some(rates) = &negative {
+                let (pairs, predicted) = rates.get(&key).copied().unwrap_or((0, 0));
+                m.negative = Some(NegativeRate {
+                    pairs,
+                    predicted,
+                    fp_rate: if pairs == 0 {
+                        0.0
+                    } else {
+                        predicted as f64 / pairs as f64
+                    },
+                });
+            }
+            out.push(m);
         }
     }
     conn.execute(
@@ -97,6 +113,52 @@ fn prepare(conn: &Connection<'_>, source: &str, variants: &[(String, Vec<f64>)])
            ON s.variant = g.variant AND s.path = g.path AND s.tag = g.tag;"
     ))?;
     Ok(())
+}
+
+/// Per (variant, threshold): (image, negative tag) pairs over the scored images and how many
+/// of them were predicted; `None` when the source has no negative tags stored.
+#[allow(clippy::type_complexity)]
+fn negative_rates(
+    conn: &Connection<'_>,
+    source: &str,
+) -> Result<Option<HashMap<(String, u64), (u64, u64)>>> {
+    let neg = lit(&crate::dataset::ground_truth::negative_source(source));
+    let mut any = false;
+    conn.query(&format!(
+        "SELECT count(*) FROM ground_truth WHERE source = {neg}"
+    ))?
+    .for_each_row(|r| {
+        any = r.i64(0)?.unwrap_or(0) > 0;
+        Ok(())
+    })?;
+    if !any {
+        return Ok(None);
+    }
+    let sql = format!(
+        "WITH neg AS (
+           SELECT DISTINCT e.variant, g.path, g.tag
+           FROM ground_truth g JOIN m_ev e ON e.path = g.path
+           WHERE g.source = {neg} AND g.tag IS NOT NULL)
+         SELECT t.variant, t.threshold, count(n.tag),
+                count(*) FILTER (WHERE j.tag IS NOT NULL AND {PRED})
+         FROM m_thr t
+         LEFT JOIN neg n ON n.variant = t.variant
+         LEFT JOIN m_j j ON j.variant = n.variant AND j.path = n.path AND j.tag = n.tag
+         GROUP BY ALL"
+    );
+    let mut out = HashMap::new();
+    conn.query(&sql)?.for_each_row(|r| {
+        let key = (
+            r.str(0)?.unwrap_or_default().to_string(),
+            r.f64(1)?.unwrap_or(0.0).to_bits(),
+        );
+        out.insert(
+            key,
+            (r.i64(2)?.unwrap_or(0) as u64, r.i64(3)?.unwrap_or(0) as u64),
+        );
+        Ok(())
+    })?;
+    Ok(Some(out))
 }
 
 fn count_images(conn: &Connection<'_>) -> Result<HashMap<String, usize>> {

@@ -158,7 +158,21 @@ pub struct VariantMetrics {
     pub images: usize,
     /// Tags present in truth or predictions at this threshold.
     pub labels: usize,
+    /// Must-not-predict tags (a prompt source's negative prompt), when the source has them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub negative: Option<NegativeRate>,
     pub per_tag: Vec<PerTag>,
+}
+
+/// How often a variant predicts tags the prompt's negative prompt asked to keep out.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct NegativeRate {
+    /// (image, negative tag) pairs over the scored images.
+    pub pairs: u64,
+    /// Those pairs whose tag the variant predicted.
+    pub predicted: u64,
+    /// `predicted / pairs` (0 when there are no pairs): the false-positive rate.
+    pub fp_rate: f64,
 }
 
 impl VariantMetrics {
@@ -219,6 +233,7 @@ pub fn assemble(
         map,
         images: n_images,
         labels: tags.len(),
+        negative: None,
         per_tag,
     }
 }

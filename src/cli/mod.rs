@@ -3,6 +3,7 @@
 //!
 //! Exit codes: 0 all good; 1 some items failed; 2 bad input or configuration.
 
+mod inspect;
 mod metrics;
 mod plan;
 mod predict;
@@ -10,6 +11,7 @@ mod promote;
 mod query;
 mod run;
 mod runs;
+mod scan;
 mod schema;
 pub(crate) mod table;
 mod tag;
@@ -57,6 +59,10 @@ pub enum Command {
     Predict(predict::Args),
     /// Ad-hoc SQL (DuckDB) over a run's tables and all runs.
     Query(query::Args),
+    /// Index a dataset (hashes, generation metadata); report new, deleted, moved files.
+    Scan(scan::Args),
+    /// The generation metadata (prompt, seed, sampler, model, LoRAs...) embedded in images.
+    Inspect(inspect::Args),
     /// Print the JSON Schema of a config file kind (dataset, model, experiment, production).
     Schema(schema::Args),
     /// Freeze a run's variant into a production config; list or roll back promotions.
@@ -90,6 +96,8 @@ pub fn main() -> ExitCode {
         Command::Predict(a) => predict::run(&env, a),
         Command::Query(a) => query::run(&env, a),
         Command::Schema(a) => schema::run(a),
+        Command::Inspect(a) => inspect::run(&env, a),
+        Command::Scan(a) => scan::run(&env, a),
         Command::Promote(a) => promote::run(&env, a),
         Command::Tag(a) => tag::run(&env, a),
     };

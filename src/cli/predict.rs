@@ -27,7 +27,7 @@ pub struct Args {
     pub images: Vec<PathBuf>,
 }
 
-fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
+pub(crate) fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
     let exts = crate::config::resolve::DEFAULT_EXTENSIONS;
     let mut out = Vec::new();
     for p in paths {

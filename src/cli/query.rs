@@ -1,4 +1,4 @@
-//! `iw-lab query RUN "SQL"`: ad-hoc DuckDB SQL over one run's tables (`images`,
+//! `iw-lab query RUN "SQL"`: ad-hoc DuckDB SQL over one run's tables (`images`, `image_loras`,
 //! `ground_truth`, `cells`, `outputs`, `failures`) and all runs (`all_cells`, `all_outputs`,
 //! `all_failures`, `runs`).
 

@@ -55,6 +55,8 @@ pub enum GroundTruthKind {
     Json,
     /// One labels file (CSV with `file` and `tags` columns, or JSON Lines).
     Labels,
+    /// The tags of the generation prompt embedded in each AI image (docs/tags.md).
+    Prompt,
 }
 
 /// One ground-truth source.
@@ -76,6 +78,14 @@ pub struct GroundTruthFile {
     /// For `txt`: tag separator (default `,`).
     #[serde(default)]
     pub separator: Option<String>,
+    /// For `prompt`: also read the negative prompt's tags, as tags that must not be predicted
+    /// (scored as a false-positive rate).
+    #[serde(default)]
+    pub negative: bool,
+    /// For `prompt`: tags whose prompt weight is below this are not counted as asked for
+    /// (default 0.1; negative weights never count).
+    #[serde(default)]
+    pub min_weight: Option<f64>,
     /// For `labels`: the labels file, relative to the dataset file.
     #[serde(default)]
     pub file: Option<String>,

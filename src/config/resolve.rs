@@ -89,6 +89,27 @@ impl Project {
         })))
     }
 
+    /// Finds a dataset given as a path or a name in `datasets/`.
+    pub fn dataset_path(&self, arg: &str) -> Result<PathBuf, ConfigError> {
+        let direct = PathBuf::from(arg);
+        if direct.is_file() {
+            return Ok(direct);
+        }
+        let by_name = self.kind_candidates("datasets", arg);
+        if let Some(p) = by_name.iter().find(|p| p.is_file()) {
+            return Ok(p.clone());
+        }
+        let names = self.names("datasets");
+        Err(ConfigError::NotFound(Box::new(super::error::NotFound {
+            kind: "dataset",
+            name: arg.to_string(),
+            referrer: PathBuf::from("the command line"),
+            location: None,
+            searched: std::iter::once(direct).chain(by_name).collect(),
+            hint: hint_for(arg, &names, "datasets"),
+        })))
+    }
+
     fn kind_candidates(&self, kind: &str, name: &str) -> Vec<PathBuf> {
         let dir = self.root.join(kind);
         vec![
@@ -206,6 +227,10 @@ pub struct GroundTruth {
     pub extension: String,
     pub separator: String,
     pub file: Option<PathBuf>,
+    /// For `prompt`: read negative-prompt tags as must-not-predict.
+    pub negative: bool,
+    /// For `prompt`: the least prompt weight that counts as asked for.
+    pub min_weight: f64,
 }
 
 /// Where a model's labels come from.
@@ -323,6 +348,7 @@ pub fn load_dataset(project: &Project, path: &Path) -> Result<Dataset, ConfigErr
             GroundTruthKind::Txt => "txt".into(),
             GroundTruthKind::Json => "json".into(),
             GroundTruthKind::Labels => "labels".into(),
+            GroundTruthKind::Prompt => "prompt".into(),
         });
         if !names.insert(name.clone()) {
             return Err(ConfigError::invalid(
@@ -364,6 +390,14 @@ pub fn load_dataset(project: &Project, path: &Path) -> Result<Dataset, ConfigErr
             }
             _ => None,
         };
+        if g.source != GroundTruthKind::Prompt && (g.negative || g.min_weight.is_some()) {
+            return Err(ConfigError::invalid(
+                path,
+                Some(&text),
+                &key,
+                "`negative:` and `min_weight:` are only for `source: prompt`",
+            ));
+        }
         let default_ext = if g.source == GroundTruthKind::Json {
             ".json"
         } else {
@@ -382,6 +416,8 @@ pub fn load_dataset(project: &Project, path: &Path) -> Result<Dataset, ConfigErr
             extension,
             separator: g.separator.clone().unwrap_or_else(|| ",".into()),
             file,
+            negative: g.negative,
+            min_weight: g.min_weight.unwrap_or(0.1),
         });
     }
     let extensions = f

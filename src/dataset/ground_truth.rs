@@ -18,6 +18,8 @@ use super::ImageEntry;
 #[derive(Debug)]
 pub struct Loaded {
     pub tags: Vec<Option<Vec<String>>>,
+    /// Tags that must not be predicted (a prompt source's negative prompt), per image.
+    pub negative: Option<Vec<Option<Vec<String>>>>,
     /// Problems worth reporting: (file, reason).
     pub problems: Vec<(String, String)>,
 }
@@ -27,6 +29,83 @@ pub fn load(ds: &Dataset, gt: &GroundTruth, images: &[ImageEntry]) -> Loaded {
     match gt.kind {
         GroundTruthKind::Txt | GroundTruthKind::Json => load_sidecars(ds, gt, images),
         GroundTruthKind::Labels => load_labels_file(ds, gt, images),
+        GroundTruthKind::Prompt => load_prompts(ds, gt, images),
+    }
+}
+
+/// The name under which a source's must-not-predict tags are stored in `ground_truth`.
+pub fn negative_source(name: &str) -> String {
+    format!("{name}.negative")
+}
+
+/// Positive tags of one image's prompts (main and character/area prompts), and the negative
+/// prompt's tags minus those; `None` when the image has no prompt or its prompt asks for no
+/// tag at all (a caption-only prompt is not scored as "no tags").
+pub fn prompt_tags(
+    meta: &super::ImageMeta,
+    min_weight: f64,
+    aliases: &Aliases,
+) -> Option<(Vec<String>, Vec<String>)> {
+    use crate::prompt::{parse, Dialect};
+    let prompt = meta.prompt.as_deref()?;
+    let dialect = Dialect::for_generator(meta.generator.as_deref().unwrap_or(""));
+    let mut positive = Vec::new();
+    for text in std::iter::once(prompt).chain(meta.extra_prompts.iter().map(String::as_str)) {
+        let parsed = parse(text, dialect);
+        positive.extend(
+            parsed
+                .tags
+                .into_iter()
+                .filter(|t| t.weight > 0.0 && t.weight >= min_weight)
+                .map(|t| t.tag),
+        );
+    }
+    let positive = finish(positive, aliases);
+    if positive.is_empty() {
+        return None;
+    }
+    let negative = meta
+        .negative_prompt
+        .as_deref()
+        .map(|text| {
+            let tags = parse(text, dialect)
+                .tags
+                .into_iter()
+                .filter(|t| t.weight > 0.0)
+                .map(|t| t.tag)
+                .collect();
+            finish(tags, aliases)
+                .into_iter()
+                .filter(|t| !positive.contains(t))
+                .collect()
+        })
+        .unwrap_or_default();
+    Some((positive, negative))
+}
+
+fn load_prompts(ds: &Dataset, gt: &GroundTruth, images: &[ImageEntry]) -> Loaded {
+    let mut tags = Vec::with_capacity(images.len());
+    let mut negative = Vec::with_capacity(images.len());
+    for img in images {
+        match img
+            .meta
+            .as_deref()
+            .and_then(|m| prompt_tags(m, gt.min_weight, &ds.aliases))
+        {
+            Some((pos, neg)) => {
+                tags.push(Some(pos));
+                negative.push(Some(neg));
+            }
+            None => {
+                tags.push(None);
+                negative.push(None);
+            }
+        }
+    }
+    Loaded {
+        tags,
+        negative: gt.negative.then_some(negative),
+        problems: Vec::new(),
     }
 }
 
@@ -84,7 +163,11 @@ fn load_sidecars(ds: &Dataset, gt: &GroundTruth, images: &[ImageEntry]) -> Loade
             Some(finish(list, &ds.aliases))
         })
         .collect();
-    Loaded { tags, problems }
+    Loaded {
+        tags,
+        negative: None,
+        problems,
+    }
 }
 
 /// Tags from a JSON document: `{"tags": [..]}`, `{"tags": {"tag": score}}` (any score counts),
@@ -127,6 +210,7 @@ fn load_labels_file(ds: &Dataset, gt: &GroundTruth, images: &[ImageEntry]) -> Lo
             problems.push((file.display().to_string(), reason));
             return Loaded {
                 tags: vec![None; images.len()],
+                negative: None,
                 problems,
             };
         }
@@ -172,7 +256,11 @@ fn load_labels_file(ds: &Dataset, gt: &GroundTruth, images: &[ImageEntry]) -> Lo
         .into_iter()
         .map(|t| t.map(|l| finish(l, &ds.aliases)))
         .collect();
-    Loaded { tags, problems }
+    Loaded {
+        tags,
+        negative: None,
+        problems,
+    }
 }
 
 /// Rows of (file, tags) from a CSV (header with a file column and a tags column) or JSON

@@ -6,4 +6,4 @@
 pub mod ground_truth;
 pub mod scan;
 
-pub use scan::{scan, ImageEntry, Scan};
+pub use scan::{scan, ImageEntry, ImageMeta, Scan};

@@ -30,6 +30,91 @@ pub struct ImageEntry {
     pub format: Option<String>,
     pub width: Option<u32>,
     pub height: Option<u32>,
+    /// Generation metadata embedded in the file (AI images), when there is any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Box<ImageMeta>>,
+}
+
+/// The generation metadata kept with each scanned image: what `metadata::GenMeta` says,
+/// without the raw carriers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ImageMeta {
+    pub generator: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub negative_prompt: Option<String>,
+    /// Character / area prompts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_prompts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampler: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cfg: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_hash: Option<String>,
+    /// (name, weight).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loras: Vec<(String, Option<f64>)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vae: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_skip: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denoise: Option<f64>,
+}
+
+impl ImageMeta {
+    /// The summary of a file's metadata; `None` when it carries no generation metadata.
+    pub fn from_gen(m: &crate::metadata::GenMeta) -> Option<ImageMeta> {
+        if m.generator.is_none() && m.prompt.is_none() {
+            return None;
+        }
+        Some(ImageMeta {
+            generator: m.generator.clone(),
+            prompt: m.prompt.clone(),
+            negative_prompt: m.negative_prompt.clone(),
+            extra_prompts: m.extra_prompts.iter().map(|e| e.prompt.clone()).collect(),
+            seed: m.seed,
+            steps: m.steps,
+            sampler: m.sampler.clone(),
+            scheduler: m.scheduler.clone(),
+            cfg: m.cfg,
+            width: m.width,
+            height: m.height,
+            model: m.model.clone(),
+            model_hash: m.model_hash.clone(),
+            loras: m
+                .loras
+                .iter()
+                .flatten()
+                .map(|l| (l.name.clone(), l.weight))
+                .collect(),
+            vae: m.vae.clone(),
+            clip_skip: m.clip_skip,
+            denoise: m.denoise,
+        })
+    }
+
+    /// Reads the metadata of an image held in memory.
+    pub fn read(bytes: &[u8]) -> Option<Box<ImageMeta>> {
+        crate::metadata::read_bytes(bytes)
+            .ok()
+            .and_then(|m| ImageMeta::from_gen(&m))
+            .map(Box::new)
+    }
 }
 
 /// What a scan found.
@@ -42,7 +127,13 @@ pub struct Scan {
     pub reused: usize,
     /// Files that could not be read (path, reason).
     pub unreadable: Vec<(String, String)>,
+    /// What the previous scan's index held: (path, hash), sorted by path.
+    pub previous: Vec<(String, String)>,
 }
+
+/// Version of the metadata reader whose results the index holds; an index line written by an
+/// older reader is re-read.
+const META_VERSION: u32 = 1;
 
 #[derive(Serialize, Deserialize)]
 struct IndexLine {
@@ -56,6 +147,15 @@ struct IndexLine {
     w: Option<u32>,
     #[serde(default, rename = "ht")]
     ht: Option<u32>,
+    /// Generation metadata.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    g: Option<Box<ImageMeta>>,
+    /// Metadata reader version (0: none read).
+    #[serde(default)]
+    mv: u32,
+    /// Racily clean: modified within 2 s of the scan, so not trusted for reuse.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    r: bool,
 }
 
 /// Lists the dataset's image files (sorted by relative path), without reading them.
@@ -155,10 +255,6 @@ fn save_index(path: &Path, images: &[ImageEntry]) -> std::io::Result<()> {
     {
         let mut w = std::io::BufWriter::new(tmp.as_file_mut());
         for img in images {
-            // Racily clean: a file modified within 2 s of now may change again unnoticed.
-            if now_ns - img.mtime_ns < 2_000_000_000 {
-                continue;
-            }
             let line = IndexLine {
                 p: img.rel.clone(),
                 s: img.size,
@@ -167,6 +263,10 @@ fn save_index(path: &Path, images: &[ImageEntry]) -> std::io::Result<()> {
                 f: img.format.clone(),
                 w: img.width,
                 ht: img.height,
+                g: img.meta.clone(),
+                mv: META_VERSION,
+                // Racily clean: a file modified within 2 s of now may change again unnoticed.
+                r: now_ns - img.mtime_ns < 2_000_000_000,
             };
             serde_json::to_writer(&mut w, &line)?;
             w.write_all(b"\n")?;
@@ -193,7 +293,10 @@ pub fn scan(ds: &Dataset, state_dir: &Path, limit: Option<usize>) -> Result<Scan
         .map(|(rel, abs)| {
             let meta = std::fs::metadata(abs).map_err(|e| (rel.clone(), e.to_string()))?;
             let (size, mtime) = (meta.len(), mtime_ns(&meta));
-            if let Some(line) = index.get(rel).filter(|l| l.s == size && l.m == mtime) {
+            if let Some(line) = index
+                .get(rel)
+                .filter(|l| l.s == size && l.m == mtime && !l.r && l.mv == META_VERSION)
+            {
                 return Ok((
                     ImageEntry {
                         rel: rel.clone(),
@@ -204,6 +307,7 @@ pub fn scan(ds: &Dataset, state_dir: &Path, limit: Option<usize>) -> Result<Scan
                         format: line.f.clone(),
                         width: line.w,
                         height: line.ht,
+                        meta: line.g.clone(),
                     },
                     false,
                 ));
@@ -222,13 +326,20 @@ pub fn scan(ds: &Dataset, state_dir: &Path, limit: Option<usize>) -> Result<Scan
                         .map(|(f, _, _)| crate::imaging::decode::format_name(f).to_string()),
                     width: probed.map(|(_, w, _)| w),
                     height: probed.map(|(_, _, h)| h),
+                    meta: ImageMeta::read(&bytes),
                 },
                 true,
             ))
         })
         .collect();
     bar.finish_and_clear();
-    let mut scan = Scan::default();
+    let mut previous: Vec<(String, String)> =
+        index.values().map(|l| (l.p.clone(), l.h.clone())).collect();
+    previous.sort();
+    let mut scan = Scan {
+        previous,
+        ..Scan::default()
+    };
     for r in results {
         match r {
             Ok((entry, fresh)) => {

@@ -119,6 +119,7 @@ api! {
     duckdb_append_double: fn(RawAppender, f64) -> State;
     duckdb_append_float: fn(RawAppender, f32) -> State;
     duckdb_append_int64: fn(RawAppender, i64) -> State;
+    duckdb_append_uint64: fn(RawAppender, u64) -> State;
     duckdb_append_int32: fn(RawAppender, i32) -> State;
     duckdb_append_bool: fn(RawAppender, bool) -> State;
     duckdb_append_null: fn(RawAppender) -> State;

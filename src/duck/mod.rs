@@ -553,6 +553,11 @@ impl Appender<'_> {
         self.check(state)
     }
 
+    pub fn u64(&mut self, x: u64) -> Result<&mut Self> {
+        let state = unsafe { (self.api.duckdb_append_uint64)(self.raw, x) };
+        self.check(state)
+    }
+
     pub fn i32(&mut self, x: i32) -> Result<&mut Self> {
         let state = unsafe { (self.api.duckdb_append_int32)(self.raw, x) };
         self.check(state)

@@ -443,6 +443,7 @@ pub fn tag(
                 format: None,
                 width: None,
                 height: None,
+                meta: None,
             }),
             None => crate::runner::predict::entry(path)
                 .map(|mut e| {

@@ -88,16 +88,15 @@ pub fn stage(
     let scan = dataset::scan(&exp.dataset, &project.state_dir(), limit)
         .with_context(|| format!("scanning {}", exp.dataset.root.display()))?;
     let mut gt_problems = Vec::new();
-    let ground_truth = exp
-        .dataset
-        .ground_truth
-        .iter()
-        .map(|g| {
-            let loaded = ground_truth::load(&exp.dataset, g, &scan.images);
-            gt_problems.extend(loaded.problems);
-            (g.name.clone(), loaded.tags)
-        })
-        .collect();
+    let mut ground_truth = Vec::new();
+    for g in &exp.dataset.ground_truth {
+        let loaded = ground_truth::load(&exp.dataset, g, &scan.images);
+        gt_problems.extend(loaded.problems);
+        ground_truth.push((g.name.clone(), loaded.tags));
+        if let Some(negative) = loaded.negative {
+            ground_truth.push((ground_truth::negative_source(&g.name), negative));
+        }
+    }
     let scan_s = t.elapsed().as_secs_f64();
     let mut identities = HashMap::new();
     for model in exp.models() {
@@ -408,25 +407,10 @@ fn cell_row(
 /// Writes `images.parquet` and `ground_truth.parquet`.
 fn write_inputs(conn: &Connection<'_>, run: &RunDir, staged: &Staged) -> Result<()> {
     let labelled = staged.labelled();
-    writer::write_table(
+    write_images(
         conn,
-        &run.file("images.parquet"),
-        writer::IMAGES_SCHEMA,
-        |app| {
-            for (img, l) in staged.images().iter().zip(&labelled) {
-                app.str(&img.rel)?
-                    .str(&img.hash)?
-                    .i64(img.size as i64)?
-                    .opt_str(img.format.as_deref())?;
-                match (img.width, img.height) {
-                    (Some(w), Some(h)) => app.i32(w as i32)?.i32(h as i32)?,
-                    _ => app.null()?.null()?,
-                };
-                app.bool(*l)?;
-                app.end_row()?;
-            }
-            Ok(())
-        },
+        run,
+        staged.images().iter().zip(labelled.iter().copied()),
     )?;
     writer::write_table(
         conn,
@@ -439,6 +423,81 @@ fn write_inputs(conn: &Connection<'_>, run: &RunDir, staged: &Staged) -> Result<
                         app.str(&img.rel)?.str(&img.hash)?.str(source)?.str(t)?;
                         app.end_row()?;
                     }
+                }
+            }
+            Ok(())
+        },
+    )
+}
+
+/// Writes `images.parquet` (with each image's generation metadata) and `image_loras.parquet`.
+pub(crate) fn write_images<'a>(
+    conn: &Connection<'_>,
+    run: &RunDir,
+    images: impl Iterator<Item = (&'a ImageEntry, bool)> + Clone,
+) -> Result<()> {
+    writer::write_table(
+        conn,
+        &run.file("images.parquet"),
+        writer::IMAGES_SCHEMA,
+        |app| {
+            for (img, labelled) in images.clone() {
+                app.str(&img.rel)?
+                    .str(&img.hash)?
+                    .i64(img.size as i64)?
+                    .opt_str(img.format.as_deref())?;
+                match (img.width, img.height) {
+                    (Some(w), Some(h)) => app.i32(w as i32)?.i32(h as i32)?,
+                    _ => app.null()?.null()?,
+                };
+                app.bool(labelled)?;
+                let folder = img.rel.rsplit_once('/').map_or("", |(d, _)| d);
+                app.str(folder)?;
+                let m = img.meta.as_deref().cloned().unwrap_or_default();
+                let int = |app: &mut crate::duck::Appender<'_>, x: Option<u32>| match x {
+                    Some(x) => app.i32(x.min(i32::MAX as u32) as i32).map(drop),
+                    None => app.null().map(drop),
+                };
+                let float = |app: &mut crate::duck::Appender<'_>, x: Option<f64>| match x {
+                    Some(x) => app.f64(x).map(drop),
+                    None => app.null().map(drop),
+                };
+                app.opt_str(m.generator.as_deref())?
+                    .opt_str(m.model.as_deref())?
+                    .opt_str(m.model_hash.as_deref())?
+                    .opt_str(m.sampler.as_deref())?
+                    .opt_str(m.scheduler.as_deref())?;
+                match m.seed {
+                    Some(s) => app.u64(s)?,
+                    None => app.null()?,
+                };
+                int(app, m.steps)?;
+                float(app, m.cfg)?;
+                int(app, m.width)?;
+                int(app, m.height)?;
+                app.opt_str(m.vae.as_deref())?;
+                int(app, m.clip_skip)?;
+                float(app, m.denoise)?;
+                app.opt_str(m.prompt.as_deref())?
+                    .opt_str(m.negative_prompt.as_deref())?;
+                app.end_row()?;
+            }
+            Ok(())
+        },
+    )?;
+    writer::write_table(
+        conn,
+        &run.file("image_loras.parquet"),
+        writer::IMAGE_LORAS_SCHEMA,
+        |app| {
+            for (img, _) in images {
+                for (name, weight) in img.meta.iter().flat_map(|m| &m.loras) {
+                    app.str(&img.rel)?.str(&img.hash)?.str(name)?;
+                    match weight {
+                        Some(w) => app.f64(*w)?,
+                        None => app.null()?,
+                    };
+                    app.end_row()?;
                 }
             }
             Ok(())

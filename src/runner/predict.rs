@@ -16,7 +16,7 @@ use crate::dataset::ImageEntry;
 use crate::duck::{path_list, Connection};
 use crate::plan::cache_key;
 use crate::store::manifest::{Counts, DatasetRecord, Manifest, Status, VariantInfo};
-use crate::store::writer::{self, CellRow, FailureRow, PartWriter};
+use crate::store::writer::{CellRow, FailureRow, PartWriter};
 use crate::store::{self, lookup};
 
 /// Stored (tag, score, category) rows.
@@ -64,6 +64,7 @@ pub fn entry(path: &PathBuf) -> Result<ImageEntry, String> {
         format: probed.map(|p| crate::imaging::decode::format_name(p.0).to_string()),
         width: probed.map(|p| p.1),
         height: probed.map(|p| p.2),
+        meta: None,
     })
 }
 
@@ -326,22 +327,7 @@ fn compute(
         let run = store::create_run(&project.runs_dir(), label)?;
         let manifest = new_manifest(&run, model, label, jobs.len());
         manifest.write(&run.manifest_path())?;
-        writer::write_table(
-            conn,
-            &run.file("images.parquet"),
-            writer::IMAGES_SCHEMA,
-            |app| {
-                for img in jobs.iter().map(|j| &images[j.image]) {
-                    app.str(&img.rel)?
-                        .str(&img.hash)?
-                        .i64(img.size as i64)?
-                        .opt_str(img.format.as_deref())?;
-                    app.null()?.null()?.bool(false)?;
-                    app.end_row()?;
-                }
-                Ok(())
-            },
-        )?;
+        super::write_images(conn, &run, jobs.iter().map(|j| (&images[j.image], false)))?;
         let w = PartWriter::new(conn, run.clone())?;
         Some((run, manifest, w))
     } else {

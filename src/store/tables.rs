@@ -1,5 +1,5 @@
 //! Opening run tables in DuckDB, in place: views named after the tables of one run
-//! (`images`, `ground_truth`, `cells`, `outputs`, `failures`) and of all runs (`all_cells`,
+//! (`images`, `image_loras`, `ground_truth`, `cells`, `outputs`, `failures`) and of all runs (`all_cells`,
 //! `all_outputs`, `all_failures`, `runs`). A table with no parts yet is an empty view of the
 //! right shape, so queries never fail for want of files.
 
@@ -8,7 +8,8 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::writer::{
-    CELLS_SCHEMA, FAILURES_SCHEMA, GROUND_TRUTH_SCHEMA, IMAGES_SCHEMA, OUTPUTS_SCHEMA,
+    CELLS_SCHEMA, FAILURES_SCHEMA, GROUND_TRUTH_SCHEMA, IMAGES_SCHEMA, IMAGE_LORAS_SCHEMA,
+    OUTPUTS_SCHEMA,
 };
 use super::{list_parquet, list_runs, Manifest, RunDir};
 use crate::duck::{path_list, path_lit, Connection};
@@ -59,6 +60,12 @@ fn file_view(conn: &Connection<'_>, name: &str, file: &Path, schema: &str) -> Re
 /// Creates the one-run views.
 pub fn open_run(conn: &Connection<'_>, run: &RunDir) -> Result<()> {
     file_view(conn, "images", &run.file("images.parquet"), IMAGES_SCHEMA)?;
+    file_view(
+        conn,
+        "image_loras",
+        &run.file("image_loras.parquet"),
+        IMAGE_LORAS_SCHEMA,
+    )?;
     file_view(
         conn,
         "ground_truth",

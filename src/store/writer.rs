@@ -19,7 +19,10 @@ pub const CELLS_SCHEMA: &str = "run_id VARCHAR, variant VARCHAR, path VARCHAR, i
 pub const OUTPUTS_SCHEMA: &str = "run_id VARCHAR, variant VARCHAR, path VARCHAR, image_hash VARCHAR, repeat INTEGER, cache_key VARCHAR, tag VARCHAR, score FLOAT, category VARCHAR";
 pub const FAILURES_SCHEMA: &str =
     "run_id VARCHAR, variant VARCHAR, image_hash VARCHAR, path VARCHAR, stage VARCHAR, reason VARCHAR, created_at VARCHAR";
-pub const IMAGES_SCHEMA: &str = "path VARCHAR, image_hash VARCHAR, bytes BIGINT, format VARCHAR, width INTEGER, height INTEGER, labelled BOOLEAN";
+pub const IMAGES_SCHEMA: &str = "path VARCHAR, image_hash VARCHAR, bytes BIGINT, format VARCHAR, width INTEGER, height INTEGER, labelled BOOLEAN, folder VARCHAR, generator VARCHAR, model VARCHAR, model_hash VARCHAR, sampler VARCHAR, scheduler VARCHAR, seed UBIGINT, steps INTEGER, cfg DOUBLE, gen_width INTEGER, gen_height INTEGER, vae VARCHAR, clip_skip INTEGER, denoise DOUBLE, prompt VARCHAR, negative_prompt VARCHAR";
+/// One row per image × LoRA its generation metadata names.
+pub const IMAGE_LORAS_SCHEMA: &str =
+    "path VARCHAR, image_hash VARCHAR, lora VARCHAR, weight DOUBLE";
 pub const GROUND_TRUTH_SCHEMA: &str =
     "path VARCHAR, image_hash VARCHAR, source VARCHAR, tag VARCHAR";
 

@@ -1,0 +1,473 @@
+//! "Stealth pnginfo" payloads hidden in pixel LSBs (spec A1.5).
+//!
+//! Pixels are taken column-major (x outer, y inner), bits MSB-first. Alpha mode: one bit per
+//! pixel (`alpha & 1`), signatures `stealth_pnginfo` / `stealth_pngcomp`; RGB mode: three bits
+//! per pixel (R, G, B LSBs) as one continuous stream, signatures `stealth_rgbinfo` /
+//! `stealth_rgbcomp`. Then a 32-bit big-endian bit count and the payload (gzip for `comp`).
+//!
+//! Non-interlaced PNGs are decoded row by row here (inflate + unfilter), so a file without a
+//! payload costs only the first 120 rows (the signature's pixels are the first 120 of column
+//! 0); interlaced PNGs and lossless WebPs go through the `image` crate (whole file).
+
+use super::png::Ihdr;
+use super::{gunzip, Budget, Input, MAX_CHUNK, MAX_PIXELS};
+use crate::metadata::{Carrier, Carriers};
+use std::io::{self, Cursor, Read, Seek};
+
+/// The largest file read whole for a stealth decode (interlaced PNG, lossless WebP).
+const MAX_WHOLE_FILE: u64 = 256 << 20;
+/// Signature length in bits.
+const SIG_BITS: u64 = 120;
+
+/// Whether no carrier that the generator table (spec A2) reads was found, so a stealth
+/// payload is worth looking for.
+pub(crate) fn worth_trying(c: &Carriers) -> bool {
+    !c.entries.iter().any(|e| {
+        if e.value.trim().is_empty() {
+            return false;
+        }
+        match e.key.as_str() {
+            "parameters"
+            | "prompt"
+            | "workflow"
+            | "Comment"
+            | "invokeai_metadata"
+            | "invokeai_graph"
+            | "invokeai_workflow"
+            | "sd-metadata"
+            | "Dream"
+            | "generation_data"
+            | "parameters-json"
+            | "smproj"
+            | "fooocus_scheme"
+            | "use_stable_diffusion_model"
+            | "Stable Diffusion model"
+            | "exif:UserComment" => true,
+            "exif:Make" | "exif:Model" | "exif:ImageDescription" => {
+                let v = e.value.trim_start();
+                ["prompt:", "workflow:", "Prompt:", "Workflow:"]
+                    .iter()
+                    .any(|p| v.starts_with(p))
+                    || v.contains("sui_image_params")
+            }
+            _ => false,
+        }
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    Alpha,
+    Rgb,
+}
+
+/// Per-pixel LSBs (`r<<3 | g<<2 | b<<1 | a`), row-major, for the rows decoded so far.
+struct Planes {
+    w: u64,
+    h: u64,
+    has_alpha: bool,
+    rows: u64,
+    px: Vec<u8>,
+}
+
+impl Planes {
+    fn new(w: u32, h: u32, has_alpha: bool) -> Self {
+        Planes {
+            w: w as u64,
+            h: h as u64,
+            has_alpha,
+            rows: 0,
+            px: Vec::new(),
+        }
+    }
+
+    /// The LSBs of the `k`-th pixel in column-major order, if its row was decoded.
+    fn pixel(&self, k: u64) -> Option<u8> {
+        let (x, y) = (k / self.h, k % self.h);
+        if x >= self.w || y >= self.rows {
+            return None;
+        }
+        self.px.get((y * self.w + x) as usize).copied()
+    }
+
+    fn bits(&self, mode: Mode) -> u64 {
+        let n = self.w * self.h;
+        match mode {
+            Mode::Alpha => n,
+            Mode::Rgb => n * 3,
+        }
+    }
+
+    fn bit(&self, mode: Mode, k: u64) -> Option<u8> {
+        match mode {
+            Mode::Alpha => self.pixel(k).map(|p| p & 1),
+            Mode::Rgb => self.pixel(k / 3).map(|p| (p >> (3 - k % 3)) & 1),
+        }
+    }
+
+    /// `n` bytes from bit `start` of the stream, MSB first.
+    fn bytes(&self, mode: Mode, start: u64, n: u64) -> Option<Vec<u8>> {
+        if start + n * 8 > self.bits(mode) {
+            return None;
+        }
+        let mut out = Vec::with_capacity(n as usize);
+        for i in 0..n {
+            let mut byte = 0u8;
+            for j in 0..8 {
+                byte = (byte << 1) | self.bit(mode, start + i * 8 + j)?;
+            }
+            out.push(byte);
+        }
+        Some(out)
+    }
+
+    /// The signature, as the reference reader checks it: RGB first (its 120 bits end at
+    /// pixel 40), then alpha (pixel 120).
+    fn signature(&self) -> Option<(Mode, &'static str)> {
+        if let Some(sig) = self.bytes(Mode::Rgb, 0, SIG_BITS / 8) {
+            for s in ["stealth_rgbinfo", "stealth_rgbcomp"] {
+                if sig == s.as_bytes() {
+                    return Some((Mode::Rgb, s));
+                }
+            }
+        }
+        if self.has_alpha {
+            if let Some(sig) = self.bytes(Mode::Alpha, 0, SIG_BITS / 8) {
+                for s in ["stealth_pnginfo", "stealth_pngcomp"] {
+                    if sig == s.as_bytes() {
+                        return Some((Mode::Alpha, s));
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Reads the payload after a found signature and adds the `stealth` carrier.
+fn extract(p: &Planes, mode: Mode, sig: &str, out: &mut Carriers, budget: &mut Budget) {
+    let Some(len) = p.bytes(mode, SIG_BITS, 4) else {
+        out.warnings
+            .push(format!("stealth: {sig} signature without a length"));
+        return;
+    };
+    let nbits = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as u64;
+    let start = SIG_BITS + 32;
+    if start + nbits > p.bits(mode) {
+        out.warnings.push(format!(
+            "stealth: {sig} payload of {nbits} bits exceeds the image; skipped"
+        ));
+        return;
+    }
+    let Some(payload) = p.bytes(mode, start, nbits / 8) else {
+        out.warnings.push(format!(
+            "stealth: {sig} payload could not be read (pixel data incomplete)"
+        ));
+        return;
+    };
+    let value = if sig.ends_with("comp") {
+        let (raw, problem) = gunzip(&payload, budget);
+        if let Some(problem) = problem {
+            out.warnings.push(format!("stealth: {sig}: {problem}"));
+            if raw.is_empty() {
+                return;
+            }
+        }
+        String::from_utf8_lossy(&raw).into_owned()
+    } else {
+        String::from_utf8_lossy(&payload).into_owned()
+    };
+    let mode_name = match mode {
+        Mode::Alpha => "alpha",
+        Mode::Rgb => "rgb",
+    };
+    out.entries.push(Carrier {
+        key: "stealth".into(),
+        location: format!("stealth:{mode_name}:{sig}"),
+        value,
+    });
+}
+
+/// Reads the consecutive `IDAT` chunks from the first one on as one stream.
+struct IdatReader<'a, 'r, R> {
+    input: &'a mut Input<'r, R>,
+    left: u64,
+    done: bool,
+}
+
+impl<R: Read + Seek> Read for IdatReader<'_, '_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.left == 0 {
+            if self.done {
+                return Ok(0);
+            }
+            let h = self.input.read_up_to(8)?;
+            if h.len() < 8 || &h[4..8] != b"IDAT" {
+                self.done = true;
+                return Ok(0);
+            }
+            self.left = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as u64;
+            if self.left == 0 {
+                self.input.skip(4)?;
+            }
+        }
+        let n = (buf.len() as u64).min(self.left) as usize;
+        let got = self.input.read_into(&mut buf[..n])?;
+        if got == 0 {
+            self.done = true;
+            return Ok(0);
+        }
+        self.left -= got as u64;
+        if self.left == 0 {
+            self.input.skip(4)?; // CRC
+        }
+        Ok(got)
+    }
+}
+
+fn unfilter(filter: u8, cur: &mut [u8], prev: &[u8], bpp: usize) -> Result<(), String> {
+    let n = cur.len();
+    match filter {
+        0 => {}
+        1 => {
+            for i in bpp..n {
+                cur[i] = cur[i].wrapping_add(cur[i - bpp]);
+            }
+        }
+        2 => {
+            for i in 0..n {
+                cur[i] = cur[i].wrapping_add(prev[i]);
+            }
+        }
+        3 => {
+            for i in 0..n {
+                let a = if i >= bpp { cur[i - bpp] } else { 0 };
+                cur[i] = cur[i].wrapping_add(((a as u16 + prev[i] as u16) / 2) as u8);
+            }
+        }
+        4 => {
+            for i in 0..n {
+                let a = if i >= bpp { cur[i - bpp] as i16 } else { 0 };
+                let b = prev[i] as i16;
+                let c = if i >= bpp { prev[i - bpp] as i16 } else { 0 };
+                let p = a + b - c;
+                let (pa, pb, pc) = ((p - a).abs(), (p - b).abs(), (p - c).abs());
+                let pred = if pa <= pb && pa <= pc {
+                    a
+                } else if pb <= pc {
+                    b
+                } else {
+                    c
+                };
+                cur[i] = cur[i].wrapping_add(pred as u8);
+            }
+        }
+        f => return Err(format!("unknown PNG filter type {f}")),
+    }
+    Ok(())
+}
+
+/// Looks for a stealth payload in a PNG whose chunks were already walked.
+pub(crate) fn from_png<R: Read + Seek>(
+    input: &mut Input<'_, R>,
+    first_idat: u64,
+    idat_total: u64,
+    ihdr: Ihdr,
+    out: &mut Carriers,
+    budget: &mut Budget,
+) -> io::Result<()> {
+    let channels: u64 = match ihdr.color_type {
+        2 => 3,
+        4 => 2,
+        6 => 4,
+        _ => return Ok(()), // grey and palette images: the reference readers cannot read them
+    };
+    if !matches!(ihdr.bit_depth, 8 | 16) {
+        return Ok(());
+    }
+    let (w, h) = (ihdr.width as u64, ihdr.height as u64);
+    let has_alpha = ihdr.color_type != 2;
+    if w * h < 40 {
+        return Ok(()); // too small for any signature
+    }
+    let bps = ihdr.bit_depth as u64 / 8;
+    let bpp = (channels * bps) as usize;
+    let stride = w * bpp as u64;
+    if w * h > MAX_PIXELS || stride > MAX_CHUNK {
+        out.warnings
+            .push(format!("stealth: {w}x{h} image is too large to check"));
+        return Ok(());
+    }
+    // Deflate expands at most ~1032:1: pixel data far too short for the rows is not decoded.
+    // The rows holding the signature's pixels: the first 120 (alpha) or 40 (RGB) pixels in
+    // column-major order.
+    let sig_rows = h.min(if has_alpha { SIG_BITS } else { SIG_BITS / 3 });
+    if (stride + 1) * sig_rows / 1032 > idat_total + 64 {
+        out.warnings
+            .push("stealth: pixel data too short for the image size; not checked".into());
+        return Ok(());
+    }
+    if ihdr.interlace != 0 {
+        return from_whole_file(input, image::ImageFormat::Png, out, budget);
+    }
+    input.seek_to(first_idat)?;
+    let idat = IdatReader {
+        input,
+        left: 0,
+        done: false,
+    };
+    let mut z = flate2::read::ZlibDecoder::new(idat);
+    let mut planes = Planes::new(ihdr.width, ihdr.height, has_alpha);
+    let mut prev = vec![0u8; stride as usize];
+    let mut cur = vec![0u8; stride as usize + 1];
+    let mut found = None;
+    for y in 0..h {
+        if let Err(e) = z.read_exact(&mut cur) {
+            out.warnings
+                .push(format!("stealth: pixel data unreadable at row {y}: {e}"));
+            break;
+        }
+        let (filter, row) = cur.split_first_mut().expect("row has a filter byte");
+        if let Err(e) = unfilter(*filter, row, &prev, bpp) {
+            out.warnings.push(format!("stealth: row {y}: {e}"));
+            break;
+        }
+        planes.px.reserve(w as usize);
+        for px in row.chunks_exact(bpp) {
+            let s = |c: usize| px[c * bps as usize]; // the high byte of 16-bit samples
+            let (r, g, b, a) = match ihdr.color_type {
+                2 => (s(0), s(1), s(2), 0),
+                4 => (s(0), s(0), s(0), s(1)),
+                _ => (s(0), s(1), s(2), s(3)),
+            };
+            planes
+                .px
+                .push(((r & 1) << 3) | ((g & 1) << 2) | ((b & 1) << 1) | (a & 1));
+        }
+        planes.rows += 1;
+        prev.copy_from_slice(row);
+        if planes.rows == sig_rows {
+            found = planes.signature();
+            if found.is_none() {
+                return Ok(());
+            }
+        }
+    }
+    if let Some((mode, sig)) = found {
+        extract(&planes, mode, sig, out, budget);
+    }
+    Ok(())
+}
+
+/// Looks for a stealth payload in a lossless WebP of the given size.
+pub(crate) fn from_webp<R: Read + Seek>(
+    input: &mut Input<'_, R>,
+    w: u32,
+    h: u32,
+    out: &mut Carriers,
+    budget: &mut Budget,
+) -> io::Result<()> {
+    let px = w as u64 * h as u64;
+    if px < 40 {
+        return Ok(());
+    }
+    if px > MAX_PIXELS {
+        out.warnings
+            .push(format!("stealth: {w}x{h} image is too large to check"));
+        return Ok(());
+    }
+    from_whole_file(input, image::ImageFormat::WebP, out, budget)
+}
+
+/// Decodes the whole file with the `image` crate and looks for a payload.
+fn from_whole_file<R: Read + Seek>(
+    input: &mut Input<'_, R>,
+    format: image::ImageFormat,
+    out: &mut Carriers,
+    budget: &mut Budget,
+) -> io::Result<()> {
+    if input.len() > MAX_WHOLE_FILE {
+        out.warnings
+            .push("stealth: file too large to decode; not checked".into());
+        return Ok(());
+    }
+    input.seek_to(0)?;
+    let bytes = input.read_up_to(input.len())?;
+    let mut reader = image::ImageReader::with_format(Cursor::new(&bytes), format);
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(1 << 30);
+    reader.limits(limits);
+    let img = match reader.decode() {
+        Ok(img) => img,
+        Err(e) => {
+            out.warnings
+                .push(format!("stealth: pixels could not be decoded: {e}"));
+            return Ok(());
+        }
+    };
+    drop(bytes);
+    let (w, h) = (img.width(), img.height());
+    if (w as u64) * (h as u64) > MAX_PIXELS {
+        return Ok(());
+    }
+    let has_alpha = img.color().has_alpha();
+    let mut planes = Planes::new(w, h, has_alpha);
+    planes.rows = h as u64;
+    if has_alpha {
+        let rgba = img.into_rgba8();
+        planes.px = rgba
+            .pixels()
+            .map(|p| ((p[0] & 1) << 3) | ((p[1] & 1) << 2) | ((p[2] & 1) << 1) | (p[3] & 1))
+            .collect();
+    } else {
+        let rgb = img.into_rgb8();
+        planes.px = rgb
+            .pixels()
+            .map(|p| ((p[0] & 1) << 3) | ((p[1] & 1) << 2) | ((p[2] & 1) << 1))
+            .collect();
+    }
+    if let Some((mode, sig)) = planes.signature() {
+        extract(&planes, mode, sig, out, budget);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    /// The LSB bit stream of a payload as the writers build it: signature, 32-bit bit count,
+    /// data.
+    pub fn stream(sig: &str, data: &[u8]) -> Vec<u8> {
+        let mut bytes = sig.as_bytes().to_vec();
+        bytes.extend(((data.len() * 8) as u32).to_be_bytes());
+        bytes.extend(data);
+        bytes
+            .iter()
+            .flat_map(|b| (0..8).rev().map(move |i| (b >> i) & 1))
+            .collect()
+    }
+
+    /// RGBA pixels (row-major) of a `w`x`h` image carrying `bits` column-major in the alpha
+    /// LSBs (alpha mode) or the RGB LSBs (rgb mode); other LSBs random-ish.
+    pub fn embed(w: usize, h: usize, bits: &[u8], alpha: bool) -> Vec<[u8; 4]> {
+        let mut px: Vec<[u8; 4]> = (0..w * h)
+            .map(|i| {
+                let v = (i * 37 % 251) as u8;
+                [v, v.wrapping_mul(3), v.wrapping_add(11), 254 | (v & 1)]
+            })
+            .collect();
+        // Pixels after the payload: alpha 255 (A1111 calls putalpha(255) first).
+        for p in px.iter_mut() {
+            p[3] = 255;
+        }
+        let per = if alpha { 1 } else { 3 };
+        assert!(bits.len() <= w * h * per, "image too small");
+        for (k, &bit) in bits.iter().enumerate() {
+            let pixel = k / per;
+            let (x, y) = (pixel / h, pixel % h);
+            let c = if alpha { 3 } else { k % 3 };
+            let p = &mut px[y * w + x][c];
+            *p = (*p & !1) | bit;
+        }
+        px
+    }
+}
