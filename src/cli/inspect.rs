@@ -36,10 +36,9 @@ struct Inspected {
 fn inspect_one(path: &std::path::Path) -> Inspected {
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let result = (|| {
-        let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-        let mut reader = std::io::BufReader::with_capacity(16 * 1024, file);
-        let carriers =
-            metadata::container::read_carriers(&mut reader).map_err(|e| e.to_string())?;
+        // Unbuffered, as in `metadata::read_path`: only headers and metadata are read.
+        let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+        let carriers = metadata::container::read_carriers(&mut file).map_err(|e| e.to_string())?;
         let bytes = carriers.bytes_read;
         Ok((metadata::generators::parse(&carriers), bytes))
     })();
@@ -67,16 +66,19 @@ fn fmt_num(x: f64) -> String {
 
 fn human(file: &str, m: &GenMeta, raw: bool) -> String {
     let mut out = format!("{file}\n");
-    let mut line = |k: &str, v: String| out.push_str(&format!("  {k:<16}{v}\n"));
+    let mut line = |k: &str, v: String| {
+        let v = v.trim_end().replace('\n', "\n                  ");
+        out.push_str(&format!("  {:<16}{v}\n", format!("{k} ")));
+    };
     line(
         "generator",
         m.generator.clone().unwrap_or_else(|| "(none)".into()),
     );
     if let Some(p) = &m.prompt {
-        line("prompt", p.replace('\n', "\n                  "));
+        line("prompt", p.clone());
     }
     if let Some(p) = m.negative_prompt.as_deref().filter(|p| !p.is_empty()) {
-        line("negative prompt", p.replace('\n', "\n                  "));
+        line("negative prompt", p.to_string());
     }
     for e in &m.extra_prompts {
         let region = e

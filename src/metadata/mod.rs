@@ -82,6 +82,22 @@ impl Carriers {
         self.entries.iter().find(|c| c.key == key)
     }
 
+    /// Carriers from (key, value) pairs, as PNG `tEXt` chunks would give them (for tests and
+    /// callers that have the text already).
+    pub fn from_pairs(list: &[(&str, &str)]) -> Carriers {
+        Carriers {
+            entries: list
+                .iter()
+                .map(|(k, v)| Carrier {
+                    key: k.to_string(),
+                    location: "png:tEXt".into(),
+                    value: v.to_string(),
+                })
+                .collect(),
+            ..Carriers::default()
+        }
+    }
+
     /// The first carrier's value with this key.
     pub fn value(&self, key: &str) -> Option<&str> {
         self.get(key).map(|c| c.value.as_str())
@@ -179,9 +195,10 @@ pub enum MetaError {
 
 /// Reads the generation metadata of one file.
 pub fn read_path(path: &Path) -> Result<GenMeta, MetaError> {
-    let file = std::fs::File::open(path)?;
-    let mut reader = std::io::BufReader::with_capacity(64 * 1024, file);
-    let carriers = container::read_carriers(&mut reader)?;
+    // Unbuffered: the reader asks for headers and metadata only and seeks over pixel data, so a
+    // read-ahead buffer would fetch most of the file for nothing.
+    let mut file = std::fs::File::open(path)?;
+    let carriers = container::read_carriers(&mut file)?;
     Ok(generators::parse(&carriers))
 }
 

@@ -185,20 +185,10 @@ pub fn lone_sampler_seed(graph: &Value) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metadata::{Carrier, Carriers};
+    use crate::metadata::Carriers;
 
     fn carriers(list: &[(&str, &str)]) -> Carriers {
-        Carriers {
-            entries: list
-                .iter()
-                .map(|(k, v)| Carrier {
-                    key: k.to_string(),
-                    location: "test".into(),
-                    value: v.to_string(),
-                })
-                .collect(),
-            ..Carriers::default()
-        }
+        Carriers::from_pairs(list)
     }
 
     const API: &str = r#"{"3": {"class_type": "KSampler", "inputs": {"seed": 5, "cfg": NaN}}}"#;

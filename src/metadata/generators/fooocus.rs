@@ -243,20 +243,10 @@ fn ruined_lora(v: &Value) -> Option<Lora> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metadata::{Carrier, Carriers};
+    use crate::metadata::Carriers;
 
     fn ctx_of(list: &[(&str, &str)]) -> Carriers {
-        Carriers {
-            entries: list
-                .iter()
-                .map(|(k, v)| Carrier {
-                    key: k.to_string(),
-                    location: "png:tEXt".into(),
-                    value: v.to_string(),
-                })
-                .collect(),
-            ..Carriers::default()
-        }
+        Carriers::from_pairs(list)
     }
 
     #[test]

@@ -196,21 +196,12 @@ fn finish(m: &mut GenMeta, ctx: &Ctx) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metadata::Carrier;
 
     fn carriers(list: &[(&str, &str)]) -> Carriers {
         Carriers {
             pixel_width: Some(64),
             pixel_height: Some(32),
-            entries: list
-                .iter()
-                .map(|(k, v)| Carrier {
-                    key: k.to_string(),
-                    location: "png:tEXt".into(),
-                    value: v.to_string(),
-                })
-                .collect(),
-            ..Carriers::default()
+            ..Carriers::from_pairs(list)
         }
     }
 

@@ -672,20 +672,10 @@ pub fn parse_drawthings(ctx: &mut Ctx, key: &str) -> GenMeta {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metadata::{Carrier, Carriers};
+    use crate::metadata::Carriers;
 
     fn carriers(list: &[(&str, &str)]) -> Carriers {
-        Carriers {
-            entries: list
-                .iter()
-                .map(|(k, v)| Carrier {
-                    key: k.to_string(),
-                    location: "png:tEXt".into(),
-                    value: v.to_string(),
-                })
-                .collect(),
-            ..Carriers::default()
-        }
+        Carriers::from_pairs(list)
     }
 
     #[test]
