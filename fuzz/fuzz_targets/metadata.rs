@@ -9,7 +9,9 @@ fuzz_target!(|data: &[u8]| {
         let _ = serde_json::to_string(&meta).expect("GenMeta serialises");
     }
     // The container layer alone, too (its carriers are what the generators parse).
-    if let Ok(carriers) = iw_lab::metadata::container::read_carriers(&mut std::io::Cursor::new(data)) {
+    if let Ok(carriers) =
+        iw_lab::metadata::container::read_carriers(&mut std::io::Cursor::new(data))
+    {
         let _ = serde_json::to_string(&carriers).expect("Carriers serialise");
     }
 });
