@@ -360,6 +360,10 @@ pub(crate) fn from_png<R: Read + Seek>(
 }
 
 /// Looks for a stealth payload in a lossless WebP of the given size.
+///
+/// libwebp's incremental decoder is fed the file 16 KiB at a time and stops as soon as the
+/// rows holding the signature (the first 120 pixels of column 0) are decoded; only a file that
+/// carries a signature is decoded (and read) to the end.
 pub(crate) fn from_webp<R: Read + Seek>(
     input: &mut Input<'_, R>,
     w: u32,
@@ -376,7 +380,174 @@ pub(crate) fn from_webp<R: Read + Seek>(
             .push(format!("stealth: {w}x{h} image is too large to check"));
         return Ok(());
     }
-    from_whole_file(input, image::ImageFormat::WebP, out, budget)
+    if input.len() > MAX_WHOLE_FILE {
+        out.warnings
+            .push("stealth: file too large to decode; not checked".into());
+        return Ok(());
+    }
+    input.seek_to(0)?;
+    let mut dec = match WebpRows::new() {
+        Some(d) => d,
+        None => return Ok(()),
+    };
+    let signature_rows = SIG_BITS.min(h as u64);
+    let mut head = Vec::new();
+    let mut has_alpha = None;
+    loop {
+        let chunk = input.read_up_to(16 * 1024)?;
+        if chunk.is_empty() {
+            break;
+        }
+        if has_alpha.is_none() {
+            head.extend_from_slice(&chunk);
+            has_alpha = webp_has_alpha(&head);
+        }
+        match dec.append(&chunk) {
+            Step::More => {}
+            Step::Done => break,
+            Step::Failed(e) => {
+                out.warnings
+                    .push(format!("stealth: pixels could not be decoded: {e}"));
+                return Ok(());
+            }
+        }
+        if dec.rows() >= signature_rows {
+            // Enough for the signature: decide whether the rest is worth decoding.
+            let planes = dec.planes(has_alpha.unwrap_or(true));
+            if planes.signature().is_none() {
+                return Ok(());
+            }
+            if dec.rows() >= h as u64 {
+                break;
+            }
+            // A payload: decode (and read) the rest.
+            loop {
+                let chunk = input.read_up_to(64 * 1024)?;
+                if chunk.is_empty() {
+                    break;
+                }
+                match dec.append(&chunk) {
+                    Step::More => {}
+                    Step::Done => break,
+                    Step::Failed(e) => {
+                        out.warnings
+                            .push(format!("stealth: pixels could not be decoded: {e}"));
+                        break;
+                    }
+                }
+            }
+            break;
+        }
+    }
+    let planes = dec.planes(has_alpha.unwrap_or(true));
+    if let Some((mode, sig)) = planes.signature() {
+        extract(&planes, mode, sig, out, budget);
+    }
+    Ok(())
+}
+
+/// Whether a WebP has an alpha channel, from its first bytes (`None`: need more bytes).
+fn webp_has_alpha(head: &[u8]) -> Option<bool> {
+    let mut features = std::mem::MaybeUninit::<libwebp_sys::WebPBitstreamFeatures>::zeroed();
+    // SAFETY: pointer and length describe `head`; `features` is written by the call.
+    let status =
+        unsafe { libwebp_sys::WebPGetFeatures(head.as_ptr(), head.len(), features.as_mut_ptr()) };
+    match status {
+        libwebp_sys::VP8StatusCode::VP8_STATUS_OK => {
+            // SAFETY: initialised by a successful WebPGetFeatures.
+            Some(unsafe { features.assume_init() }.has_alpha != 0)
+        }
+        libwebp_sys::VP8StatusCode::VP8_STATUS_NOT_ENOUGH_DATA if head.len() < 4096 => None,
+        _ => Some(true),
+    }
+}
+
+enum Step {
+    More,
+    Done,
+    Failed(String),
+}
+
+/// libwebp's incremental decoder into RGBA (memory owned by the decoder).
+struct WebpRows {
+    idec: *mut libwebp_sys::WebPIDecoder,
+}
+
+impl WebpRows {
+    fn new() -> Option<Self> {
+        // SAFETY: a null buffer asks libwebp to allocate the output itself.
+        let idec = unsafe {
+            libwebp_sys::WebPINewRGB(
+                libwebp_sys::WEBP_CSP_MODE::MODE_RGBA,
+                std::ptr::null_mut(),
+                0,
+                0,
+            )
+        };
+        (!idec.is_null()).then_some(WebpRows { idec })
+    }
+
+    fn append(&mut self, data: &[u8]) -> Step {
+        // SAFETY: idec is live; libwebp copies what it needs from `data`.
+        let status = unsafe { libwebp_sys::WebPIAppend(self.idec, data.as_ptr(), data.len()) };
+        match status {
+            libwebp_sys::VP8StatusCode::VP8_STATUS_OK => Step::Done,
+            libwebp_sys::VP8StatusCode::VP8_STATUS_SUSPENDED => Step::More,
+            other => Step::Failed(format!("{other:?}")),
+        }
+    }
+
+    /// (pointer, width, height, stride, rows decoded so far).
+    fn view(&self) -> Option<(*const u8, u64, u64, u64, u64)> {
+        let (mut last_y, mut w, mut h, mut stride) = (0, 0, 0, 0);
+        // SAFETY: idec is live; the out-pointers are valid.
+        let p = unsafe {
+            libwebp_sys::WebPIDecGetRGB(self.idec, &mut last_y, &mut w, &mut h, &mut stride)
+        };
+        if p.is_null() || w <= 0 || h <= 0 || stride < w * 4 || last_y < 0 {
+            return None;
+        }
+        Some((
+            p,
+            w as u64,
+            h as u64,
+            stride as u64,
+            (last_y as u64).min(h as u64),
+        ))
+    }
+
+    fn rows(&self) -> u64 {
+        self.view().map_or(0, |v| v.4)
+    }
+
+    /// The LSB planes of the rows decoded so far.
+    fn planes(&self, has_alpha: bool) -> Planes {
+        let Some((p, w, h, stride, rows)) = self.view() else {
+            return Planes::new(0, 0, has_alpha);
+        };
+        let mut planes = Planes::new(w as u32, h as u32, has_alpha);
+        planes.rows = rows;
+        planes.px.reserve((w * rows) as usize);
+        for y in 0..rows {
+            // SAFETY: rows < last_y are decoded; each holds `stride` ≥ 4·w bytes.
+            let row = unsafe {
+                std::slice::from_raw_parts(p.add((y * stride) as usize), (w * 4) as usize)
+            };
+            planes.px.extend(
+                row.chunks_exact(4).map(|q| {
+                    ((q[0] & 1) << 3) | ((q[1] & 1) << 2) | ((q[2] & 1) << 1) | (q[3] & 1)
+                }),
+            );
+        }
+        planes
+    }
+}
+
+impl Drop for WebpRows {
+    fn drop(&mut self) {
+        // SAFETY: idec came from WebPINewRGB and is deleted once.
+        unsafe { libwebp_sys::WebPIDelete(self.idec) }
+    }
 }
 
 /// Decodes the whole file with the `image` crate and looks for a payload.

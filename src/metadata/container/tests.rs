@@ -500,12 +500,39 @@ fn stealth_alpha_and_rgb_in_png_and_webp() {
                 );
             }
             if !alpha_mode {
-                // RGB mode also works in an RGB (no alpha) PNG.
-                let file = encode(&px, w, h, image::ImageFormat::Png, false);
-                assert_eq!(read(&file).value("stealth"), Some(text), "{sig} rgb-only");
+                // RGB mode also works in an RGB (no alpha) PNG or lossless WebP.
+                for format in [image::ImageFormat::Png, image::ImageFormat::WebP] {
+                    let file = encode(&px, w, h, format, false);
+                    assert_eq!(
+                        read(&file).value("stealth"),
+                        Some(text),
+                        "{sig} rgb-only {format:?}"
+                    );
+                }
             }
         }
     }
+}
+
+#[test]
+fn lossless_webp_without_payload_is_decoded_only_to_the_signature_rows() {
+    let (w, h) = (512u32, 1024u32);
+    // Noise, so the file does not compress to nothing.
+    let px: Vec<[u8; 4]> = (0..w * h)
+        .map(|i| {
+            let v = (i.wrapping_mul(2654435761) >> 13) as u8;
+            [v, v.rotate_left(3), v ^ 0x5a, 255]
+        })
+        .collect();
+    let file = encode(&px, w, h, image::ImageFormat::WebP, true);
+    let c = read(&file);
+    assert!(c.entries.is_empty(), "{:?}", c.entries);
+    assert!(
+        c.bytes_read * 4 < file.len() as u64,
+        "read {} of {} bytes",
+        c.bytes_read,
+        file.len()
+    );
 }
 
 #[test]
