@@ -4,7 +4,15 @@
 //! DuckDB over a run's tables. Callers: `iw-lab run` (leaderboard at the end) and
 //! `iw-lab metrics`.
 
+pub mod bootstrap;
+pub mod diff;
+pub mod eval;
+pub mod group;
 pub mod load;
 pub mod metrics;
+pub mod postprocess;
+pub mod scores;
+pub mod stats;
+pub mod sweep;
 
 pub use metrics::VariantMetrics;

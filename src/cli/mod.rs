@@ -3,6 +3,8 @@
 //!
 //! Exit codes: 0 all good; 1 some items failed; 2 bad input or configuration.
 
+mod analyze;
+mod diff;
 mod inspect;
 mod metrics;
 mod plan;
@@ -59,6 +61,10 @@ pub enum Command {
     Predict(predict::Args),
     /// Ad-hoc SQL (DuckDB) over a run's tables and all runs.
     Query(query::Args),
+    /// Threshold sweeps, post-processing, bootstrap intervals, tag statistics, groups.
+    Analyze(analyze::Args),
+    /// Tags gained and lost between two variants of one run or two runs.
+    Diff(diff::Args),
     /// Index a dataset (hashes, generation metadata); report new, deleted, moved files.
     Scan(scan::Args),
     /// The generation metadata (prompt, seed, sampler, model, LoRAs...) embedded in images.
@@ -95,6 +101,8 @@ pub fn main() -> ExitCode {
         Command::Metrics(a) => metrics::run(&env, a),
         Command::Predict(a) => predict::run(&env, a),
         Command::Query(a) => query::run(&env, a),
+        Command::Analyze(a) => analyze::run(&env, a),
+        Command::Diff(a) => diff::run(&env, a),
         Command::Schema(a) => schema::run(a),
         Command::Inspect(a) => inspect::run(&env, a),
         Command::Scan(a) => scan::run(&env, a),

@@ -1,0 +1,351 @@
+//! Bootstrap confidence intervals over images (seeded), for micro F1 at a threshold and mAP,
+//! and a paired bootstrap for the difference between two variants. Pure.
+//!
+//! Method (`docs/metrics.md`): B resamples of the n scored images, drawn with replacement from
+//! one SplitMix64 stream seeded with the seed (resample 0's n draws first, then resample 1's,
+//! ...), a draw being `(next() · n) >> 64` (128-bit product); each statistic is recomputed
+//! on every resample (an image drawn k times counts k times); the interval is the percentile
+//! interval at `(1 − confidence)/2` and `(1 + confidence)/2`, interpolated linearly between
+//! order statistics (NumPy's default `percentile`). The paired bootstrap uses the same draws
+//! for both variants over the images both scored.
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::eval::at_threshold;
+use super::scores::VariantScores;
+
+/// SplitMix64 (Steele, Lea, Flood 2014).
+#[derive(Debug, Clone)]
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A draw in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        ((self.next_u64() as u128 * n as u128) >> 64) as usize
+    }
+}
+
+/// An estimate with its percentile interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Interval {
+    /// The statistic on the original images.
+    pub estimate: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+/// A variant's intervals.
+#[derive(Debug, Clone, Serialize)]
+pub struct VariantCi {
+    pub variant: String,
+    pub threshold: f64,
+    pub images: usize,
+    pub f1_micro: Interval,
+    pub map: Option<Interval>,
+}
+
+/// B − A for one statistic under the paired bootstrap.
+#[derive(Debug, Clone, Serialize)]
+pub struct PairedDiff {
+    pub a: String,
+    pub b: String,
+    pub metric: String,
+    /// Images both variants scored (the resampled set).
+    pub images: usize,
+    /// The difference B − A on the original images, and its interval.
+    pub diff: Interval,
+    /// The fraction of resamples in which B's statistic is greater than A's.
+    pub b_better: f64,
+}
+
+/// The bootstrap section of `iw-lab analyze`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Bootstrap {
+    pub resamples: usize,
+    pub seed: u64,
+    pub confidence: f64,
+    pub variants: Vec<VariantCi>,
+    pub paired: Vec<PairedDiff>,
+}
+
+/// NumPy's default (linear) percentile of sorted values, `q` in [0, 1].
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let pos = q * (sorted.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = (lo + 1).min(sorted.len() - 1);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+fn interval(estimate: f64, mut values: Vec<f64>, confidence: f64) -> Interval {
+    values.retain(|x| !x.is_nan());
+    values.sort_by(f64::total_cmp);
+    let a = (1.0 - confidence) / 2.0;
+    Interval {
+        estimate,
+        low: percentile(&values, a),
+        high: percentile(&values, 1.0 - a),
+    }
+}
+
+/// Multiplicity vectors of `count` resamples of `n` images, continuing `rng`'s stream.
+fn draws(rng: &mut SplitMix64, n: usize, count: usize) -> Vec<Vec<u32>> {
+    (0..count)
+        .map(|_| {
+            let mut w = vec![0u32; n];
+            for _ in 0..n {
+                w[rng.below(n)] += 1;
+            }
+            w
+        })
+        .collect()
+}
+
+/// A variant's statistics over a fixed list of images, recomputable under weights.
+pub struct Stat {
+    /// Per listed image: (tp, fp, fn) at the threshold.
+    counts: Vec<(u64, u64, u64)>,
+    /// Per tag with entries: (position in the list, score, y), scores descending.
+    tags: Vec<Vec<(u32, f32, bool)>>,
+}
+
+impl Stat {
+    /// `images`: indices into `v.images` (the resampled list, in order).
+    pub fn new(v: &VariantScores, images: &[usize], threshold: f64) -> Stat {
+        let mut tags: Vec<Vec<(u32, f32, bool)>> = vec![Vec::new(); v.tags.len()];
+        let counts = images
+            .iter()
+            .enumerate()
+            .map(|(pos, &img)| {
+                let pred = at_threshold(v, img, threshold);
+                let mut c = (0, 0, 0);
+                for e in &v.entries[img] {
+                    tags[e.tag as usize].push((pos as u32, e.score, e.y));
+                    let p = pred.contains(&e.tag);
+                    match (p, e.y) {
+                        (true, true) => c.0 += 1,
+                        (true, false) => c.1 += 1,
+                        (false, true) => c.2 += 1,
+                        _ => {}
+                    }
+                }
+                c
+            })
+            .collect();
+        for t in &mut tags {
+            t.sort_by(|a, b| b.1.total_cmp(&a.1));
+        }
+        tags.retain(|t| t.iter().any(|e| e.2));
+        Stat { counts, tags }
+    }
+
+    /// Micro F1 under weights.
+    pub fn f1(&self, w: &[u32]) -> f64 {
+        let (mut tp, mut fp, mut fn_) = (0u64, 0u64, 0u64);
+        for (c, &k) in self.counts.iter().zip(w) {
+            let k = k as u64;
+            tp += c.0 * k;
+            fp += c.1 * k;
+            fn_ += c.2 * k;
+        }
+        super::metrics::prf(tp, fp, fn_).f1
+    }
+
+    /// mAP under weights (NaN when no tag has a positive).
+    pub fn map(&self, w: &[u32]) -> f64 {
+        let n: u64 = w.iter().map(|&k| k as u64).sum();
+        let (mut sum, mut tags) = (0.0, 0usize);
+        let mut groups: Vec<(u64, u64)> = Vec::new();
+        for entries in &self.tags {
+            groups.clear();
+            let (mut seen, mut pos_scored, mut pos_zero) = (0u64, 0u64, 0u64);
+            let mut last = f32::NAN;
+            for &(p, s, y) in entries {
+                let k = w[p as usize] as u64;
+                if k == 0 {
+                    continue;
+                }
+                if s <= 0.0 {
+                    pos_zero += k * y as u64;
+                    continue;
+                }
+                if s != last || groups.is_empty() {
+                    groups.push((0, 0));
+                    last = s;
+                }
+                let g = groups.last_mut().expect("pushed");
+                g.0 += k;
+                g.1 += k * y as u64;
+                seen += k;
+                pos_scored += k * y as u64;
+            }
+            let zero = n - seen;
+            if zero > 0 {
+                groups.push((zero, pos_zero));
+            }
+            if let Some(ap) = super::metrics::average_precision(groups.iter().copied())
+                .filter(|_| pos_scored + pos_zero > 0)
+            {
+                sum += ap;
+                tags += 1;
+            }
+        }
+        if tags == 0 {
+            f64::NAN
+        } else {
+            sum / tags as f64
+        }
+    }
+}
+
+/// Per-variant intervals and paired differences against the first variant.
+/// `variants`: (scores, threshold).
+pub fn bootstrap(
+    variants: &[(&VariantScores, f64)],
+    resamples: usize,
+    seed: u64,
+    confidence: f64,
+) -> Bootstrap {
+    let mut cis = Vec::new();
+    for (v, t) in variants {
+        let images = v.labelled();
+        let stat = Stat::new(v, &images, *t);
+        let ones = vec![1u32; images.len()];
+        let (f1s, maps) = run(&[&stat], images.len(), resamples, seed);
+        let map_est = stat.map(&ones);
+        cis.push(VariantCi {
+            variant: v.variant.clone(),
+            threshold: *t,
+            images: images.len(),
+            f1_micro: interval(stat.f1(&ones), f1s[0].clone(), confidence),
+            map: (!map_est.is_nan()).then(|| interval(map_est, maps[0].clone(), confidence)),
+        });
+    }
+    let mut paired = Vec::new();
+    if let Some(((a, ta), rest)) = variants.split_first() {
+        for (b, tb) in rest {
+            // images both scored, by path
+            let (ia, ib) = common(a, b);
+            if ia.is_empty() {
+                continue;
+            }
+            let sa = Stat::new(a, &ia, *ta);
+            let sb = Stat::new(b, &ib, *tb);
+            let ones = vec![1u32; ia.len()];
+            let (f1s, maps) = run(&[&sa, &sb], ia.len(), resamples, seed);
+            let diff = |xa: &[f64], xb: &[f64]| -> (Vec<f64>, f64) {
+                let d: Vec<f64> = xa.iter().zip(xb).map(|(x, y)| y - x).collect();
+                let valid: Vec<&f64> = d.iter().filter(|x| !x.is_nan()).collect();
+                let better = if valid.is_empty() {
+                    f64::NAN
+                } else {
+                    valid.iter().filter(|x| ***x > 0.0).count() as f64 / valid.len() as f64
+                };
+                (d, better)
+            };
+            let (d, better) = diff(&f1s[0], &f1s[1]);
+            paired.push(PairedDiff {
+                a: a.variant.clone(),
+                b: b.variant.clone(),
+                metric: "f1_micro".into(),
+                images: ia.len(),
+                diff: interval(sb.f1(&ones) - sa.f1(&ones), d, confidence),
+                b_better: better,
+            });
+            let est = sb.map(&ones) - sa.map(&ones);
+            if !est.is_nan() {
+                let (d, better) = diff(&maps[0], &maps[1]);
+                paired.push(PairedDiff {
+                    a: a.variant.clone(),
+                    b: b.variant.clone(),
+                    metric: "map".into(),
+                    images: ia.len(),
+                    diff: interval(est, d, confidence),
+                    b_better: better,
+                });
+            }
+        }
+    }
+    Bootstrap {
+        resamples,
+        seed,
+        confidence,
+        variants: cis,
+        paired,
+    }
+}
+
+/// Labelled images scored by both variants, matched by path: indices into each.
+pub fn common(a: &VariantScores, b: &VariantScores) -> (Vec<usize>, Vec<usize>) {
+    let (mut ia, mut ib) = (Vec::new(), Vec::new());
+    let (mut i, mut j) = (0, 0);
+    while i < a.images.len() && j < b.images.len() {
+        match a.images[i].path.cmp(&b.images[j].path) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                if a.images[i].labelled && b.images[j].labelled {
+                    ia.push(i);
+                    ib.push(j);
+                }
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    (ia, ib)
+}
+
+/// Per stat: the F1 and mAP of each resample.
+#[allow(clippy::type_complexity)]
+fn run(stats: &[&Stat], n: usize, resamples: usize, seed: u64) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+    let mut rng = SplitMix64(seed);
+    let mut f1s = vec![Vec::with_capacity(resamples); stats.len()];
+    let mut maps = vec![Vec::with_capacity(resamples); stats.len()];
+    if n == 0 {
+        return (f1s, maps);
+    }
+    let mut done = 0;
+    while done < resamples {
+        let batch = (resamples - done).min(64);
+        let ws = draws(&mut rng, n, batch);
+        let results: Vec<Vec<(f64, f64)>> = ws
+            .par_iter()
+            .map(|w| stats.iter().map(|s| (s.f1(w), s.map(w))).collect())
+            .collect();
+        for r in results {
+            for (k, (f, m)) in r.into_iter().enumerate() {
+                f1s[k].push(f);
+                maps[k].push(m);
+            }
+        }
+        done += batch;
+    }
+    (f1s, maps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splitmix_and_percentile() {
+        // reference values of SplitMix64 seeded with 0
+        let mut r = SplitMix64(0);
+        assert_eq!(r.next_u64(), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(r.next_u64(), 0x6E78_9E6A_A1B9_65F4);
+        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 0.5), 2.5);
+        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 0.025), 1.075);
+    }
+}

@@ -1,0 +1,221 @@
+//! Tag statistics: frequencies in ground truth and predictions, ground-truth co-occurrence
+//! with PMI and lift, the most frequent false positives and false negatives, and vocabulary
+//! coverage (ground-truth tags a variant never output at all, apart from ordinary misses).
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::eval::{at_threshold, count};
+use super::scores::VariantScores;
+use crate::duck::{lit, Connection};
+
+/// A tag's frequency.
+#[derive(Debug, Clone, Serialize)]
+pub struct Frequency {
+    pub tag: String,
+    /// Labelled images with the tag in the ground truth.
+    pub truth: u64,
+    /// Labelled images the variant predicts it for (at the threshold).
+    pub predicted: u64,
+}
+
+/// A tag with a count.
+#[derive(Debug, Clone, Serialize)]
+pub struct TagCount {
+    pub tag: String,
+    pub count: u64,
+}
+
+/// Ground-truth tags the variant never output (no stored score for any image).
+#[derive(Debug, Clone, Serialize)]
+pub struct Coverage {
+    /// Distinct ground-truth tags over the labelled images.
+    pub truth_tags: usize,
+    /// Those the variant output for at least one image.
+    pub covered: usize,
+    /// The others, with their support, largest first.
+    pub never_output: Vec<TagCount>,
+    /// False negatives on never-output tags.
+    pub misses_never_output: u64,
+    /// All other false negatives.
+    pub misses_ordinary: u64,
+}
+
+/// A variant's tag statistics at one threshold.
+#[derive(Debug, Clone, Serialize)]
+pub struct TagStats {
+    pub variant: String,
+    pub threshold: f64,
+    /// The `top` most frequent in ground truth or predictions (by truth + predicted).
+    pub frequencies: Vec<Frequency>,
+    pub false_positives: Vec<TagCount>,
+    pub false_negatives: Vec<TagCount>,
+    pub coverage: Coverage,
+}
+
+fn top_counts(mut v: Vec<TagCount>, top: usize) -> Vec<TagCount> {
+    v.retain(|c| c.count > 0);
+    v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.tag.cmp(&b.tag)));
+    v.truncate(top);
+    v
+}
+
+/// Tag statistics over the labelled images.
+pub fn tag_stats(v: &VariantScores, threshold: f64, top: usize) -> TagStats {
+    let images = v.labelled();
+    let c = count(v, &images, |img| at_threshold(v, img, threshold));
+    let mut freq: Vec<Frequency> = c
+        .tags
+        .iter()
+        .map(|t| Frequency {
+            tag: t.tag.clone(),
+            truth: t.tp + t.fn_,
+            predicted: t.tp + t.fp,
+        })
+        .filter(|f| f.truth + f.predicted > 0)
+        .collect();
+    freq.sort_by(|a, b| {
+        (b.truth + b.predicted)
+            .cmp(&(a.truth + a.predicted))
+            .then_with(|| a.tag.cmp(&b.tag))
+    });
+    freq.truncate(top);
+    let fp = top_counts(
+        c.tags
+            .iter()
+            .map(|t| TagCount {
+                tag: t.tag.clone(),
+                count: t.fp,
+            })
+            .collect(),
+        top,
+    );
+    let fn_ = top_counts(
+        c.tags
+            .iter()
+            .map(|t| TagCount {
+                tag: t.tag.clone(),
+                count: t.fn_,
+            })
+            .collect(),
+        top,
+    );
+    let mut never = Vec::new();
+    let (mut truth_tags, mut m_never, mut m_ord) = (0, 0, 0);
+    for (k, t) in c.tags.iter().enumerate() {
+        if t.tp + t.fn_ == 0 {
+            continue;
+        }
+        truth_tags += 1;
+        if v.categories[k].is_none() {
+            never.push(TagCount {
+                tag: t.tag.clone(),
+                count: t.tp + t.fn_,
+            });
+            m_never += t.fn_;
+        } else {
+            m_ord += t.fn_;
+        }
+    }
+    let never = top_counts(never, usize::MAX);
+    TagStats {
+        variant: v.variant.clone(),
+        threshold,
+        frequencies: freq,
+        false_positives: fp,
+        false_negatives: fn_,
+        coverage: Coverage {
+            truth_tags,
+            covered: truth_tags - never.len(),
+            never_output: never,
+            misses_never_output: m_never,
+            misses_ordinary: m_ord,
+        },
+    }
+}
+
+/// Two ground-truth tags that occur together.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pair {
+    pub a: String,
+    pub b: String,
+    /// Labelled images with both.
+    pub count: u64,
+    pub count_a: u64,
+    pub count_b: u64,
+    /// ln(p(a,b) / (p(a)·p(b))), p = count / labelled images.
+    pub pmi: f64,
+    /// p(a,b) / (p(a)·p(b)).
+    pub lift: f64,
+}
+
+/// Ground-truth co-occurrence over the labelled images.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cooccurrence {
+    /// Labelled images (N in the formulas).
+    pub images: u64,
+    /// Pairs counted in at least `min_count` images.
+    pub min_count: u64,
+    /// The `top` pairs by count (ties: by a, then b).
+    pub pairs: Vec<Pair>,
+}
+
+/// Lift and PMI from counts (`n` images).
+pub fn lift_pmi(count: u64, count_a: u64, count_b: u64, n: u64) -> (f64, f64) {
+    let lift = (count as f64 * n as f64) / (count_a as f64 * count_b as f64);
+    (lift, lift.ln())
+}
+
+/// Counts pairs in DuckDB over the run whose views are open on `conn`.
+pub fn cooccurrence(
+    conn: &Connection<'_>,
+    source: &str,
+    top: usize,
+    min_count: u64,
+) -> Result<Cooccurrence> {
+    let src = lit(source);
+    let mut n = 0u64;
+    conn.query("SELECT count(*) FROM (SELECT DISTINCT path FROM images WHERE labelled)")?
+        .for_each_row(|r| {
+            n = r.i64(0)?.unwrap_or(0) as u64;
+            Ok(())
+        })?;
+    let sql = format!(
+        "WITH g AS (
+           SELECT DISTINCT g.path, g.tag FROM ground_truth g
+           SEMI JOIN (SELECT path FROM images WHERE labelled) i ON i.path = g.path
+           WHERE g.source = {src} AND g.tag IS NOT NULL),
+         f AS (SELECT tag, count(*) AS c FROM g GROUP BY tag),
+         p AS (SELECT x.tag AS a, y.tag AS b, count(*) AS c
+               FROM g x JOIN g y ON x.path = y.path AND x.tag < y.tag
+               GROUP BY ALL HAVING count(*) >= {min_count}
+               ORDER BY c DESC, a, b LIMIT {top})
+         SELECT p.a, p.b, p.c, fa.c, fb.c FROM p
+         JOIN f fa ON fa.tag = p.a JOIN f fb ON fb.tag = p.b
+         ORDER BY p.c DESC, p.a, p.b"
+    );
+    let mut pairs = Vec::new();
+    conn.query(&sql)?.for_each_row(|r| {
+        let (c, ca, cb) = (
+            r.i64(2)?.unwrap_or(0) as u64,
+            r.i64(3)?.unwrap_or(0) as u64,
+            r.i64(4)?.unwrap_or(0) as u64,
+        );
+        let (lift, pmi) = lift_pmi(c, ca, cb, n);
+        pairs.push(Pair {
+            a: r.str(0)?.unwrap_or_default().to_string(),
+            b: r.str(1)?.unwrap_or_default().to_string(),
+            count: c,
+            count_a: ca,
+            count_b: cb,
+            pmi,
+            lift,
+        });
+        Ok(())
+    })?;
+    Ok(Cooccurrence {
+        images: n,
+        min_count,
+        pairs,
+    })
+}
