@@ -484,7 +484,8 @@ fn dialect_for_generator() {
 
 #[test]
 fn random_strings_never_panic() {
-    let alphabet: Vec<char> = r"()[]{}:|\,<>abc 0.5-".chars().collect();
+    // The issue's alphabet plus the other syntax characters and keywords.
+    let alphabet: Vec<char> = "()[]{}:|\\,<>abc 0.5-+\"#\nBREAKAND".chars().collect();
     let mut state: u64 = 0x2545_F491_4F6C_DD1D;
     let mut next = move || {
         state ^= state << 13;
@@ -504,10 +505,13 @@ fn random_strings_never_panic() {
             Dialect::Compel,
         ] {
             let p = parse(&s, d);
-            assert!(p
-                .tags
-                .iter()
-                .all(|t| !t.tag.is_empty() && t.weight.is_finite()));
+            assert!(
+                p.tags
+                    .iter()
+                    .all(|t| !t.tag.is_empty() && t.weight.is_finite()),
+                "{s:?}"
+            );
+            let _ = iw_lab::prompt::attention(&s, d);
         }
     }
 }
