@@ -187,15 +187,11 @@ mod tests {
     use super::*;
     use crate::metadata::Carriers;
 
-    fn carriers(list: &[(&str, &str)]) -> Carriers {
-        Carriers::from_pairs(list)
-    }
-
     const API: &str = r#"{"3": {"class_type": "KSampler", "inputs": {"seed": 5, "cfg": NaN}}}"#;
 
     #[test]
     fn png_prompt_with_nan_and_workflow() {
-        let c = carriers(&[
+        let c = Carriers::from_pairs(&[
             ("prompt", API),
             ("workflow", r#"{"nodes": [], "links": []}"#),
         ]);
@@ -207,13 +203,13 @@ mod tests {
 
     #[test]
     fn exif_prefixes() {
-        let c = carriers(&[
+        let c = Carriers::from_pairs(&[
             ("exif:Model", &format!("prompt:{API}")),
             ("exif:Make", r#"workflow:{"nodes": []}"#),
         ]);
         let g = find(&Ctx::new(&c)).unwrap();
         assert!(g.api.is_some() && g.ui.is_some());
-        let c = carriers(&[
+        let c = Carriers::from_pairs(&[
             ("exif:ImageDescription", r#"Workflow: {"nodes": []}"#),
             ("exif:Make", &format!("Prompt: {API}")),
         ]);
@@ -223,7 +219,7 @@ mod tests {
 
     #[test]
     fn save_image_plus_user_comment() {
-        let c = carriers(&[(
+        let c = Carriers::from_pairs(&[(
             "exif:UserComment",
             &format!(r#"{{"prompt": {API}, "workflow": {{"nodes": []}}}}"#),
         )]);
@@ -233,7 +229,7 @@ mod tests {
 
     #[test]
     fn civitai_graph_and_lone_seed() {
-        let c = carriers(&[(
+        let c = Carriers::from_pairs(&[(
             "exif:UserComment",
             r#"{"12": {"class_type": "SaveImage", "inputs": {}}, "extra": {"airs": []}, "extraMetadata": "{\"seed\": 9}"}"#,
         )]);
@@ -250,7 +246,7 @@ mod tests {
 
     #[test]
     fn no_graph_no_result() {
-        let c = carriers(&[("prompt", "a cat"), ("exif:Make", "Canon")]);
+        let c = Carriers::from_pairs(&[("prompt", "a cat"), ("exif:Make", "Canon")]);
         assert!(find(&Ctx::new(&c)).is_none());
     }
 }

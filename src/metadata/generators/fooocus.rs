@@ -245,13 +245,9 @@ mod tests {
     use super::*;
     use crate::metadata::Carriers;
 
-    fn ctx_of(list: &[(&str, &str)]) -> Carriers {
-        Carriers::from_pairs(list)
-    }
-
     #[test]
     fn json_scheme_with_big_seed_and_loras() {
-        let c = ctx_of(&[
+        let c = Carriers::from_pairs(&[
             (
                 "parameters",
                 r#"{"prompt": "fish", "negative_prompt": "", "base_model": "juggernautXL_v8Rundiffusion", "base_model_hash": "aeb7e9e689", "resolution": "(768, 1280)", "seed": "6952411511246973023", "guidance_scale": 4, "steps": 30, "clip_skip": 2, "loras": [["add-detail", 0.5, "abcd"]], "lora_combined_2": "sd_xl_offset : 0.1", "styles": "['Fooocus V2']", "version": "Fooocus v2.4.3"}"#,
@@ -279,7 +275,7 @@ mod tests {
 
     #[test]
     fn a1111_scheme() {
-        let c = ctx_of(&[
+        let c = Carriers::from_pairs(&[
             ("parameters", "fish\nNegative prompt: ugly\nPerformance: Speed, Steps: 30, Sampler: dpmpp_2m_sde_gpu, Seed: 5, Version: Fooocus v2.5.0"),
             ("fooocus_scheme", "a1111"),
         ]);

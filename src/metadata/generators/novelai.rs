@@ -241,16 +241,12 @@ mod tests {
     use super::*;
     use crate::metadata::Carriers;
 
-    fn carriers(list: &[(&str, &str)]) -> Carriers {
-        Carriers::from_pairs(list)
-    }
-
     #[test]
     fn v4_characters_and_full_source() {
         let comment = r#"{"prompt": "2girls", "uc": "bad", "steps": 28, "scale": 5.0, "seed": 17, "sampler": "k_euler_ancestral", "noise_schedule": "karras", "width": 1024, "height": 1024, "strength": 0.7, "request_type": "PromptGenerateRequest",
           "v4_prompt": {"caption": {"base_caption": "2girls", "char_captions": [{"char_caption": "girl, miku", "centers": [{"x": 0.5, "y": 0.3}]}]}, "use_coords": true},
           "v4_negative_prompt": {"caption": {"base_caption": "bad", "char_captions": [{"char_caption": "", "centers": [{"x": 0.5, "y": 0.3}]}]}}}"#;
-        let c = carriers(&[
+        let c = Carriers::from_pairs(&[
             ("Software", "NovelAI"),
             ("Source", "NovelAI Diffusion V4.5 4BDE2A90"),
             ("Description", "2girls"),
@@ -273,7 +269,7 @@ mod tests {
 
     #[test]
     fn legacy_prompt_from_description_and_split_source() {
-        let c = carriers(&[
+        let c = Carriers::from_pairs(&[
             ("Title", "AI generated image"),
             ("Description", "masterpiece, cat"),
             ("Software", "NovelAI"),
@@ -295,7 +291,7 @@ mod tests {
     #[test]
     fn webp_user_comment_record_and_bad_comment() {
         let rec = r#"{"Comment":"{\"prompt\": \"p\", \"seed\": 5}","Description":"\u0000\u0000\u0000\u0000p","Software":"NovelAI","Source":"NovelAI Diffusion V4.5 C02D4F98","Title":"NovelAI generated image"}"#;
-        let c = carriers(&[
+        let c = Carriers::from_pairs(&[
             ("exif:Software", "NovelAI Diffusion V4.5 C02D4F98"),
             ("exif:ImageDescription", "\0\0\0\0p"),
             ("exif:UserComment", rec),
@@ -308,7 +304,7 @@ mod tests {
         assert_eq!(m.model.as_deref(), Some("NovelAI Diffusion V4.5 C02D4F98"));
         assert_eq!(ctx.unread().count(), 0);
 
-        let c = carriers(&[
+        let c = Carriers::from_pairs(&[
             ("Software", "NovelAI"),
             ("Description", "d"),
             ("Comment", "{oops"),

@@ -674,13 +674,9 @@ mod tests {
     use super::*;
     use crate::metadata::Carriers;
 
-    fn carriers(list: &[(&str, &str)]) -> Carriers {
-        Carriers::from_pairs(list)
-    }
-
     #[test]
     fn tensorart_trailing_nul_and_graph_seed() {
-        let c = carriers(&[
+        let c = Carriers::from_pairs(&[
             ("generation_data", "{\"prompt\":\"p\",\"negativePrompt\":\"n\",\"width\":1024,\"height\":1024,\"steps\":25,\"cfgScale\":7,\"seed\":\"-1\",\"clipSkip\":2,\"baseModel\":{\"modelFileName\":\"WAI\",\"hash\":\"A5F5\"},\"sdVae\":\"Automatic\",\"etaNoiseSeedDelta\":31337,\"ksamplerName\":\"euler_ancestral\",\"schedule\":\"karras\",\"guidance\":3.5}\0"),
             ("prompt", r#"{"11002": {"class_type": "KSampler", "inputs": {"seed": 3036459311, "steps": 25}}}"#),
         ]);
@@ -699,7 +695,7 @@ mod tests {
 
     #[test]
     fn stability_matrix_without_a_walkable_graph_uses_the_project() {
-        let c = carriers(&[
+        let c = Carriers::from_pairs(&[
             (
                 "parameters-json",
                 r#"{"PositivePrompt":"p\r\n","NegativePrompt":"n","Steps":20,"Sampler":"Euler Ancestral Karras","CfgScale":5,"Seed":395309383,"Height":1024,"Width":1024,"ModelHash":"A5F5","ModelName":"wai.safetensors","FrameCount":0}"#,
@@ -721,7 +717,7 @@ mod tests {
 
     #[test]
     fn easydiffusion_both_key_sets() {
-        let c = carriers(&[
+        let c = Carriers::from_pairs(&[
             ("prompt", "a cat"),
             ("negative_prompt", "dog"),
             ("seed", "42"),
@@ -747,7 +743,7 @@ mod tests {
         assert_eq!(loras[1].weight, Some(0.7));
         assert_eq!(m.params.get("tiling").map(String::as_str), Some("None"));
 
-        let c = carriers(&[(
+        let c = Carriers::from_pairs(&[(
             "exif:UserComment",
             r#"{"Prompt": "cat", "Negative Prompt": "dog", "Seed": 7, "Stable Diffusion model": "sd/x.ckpt", "Steps": 30, "Guidance Scale": 7}"#,
         )]);
@@ -765,7 +761,7 @@ mod tests {
     #[test]
     fn drawthings_xmp() {
         let xmp = r#"<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><rdf:Description xmp:CreatorTool="Draw Things"><dc:description><rdf:Alt><rdf:li xml:lang="x-default">a cat</rdf:li></rdf:Alt></dc:description><exif:UserComment><rdf:Alt><rdf:li xml:lang="x-default">{&quot;c&quot;:&quot;a cat &amp; dog&quot;,&quot;uc&quot;:&quot;ugly&quot;,&quot;seed&quot;:7,&quot;steps&quot;:20,&quot;scale&quot;:4.5,&quot;size&quot;:&quot;960x1280&quot;,&quot;model&quot;:&quot;flux.ckpt&quot;,&quot;lora&quot;:[{&quot;file&quot;:&quot;x.ckpt&quot;,&quot;weight&quot;:0.6}],&quot;shift&quot;:3}</rdf:li></rdf:Alt></exif:UserComment></rdf:Description></rdf:RDF></x:xmpmeta>"#;
-        let c = carriers(&[("xmp", xmp)]);
+        let c = Carriers::from_pairs(&[("xmp", xmp)]);
         let mut ctx = Ctx::new(&c);
         let key = detect_drawthings(&ctx).unwrap();
         let m = parse_drawthings(&mut ctx, key);
@@ -777,7 +773,7 @@ mod tests {
 
     #[test]
     fn hf_space_json() {
-        let c = carriers(&[(
+        let c = Carriers::from_pairs(&[(
             "parameters",
             r#"{"prompt": "p", "negative_prompt": "n", "resolution": "1024 x 1024", "guidance_scale": 5.5, "num_inference_steps": 24, "seed": 443800072, "sampler": "DPM++ 2M Karras", "Model": "WAI", "Model hash": "BDB5", "use_upscaler": null}"#,
         )]);
