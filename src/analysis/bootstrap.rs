@@ -218,32 +218,49 @@ pub fn bootstrap(
     confidence: f64,
 ) -> Bootstrap {
     let mut cis = Vec::new();
+    // per variant: its labelled images, statistic and resampled values, reused by the paired
+    // comparisons whose common images are exactly both variants' labelled images (same n,
+    // same seed: the same draws, so the same numbers as recomputing them)
+    let mut per = Vec::new();
     for (v, t) in variants {
         let images = v.labelled();
         let stat = Stat::new(v, &images, *t);
         let ones = vec![1u32; images.len()];
-        let (f1s, maps) = run(&[&stat], images.len(), resamples, seed);
+        let (mut f1s, mut maps) = run(&[&stat], images.len(), resamples, seed);
         let map_est = stat.map(&ones);
+        let (f1s, maps) = (f1s.remove(0), maps.remove(0));
         cis.push(VariantCi {
             variant: v.variant.clone(),
             threshold: *t,
             images: images.len(),
-            f1_micro: interval(stat.f1(&ones), f1s[0].clone(), confidence),
-            map: (!map_est.is_nan()).then(|| interval(map_est, maps[0].clone(), confidence)),
+            f1_micro: interval(stat.f1(&ones), f1s.clone(), confidence),
+            map: (!map_est.is_nan()).then(|| interval(map_est, maps.clone(), confidence)),
         });
+        per.push((images, stat, f1s, maps));
     }
     let mut paired = Vec::new();
     if let Some(((a, ta), rest)) = variants.split_first() {
-        for (b, tb) in rest {
+        for (k, (b, tb)) in rest.iter().enumerate() {
             // images both scored, by path
             let (ia, ib) = common(a, b);
             if ia.is_empty() {
                 continue;
             }
-            let sa = Stat::new(a, &ia, *ta);
-            let sb = Stat::new(b, &ib, *tb);
             let ones = vec![1u32; ia.len()];
-            let (f1s, maps) = run(&[&sa, &sb], ia.len(), resamples, seed);
+            let (pa, pb) = (&per[0], &per[k + 1]);
+            let (sa, sb, f1s, maps);
+            let fresh;
+            if ia == pa.0 && ib == pb.0 {
+                (sa, sb) = (&pa.1, &pb.1);
+                f1s = [pa.2.clone(), pb.2.clone()];
+                maps = [pa.3.clone(), pb.3.clone()];
+            } else {
+                fresh = (Stat::new(a, &ia, *ta), Stat::new(b, &ib, *tb));
+                (sa, sb) = (&fresh.0, &fresh.1);
+                let (mut f, mut m) = run(&[sa, sb], ia.len(), resamples, seed);
+                f1s = [f.remove(0), f.remove(0)];
+                maps = [m.remove(0), m.remove(0)];
+            }
             let diff = |xa: &[f64], xb: &[f64]| -> (Vec<f64>, f64) {
                 let d: Vec<f64> = xa.iter().zip(xb).map(|(x, y)| y - x).collect();
                 let valid: Vec<&f64> = d.iter().filter(|x| !x.is_nan()).collect();
