@@ -11,7 +11,7 @@
 //!
 //! Tests compare these against scikit-learn (`tests/metrics_parity.rs`).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Counts for one tag at one threshold.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -31,7 +31,7 @@ pub struct SampleCounts {
 }
 
 /// Precision, recall and F1.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Prf {
     pub precision: f64,
     pub recall: f64,
@@ -134,7 +134,7 @@ pub fn average_precision(groups: impl IntoIterator<Item = (u64, u64)>) -> Option
 }
 
 /// Per-tag numbers in a report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PerTag {
     pub tag: String,
     pub precision: f64,
@@ -145,7 +145,7 @@ pub struct PerTag {
 }
 
 /// Everything for one variant at one threshold (`iw-lab metrics --json` entries).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VariantMetrics {
     pub variant: String,
     pub threshold: f64,
@@ -159,13 +159,13 @@ pub struct VariantMetrics {
     /// Tags present in truth or predictions at this threshold.
     pub labels: usize,
     /// Must-not-predict tags (a prompt source's negative prompt), when the source has them.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub negative: Option<NegativeRate>,
     pub per_tag: Vec<PerTag>,
 }
 
 /// How often a variant predicts tags the prompt's negative prompt asked to keep out.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 pub struct NegativeRate {
     /// (image, negative tag) pairs over the scored images.
     pub pairs: u64,
