@@ -11,6 +11,7 @@ mod plan;
 mod predict;
 mod promote;
 mod query;
+mod report;
 mod run;
 mod runs;
 mod scan;
@@ -65,6 +66,8 @@ pub enum Command {
     Analyze(analyze::Args),
     /// Tags gained and lost between two variants of one run or two runs.
     Diff(diff::Args),
+    /// One HTML file: leaderboard with intervals, charts, image grid, diff view.
+    Report(report::Args),
     /// Index a dataset (hashes, generation metadata); report new, deleted, moved files.
     Scan(scan::Args),
     /// The generation metadata (prompt, seed, sampler, model, LoRAs...) embedded in images.
@@ -103,6 +106,7 @@ pub fn main() -> ExitCode {
         Command::Query(a) => query::run(&env, a),
         Command::Analyze(a) => analyze::run(&env, a),
         Command::Diff(a) => diff::run(&env, a),
+        Command::Report(a) => report::run(&env, a),
         Command::Schema(a) => schema::run(a),
         Command::Inspect(a) => inspect::run(&env, a),
         Command::Scan(a) => scan::run(&env, a),

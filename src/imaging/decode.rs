@@ -93,7 +93,7 @@ fn corrupt(fmt: ImageFormat, e: image::ImageError) -> DecodeError {
 /// A JPEG whose last scan is not followed by an end-of-image marker was cut short. (In
 /// entropy-coded data 0xFF is always followed by 0x00 or a restart marker, so SOS and EOI
 /// byte pairs only occur as markers.)
-fn jpeg_truncated(bytes: &[u8]) -> bool {
+pub(crate) fn jpeg_truncated(bytes: &[u8]) -> bool {
     let last_sos = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
     let last_eoi = bytes.windows(2).rposition(|w| w == [0xFF, 0xD9]);
     match (last_sos, last_eoi) {

@@ -1,0 +1,444 @@
+//! `iw-lab report`: the HTML file of a fixture run, loaded in a real browser (Debian's
+//! `chromium`, headless). The test reads the DOM the page's script built: the number of image
+//! cards, a known tag's colour class, the diff view's counts against `iw-lab diff --json`,
+//! user text (a prompt and a tag holding markup) rendered as text, no console message and no
+//! script error. Without a browser the browser tests fail with install instructions
+//! (`IW_LAB_SKIP_BROWSER=1` skips them, for machines that cannot install one; CI installs it).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+/// The fixture: 7 images (noise PNGs; one with A1111 parameters whose prompt holds a
+/// `<script>`), kohya `.txt` ground truth (one image unlabelled), two sidecar taggers (one
+/// predicting a tag spelled as markup; one with a malformed prediction file: a failure).
+fn setup() -> (Project, String) {
+    let p = Project::new();
+    let images = p.path().join("data/images");
+    let files = noise_images(&images, 6, 48);
+    // a.png first in path order: the known tags live there
+    std::fs::rename(&files[0], images.join("a.png")).unwrap();
+    for (i, f) in files.iter().enumerate().skip(1) {
+        std::fs::rename(f, images.join(format!("img{i}.png"))).unwrap();
+    }
+    let status = Command::new(python())
+        .arg("-c")
+        .arg(
+            "import sys\nfrom PIL import Image, PngImagePlugin\n\
+             info = PngImagePlugin.PngInfo()\n\
+             info.add_text('parameters', '<script>document.title=\"pwned\"</script> 1girl, solo\\n\
+             Negative prompt: <b>worst</b>\\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 42, Size: 64x64, Model: anyv3')\n\
+             Image.new('RGB', (64, 64), (200, 30, 30)).save(sys.argv[1], pnginfo=info)\n",
+        )
+        .arg(images.join("gen.png"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let truth = [
+        ("a", "cat, dog, tree"),
+        ("img1", "cat"),
+        ("img2", "dog, tree"),
+        ("img3", "tree"),
+        ("img4", ""),
+        ("gen", "1girl, solo"),
+    ];
+    for (stem, tags) in truth {
+        p.write(&format!("data/images/{stem}.txt"), tags);
+    }
+    // img5 has no .txt: unlabelled
+    let a = [
+        ("a", r#"{"cat": 0.9, "bird": 0.7, "dog": 0.2}"#),
+        ("img1", r#"{"cat": 0.8}"#),
+        ("img2", r#"{"dog": 0.6, "cat": 0.55}"#),
+        ("img3", r#"{"tree": 0.3}"#),
+        ("img4", r#"{"bird": 0.9}"#),
+        ("img5", r#"{"cat": 0.99}"#),
+        (
+            "gen",
+            r#"{"1girl": 0.95, "<img src=x onerror=alert(1)>": 0.8}"#,
+        ),
+    ];
+    let b = [
+        ("a", r#"{"cat": 0.6, "dog": 0.7, "tree": 0.4}"#),
+        ("img1", r#"{"cat": 0.4}"#),
+        ("img2", r#"{"dog": 0.9, "tree": 0.9}"#),
+        ("img3", "{not json"),
+        ("img4", r#"{}"#),
+        ("img5", r#"{"dog": 0.7}"#),
+        ("gen", r#"{"1girl": 0.9, "solo": 0.8}"#),
+    ];
+    for (stem, j) in a {
+        p.write(
+            &format!("data/preds_a/{stem}.json"),
+            &format!("{{\"tags\": {j}}}"),
+        );
+    }
+    for (stem, j) in b {
+        let text = if j.starts_with("{not") {
+            j.to_string()
+        } else {
+            format!("{{\"tags\": {j}}}")
+        };
+        p.write(&format!("data/preds_b/{stem}.json"), &text);
+    }
+    p.write(
+        "datasets/d.yaml",
+        "path: ../data/images\nground_truth:\n  - source: txt\n",
+    );
+    p.write(
+        "models/side-a.yaml",
+        "kind: sidecar\npath: ../data/preds_a\nscore_floor: 0.0\n",
+    );
+    p.write(
+        "models/side-b.yaml",
+        "kind: sidecar\npath: ../data/preds_b\nscore_floor: 0.0\n",
+    );
+    p.write(
+        "experiments/e.yaml",
+        "dataset: d\nvariants:\n  - model: side-a\n    thresholds: [0.5]\n  - model: side-b\n    thresholds: [0.5]\n",
+    );
+    let run = p.json(&["run", "e", "--json", "--quiet"], 1);
+    let id = run["run_id"].as_str().unwrap().to_string();
+    (p, id)
+}
+
+fn chromium() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("IW_LAB_CHROMIUM") {
+        return Some(PathBuf::from(p));
+    }
+    for name in ["chromium", "chromium-browser", "google-chrome", "chrome"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {name}")])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
+}
+
+/// The DOM after the page's scripts ran, and the browser's console lines.
+fn render(html: &Path) -> Option<(String, Vec<String>)> {
+    let Some(browser) = chromium() else {
+        if std::env::var_os("IW_LAB_SKIP_BROWSER").is_some() {
+            eprintln!("no browser; skipped (IW_LAB_SKIP_BROWSER)");
+            return None;
+        }
+        panic!(
+            "the report tests need a headless Chromium: `apt-get install chromium` (Debian), or set \
+             IW_LAB_CHROMIUM to its path; IW_LAB_SKIP_BROWSER=1 skips them"
+        );
+    };
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--allow-file-access-from-files",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "chromium failed: {out:?}");
+    let console = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.contains(":CONSOLE"))
+        .map(str::to_string)
+        .collect();
+    Some((String::from_utf8(out.stdout).unwrap(), console))
+}
+
+/// The text of every element `<span class="CLASS"...>TEXT</span>` in `dom`.
+fn spans(dom: &str, class: &str) -> Vec<String> {
+    let open = format!("<span class=\"{class}\"");
+    let mut out = Vec::new();
+    let mut rest = dom;
+    while let Some(i) = rest.find(&open) {
+        rest = &rest[i + open.len()..];
+        let Some(gt) = rest.find('>') else { break };
+        let Some(end) = rest[gt..].find("</span>") else {
+            break;
+        };
+        out.push(rest[gt + 1..gt + end].to_string());
+        rest = &rest[gt + end..];
+    }
+    out
+}
+
+/// The first card's HTML (the cards are in path order, so `a.png`).
+fn first_card(dom: &str) -> &str {
+    let i = dom.find("<div class=\"card\"").expect("a card");
+    let rest = &dom[i + 10..];
+    let j = rest.find("<div class=\"card\"").unwrap_or(rest.len());
+    &dom[i..i + 10 + j]
+}
+
+fn report(p: &Project, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["report"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    p.json(&all, 0)
+}
+
+#[test]
+fn report_renders_in_a_browser() {
+    let (p, id) = setup();
+    let summary = report(
+        &p,
+        &[
+            &id,
+            "--out",
+            "reports/r.html",
+            "--page-size",
+            "5",
+            "--bootstrap",
+            "50",
+        ],
+    );
+    assert_eq!(summary["images"], 7);
+    assert_eq!(summary["variants"], 2);
+    assert_eq!(summary["thumbnails"], 7);
+    let html_path = p.path().join("reports/r.html");
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    // the file is self-contained: no external script, style or image
+    assert!(!html.contains("src=\"http"), "external resource");
+    assert!(!html.contains("<link"), "external stylesheet");
+    // user text never appears as markup in the file itself
+    assert!(
+        !html.contains("<script>document.title"),
+        "raw prompt in the page"
+    );
+    assert!(!html.contains("<img src=x"), "raw tag in the page");
+    assert!(
+        !html.contains("<b>worst</b>"),
+        "raw negative prompt in the page"
+    );
+
+    let Some((dom, console)) = render(&html_path) else {
+        return;
+    };
+    assert!(console.is_empty(), "console output: {console:#?}");
+    assert!(
+        dom.contains("data-ready=\"1\""),
+        "the page script did not finish"
+    );
+    assert!(!dom.contains("data-errors=\""), "script errors: {dom}");
+    assert!(dom.contains("data-render-ms="));
+    // page size 5 of 7 images
+    assert_eq!(dom.matches("<div class=\"card\"").count(), 5);
+    assert!(dom.contains("Showing 1–5 of 7 images."));
+    // a.png under side-a at 0.5 (best variant first: the cards list variants by rank, so
+    // look for the classes by tag text across the card)
+    let card = first_card(&dom);
+    assert!(card.contains("a.png"), "{card}");
+    let tp = spans(card, "tag tp");
+    let fp = spans(card, "tag fp");
+    let missed = spans(card, "tag fn");
+    assert!(tp.contains(&"cat".to_string()), "tp {tp:?}");
+    assert!(fp.contains(&"bird".to_string()), "fp {fp:?}");
+    assert!(missed.contains(&"tree".to_string()), "missed {missed:?}");
+    // side-a misses dog (0.2), side-b finds it (0.7): one of each
+    assert!(missed.contains(&"dog".to_string()) && tp.contains(&"dog".to_string()));
+    // markup in user text is text, not elements, and did not run
+    assert!(!dom.contains("<title>pwned"), "the prompt's script ran");
+    assert!(!dom.contains("<img src=\"x\""), "the tag became an element");
+}
+
+#[test]
+fn report_diff_matches_the_cli_and_prompts_render_as_text() {
+    let (p, id) = setup();
+    report(&p, &[&id, "--out", "reports/r.html", "--bootstrap", "0"]);
+    let html_path = p.path().join("reports/r.html");
+    let Some((dom, console)) = render(&html_path) else {
+        return;
+    };
+    assert!(console.is_empty(), "console output: {console:#?}");
+    assert_eq!(dom.matches("<div class=\"card\"").count(), 7);
+    // the generated image's prompt, as text, inside the card's details
+    assert!(
+        dom.contains("&lt;script&gt;document.title=\"pwned\"&lt;/script&gt; 1girl, solo"),
+        "prompt not rendered as text"
+    );
+    assert!(dom.contains("&lt;b&gt;worst&lt;/b&gt;"));
+    assert!(dom.contains("&lt;img src=x onerror=alert(1)&gt;"));
+    assert!(dom.contains("Euler a"), "generation settings");
+    // the failure (side-b's malformed prediction file) is on img3's card
+    assert!(dom.contains("failed (side-b, "), "failure line");
+    // the diff view's default pair: the best variant (A) and the second (B)
+    let summary = dom
+        .split("<p class=\"diff-summary\">")
+        .nth(1)
+        .and_then(|s| s.split("</p>").next())
+        .expect("diff summary")
+        .to_string();
+    let (b, rest) = summary.split_once(" vs ").unwrap();
+    let (a, _) = rest.split_once(':').unwrap();
+    let d = p.json(
+        &[
+            "diff",
+            &format!("{id}:{a}"),
+            &format!("{id}:{b}"),
+            "--json",
+            "--threshold",
+            "0.5",
+        ],
+        0,
+    );
+    let expected = format!(
+        "{b} vs {a}: {} images both scored, {} changed; {} tags gained, {} lost.",
+        d["shared_images"], d["images_changed"], d["tags_gained"], d["tags_lost"]
+    );
+    assert_eq!(summary, expected);
+}
+
+#[test]
+fn report_compares_runs_and_writes_thumbnails_beside() {
+    let (p, id) = setup();
+    // a second run of one variant only, with a different threshold
+    p.write(
+        "experiments/f.yaml",
+        "dataset: d\nvariants:\n  - model: side-a\n    thresholds: [0.3]\n",
+    );
+    let run2 = p.json(&["run", "f", "--json", "--quiet"], 0);
+    let id2 = run2["run_id"].as_str().unwrap().to_string();
+    let s = report(
+        &p,
+        &[&id, &id2, "--out", "reports/two.html", "--thumbs", "folder"],
+    );
+    assert_eq!(s["variants"], 3);
+    assert_eq!(s["images"], 7, "images matched across runs");
+    let files = p.path().join("reports/two_files");
+    let jpgs = std::fs::read_dir(&files).unwrap().count();
+    assert_eq!(jpgs, 7);
+    let html = std::fs::read_to_string(p.path().join("reports/two.html")).unwrap();
+    let label2 = id2.rsplit('-').next().unwrap();
+    assert!(
+        html.contains(&format!("{label2}:side-a")),
+        "variant named RUN:VARIANT"
+    );
+    assert!(
+        html.contains("\"t\":\"two_files/"),
+        "thumbnail paths relative to the page"
+    );
+    let Some((dom, console)) = render(&p.path().join("reports/two.html")) else {
+        return;
+    };
+    assert!(console.is_empty(), "console output: {console:#?}");
+    assert!(dom.contains("src=\"two_files/"));
+    assert_eq!(dom.matches("<div class=\"card\"").count(), 7);
+}
+
+#[test]
+fn report_thumbnails_are_cached_and_changed_files_get_none() {
+    let (p, id) = setup();
+    report(&p, &[&id, "--out", "reports/a.html", "--bootstrap", "0"]);
+    let cache = p.path().join(".iw-lab/thumbs/224");
+    let cached = walk(&cache);
+    assert_eq!(cached, 7, "one cached thumbnail per image");
+    // a file changed after the run: no thumbnail (never a picture other than the one scored)
+    std::fs::write(p.path().join("data/images/img1.png"), b"changed").unwrap();
+    std::fs::remove_dir_all(p.path().join(".iw-lab/thumbs")).unwrap();
+    let s = report(&p, &[&id, "--out", "reports/b.html", "--bootstrap", "0"]);
+    assert_eq!(s["thumbnails"], 6);
+    assert_eq!(s["thumbnails_missing"], 1);
+    let html = std::fs::read_to_string(p.path().join("reports/b.html")).unwrap();
+    assert!(html.contains("has changed since the run"));
+}
+
+fn walk(dir: &Path) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            n += walk(&e.path());
+        } else {
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn report_bad_input_is_a_clear_error() {
+    let (p, id) = setup();
+    let out = p.run(&["report", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nope"), "{err}");
+    let out = p.run(&["report", &id, "--threshold", "1.5"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("threshold 1.5 is out of range"));
+    let out = p.run(&["report", &id, &id]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("named twice"));
+    // default output: reports/<run id>.html
+    p.expect(&["report", &id, "--quiet"], 0);
+    assert!(p.path().join(format!("reports/{id}.html")).is_file());
+}
+
+#[test]
+fn runs_cache_thumbnails_of_the_images_they_decode() {
+    let p = Project::new();
+    noise_images(&p.path().join("data/images"), 3, 64);
+    p.write("datasets/d.yaml", "path: ../data/images\n");
+    p.wd_model("wd", "");
+    p.write(
+        "experiments/e.yaml",
+        "dataset: d\nvariants:\n  - model: wd\n",
+    );
+    p.expect(&["run", "e", "--quiet"], 0);
+    let cache = p.path().join(".iw-lab/thumbs/224");
+    assert_eq!(
+        walk(&cache),
+        3,
+        "the run cached one thumbnail per decoded image"
+    );
+    // the report then reads them; the same bytes as a report would make
+    let cached: Vec<Vec<u8>> = files(&cache)
+        .iter()
+        .map(|f| std::fs::read(f).unwrap())
+        .collect();
+    std::fs::remove_dir_all(p.path().join(".iw-lab/thumbs")).unwrap();
+    let s = report(
+        &p,
+        &["latest", "--out", "reports/r.html", "--bootstrap", "0"],
+    );
+    assert_eq!(s["thumbnails"], 3);
+    let made: Vec<Vec<u8>> = files(&cache)
+        .iter()
+        .map(|f| std::fs::read(f).unwrap())
+        .collect();
+    assert_eq!(cached, made);
+    // opted out
+    std::fs::remove_dir_all(p.path().join(".iw-lab/thumbs")).unwrap();
+    let mut c = p.command(&["run", "e", "--quiet", "--no-cache"]);
+    c.env("IW_LAB_NO_THUMBS", "1");
+    assert!(c.status().unwrap().success());
+    assert!(!cache.exists());
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            out.extend(files(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out.sort();
+    out
+}
