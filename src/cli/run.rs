@@ -35,6 +35,7 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
         no_cache: args.no_cache,
         limit: args.limit,
         command: std::env::args().collect(),
+        thumbs: runner::run_thumbs(&env.project),
     };
     let finished = runner::run(&env.project, exp, &ctx, &opts)?;
     let m = &finished.manifest;

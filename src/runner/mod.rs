@@ -139,6 +139,8 @@ pub struct RunOptions {
     pub no_cache: bool,
     pub limit: Option<usize>,
     pub command: Vec<String>,
+    /// Where to cache report thumbnails of the images decoded ([`run_thumbs`]).
+    pub thumbs: Option<std::path::PathBuf>,
 }
 
 /// A finished run.
@@ -146,6 +148,14 @@ pub struct Finished {
     pub run: RunDir,
     pub manifest: Manifest,
     pub metrics: Vec<VariantMetrics>,
+}
+
+/// Where runs cache report thumbnails of the images they decode: `.iw-lab/thumbs`, unless
+/// `IW_LAB_NO_THUMBS` is set.
+pub fn run_thumbs(project: &Project) -> Option<std::path::PathBuf> {
+    std::env::var_os("IW_LAB_NO_THUMBS")
+        .is_none()
+        .then(|| project.state_dir().join("thumbs"))
 }
 
 /// Opens an in-memory DuckDB with settings for run work.
@@ -314,6 +324,7 @@ fn execute(
             max_pixels: exp.dataset.max_pixels,
             floor: f64::from_bits(*floor_bits) as f32,
             workers,
+            thumbs: opts.thumbs.clone(),
         };
         pipeline::execute(engine.as_ref(), &jobs, images, &settings, |job, outcome| {
             let cells = &by_key[job.key.as_str()];

@@ -30,13 +30,16 @@ pub struct Settings {
     pub max_pixels: u64,
     pub floor: f32,
     pub workers: usize,
+    /// Where to cache report thumbnails of the images decoded (`.iw-lab/thumbs`), if anywhere.
+    pub thumbs: Option<std::path::PathBuf>,
 }
 
 fn prepare_one(
     adapter: &dyn Adapter,
     img: &ImageEntry,
-    max_pixels: u64,
+    settings: &Settings,
 ) -> Result<Prepared, (&'static str, String)> {
+    let max_pixels = settings.max_pixels;
     if !adapter.capabilities().needs_pixels {
         return adapter.prepare(img, None).map_err(|e| ("prepare", e));
     }
@@ -50,6 +53,9 @@ fn prepare_one(
     let rgb =
         crate::imaging::decode_rgb(&bytes, max_pixels).map_err(|e| ("decode", e.to_string()))?;
     drop(bytes);
+    if let Some(dir) = &settings.thumbs {
+        crate::report::thumbs::store(dir, &img.hash, &rgb, crate::report::thumbs::DEFAULT_SIZE);
+    }
     adapter.prepare(img, Some(&rgb)).map_err(|e| ("prepare", e))
 }
 
@@ -82,7 +88,7 @@ pub fn execute(
                 }
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(job) = jobs.get(i) else { break };
-                let prepared = prepare_one(adapter, &images[job.image], settings.max_pixels);
+                let prepared = prepare_one(adapter, &images[job.image], settings);
                 if tx.send((i, prepared)).is_err() {
                     break;
                 }

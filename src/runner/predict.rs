@@ -341,6 +341,7 @@ fn compute(
         max_pixels: DEFAULT_MAX_PIXELS,
         floor: model.score_floor as f32,
         workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        thumbs: None,
     };
     let bar = crate::ui::progress(jobs.len() as u64, &model.name);
     let mut failures = 0;
