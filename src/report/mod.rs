@@ -27,8 +27,8 @@ use data::{LoadedRun, LoadedVariant};
 /// Where thumbnails go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ThumbMode {
-    /// `embed` up to 2,000 images, `folder` beyond (a page of 10,000 embedded thumbnails is
-    /// ~100 MB).
+    /// `embed` up to 2,000 images, `folder` beyond (10,000 embedded thumbnails made an 86 MB
+    /// page in benches/report.py).
     Auto,
     /// Inside the HTML file (base64 JPEG): one file to share.
     Embed,
