@@ -442,3 +442,60 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+#[test]
+fn report_of_a_run_without_ground_truth_or_metrics_file() {
+    let (p, id) = setup();
+    // the same images, a dataset without ground truth
+    p.write("datasets/bare.yaml", "path: ../data/images\n");
+    p.write(
+        "experiments/bare.yaml",
+        "dataset: bare\nvariants:\n  - model: side-a\n",
+    );
+    let bare = p.json(&["run", "bare", "--json", "--quiet"], 0);
+    let bare_id = bare["run_id"].as_str().unwrap().to_string();
+    let s = report(&p, &[&bare_id, "--out", "reports/bare.html"]);
+    assert_eq!(s["images"], 7);
+    let html = std::fs::read_to_string(p.path().join("reports/bare.html")).unwrap();
+    assert!(html.contains("not scored (no ground truth)"));
+    // a run whose metrics.json is gone (say, interrupted before scoring): recomputed from the
+    // tables, the same leaderboard
+    let before = report(&p, &[&id, "--out", "reports/with.html", "--bootstrap", "0"]);
+    assert_eq!(before["variants"], 2);
+    let with = std::fs::read_to_string(p.path().join("reports/with.html")).unwrap();
+    let run_dir = p.path().join("runs").join(&id);
+    std::fs::remove_file(run_dir.join("metrics.json")).unwrap();
+    report(
+        &p,
+        &[&id, "--out", "reports/without.html", "--bootstrap", "0"],
+    );
+    let without = std::fs::read_to_string(p.path().join("reports/without.html")).unwrap();
+    // the shown numbers (4 decimals); the raw sort keys may differ in the last bits, as
+    // DuckDB's parallel sums do from one query to the next
+    let board = |h: &str| {
+        let i = h.find("id=\"leaderboard-table\"").unwrap();
+        let j = h[i..].find("</table>").unwrap();
+        let t = &h[i..i + j];
+        let mut out = String::new();
+        for (k, part) in t.split(" data-v=\"").enumerate() {
+            out.push_str(if k == 0 {
+                part
+            } else {
+                &part[part.find('"').unwrap() + 1..]
+            });
+        }
+        out
+    };
+    assert_eq!(board(&with), board(&without));
+    let Some((dom, console)) = render(&p.path().join("reports/bare.html")) else {
+        return;
+    };
+    assert!(console.is_empty(), "console output: {console:#?}");
+    assert!(!dom.contains("data-errors=\""));
+    assert_eq!(dom.matches("<div class=\"card\"").count(), 7);
+    // no ground truth: every predicted tag is "predicted", none true or false positive
+    let grid = &dom[dom.find("id=\"grid\"").unwrap()..dom.find("id=\"pager-bottom\"").unwrap()];
+    assert!(grid.contains("class=\"tag pr\""));
+    assert!(!grid.contains("class=\"tag tp") && !grid.contains("class=\"tag fp"));
+    assert!(!grid.contains("class=\"tag fn"));
+}
