@@ -125,6 +125,11 @@ fn chromium() -> Option<PathBuf> {
 
 /// The DOM after the page's scripts ran, and the browser's console lines.
 fn render(html: &Path) -> Option<(String, Vec<String>)> {
+    render_at(html, "")
+}
+
+/// The same, with a URL fragment (the grid's state: `#images?tag=cat&errors=1`).
+fn render_at(html: &Path, fragment: &str) -> Option<(String, Vec<String>)> {
     let Some(browser) = chromium() else {
         if std::env::var_os("IW_LAB_SKIP_BROWSER").is_some() {
             eprintln!("no browser; skipped (IW_LAB_SKIP_BROWSER)");
@@ -148,7 +153,7 @@ fn render(html: &Path) -> Option<(String, Vec<String>)> {
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg("--dump-dom")
-        .arg(format!("file://{}", html.display()))
+        .arg(format!("file://{}{fragment}", html.display()))
         .output()
         .unwrap();
     assert!(out.status.success(), "chromium failed: {out:?}");
@@ -498,4 +503,73 @@ fn report_of_a_run_without_ground_truth_or_metrics_file() {
     assert!(grid.contains("class=\"tag pr\""));
     assert!(!grid.contains("class=\"tag tp") && !grid.contains("class=\"tag fp"));
     assert!(!grid.contains("class=\"tag fn"));
+}
+
+#[test]
+fn report_filters_from_the_url() {
+    let (p, id) = setup();
+    report(&p, &[&id, "--out", "reports/r.html", "--bootstrap", "0"]);
+    let page = p.path().join("reports/r.html");
+    let cards = |fragment: &str| -> Vec<String> {
+        let (dom, console) = render_at(&page, fragment).expect("a browser");
+        assert!(
+            console.is_empty(),
+            "{fragment}: console output: {console:#?}"
+        );
+        assert!(!dom.contains("data-errors=\""), "{fragment}: script errors");
+        dom.split("<div class=\"name\" title=\"")
+            .skip(1)
+            .map(|s| s[..s.find('\n').unwrap()].to_string())
+            .collect()
+    };
+    if chromium().is_none() && std::env::var_os("IW_LAB_SKIP_BROWSER").is_some() {
+        return;
+    }
+    let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    // the fixture (setup): `cat` is in the ground truth of a and img1, predicted by side-a on
+    // img2 (0.55) and img5 (0.99), missed by side-b on img1
+    assert_eq!(
+        cards("#images?tag=cat"),
+        names(&["a.png", "img1.png", "img2.png", "img5.png"])
+    );
+    // a false positive or a miss under a shown variant: all but the unlabelled img5
+    assert_eq!(
+        cards("#images?errors=1"),
+        names(&["a.png", "gen.png", "img1.png", "img2.png", "img3.png", "img4.png"])
+    );
+    // side-b only: it misses tree on a and cat on img1 (0.4); gets gen, img2 and img4 right;
+    // img3 failed (no result), img5 is unlabelled
+    assert_eq!(
+        cards("#images?errors=1&variants=side-b"),
+        names(&["a.png", "img1.png"])
+    );
+    assert_eq!(cards("#images?failed=1"), names(&["img3.png"]));
+    assert_eq!(cards("#images?file=gen"), names(&["gen.png"]));
+    // the predicted sets differ on every image both variants scored; img3 has one result
+    assert_eq!(
+        cards("#images?disagree=1"),
+        names(&["a.png", "gen.png", "img1.png", "img2.png", "img4.png", "img5.png"])
+    );
+    // worst F1 first under the best shown variant; the unlabelled image last
+    let sorted = cards("#images?sort=f1");
+    assert_eq!(
+        sorted.last().map(String::as_str),
+        Some("img5.png"),
+        "{sorted:?}"
+    );
+    // page 2 of 3 at page size 3
+    report(
+        &p,
+        &[
+            &id,
+            "--out",
+            "reports/p.html",
+            "--bootstrap",
+            "0",
+            "--page-size",
+            "3",
+        ],
+    );
+    let (dom, _) = render_at(&p.path().join("reports/p.html"), "#images?page=2").unwrap();
+    assert!(dom.contains("Showing 4–6 of 7 images."), "page 2");
 }

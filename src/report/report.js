@@ -9,7 +9,7 @@
   var PALETTE = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
   var thumbs = null;
   var state = {
-    tag: '', file: '', disagree: false, errors: false, failed: false, sort: 'path', side: false, page: 0,
+    tag: '', file: '', disagree: false, errors: false, failed: false, sort: 'path', side: false, page: 0, size: null,
     shown: V.map(function (_, k) { return D.ranking.indexOf(k) < 4; })
   };
   var matches = null;
@@ -222,7 +222,7 @@
     box.appendChild(prev); box.appendChild(label); box.appendChild(input);
     box.appendChild(el('span', null, ' of ' + pages)); box.appendChild(next);
   }
-  function go(p) { state.page = p; render(); $('images').scrollIntoView(); }
+  function go(p) { state.page = p; render(); writeHash(); $('images').scrollIntoView(); }
 
   function render() {
     if (!matches) filter();
@@ -241,7 +241,39 @@
     pager($('pager-top'), pages);
     pager($('pager-bottom'), pages);
   }
-  function refilter() { matches = null; state.page = 0; render(); }
+  function refilter() { matches = null; state.page = 0; render(); writeHash(); }
+
+  // The grid's state lives in the URL (#images?tag=cat&errors=1&...): a view can be
+  // bookmarked or shared, and reloading keeps it.
+  var SIZES = ['96', '160', '224'];
+  function readHash() {
+    var h = location.hash.replace(/^#/, '');
+    var q = h.indexOf('?');
+    if (q < 0) return;
+    var ps = new URLSearchParams(h.slice(q + 1));
+    if (ps.has('tag')) state.tag = ps.get('tag');
+    if (ps.has('file')) state.file = ps.get('file');
+    ['disagree', 'errors', 'failed', 'side'].forEach(function (k) { if (ps.get(k) === '1') state[k] = true; });
+    if (['path', 'f1', 'disagree'].indexOf(ps.get('sort')) >= 0) state.sort = ps.get('sort');
+    if (ps.has('variants')) {
+      var keys = ps.get('variants').split(',');
+      state.shown = V.map(function (v) { return keys.indexOf(v.key) >= 0; });
+    }
+    var page = parseInt(ps.get('page'), 10);
+    if (page > 0) state.page = page - 1;
+    if (SIZES.indexOf(ps.get('size')) >= 0) state.size = ps.get('size');
+  }
+  function writeHash() {
+    var ps = new URLSearchParams();
+    if (state.tag) ps.set('tag', state.tag);
+    if (state.file) ps.set('file', state.file);
+    ['disagree', 'errors', 'failed', 'side'].forEach(function (k) { if (state[k]) ps.set(k, '1'); });
+    if (state.sort !== 'path') ps.set('sort', state.sort);
+    ps.set('variants', D.ranking.filter(function (k) { return state.shown[k]; }).map(function (k) { return V[k].key; }).join(','));
+    if (state.page) ps.set('page', String(state.page + 1));
+    if (state.size) ps.set('size', state.size);
+    try { history.replaceState(null, '', '#images?' + ps.toString()); } catch (e) { /* file:// in some browsers */ }
+  }
 
   function controls() {
     var dl = $('tag-list');
@@ -257,14 +289,19 @@
     $('f-errors').addEventListener('change', function (e) { state.errors = e.target.checked; refilter(); });
     $('f-failed').addEventListener('change', function (e) { state.failed = e.target.checked; refilter(); });
     $('f-sort').addEventListener('change', function (e) { state.sort = e.target.value; refilter(); });
-    $('f-side').addEventListener('change', function (e) { state.side = e.target.checked; render(); });
+    $('f-side').addEventListener('change', function (e) { state.side = e.target.checked; render(); writeHash(); });
+    $('f-tag').value = state.tag; $('f-file').value = state.file;
+    $('f-disagree').checked = state.disagree; $('f-errors').checked = state.errors;
+    $('f-failed').checked = state.failed; $('f-side').checked = state.side; $('f-sort').value = state.sort;
     var sizes = document.querySelectorAll('[data-size]');
     Array.prototype.forEach.call(sizes, function (b) {
-      b.addEventListener('click', function () {
+      function pick() {
         Array.prototype.forEach.call(sizes, function (x) { x.classList.remove('on'); });
         b.classList.add('on');
         document.documentElement.style.setProperty('--thumb', b.dataset.size + 'px');
-      });
+      }
+      b.addEventListener('click', function () { state.size = b.dataset.size; pick(); writeHash(); });
+      if (state.size === b.dataset.size) pick();
     });
     var vt = $('variant-toggles');
     vt.appendChild(el('span', null, 'variants: '));
@@ -413,6 +450,7 @@
     document.documentElement.dataset.thumbsMs = performance.now().toFixed(1);
   };
 
+  readHash();
   controls();
   render();
   document.body.offsetHeight; // force layout: the first render is complete
