@@ -8,6 +8,7 @@
 
 pub mod labels;
 mod onnx_tagger;
+pub mod openai;
 mod sidecar;
 
 use std::path::PathBuf;
