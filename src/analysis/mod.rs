@@ -4,6 +4,7 @@
 //! DuckDB over a run's tables. Callers: `iw-lab run` (leaderboard at the end) and
 //! `iw-lab metrics`.
 
+pub mod agreement;
 pub mod bootstrap;
 pub mod diff;
 pub mod eval;
