@@ -9,6 +9,7 @@
 pub mod labels;
 mod onnx_tagger;
 pub mod openai;
+pub mod output;
 mod sidecar;
 
 use std::path::PathBuf;
