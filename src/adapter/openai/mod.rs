@@ -4,4 +4,5 @@
 //! captions, runs) builds on these.
 
 pub mod client;
+pub mod image;
 pub mod mock;
