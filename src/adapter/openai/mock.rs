@@ -173,18 +173,25 @@ fn handle(stream: TcpStream, shared: &Shared, default: &Step) -> std::io::Result
         .unwrap_or_else(|| default.clone());
     let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
-    let result = respond(stream, &step, n);
+    // waits as the step says, then leaves the in-flight count before the answer is written,
+    // so the count never includes a request whose answer the client already has
+    let answer = respond(&step, n);
     shared.in_flight.fetch_sub(1, Ordering::SeqCst);
-    result
+    let mut stream = stream;
+    if let Some(bytes) = answer {
+        stream.write_all(&bytes)?;
+        stream.flush()?;
+    }
+    Ok(())
 }
 
-fn respond(mut stream: TcpStream, step: &Step, n: usize) -> std::io::Result<()> {
-    let send = |stream: &mut TcpStream, status: &str, extra: &str, body: &str| {
-        write!(
-            stream,
+fn respond(step: &Step, n: usize) -> Option<Vec<u8>> {
+    let full = |status: &str, extra: &str, body: &str| {
+        format!(
             "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}",
             body.len()
         )
+        .into_bytes()
     };
     match step {
         Step::Answer { text, delay } => {
@@ -197,7 +204,7 @@ fn respond(mut stream: TcpStream, step: &Step, n: usize) -> std::io::Result<()> 
                              "finish_reason": "stop"}],
                 "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
             });
-            send(&mut stream, "200 OK", "", &body.to_string())
+            Some(full("200 OK", "", &body.to_string()))
         }
         Step::Status {
             status,
@@ -208,19 +215,17 @@ fn respond(mut stream: TcpStream, step: &Step, n: usize) -> std::io::Result<()> 
                 .map(|r| format!("Retry-After: {r}\r\n"))
                 .unwrap_or_default();
             let body = format!("{{\"error\": {{\"message\": \"scripted {status}\"}}}}");
-            send(&mut stream, &format!("{status} Scripted"), &extra, &body)
+            Some(full(&format!("{status} Scripted"), &extra, &body))
         }
         Step::Hang(d) => {
             std::thread::sleep(*d);
-            Ok(())
+            None
         }
-        Step::Malformed => send(&mut stream, "200 OK", "", "{\"choices\": [ not json"),
-        Step::Truncated => {
-            write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\nConnection: close\r\n\r\n{{\"choices\": [{{\"mess"
-            )?;
-            stream.flush()
-        }
+        Step::Malformed => Some(full("200 OK", "", "{\"choices\": [ not json")),
+        Step::Truncated => Some(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\nConnection: close\r\n\r\n{\"choices\": [{\"mess"
+                .as_bytes()
+                .to_vec(),
+        ),
     }
 }
