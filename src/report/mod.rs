@@ -92,7 +92,6 @@ pub struct Page<'a> {
     pub truth_frequency: Vec<(String, u64)>,
     pub data_json: String,
     pub thumbs_json: Option<String>,
-    pub options: &'a Options,
     pub warnings: Vec<String>,
 }
 
@@ -163,7 +162,6 @@ pub fn build(
         truth_frequency,
         data_json,
         thumbs_json,
-        options: opts,
         warnings,
     };
     timings.push(("grid data and thumbnails", t0.elapsed().as_secs_f64()));
