@@ -28,6 +28,7 @@ pub mod report;
 pub mod runner;
 pub mod store;
 pub mod tags;
+pub mod templates;
 pub mod ui;
 
 /// Runs the command line; returns the process exit code.
