@@ -204,6 +204,34 @@ impl PreprocessSpec {
     }
 }
 
+/// The size of a `w`×`h` image scaled so its longest side is at most `max_side` (never
+/// enlarged; each side at least 1).
+pub fn fit_longest_side(w: u32, h: u32, max_side: u32) -> (u32, u32) {
+    let scale = (max_side as f64 / w.max(h).max(1) as f64).min(1.0);
+    (
+        ((w as f64 * scale).round() as u32).max(1),
+        ((h as f64 * scale).round() as u32).max(1),
+    )
+}
+
+/// Encodes RGB as a baseline JPEG (jpeg-encoder's defaults) at `quality`.
+pub fn encode_jpeg(img: &RgbImage, quality: u8) -> Result<Vec<u8>, String> {
+    let (w, h) = img.dimensions();
+    if w > u16::MAX as u32 || h > u16::MAX as u32 {
+        return Err(format!("{w}×{h} is too large for JPEG"));
+    }
+    let mut out = Vec::new();
+    jpeg_encoder::Encoder::new(&mut out, quality)
+        .encode(
+            img.as_raw(),
+            w as u16,
+            h as u16,
+            jpeg_encoder::ColorType::Rgb,
+        )
+        .map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
 /// Centres `img` on a square canvas of `color` (Pillow's `paste` at `((s-w)//2, (s-h)//2)`).
 pub fn pad_square(img: &RgbImage, color: [u8; 3]) -> RgbImage {
     let (w, h) = img.dimensions();

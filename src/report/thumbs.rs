@@ -146,11 +146,7 @@ fn jpeg_scaled(bytes: &[u8], size: u32) -> Option<(RgbImage, (u32, u32))> {
 
 /// The thumbnail size of a `(w, h)` image: longest side at most `size`.
 fn target((w, h): (u32, u32), size: u32) -> (u32, u32) {
-    let scale = (size as f64 / w.max(h) as f64).min(1.0);
-    (
-        ((w as f64 * scale).round() as u32).max(1),
-        ((h as f64 * scale).round() as u32).max(1),
-    )
+    crate::imaging::fit_longest_side(w, h, size)
 }
 
 /// The thumbnail of a decoded image: JPEG, longest side at most `size`.
@@ -168,16 +164,7 @@ fn encode_to(img: &RgbImage, tw: u32, th: u32) -> Result<Vec<u8>, String> {
         resized = resample::resize(img, tw, th, Filter::Bilinear);
         &resized
     };
-    let mut jpeg = Vec::new();
-    jpeg_encoder::Encoder::new(&mut jpeg, 75)
-        .encode(
-            small.as_raw(),
-            tw as u16,
-            th as u16,
-            jpeg_encoder::ColorType::Rgb,
-        )
-        .map_err(|e| e.to_string())?;
-    Ok(jpeg)
+    crate::imaging::encode_jpeg(small, 75)
 }
 
 /// Caches the thumbnail of an image a run has just decoded (its blake3 `hash`), unless one is

@@ -58,35 +58,10 @@ impl Encoded {
     }
 }
 
-fn fit(w: u32, h: u32, max_side: u32) -> (u32, u32) {
-    let long = w.max(h);
-    if long <= max_side {
-        return (w, h);
-    }
-    let s = max_side as f64 / long as f64;
-    (
-        ((w as f64 * s).round() as u32).max(1),
-        ((h as f64 * s).round() as u32).max(1),
-    )
-}
-
 fn encode_once(img: &RgbImage, format: Format, quality: u8) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     match format {
-        Format::Jpeg => {
-            let (w, h) = img.dimensions();
-            if w > u16::MAX as u32 || h > u16::MAX as u32 {
-                return Err(format!("{w}×{h} is too large for JPEG"));
-            }
-            jpeg_encoder::Encoder::new(&mut out, quality)
-                .encode(
-                    img.as_raw(),
-                    w as u16,
-                    h as u16,
-                    jpeg_encoder::ColorType::Rgb,
-                )
-                .map_err(|e| e.to_string())?;
-        }
+        Format::Jpeg => return crate::imaging::encode_jpeg(img, quality),
         Format::Png => {
             image::codecs::png::PngEncoder::new(&mut out)
                 .write_image(
@@ -105,7 +80,7 @@ fn encode_once(img: &RgbImage, format: Format, quality: u8) -> Result<Vec<u8>, S
 pub fn encode(img: &RgbImage, spec: &ImageSpec) -> Result<Encoded, String> {
     let mut side = spec.max_side.max(16);
     loop {
-        let (w, h) = fit(img.width(), img.height(), side);
+        let (w, h) = crate::imaging::fit_longest_side(img.width(), img.height(), side);
         let resized;
         let src = if (w, h) == img.dimensions() {
             img
