@@ -630,6 +630,9 @@ fn new_manifest(staged: &Staged, run: &RunDir, opts: &RunOptions) -> Manifest {
                 model: v.model.name.clone(),
                 thresholds: v.thresholds.clone(),
                 score_floor: v.score_floor,
+                prompt: None,
+                params: None,
+                repeats: 1,
             })
             .collect(),
         models,

@@ -292,6 +292,9 @@ fn new_manifest(run: &store::RunDir, model: &Model, label: &str, n: usize) -> Ma
             model: model.name.clone(),
             thresholds: Vec::new(),
             score_floor: model.score_floor,
+            prompt: None,
+            params: None,
+            repeats: 1,
         }],
         models: Default::default(),
         counts: Counts {

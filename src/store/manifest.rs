@@ -61,6 +61,30 @@ pub struct VariantInfo {
     pub model: String,
     pub thresholds: Vec<f64>,
     pub score_floor: f64,
+    /// The prompt template version a generative variant used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<PromptRecord>,
+    /// Generation parameters of a generative variant (one point of a sweep).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<serde_json::Value>,
+    /// Times each image was run (distinct seeds); 1 unless the experiment asks for more.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub repeats: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(x: &u32) -> bool {
+    *x == 1
+}
+
+/// A template version as a run records it: `prompts/NAME.j2` at blake3 `hash`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromptRecord {
+    pub name: String,
+    pub hash: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
