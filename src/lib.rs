@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod dataset;
 pub mod duck;
+pub mod ensemble;
 pub mod export;
 pub mod fetch;
 pub mod hashing;
@@ -24,12 +25,15 @@ pub mod postprocess;
 pub mod production;
 pub mod promote;
 pub mod prompt;
+pub mod prompt_scores;
 pub mod report;
 pub mod runner;
 pub mod store;
 pub mod tags;
 pub mod templates;
+pub mod textpost;
 pub mod ui;
+pub mod vocab;
 
 /// Runs the command line; returns the process exit code.
 pub fn run() -> std::process::ExitCode {

@@ -39,16 +39,22 @@ pub fn is_kaomoji(tag: &str) -> bool {
 
 /// Normalises one tag; `None` when nothing is left.
 pub fn normalise(raw: &str) -> Option<String> {
+    normalise_keep_case(raw).map(|t| t.to_lowercase())
+}
+
+/// [`normalise`] without the lowercasing step: `Saber_\(Fate\)` is `Saber (Fate)`. For output
+/// text that keeps the writer's case; its lowercase is always `normalise(raw)`.
+pub fn normalise_keep_case(raw: &str) -> Option<String> {
     let trimmed = raw.trim_start_matches('\u{feff}').trim();
     if trimmed.is_empty() {
         return None;
     }
     let unescaped = unescape(trimmed);
-    let lower = unescaped.trim().to_lowercase();
-    if is_kaomoji(&lower) {
-        return Some(lower);
+    let tag = unescaped.trim();
+    if is_kaomoji(&tag.to_lowercase()) {
+        return Some(tag.to_string());
     }
-    let spaced = lower.replace('_', " ");
+    let spaced = tag.replace('_', " ");
     let collapsed = spaced.split_whitespace().collect::<Vec<_>>().join(" ");
     (!collapsed.is_empty()).then_some(collapsed)
 }
@@ -137,6 +143,30 @@ mod tests {
         assert_eq!(normalise("no_humans").as_deref(), Some("no humans"));
         assert_eq!(normalise("a_b_c_d_e_f").as_deref(), Some("a b c d e f"));
         assert_eq!(normalise("1_girl").as_deref(), Some("1 girl"));
+    }
+
+    #[test]
+    fn keep_case_is_normalise_before_lowercasing() {
+        for raw in [
+            "Long_Hair",
+            " Saber_\\(Fate\\) ",
+            "O_O",
+            "^_^",
+            "No_Humans",
+            "_",
+            "ÀB_c",
+        ] {
+            assert_eq!(
+                normalise_keep_case(raw).map(|t| t.to_lowercase()),
+                normalise(raw),
+                "{raw}"
+            );
+        }
+        assert_eq!(
+            normalise_keep_case("Long_Hair").as_deref(),
+            Some("Long Hair")
+        );
+        assert_eq!(normalise_keep_case("O_O").as_deref(), Some("O_O"));
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! and runs inference on batches. The rest of the program sees only [`Adapter`]; model quirks
 //! live inside their adapter.
 
+pub mod embedding;
+pub mod gguf;
 pub mod labels;
 mod onnx_tagger;
 pub mod openai;
@@ -158,6 +160,91 @@ pub fn identify(model: &Model, ctx: &Context, download: bool) -> Result<Option<I
     match model.kind {
         ModelKind::OnnxTagger => onnx_tagger::identify(model, ctx, download),
         ModelKind::Sidecar => Ok(Some(sidecar::identify(model))),
+        ModelKind::Gguf => {
+            let source = model.source_parsed.as_ref().expect("resolved gguf source");
+            let Some(file) = ctx.file("model", model, source, model.sha256.as_deref(), download)?
+            else {
+                return Ok(None);
+            };
+            Ok(Some(Identity {
+                kind: "gguf",
+                version: 1,
+                fingerprint: file.blake3.clone(),
+                spec: serde_json::json!({}),
+                files: vec![file],
+            }))
+        }
+        ModelKind::Embedding => {
+            let source = model.source.as_deref().expect("resolved embedding source");
+            if !download {
+                return Ok(None);
+            }
+            let dir = embedding::Embedder::fetch(&ctx.fetcher, source)
+                .with_context(|| format!("model `{}`: getting its files", model.name))?;
+            let mut files = Vec::new();
+            let mut h = blake3::Hasher::new();
+            for name in [
+                "config.json",
+                "tokenizer.json",
+                "model.safetensors",
+                "1_Pooling/config.json",
+            ] {
+                let p = dir.join(name);
+                if !p.is_file() {
+                    continue;
+                }
+                let d = ctx.hashes.digests(&p)?;
+                h.update(name.as_bytes());
+                h.update(d.blake3.as_bytes());
+                files.push(FileInfo {
+                    role: "embedding",
+                    source: format!(
+                        "{}{}",
+                        source.trim_end_matches('/'),
+                        format_args!("/{name}")
+                    ),
+                    path: p,
+                    blake3: d.blake3,
+                    sha256: d.sha256,
+                });
+            }
+            Ok(Some(Identity {
+                kind: "embedding",
+                version: 1,
+                fingerprint: h.finalize().to_hex().to_string(),
+                spec: serde_json::json!({}),
+                files,
+            }))
+        }
+        ModelKind::Openai => {
+            let o = model.openai.as_ref().expect("resolved openai spec");
+            let spec = serde_json::json!({
+                "base_url": o.base_url,
+                "model": o.model,
+                "image": o.image,
+            });
+            Ok(Some(Identity {
+                kind: "openai",
+                version: 1,
+                fingerprint: blake3::hash(crate::cache::canonical_json(&spec).as_bytes())
+                    .to_hex()
+                    .to_string(),
+                spec,
+                files: Vec::new(),
+            }))
+        }
+        ModelKind::Ensemble => {
+            let spec = serde_json::to_value(&model.ensemble).unwrap_or_default();
+            Ok(Some(Identity {
+                kind: "ensemble",
+                version: 1,
+                fingerprint: blake3::hash(crate::cache::canonical_json(&spec).as_bytes())
+                    .to_hex()
+                    .to_string(),
+                spec,
+                files: Vec::new(),
+            }))
+        }
     }
 }
 
@@ -165,8 +252,8 @@ pub fn identify(model: &Model, ctx: &Context, download: bool) -> Result<Option<I
 /// the model.
 pub fn cell_input(model: &Model, image: &ImageEntry) -> Option<String> {
     match model.kind {
-        ModelKind::OnnxTagger => None,
         ModelKind::Sidecar => sidecar::Sidecar::new(model).cell_input(image),
+        _ => None,
     }
 }
 
@@ -177,6 +264,10 @@ pub fn load(model: &Model, identity: &Identity, ctx: &Context) -> Result<Box<dyn
             model, identity, ctx,
         )?)),
         ModelKind::Sidecar => Ok(Box::new(sidecar::Sidecar::new(model))),
+        other => bail!(
+            "model `{}` is a `{other:?}` model: it is run by the generation step, not the image pipeline",
+            model.name
+        ),
     }
 }
 

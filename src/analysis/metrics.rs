@@ -11,6 +11,8 @@
 //!
 //! Tests compare these against scikit-learn (`tests/metrics_parity.rs`).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Counts for one tag at one threshold.
@@ -162,6 +164,79 @@ pub struct VariantMetrics {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub negative: Option<NegativeRate>,
     pub per_tag: Vec<PerTag>,
+    /// False for variants that write captions: the tag metrics above do not apply to them.
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub scores_tags: bool,
+    /// Generative variants: what the judges and the other text metrics say.
+    #[serde(default, flatten, skip_serializing_if = "TextMetrics::is_empty")]
+    pub text: TextMetrics,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(b: &bool) -> bool {
+    *b
+}
+
+/// Judge scores, caption similarity, stability across repeats and generation costs of a
+/// variant (the same for each of its thresholds).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TextMetrics {
+    /// Mean over the judges of each judge's mean score (0–1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge_score: Option<f64>,
+    /// Per judge: mean score, interval, valid and invalid verdicts.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub judges: BTreeMap<String, JudgeSummary>,
+    /// Mean cosine similarity of captions to their reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caption_similarity: Option<f64>,
+    /// Agreement of an image's repeats: mean pairwise Jaccard of tag sets, or mean pairwise
+    /// caption similarity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stability: Option<f64>,
+    /// Calls, tokens and cost of the variant's own outputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<GenerationStats>,
+}
+
+impl TextMetrics {
+    pub fn is_empty(&self) -> bool {
+        *self == TextMetrics::default()
+    }
+}
+
+/// One judge's verdicts on one variant.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct JudgeSummary {
+    /// Mean score of the valid verdicts (0–1); `None` when there is none.
+    pub mean: Option<f64>,
+    /// 95% bootstrap interval of the mean over images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci: Option<[f64; 2]>,
+    /// Verdicts that parsed.
+    pub valid: u64,
+    /// Verdicts that did not parse: counted, never scored.
+    pub invalid: u64,
+    /// Judge calls that failed (transport, server errors).
+    #[serde(default)]
+    pub failed: u64,
+    /// Pairwise judges: answers that picked the same output in both orders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<f64>,
+}
+
+/// Calls, tokens and cost.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct GenerationStats {
+    pub outputs: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// In the currency of the model's `prices` (absent without prices).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
 }
 
 /// How often a variant predicts tags the prompt's negative prompt asked to keep out.
@@ -190,6 +265,9 @@ impl VariantMetrics {
             RecallMacro => self.macro_.recall,
             RecallSamples => self.samples.recall,
             Map => return self.map,
+            JudgeScore => return self.text.judge_score,
+            CaptionSimilarity => return self.text.caption_similarity,
+            Stability => return self.text.stability,
         })
     }
 }
@@ -235,6 +313,8 @@ pub fn assemble(
         labels: tags.len(),
         negative: None,
         per_tag,
+        scores_tags: true,
+        text: TextMetrics::default(),
     }
 }
 

@@ -68,9 +68,33 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
     let db = crate::runner::open_db()?;
     let conn = db.connect()?;
     store::tables::open_run(&conn, &run)?;
-    let metrics = crate::analysis::load::run_metrics(&conn, &source, &variants)?;
+    let mut metrics = crate::analysis::load::run_metrics(&conn, &source, &variants)?;
+    // Judge scores, similarity, stability and costs were computed by the run (some need its
+    // models): they come from its metrics.json.
+    let stored: Option<serde_json::Value> = std::fs::read(run.file("metrics.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let mut agreement = None;
+    if let Some(doc) = &stored {
+        let rows: Vec<crate::analysis::VariantMetrics> = doc
+            .get("variants")
+            .cloned()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        for vm in &mut metrics {
+            if let Some(r) = rows.iter().find(|r| r.variant == vm.variant) {
+                vm.text = r.text.clone();
+                vm.scores_tags = r.scores_tags;
+            }
+        }
+        agreement = doc.get("judge_agreement").cloned();
+    }
     if args.json {
-        ui::json_line(&json!({ "run_id": m.run_id, "ground_truth": source, "variants": metrics }));
+        let mut doc = json!({ "run_id": m.run_id, "ground_truth": source, "variants": metrics });
+        if let Some(a) = agreement {
+            doc["judge_agreement"] = a;
+        }
+        ui::json_line(&doc);
         return Ok(ExitCode::SUCCESS);
     }
     ui::out(super::run::leaderboard(&metrics, m.best.as_ref()));

@@ -59,14 +59,11 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
         if env.verbose {
             for c in &cells {
                 let img = &staged.images()[c.image];
-                let identity = &staged.identities[&v.model.name];
-                let input = staged
-                    .inputs
-                    .get(&(v.model.name.clone(), c.image))
-                    .map(String::as_str);
-                let spelled =
-                    crate::plan::cache_key(identity, &img.hash, input, v.score_floor, c.repeat)
-                        .canonical();
+                let spelled = staged
+                    .plan
+                    .key(&staged.plan_inputs(), c.variant, c.image, c.repeat)
+                    .map(|k| k.canonical())
+                    .unwrap_or_default();
                 let state = if hits.contains_key(&c.key) {
                     "hit"
                 } else {

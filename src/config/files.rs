@@ -99,6 +99,23 @@ pub enum ModelKind {
     OnnxTagger,
     /// Predictions made by another tool, read from files.
     Sidecar,
+    /// Any OpenAI-compatible chat-completions server (Ollama, LM Studio, vLLM, llama.cpp
+    /// server, hosted APIs).
+    Openai,
+    /// A local quantised LLM (llama-family GGUF) run in-process.
+    Gguf,
+    /// A sentence-embedding model (BERT family, e.g. all-MiniLM-L6-v2): maps free text onto a
+    /// tag vocabulary and scores caption similarity.
+    Embedding,
+    /// Combines other variants' outputs.
+    Ensemble,
+}
+
+impl ModelKind {
+    /// Kinds whose variants are prompted (LLMs and VLMs).
+    pub fn generative(self) -> bool {
+        matches!(self, ModelKind::Openai | ModelKind::Gguf)
+    }
 }
 
 /// Preprocessing presets.
@@ -157,9 +174,125 @@ pub struct ModelFile {
     /// `sidecar`: `txt`, `json`, or `auto` (default: whichever exists per image).
     #[serde(default)]
     pub format: Option<SidecarFormat>,
+    /// `openai`: the server's base URL, up to and including `/v1`
+    /// (e.g. `http://localhost:11434/v1` for Ollama).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// `openai`: the model name the server knows (e.g. `qwen2.5vl:7b`).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// `openai`: the environment variable holding the API key. The key itself is never
+    /// written to runs, logs or reports.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// `openai`: requests in flight at once (default 4).
+    #[serde(default)]
+    pub concurrency: Option<Positive>,
+    /// `openai`: at most this many requests per minute.
+    #[serde(default)]
+    pub requests_per_minute: Option<Positive>,
+    /// `openai`: at most this many tokens (prompt + completion) per minute.
+    #[serde(default)]
+    pub tokens_per_minute: Option<Positive>,
+    /// `openai`: seconds one request may take (default 120).
+    #[serde(default)]
+    pub timeout: Option<f64>,
+    /// `openai`: retries after a 408/409/429/5xx, a timeout or a broken answer (default 4).
+    #[serde(default)]
+    pub max_retries: Option<u32>,
+    /// `openai`: whether the model takes images (default true). Variants of a text-only model
+    /// are never sent the image.
+    #[serde(default)]
+    pub vision: Option<bool>,
+    /// `openai`: how images are sent.
+    #[serde(default)]
+    pub image: Option<ImageFile>,
+    /// `openai`: prices in currency units per million tokens, for the cost column.
+    #[serde(default)]
+    pub prices: Option<PricesFile>,
+    /// `openai`/`gguf`: default generation parameters (`temperature`, `top_p`, `top_k`,
+    /// `max_tokens`, `seed`, `stop`, and for `openai` anything else the server accepts);
+    /// variants override them.
+    #[serde(default)]
+    pub params: BTreeMap<String, serde_json::Value>,
+    /// `ensemble`: how member outputs are combined.
+    #[serde(default)]
+    pub ensemble: Option<EnsembleFile>,
     /// Free text.
     #[serde(default)]
     pub description: Option<String>,
+}
+
+/// How an `openai` model is sent images.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImageFile {
+    /// Longest side in pixels after resizing (default 1024; never enlarged).
+    #[serde(default)]
+    pub max_side: Option<Positive>,
+    /// `jpeg` (default) or `png`.
+    #[serde(default)]
+    pub format: Option<ImageFormat>,
+    /// JPEG quality (default 90; lowered as needed to fit `max_bytes`).
+    #[serde(default)]
+    pub quality: Option<u8>,
+    /// Largest encoded image in bytes (default 4000000); the image is shrunk to fit.
+    #[serde(default)]
+    pub max_bytes: Option<Positive>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageFormat {
+    Jpeg,
+    Png,
+}
+
+/// Token prices, per million tokens.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PricesFile {
+    /// Price of a million prompt tokens.
+    pub input: f64,
+    /// Price of a million completion tokens.
+    pub output: f64,
+}
+
+/// Ensemble settings.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnsembleFile {
+    /// `union`, `intersection`, `vote`, `weighted`, or `llm` (a model merges the members'
+    /// outputs with a prompt; the union is used, and the fallback recorded, when it fails).
+    pub method: EnsembleMethod,
+    /// The variants combined (names in the experiment); a variant's `members:` overrides it.
+    #[serde(default)]
+    pub members: Vec<String>,
+    /// `vote`: members that must agree (default: a majority of the members).
+    #[serde(default)]
+    pub min_votes: Option<Positive>,
+    /// `weighted`: one weight per member (default equal).
+    #[serde(default)]
+    pub weights: Vec<f64>,
+    /// `weighted`: keep tags whose weighted score is at least this (default: any score > 0).
+    #[serde(default)]
+    pub threshold: Option<f64>,
+    /// `llm`: the model that merges (a model name).
+    #[serde(default)]
+    pub merge_model: Option<String>,
+    /// `llm`: the merge prompt template (sees `members`: a list of {variant, tags, caption}).
+    #[serde(default)]
+    pub merge_prompt: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EnsembleMethod {
+    Union,
+    Intersection,
+    Vote,
+    Weighted,
+    Llm,
 }
 
 /// Sidecar prediction formats.
@@ -353,6 +486,9 @@ pub struct ExperimentFile {
     /// Use only the first N images (sorted by path).
     #[serde(default)]
     pub limit: Option<Positive>,
+    /// Models that score the variants' outputs.
+    #[serde(default)]
+    pub judges: Vec<JudgeFile>,
     /// Free text.
     #[serde(default)]
     pub description: Option<String>,
@@ -373,6 +509,149 @@ pub struct VariantFile {
     /// Overrides the model's score floor.
     #[serde(default)]
     pub score_floor: Option<Probability>,
+    /// Generative models: the prompt template, `NAME` (`prompts/NAME.j2`), `NAME@HASH` (a
+    /// version from its history) or `NAME@best`; a list is swept.
+    #[serde(default)]
+    pub prompt: Option<OneOrMany<String>>,
+    /// Generative models: a system-message template (same forms as `prompt`, not swept).
+    #[serde(default)]
+    pub system: Option<String>,
+    /// Generative models: what the model returns: `caption` (default), `tags` or `json`.
+    #[serde(default)]
+    pub output: Option<OutputKind>,
+    /// `output: json`: the JSON Schema subset the answer must satisfy (type, properties,
+    /// required, items, enum). Tags are read from its `tags` field, a caption from `caption`.
+    #[serde(default)]
+    pub schema: Option<serde_json::Value>,
+    /// Generative models: generation parameters (override the model's). A value given as a
+    /// list is swept: one variant per combination of all lists.
+    #[serde(default)]
+    pub params: BTreeMap<String, serde_json::Value>,
+    /// Runs of each image with distinct seeds (default 1); stability is measured across them.
+    #[serde(default)]
+    pub repeats: Option<Positive>,
+    /// Generative models: send the image (default: true for vision `openai` models, false for
+    /// text-only ones).
+    #[serde(default)]
+    pub image: Option<bool>,
+    /// Earlier variants whose outputs the template sees as `inputs.NAME.tags` /
+    /// `inputs.NAME.caption` (e.g. WD tags fed into a VLM prompt).
+    #[serde(default)]
+    pub inputs: Vec<String>,
+    /// `output: tags`: mapping free-text tags onto the ground-truth vocabulary.
+    #[serde(default)]
+    pub vocabulary: Option<VocabularyFile>,
+    /// `output: tags`: post-processing of the parsed tags.
+    #[serde(default)]
+    pub postprocess: Option<crate::textpost::TextPost>,
+    /// `ensemble` models: the variants combined (overrides the model's `members`).
+    #[serde(default)]
+    pub members: Option<Vec<String>>,
+}
+
+/// One value or a list of them.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged, expecting = "a value or a list of values")]
+pub enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T: Clone> OneOrMany<T> {
+    pub fn to_vec(&self) -> Vec<T> {
+        match self {
+            OneOrMany::One(x) => vec![x.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// What a generative model returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputKind {
+    Caption,
+    Tags,
+    Json,
+}
+
+/// Mapping free-text tags onto the ground-truth vocabulary: exact match, then the alias
+/// table, then embedding similarity.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VocabularyFile {
+    /// An `embedding` model (name) for the similarity step; without it only exact and alias
+    /// matches map.
+    #[serde(default)]
+    pub embedding: Option<String>,
+    /// Least cosine similarity for an embedding match (default 0.75).
+    #[serde(default)]
+    pub threshold: Option<f64>,
+    /// `free text: vocabulary tag` pairs tried before the embedding.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
+    /// Keep tags that map to nothing (default false: they are dropped, and listed in the
+    /// mapping table).
+    #[serde(default)]
+    pub keep_unmapped: bool,
+}
+
+/// A judge: a model that scores variants' outputs.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JudgeFile {
+    /// The judging model (a name in `models/`): an LLM or VLM (`openai`, `gguf`) given the
+    /// rubric, or an `embedding` model scoring caption similarity to a reference.
+    pub model: String,
+    /// Display name (default: the model name, made unique).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// LLM judges: the rubric template (`NAME`, `NAME@HASH`, `NAME@best`).
+    #[serde(default)]
+    pub rubric: Option<String>,
+    /// Named choices and their scores (`{good: 1.0, ok: 0.5, bad: 0.0}`). The verdict may
+    /// come after reasoning: the last choice named wins.
+    #[serde(default)]
+    pub choices: Option<BTreeMap<String, f64>>,
+    /// A numeric scale instead of choices: `{min: 1, max: 10}`; scores are normalised to 0–1.
+    #[serde(default)]
+    pub scale: Option<ScaleFile>,
+    /// Give the judge the image (default: true for vision `openai` models).
+    #[serde(default)]
+    pub image: Option<bool>,
+    /// Generation parameters for the judge (default temperature 0).
+    #[serde(default)]
+    pub params: BTreeMap<String, serde_json::Value>,
+    /// Variants judged (default: every generative and ensemble variant).
+    #[serde(default)]
+    pub variants: Option<Vec<String>>,
+    /// Compare each variant with this one (`a` / `b` outputs in the rubric, choices naming
+    /// the better one); both orders are asked to cancel position bias.
+    #[serde(default)]
+    pub pairwise: Option<String>,
+    /// `embedding` judges: what a caption is compared with: `truth` (the ground-truth tags,
+    /// default) or `prompt` (the generation prompt in the image's metadata).
+    #[serde(default)]
+    pub reference: Option<Reference>,
+    /// Human scores to measure the judge against: a CSV with `file`, `score` and optionally
+    /// `variant` columns (scores on the judge's scale).
+    #[serde(default)]
+    pub human: Option<String>,
+}
+
+/// A numeric verdict scale.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleFile {
+    pub min: f64,
+    pub max: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Reference {
+    Truth,
+    Prompt,
 }
 
 /// The winning criterion.
@@ -398,6 +677,12 @@ pub enum Metric {
     RecallMacro,
     RecallSamples,
     Map,
+    /// Mean of the judges' scores (0–1).
+    JudgeScore,
+    /// Mean cosine similarity of captions to their reference (embedding judges).
+    CaptionSimilarity,
+    /// Agreement of an image's repeats (tags: mean pairwise Jaccard; captions: similarity).
+    Stability,
 }
 
 impl Metric {
@@ -413,6 +698,9 @@ impl Metric {
             Metric::RecallMacro => "recall_macro",
             Metric::RecallSamples => "recall_samples",
             Metric::Map => "map",
+            Metric::JudgeScore => "judge_score",
+            Metric::CaptionSimilarity => "caption_similarity",
+            Metric::Stability => "stability",
         }
     }
 }

@@ -6,12 +6,14 @@
 
 pub mod error;
 pub mod files;
+pub mod generative;
 pub mod resolve;
 
 pub use error::ConfigError;
 pub use files::{Category, Metric};
 pub use resolve::{
-    load_experiment, Dataset, Experiment, GroundTruth, Labels, Model, Project, Variant,
+    load_experiment, Dataset, EnsembleSpec, Experiment, Generation, GroundTruth, Judge, Labels,
+    Model, OpenaiSpec, Project, Variant, Verdict, VocabularySpec,
 };
 
 /// The config file kinds, by the folder they live in.

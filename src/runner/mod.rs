@@ -6,6 +6,9 @@
 //! on; score the run; write the manifest. `stage` (everything before any inference) is shared
 //! with `iw-lab plan`.
 
+pub mod generate;
+pub mod judge;
+pub mod llm;
 pub mod pipeline;
 pub mod predict;
 
@@ -40,6 +43,11 @@ pub struct Staged {
     pub gt_problems: Vec<(String, String)>,
     pub identities: HashMap<String, Identity>,
     pub inputs: HashMap<(String, usize), String>,
+    /// (variant, image) → blake3 of the rendered prompt (generative variants).
+    pub prompts: HashMap<(usize, usize), String>,
+    /// Every tag of the scored ground truth, most frequent first (the vocabulary templates
+    /// see and free-text tags are mapped onto).
+    pub vocabulary: Vec<String>,
     pub plan: Plan,
     pub scan_s: f64,
 }
@@ -47,6 +55,24 @@ pub struct Staged {
 impl Staged {
     pub fn images(&self) -> &[ImageEntry] {
         &self.scan.images
+    }
+
+    /// The scored ground truth of image `i` (None when unlabelled).
+    pub fn truth(&self, i: usize) -> Option<&[String]> {
+        let source = self.exp.ground_truth.as_deref()?;
+        let (_, tags) = self.ground_truth.iter().find(|(n, _)| n == source)?;
+        tags.get(i)?.as_deref()
+    }
+
+    /// What cache keys are made of.
+    pub fn plan_inputs(&self) -> plan::Inputs<'_> {
+        plan::Inputs {
+            exp: &self.exp,
+            images: &self.scan.images,
+            identities: &self.identities,
+            inputs: &self.inputs,
+            prompts: &self.prompts,
+        }
     }
 
     /// Whether each image has ground truth in the scored source.
@@ -105,7 +131,7 @@ pub fn stage(
         }
     }
     let mut inputs = HashMap::new();
-    for model in exp.models() {
+    for model in exp.variant_models() {
         if model.kind == ModelKind::Sidecar {
             let found: Vec<(usize, Option<String>)> = scan
                 .images
@@ -120,17 +146,36 @@ pub fn stage(
             }
         }
     }
-    let plan = plan::plan(&exp, &scan.images, &identities, &inputs);
-    Ok(Staged {
+    let vocabulary = {
+        let mut freq: HashMap<&str, usize> = HashMap::new();
+        if let Some((_, tags)) = exp
+            .ground_truth
+            .as_deref()
+            .and_then(|s| ground_truth.iter().find(|(n, _)| n == s))
+        {
+            for t in tags.iter().flatten().flatten() {
+                *freq.entry(t.as_str()).or_default() += 1;
+            }
+        }
+        let mut v: Vec<(&str, usize)> = freq.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        v.into_iter().map(|(t, _)| t.to_string()).collect()
+    };
+    let mut staged = Staged {
         exp,
         scan,
         ground_truth,
         gt_problems,
         identities,
         inputs,
-        plan,
+        prompts: HashMap::new(),
+        vocabulary,
+        plan: Plan::default(),
         scan_s,
-    })
+    };
+    staged.prompts = generate::prompt_ids(&staged);
+    staged.plan = plan::plan(&staged.plan_inputs());
+    Ok(staged)
 }
 
 /// Options of `iw-lab run`.
@@ -158,6 +203,30 @@ pub fn run_thumbs(project: &Project) -> Option<std::path::PathBuf> {
         .then(|| project.state_dir().join("thumbs"))
 }
 
+/// Keeps every template version the experiment uses in `prompts/.history`.
+fn record_templates(project: &Project, exp: &Experiment) -> Result<()> {
+    let store = crate::config::generative::store(&project.root);
+    let now = store::time_now().iso();
+    let by = format!("experiment {}", exp.name);
+    let mut all = Vec::new();
+    for v in &exp.variants {
+        if let Some(g) = &v.gen {
+            all.push(&g.prompt);
+            all.extend(g.system.as_ref());
+        }
+        if let Some(t) = v.ensemble.as_ref().and_then(|e| e.merge_prompt.as_ref()) {
+            all.push(t);
+        }
+    }
+    all.extend(exp.judges.iter().filter_map(|j| j.rubric.as_ref()));
+    for t in all {
+        store
+            .record(t, &by, &now)
+            .with_context(|| format!("recording prompt {} in prompts/.history", t.id()))?;
+    }
+    Ok(())
+}
+
 /// Opens an in-memory DuckDB with settings for run work.
 pub fn open_db() -> Result<Database> {
     let db = Database::memory()?;
@@ -178,6 +247,7 @@ pub fn run(
     let t0 = Instant::now();
     crate::libs::ensure_duckdb(&ctx.fetcher)?;
     let staged = stage(project, exp, ctx, opts.limit, true)?;
+    record_templates(project, &staged.exp)?;
     let db = open_db()?;
     let conn = db.connect()?;
     let run = store::create_run(&project.runs_dir(), &staged.exp.name)?;
@@ -287,6 +357,7 @@ fn execute(
     // Misses, grouped by model and floor; each distinct key computed once.
     let t_infer = Instant::now();
     let mut groups: BTreeMap<(String, u64), BTreeMap<&str, Vec<&plan::Cell>>> = BTreeMap::new();
+    let mut generated: Vec<&plan::Cell> = Vec::new();
     for c in staged
         .plan
         .cells
@@ -294,6 +365,10 @@ fn execute(
         .filter(|c| !hits.contains_key(&c.key))
     {
         let v = &exp.variants[c.variant];
+        if generate::handles(v.model.kind) {
+            generated.push(c);
+            continue;
+        }
         groups
             .entry((v.model.name.clone(), v.score_floor.to_bits()))
             .or_default()
@@ -356,13 +431,81 @@ fn execute(
         })?;
         bar.finish_and_clear();
     }
+    // Prompted variants and ensembles, then the judges.
+    let mut models = generate::Models::default();
+    {
+        // Each distinct key once: repeats and shared keys are separate cells here only when
+        // their keys differ.
+        let mut seen = std::collections::HashSet::new();
+        let mut firsts = Vec::new();
+        let mut dupes = Vec::new();
+        for c in generated {
+            if seen.insert(c.key.as_str()) {
+                firsts.push(c);
+            } else {
+                dupes.push(c);
+            }
+        }
+        let mut tally = generate::Tally::default();
+        generate::run_variants(
+            staged,
+            run,
+            conn,
+            &mut writer,
+            ctx,
+            &mut models,
+            &firsts,
+            &mut tally,
+        )?;
+        counts.inferences += tally.inferences;
+        counts.failures += tally.failures;
+        counts.shared += dupes.len();
+        writer.flush()?;
+        if !dupes.is_empty() {
+            // Cells sharing a key with one computed above: copy its outputs.
+            let lookup_self = lookup::find_hits(
+                conn,
+                run.path.parent().unwrap_or(&run.path),
+                "",
+                &dupes.iter().map(|c| c.key.as_str()).collect::<Vec<_>>(),
+            )?;
+            let cached: Vec<lookup::CachedCell<'_>> = dupes
+                .iter()
+                .filter_map(|c| {
+                    lookup_self.get(&c.key).map(|hit| lookup::CachedCell {
+                        variant: &exp.variants[c.variant].name,
+                        path: &images[c.image].rel,
+                        repeat: c.repeat,
+                        key: &c.key,
+                        hit,
+                    })
+                })
+                .collect();
+            lookup::copy_outputs(conn, run, &cached)?;
+            for c in &dupes {
+                if let Some(hit) = lookup_self.get(&c.key) {
+                    writer.add_cell_without_outputs(cell_row(
+                        staged,
+                        c,
+                        run.id.clone(),
+                        hit.n_tags as usize,
+                        hit.infer_ms,
+                    ));
+                }
+            }
+        }
+    }
     writer.flush()?;
     drop(writer);
+    let judged = judge::run_judges(staged, run, conn, ctx, &mut models, opts.no_cache)?;
+    counts.inferences += judged.inferences;
+    counts.failures += judged.failures;
+    counts.cache_hits += judged.cached;
     let infer_s = t_infer.elapsed().as_secs_f64();
 
     // Scores.
     let t_metrics = Instant::now();
-    let metrics = score(conn, run, staged)?;
+    let metrics = score(conn, run, staged, &mut models)?;
     manifest.best = best(&metrics, exp);
     manifest.counts = counts;
     manifest.timings = crate::store::manifest::Timings {
@@ -388,7 +531,7 @@ fn variant_label(exp: &Experiment, model: &str) -> String {
     names.join(",")
 }
 
-fn cell_row(
+pub(crate) fn cell_row(
     staged: &Staged,
     c: &plan::Cell,
     origin_run: String,
@@ -397,18 +540,18 @@ fn cell_row(
 ) -> CellRow {
     let v = &staged.exp.variants[c.variant];
     let img = &staged.scan.images[c.image];
-    let identity = &staged.identities[&v.model.name];
-    let input = staged
-        .inputs
-        .get(&(v.model.name.clone(), c.image))
-        .map(String::as_str);
+    let key_json = staged
+        .plan
+        .key(&staged.plan_inputs(), c.variant, c.image, c.repeat)
+        .map(|k| k.canonical())
+        .unwrap_or_default();
     CellRow {
         variant: v.name.clone(),
         path: img.rel.clone(),
         image_hash: img.hash.clone(),
         repeat: c.repeat,
         cache_key: c.key.clone(),
-        key_json: plan::cache_key(identity, &img.hash, input, v.score_floor, c.repeat).canonical(),
+        key_json,
         origin_run,
         n_tags,
         infer_ms,
@@ -516,11 +659,23 @@ pub(crate) fn write_images<'a>(
     )
 }
 
-/// Scores a run's stored outputs and writes `metrics.json`.
-fn score(conn: &Connection<'_>, run: &RunDir, staged: &Staged) -> Result<Vec<VariantMetrics>> {
-    let Some(source) = staged.exp.ground_truth.as_deref() else {
+/// Scores a run's stored outputs (tags against the ground truth; judges, similarity,
+/// stability and costs for generative variants) and writes `metrics.json`.
+fn score(
+    conn: &Connection<'_>,
+    run: &RunDir,
+    staged: &Staged,
+    models: &mut generate::Models,
+) -> Result<Vec<VariantMetrics>> {
+    let generative = staged
+        .exp
+        .variants
+        .iter()
+        .any(|v| v.gen.is_some() || v.ensemble.is_some());
+    let source = staged.exp.ground_truth.as_deref();
+    if source.is_none() && !generative {
         return Ok(Vec::new());
-    };
+    }
     tables::open_run(conn, run)?;
     let variants: Vec<(String, Vec<f64>)> = staged
         .exp
@@ -528,8 +683,30 @@ fn score(conn: &Connection<'_>, run: &RunDir, staged: &Staged) -> Result<Vec<Var
         .iter()
         .map(|v| (v.name.clone(), v.thresholds.clone()))
         .collect();
-    let metrics = analysis::load::run_metrics(conn, source, &variants)?;
-    let doc = serde_json::json!({ "ground_truth": source, "variants": metrics });
+    let mut metrics = match source {
+        Some(source) => analysis::load::run_metrics(conn, source, &variants)?,
+        None => variants
+            .iter()
+            .map(|(v, _)| analysis::metrics::assemble(v, 0.0, Vec::new(), &[], 0, &HashMap::new()))
+            .collect(),
+    };
+    let mut agreement = serde_json::Value::Null;
+    if generative || !staged.exp.judges.is_empty() {
+        let (text, agree) = judge::summarise(conn, run, staged, models)?;
+        agreement = agree;
+        for m in &mut metrics {
+            if let Some(v) = staged.exp.variants.iter().find(|v| v.name == m.variant) {
+                m.scores_tags = !v.captions();
+            }
+            if let Some(t) = text.get(&m.variant) {
+                m.text = t.clone();
+            }
+        }
+    }
+    let mut doc = serde_json::json!({ "ground_truth": source, "variants": metrics });
+    if !agreement.is_null() && agreement.as_object().is_some_and(|o| !o.is_empty()) {
+        doc["judge_agreement"] = agreement;
+    }
     crate::store::manifest::write_atomic(
         &run.file("metrics.json"),
         serde_json::to_string_pretty(&doc)?.as_bytes(),
@@ -630,9 +807,15 @@ fn new_manifest(staged: &Staged, run: &RunDir, opts: &RunOptions) -> Manifest {
                 model: v.model.name.clone(),
                 thresholds: v.thresholds.clone(),
                 score_floor: v.score_floor,
-                prompt: None,
-                params: None,
-                repeats: 1,
+                prompt: v
+                    .gen
+                    .as_ref()
+                    .map(|g| crate::store::manifest::PromptRecord {
+                        name: g.prompt.name.clone(),
+                        hash: g.prompt.hash.clone(),
+                    }),
+                params: v.gen.as_ref().map(|g| serde_json::json!(g.params)),
+                repeats: v.repeats,
             })
             .collect(),
         models,

@@ -104,7 +104,7 @@ pub fn copy_outputs(conn: &Connection<'_>, run: &RunDir, cells: &[CachedCell<'_>
     }
     for (i, (source, cells)) in by_source.into_iter().enumerate() {
         let files = list_parquet(&source.join("outputs"));
-        if files.is_empty() {
+        if files.is_empty() && list_parquet(&source.join("texts")).is_empty() {
             continue;
         }
         conn.execute(
@@ -122,25 +122,50 @@ pub fn copy_outputs(conn: &Connection<'_>, run: &RunDir, cells: &[CachedCell<'_>
             }
             app.finish()?;
         }
-        // A source cell's outputs, once (the source may hold duplicate files with that key).
-        let select = format!(
-            "WITH src AS (
-               SELECT cache_key, variant, image_hash, tag, score, category
-               FROM read_parquet({files}, union_by_name = true)
-               WHERE cache_key IN (SELECT cache_key FROM hits)
-               QUALIFY row_number() OVER (PARTITION BY cache_key, variant, tag) = 1
-             )
-             SELECT {run_id} AS run_id, h.variant, h.path, o.image_hash, h.repeat, o.cache_key, o.tag, o.score, o.category
-             FROM src o JOIN hits h ON o.cache_key = h.cache_key AND o.variant = h.source_variant",
-            files = path_list(&files),
-            run_id = crate::duck::lit(&run.id),
-        );
-        copy_to_parquet(
-            conn,
-            &select,
-            &run.table_dir("outputs")
-                .join(format!("cached-{:03}.parquet", i + 1)),
-        )?;
+        if !files.is_empty() {
+            // A source cell's outputs, once (the source may hold duplicate files with that key).
+            let select = format!(
+                "WITH src AS (
+                   SELECT cache_key, variant, image_hash, tag, score, category
+                   FROM read_parquet({files}, union_by_name = true)
+                   WHERE cache_key IN (SELECT cache_key FROM hits)
+                   QUALIFY row_number() OVER (PARTITION BY cache_key, variant, tag) = 1
+                 )
+                 SELECT {run_id} AS run_id, h.variant, h.path, o.image_hash, h.repeat, o.cache_key, o.tag, o.score, o.category
+                 FROM src o JOIN hits h ON o.cache_key = h.cache_key AND o.variant = h.source_variant",
+                files = path_list(&files),
+                run_id = crate::duck::lit(&run.id),
+            );
+            copy_to_parquet(
+                conn,
+                &select,
+                &run.table_dir("outputs")
+                    .join(format!("cached-{:03}.parquet", i + 1)),
+            )?;
+        }
+        let texts = list_parquet(&source.join("texts"));
+        if !texts.is_empty() {
+            let select = format!(
+                "WITH src AS (
+                   SELECT * EXCLUDE (run_id, variant, path, repeat), variant AS source_variant
+                   FROM read_parquet({files}, union_by_name = true)
+                   WHERE cache_key IN (SELECT cache_key FROM hits)
+                   QUALIFY row_number() OVER (PARTITION BY cache_key, variant) = 1
+                 )
+                 SELECT {run_id} AS run_id, h.variant, h.path, o.image_hash, h.repeat, o.cache_key,
+                        o.prompt_name, o.prompt_hash, o.prompt, o.params, o.raw, o.caption, o.mapping,
+                        o.prompt_tokens, o.completion_tokens, o.cost, o.finish, o.attempts, o.note
+                 FROM src o JOIN hits h ON o.cache_key = h.cache_key AND o.source_variant = h.source_variant",
+                files = path_list(&texts),
+                run_id = crate::duck::lit(&run.id),
+            );
+            copy_to_parquet(
+                conn,
+                &select,
+                &run.table_dir("texts")
+                    .join(format!("cached-{:03}.parquet", i + 1)),
+            )?;
+        }
         conn.execute("DROP TABLE hits")?;
     }
     Ok(())

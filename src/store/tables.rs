@@ -1,5 +1,6 @@
 //! Opening run tables in DuckDB, in place: views named after the tables of one run
-//! (`images`, `image_loras`, `ground_truth`, `cells`, `outputs`, `failures`) and of all runs (`all_cells`,
+//! (`images`, `image_loras`, `ground_truth`, `cells`, `outputs`, `failures`, `texts`,
+//! `judgments`) and of all runs (`all_cells`,
 //! `all_outputs`, `all_failures`, `runs`). A table with no parts yet is an empty view of the
 //! right shape, so queries never fail for want of files.
 
@@ -9,7 +10,7 @@ use anyhow::Result;
 
 use super::writer::{
     CELLS_SCHEMA, FAILURES_SCHEMA, GROUND_TRUTH_SCHEMA, IMAGES_SCHEMA, IMAGE_LORAS_SCHEMA,
-    OUTPUTS_SCHEMA,
+    JUDGMENTS_SCHEMA, OUTPUTS_SCHEMA, TEXTS_SCHEMA,
 };
 use super::{list_parquet, list_runs, Manifest, RunDir};
 use crate::duck::{path_list, path_lit, Connection};
@@ -75,6 +76,8 @@ pub fn open_run(conn: &Connection<'_>, run: &RunDir) -> Result<()> {
     parts_view(conn, "cells", &run.parts("cells"), CELLS_SCHEMA)?;
     parts_view(conn, "outputs", &run.parts("outputs"), OUTPUTS_SCHEMA)?;
     parts_view(conn, "failures", &run.parts("failures"), FAILURES_SCHEMA)?;
+    parts_view(conn, "texts", &run.parts("texts"), TEXTS_SCHEMA)?;
+    parts_view(conn, "judgments", &run.parts("judgments"), JUDGMENTS_SCHEMA)?;
     Ok(())
 }
 
@@ -89,6 +92,13 @@ pub fn open_all(conn: &Connection<'_>, runs_dir: &Path) -> Result<()> {
     parts_view(conn, "all_cells", &gather("cells"), CELLS_SCHEMA)?;
     parts_view(conn, "all_outputs", &gather("outputs"), OUTPUTS_SCHEMA)?;
     parts_view(conn, "all_failures", &gather("failures"), FAILURES_SCHEMA)?;
+    parts_view(conn, "all_texts", &gather("texts"), TEXTS_SCHEMA)?;
+    parts_view(
+        conn,
+        "all_judgments",
+        &gather("judgments"),
+        JUDGMENTS_SCHEMA,
+    )?;
     conn.execute(
         "CREATE OR REPLACE TEMP TABLE runs (run_id VARCHAR, experiment VARCHAR, status VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP, dataset VARCHAR, images BIGINT, cells BIGINT, cache_hits BIGINT, inferences BIGINT, failures BIGINT, best_variant VARCHAR, best_threshold DOUBLE, best_metric VARCHAR, best_value DOUBLE, path VARCHAR)",
     )?;

@@ -23,6 +23,11 @@ pub const IMAGES_SCHEMA: &str = "path VARCHAR, image_hash VARCHAR, bytes BIGINT,
 /// One row per image × LoRA its generation metadata names.
 pub const IMAGE_LORAS_SCHEMA: &str =
     "path VARCHAR, image_hash VARCHAR, lora VARCHAR, weight DOUBLE";
+/// What generative variants wrote: one row per cell (raw answer, parsed caption, prompt,
+/// parameters, tokens, cost, and how free-text tags were mapped onto the vocabulary).
+pub const TEXTS_SCHEMA: &str = "run_id VARCHAR, variant VARCHAR, path VARCHAR, image_hash VARCHAR, repeat INTEGER, cache_key VARCHAR, prompt_name VARCHAR, prompt_hash VARCHAR, prompt VARCHAR, params VARCHAR, raw VARCHAR, caption VARCHAR, mapping VARCHAR, prompt_tokens BIGINT, completion_tokens BIGINT, cost DOUBLE, finish VARCHAR, attempts INTEGER, note VARCHAR";
+/// Judges' verdicts: one row per (judge, judged cell, order).
+pub const JUDGMENTS_SCHEMA: &str = "run_id VARCHAR, judge VARCHAR, variant VARCHAR, path VARCHAR, image_hash VARCHAR, repeat INTEGER, target_key VARCHAR, cache_key VARCHAR, side VARCHAR, prompt VARCHAR, raw VARCHAR, verdict VARCHAR, score DOUBLE, valid BOOLEAN, error VARCHAR, prompt_tokens BIGINT, completion_tokens BIGINT, ms DOUBLE, origin_run VARCHAR";
 pub const GROUND_TRUTH_SCHEMA: &str =
     "path VARCHAR, image_hash VARCHAR, source VARCHAR, tag VARCHAR";
 
@@ -39,6 +44,25 @@ pub struct CellRow {
     pub origin_run: String,
     pub n_tags: usize,
     pub infer_ms: f64,
+}
+
+/// What a generative cell wrote besides its tags.
+#[derive(Debug, Clone, Default)]
+pub struct TextRow {
+    pub prompt_name: String,
+    pub prompt_hash: String,
+    pub prompt: String,
+    pub params: String,
+    pub raw: String,
+    pub caption: Option<String>,
+    /// JSON list of {raw, tag, method, similarity}.
+    pub mapping: Option<String>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost: Option<f64>,
+    pub finish: String,
+    pub attempts: u32,
+    pub note: Option<String>,
 }
 
 /// One failure: a cell (variant set) or an input (variant unset).
@@ -59,6 +83,7 @@ pub struct PartWriter<'c, 'db> {
     cells: Vec<CellRow>,
     outputs: Vec<(usize, Vec<TagScore>)>,
     failures: Vec<FailureRow>,
+    texts: Vec<(usize, TextRow)>,
     last_flush: Instant,
     /// Flush after this many cells (`IW_LAB_FLUSH_CELLS`, default 512)...
     pub max_cells: usize,
@@ -69,7 +94,7 @@ pub struct PartWriter<'c, 'db> {
 impl<'c, 'db> PartWriter<'c, 'db> {
     pub fn new(conn: &'c Connection<'db>, run: RunDir) -> Result<Self> {
         conn.execute(&format!(
-            "CREATE TEMP TABLE w_cells ({CELLS_SCHEMA}); CREATE TEMP TABLE w_outputs ({OUTPUTS_SCHEMA}); CREATE TEMP TABLE w_failures ({FAILURES_SCHEMA});"
+            "CREATE TEMP TABLE w_cells ({CELLS_SCHEMA}); CREATE TEMP TABLE w_outputs ({OUTPUTS_SCHEMA}); CREATE TEMP TABLE w_failures ({FAILURES_SCHEMA}); CREATE TEMP TABLE w_texts ({TEXTS_SCHEMA});"
         ))?;
         Ok(PartWriter {
             conn,
@@ -78,6 +103,7 @@ impl<'c, 'db> PartWriter<'c, 'db> {
             cells: Vec::new(),
             outputs: Vec::new(),
             failures: Vec::new(),
+            texts: Vec::new(),
             last_flush: Instant::now(),
             max_cells: env_or("IW_LAB_FLUSH_CELLS", 512.0) as usize,
             max_age: Duration::from_secs_f64(env_or("IW_LAB_FLUSH_SECONDS", 2.0)),
@@ -88,6 +114,12 @@ impl<'c, 'db> PartWriter<'c, 'db> {
     pub fn add_cell(&mut self, cell: CellRow, outputs: Vec<TagScore>) {
         self.outputs.push((self.cells.len(), outputs));
         self.cells.push(cell);
+    }
+
+    /// Buffers a finished generative cell, its tags and its text.
+    pub fn add_text_cell(&mut self, cell: CellRow, outputs: Vec<TagScore>, text: TextRow) {
+        self.texts.push((self.cells.len(), text));
+        self.add_cell(cell, outputs);
     }
 
     /// Buffers a cell whose outputs are already in the run (copied cache hits).
@@ -137,6 +169,37 @@ impl<'c, 'db> PartWriter<'c, 'db> {
             app.finish()?;
             self.commit("w_outputs", "outputs", &name, "")?;
         }
+        if !self.texts.is_empty() {
+            let mut app = self.conn.appender("w_texts")?;
+            for (ci, t) in &self.texts {
+                let c = &self.cells[*ci];
+                app.str(&run_id)?
+                    .str(&c.variant)?
+                    .str(&c.path)?
+                    .str(&c.image_hash)?
+                    .i32(c.repeat as i32)?
+                    .str(&c.cache_key)?;
+                app.str(&t.prompt_name)?
+                    .str(&t.prompt_hash)?
+                    .str(&t.prompt)?
+                    .str(&t.params)?
+                    .str(&t.raw)?
+                    .opt_str(t.caption.as_deref())?
+                    .opt_str(t.mapping.as_deref())?
+                    .i64(t.prompt_tokens as i64)?
+                    .i64(t.completion_tokens as i64)?;
+                match t.cost {
+                    Some(c) => app.f64(c)?,
+                    None => app.null()?,
+                };
+                app.str(&t.finish)?
+                    .i32(t.attempts as i32)?
+                    .opt_str(t.note.as_deref())?;
+                app.end_row()?;
+            }
+            app.finish()?;
+            self.commit("w_texts", "texts", &name, "")?;
+        }
         if !self.cells.is_empty() {
             let mut app = self.conn.appender("w_cells")?;
             for c in &self.cells {
@@ -180,6 +243,7 @@ impl<'c, 'db> PartWriter<'c, 'db> {
         }
         self.cells.clear();
         self.outputs.clear();
+        self.texts.clear();
         self.failures.clear();
         Ok(())
     }
@@ -195,6 +259,7 @@ impl<'c, 'db> PartWriter<'c, 'db> {
         let schema = match table {
             "w_outputs" => OUTPUTS_SCHEMA,
             "w_cells" => CELLS_SCHEMA,
+            "w_texts" => TEXTS_SCHEMA,
             _ => FAILURES_SCHEMA,
         };
         self.conn.execute(&format!(
@@ -206,7 +271,7 @@ impl<'c, 'db> PartWriter<'c, 'db> {
 
 impl Drop for PartWriter<'_, '_> {
     fn drop(&mut self) {
-        let _ = self.conn.execute("DROP TABLE IF EXISTS w_cells; DROP TABLE IF EXISTS w_outputs; DROP TABLE IF EXISTS w_failures;");
+        let _ = self.conn.execute("DROP TABLE IF EXISTS w_cells; DROP TABLE IF EXISTS w_outputs; DROP TABLE IF EXISTS w_failures; DROP TABLE IF EXISTS w_texts;");
     }
 }
 

@@ -1,0 +1,770 @@
+//! The generation step: prompted variants (LLMs and VLMs) and ensembles, after the image
+//! models have run. Each cell's prompt is rendered from the image's context, sent through the
+//! model's [`Llm`] by a pool of workers (as many as the model allows in flight), and its
+//! answer parsed into a caption or tags. Tags are mapped onto the ground-truth vocabulary and
+//! post-processed; the raw answer, the prompt, the parameters and the tokens are kept in the
+//! `texts` table. A call that fails or an answer that cannot be parsed is a failure: recorded,
+//! never cached, never guessed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use serde_json::{json, Value};
+
+use super::llm::{self, Answer, Call, Llm};
+use super::Staged;
+use crate::adapter::embedding::Embedder;
+use crate::adapter::{output, Context, TagScore};
+use crate::config::files::{EnsembleMethod, ModelKind, OutputKind};
+use crate::config::{Category, Model, Variant};
+use crate::dataset::ImageEntry;
+use crate::duck::Connection;
+use crate::plan::Cell;
+use crate::store::writer::{CellRow, FailureRow, PartWriter, TextRow};
+use crate::store::RunDir;
+use crate::ui;
+
+/// Loaded language and embedding models, shared by variants and judges.
+#[derive(Default)]
+pub struct Models {
+    llms: HashMap<String, Arc<Llm>>,
+    embedders: HashMap<String, Arc<Embedder>>,
+}
+
+impl Models {
+    pub fn llm(&mut self, model: &Model, staged: &Staged, ctx: &Context) -> Result<Arc<Llm>> {
+        if let Some(l) = self.llms.get(&model.name) {
+            return Ok(l.clone());
+        }
+        let identity = staged
+            .identities
+            .get(&model.name)
+            .with_context(|| format!("model `{}` was not identified", model.name))?;
+        let l = Arc::new(Llm::load(model, identity, ctx)?);
+        self.llms.insert(model.name.clone(), l.clone());
+        Ok(l)
+    }
+
+    pub fn embedder(&mut self, model: &Model, staged: &Staged) -> Result<Arc<Embedder>> {
+        if let Some(e) = self.embedders.get(&model.name) {
+            return Ok(e.clone());
+        }
+        let identity = staged
+            .identities
+            .get(&model.name)
+            .with_context(|| format!("model `{}` was not identified", model.name))?;
+        let dir = identity
+            .files
+            .iter()
+            .find(|f| {
+                f.path.ends_with("config.json") && !f.path.to_string_lossy().contains("1_Pooling")
+            })
+            .and_then(|f| f.path.parent())
+            .with_context(|| format!("model `{}` has no config.json", model.name))?
+            .to_path_buf();
+        let e = Arc::new(
+            Embedder::load(&dir).with_context(|| format!("loading model `{}`", model.name))?,
+        );
+        self.embedders.insert(model.name.clone(), e.clone());
+        Ok(e)
+    }
+}
+
+/// The variables a prompt template sees for one image (documented in docs/prompts.md).
+pub fn image_context(staged: &Staged, ii: usize) -> serde_json::Map<String, Value> {
+    let img = &staged.images()[ii];
+    let (folder, name) = img.rel.rsplit_once('/').unwrap_or(("", img.rel.as_str()));
+    let stem = name.rsplit_once('.').map_or(name, |(s, _)| s);
+    let truth = staged.truth(ii);
+    let meta = img
+        .meta
+        .as_deref()
+        .map(|m| serde_json::to_value(m).unwrap_or_default())
+        .unwrap_or_else(|| json!({}));
+    let mut c = serde_json::Map::new();
+    c.insert("file".into(), json!(img.rel));
+    c.insert("name".into(), json!(name));
+    c.insert("stem".into(), json!(stem));
+    c.insert("folder".into(), json!(folder));
+    c.insert("width".into(), json!(img.width));
+    c.insert("height".into(), json!(img.height));
+    c.insert("meta".into(), meta);
+    c.insert("truth".into(), json!(truth.unwrap_or(&[])));
+    c.insert("truth_text".into(), json!(truth.unwrap_or(&[]).join(", ")));
+    c.insert("vocabulary".into(), json!(staged.vocabulary));
+    c
+}
+
+/// The context of a generative variant's prompt: the image's, the variant's parameters, and
+/// `inputs` (other variants' outputs, or placeholders naming them when planning).
+pub fn variant_context(
+    staged: &Staged,
+    v: &Variant,
+    ii: usize,
+    inputs: Value,
+) -> serde_json::Map<String, Value> {
+    let mut c = image_context(staged, ii);
+    let g = v.gen.as_ref().expect("generative variant");
+    c.insert("variant".into(), json!(v.name));
+    c.insert("params".into(), json!(g.params));
+    c.insert("inputs".into(), inputs);
+    c
+}
+
+/// Placeholder inputs for planning: each input variant's outputs stand for themselves.
+pub fn placeholder_inputs(v: &Variant) -> Value {
+    let mut m = serde_json::Map::new();
+    for name in v.gen.iter().flat_map(|g| &g.inputs) {
+        m.insert(
+            name.clone(),
+            json!({"tags": [format!("<tags of {name}>")], "caption": format!("<caption of {name}>")}),
+        );
+    }
+    Value::Object(m)
+}
+
+/// blake3 of each generative variant's prompt for each image (the prompt part of the cache
+/// key); a template that cannot render for an image gets a key of its error (the call will
+/// fail the same way and be recorded).
+pub fn prompt_ids(staged_without_plan: &Staged) -> HashMap<(usize, usize), String> {
+    let s = staged_without_plan;
+    let mut out = HashMap::new();
+    for (vi, v) in s.exp.variants.iter().enumerate() {
+        let Some(g) = &v.gen else { continue };
+        let inputs = placeholder_inputs(v);
+        for ii in 0..s.images().len() {
+            let c = variant_context(s, v, ii, inputs.clone());
+            let text = match (g.prompt.render(&c), g.system.as_ref().map(|t| t.render(&c))) {
+                (Ok(u), None) => u,
+                (Ok(u), Some(Ok(sys))) => format!("{sys}\u{0}{u}"),
+                (Err(e), _) | (_, Some(Err(e))) => format!("error\u{0}{e:#}"),
+            };
+            out.insert((vi, ii), blake3::hash(text.as_bytes()).to_hex().to_string());
+        }
+    }
+    out
+}
+
+/// A variant's outputs in this run: (path, repeat) → (tags with scores, caption).
+pub type Outputs = HashMap<(String, u32), (Vec<(String, f32)>, Option<String>)>;
+
+/// Reads a variant's outputs from the run's tables (what it computed and what was copied
+/// from the cache).
+pub fn read_outputs(conn: &Connection<'_>, run: &RunDir, variant: &str) -> Result<Outputs> {
+    crate::store::tables::open_run(conn, run)?;
+    let mut out: Outputs = HashMap::new();
+    let lit = crate::duck::lit(variant);
+    conn.query(&format!(
+        "SELECT path, repeat, tag, score FROM outputs WHERE variant = {lit} ORDER BY path, repeat, score DESC, tag"
+    ))?
+    .for_each_row(|r| {
+        let key = (r.str(0)?.unwrap_or_default().to_string(), r.i64(1)?.unwrap_or(0) as u32);
+        let tag = r.str(2)?.unwrap_or_default().to_string();
+        let score = r.f64(3)?.unwrap_or(0.0) as f32;
+        out.entry(key).or_default().0.push((tag, score));
+        Ok(())
+    })?;
+    conn.query(&format!(
+        "SELECT path, repeat, caption FROM texts WHERE variant = {lit}"
+    ))?
+    .for_each_row(|r| {
+        let key = (
+            r.str(0)?.unwrap_or_default().to_string(),
+            r.i64(1)?.unwrap_or(0) as u32,
+        );
+        let caption = r.str(2)?.map(str::to_string);
+        out.entry(key).or_default().1 = caption;
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// What became of one answer.
+struct Parsed {
+    tags: Vec<TagScore>,
+    caption: Option<String>,
+    mapping: Option<String>,
+}
+
+/// Turns an answer into tags or a caption under the variant's output spec.
+fn parse_answer(
+    v: &Variant,
+    text: &str,
+    vocab: Option<&crate::vocab::Vocabulary>,
+    post: Option<&crate::textpost::Prepared>,
+    keep_unmapped: bool,
+) -> Result<Parsed, String> {
+    let g = v.gen.as_ref().expect("generative variant");
+    let (raw_tags, caption): (Vec<(String, f32)>, Option<String>) = match g.output {
+        OutputKind::Caption => (Vec::new(), Some(output::parse_caption(text)?)),
+        OutputKind::Tags => (
+            output::parse_tags(text)?
+                .into_iter()
+                .map(|t| (t, 1.0))
+                .collect(),
+            None,
+        ),
+        OutputKind::Json => {
+            let value = output::parse_json(text, g.schema.as_ref())?;
+            let tags = match value.get("tags") {
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .filter_map(|t| match t {
+                        Value::String(s) => Some((s.clone(), 1.0)),
+                        Value::Object(o) => Some((
+                            o.get("tag")
+                                .or_else(|| o.get("name"))?
+                                .as_str()?
+                                .to_string(),
+                            o.get("score")
+                                .or_else(|| o.get("confidence"))
+                                .and_then(Value::as_f64)
+                                .unwrap_or(1.0) as f32,
+                        )),
+                        _ => None,
+                    })
+                    .collect(),
+                Some(Value::Object(o)) => o
+                    .iter()
+                    .filter_map(|(k, s)| Some((k.clone(), s.as_f64()? as f32)))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let caption = value
+                .get("caption")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            if tags.is_empty() && caption.is_none() {
+                return Err("the JSON answer has neither `tags` nor `caption`".into());
+            }
+            (tags, caption)
+        }
+    };
+    let mut mapping = None;
+    let mut tags = raw_tags;
+    if let Some(vocab) = vocab {
+        let raws: Vec<String> = tags.iter().map(|(t, _)| t.clone()).collect();
+        let maps = vocab
+            .map(&raws)
+            .map_err(|e| format!("vocabulary mapping: {e:#}"))?;
+        let mut mapped = Vec::new();
+        for ((_, score), m) in tags.iter().zip(&maps) {
+            match &m.tag {
+                Some(t) => mapped.push((t.clone(), *score)),
+                None if keep_unmapped => {
+                    if let Some(n) = crate::tags::normalise(&m.raw) {
+                        mapped.push((n, *score));
+                    }
+                }
+                None => {}
+            }
+        }
+        mapping = Some(serde_json::to_string(&maps).unwrap_or_default());
+        tags = mapped;
+    }
+    let tags = match post {
+        Some(p) => p.apply(tags),
+        None => tags
+            .into_iter()
+            .filter_map(|(t, s)| Some((crate::tags::normalise(&t)?, s)))
+            .collect(),
+    };
+    let mut seen = std::collections::HashSet::new();
+    let tags = tags
+        .into_iter()
+        .filter(|(t, _)| seen.insert(t.clone()))
+        .map(|(t, s)| TagScore {
+            tag: Arc::from(t.as_str()),
+            score: s.clamp(0.0, 1.0),
+            category: Category::General,
+        })
+        .collect();
+    Ok(Parsed {
+        tags,
+        caption,
+        mapping,
+    })
+}
+
+/// Cost of an answer under `prices` (per million tokens).
+pub fn cost(prices: Option<(f64, f64)>, a: &Answer) -> Option<f64> {
+    prices.map(|(i, o)| (a.prompt_tokens as f64 * i + a.completion_tokens as f64 * o) / 1e6)
+}
+
+/// Runs `jobs` through `llm` with up to `llm.parallelism()` in flight; `on_done` gets each
+/// result on the calling thread, in completion order.
+pub fn run_calls(
+    llm: &Llm,
+    jobs: Vec<(Call, Option<&ImageEntry>)>,
+    max_pixels: u64,
+    mut on_done: impl FnMut(usize, Result<Answer, (&'static str, String)>) -> Result<()>,
+) -> Result<()> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let workers = llm.parallelism().clamp(1, jobs.len());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::scope(|s| -> Result<()> {
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (jobs, next, stop) = (&jobs, &next, &stop);
+            s.spawn(move || loop {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((call, img)) = jobs.get(i) else {
+                    break;
+                };
+                let result = match img {
+                    Some(img) => match llm.image_url(img, max_pixels) {
+                        Ok(url) => llm.call(call, Some(&url)).map_err(|e| ("call", e)),
+                        Err(e) => Err(("decode", e)),
+                    },
+                    None => llm.call(call, None).map_err(|e| ("call", e)),
+                };
+                if tx.send((i, result)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        for (i, r) in rx.iter() {
+            if let Err(e) = on_done(i, r) {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                return Err(e);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Counters the runner adds to the manifest.
+#[derive(Default)]
+pub struct Tally {
+    pub inferences: usize,
+    pub failures: usize,
+}
+
+/// Runs the misses of generative and ensemble variants, in experiment order.
+#[allow(clippy::too_many_arguments)]
+pub fn run_variants(
+    staged: &Staged,
+    run: &RunDir,
+    conn: &Connection<'_>,
+    writer: &mut PartWriter<'_, '_>,
+    ctx: &Context,
+    models: &mut Models,
+    misses: &[&Cell],
+    tally: &mut Tally,
+) -> Result<()> {
+    let exp = &staged.exp;
+    for (vi, v) in exp.variants.iter().enumerate() {
+        if v.gen.is_none() && v.ensemble.is_none() {
+            continue;
+        }
+        let cells: Vec<&Cell> = misses.iter().copied().filter(|c| c.variant == vi).collect();
+        if cells.is_empty() {
+            continue;
+        }
+        writer.flush()?;
+        let mut inputs: BTreeMap<String, Outputs> = BTreeMap::new();
+        let needed: Vec<String> = match (&v.gen, &v.ensemble) {
+            (Some(g), _) => g.inputs.clone(),
+            (_, Some(e)) => e.members.clone(),
+            _ => Vec::new(),
+        };
+        for name in needed {
+            let o = read_outputs(conn, run, &name)?;
+            inputs.insert(name, o);
+        }
+        let bar = ui::progress(cells.len() as u64, &v.name);
+        if v.gen.is_some() {
+            generate_variant(
+                staged, run, writer, ctx, models, v, &cells, &inputs, tally, &bar,
+            )?;
+        } else {
+            ensemble_variant(
+                staged, run, writer, ctx, models, v, &cells, &inputs, tally, &bar,
+            )?;
+        }
+        bar.finish_and_clear();
+        writer.flush()?;
+    }
+    Ok(())
+}
+
+fn input_value(
+    inputs: &BTreeMap<String, Outputs>,
+    path: &str,
+    repeat: u32,
+    staged: &Staged,
+) -> Value {
+    let mut m = serde_json::Map::new();
+    for (name, outs) in inputs {
+        let reps = staged
+            .exp
+            .variants
+            .iter()
+            .find(|x| &x.name == name)
+            .map_or(1, |x| x.repeats.max(1));
+        let r = repeat.min(reps - 1);
+        let (tags, caption) = outs
+            .get(&(path.to_string(), r))
+            .cloned()
+            .unwrap_or_default();
+        m.insert(
+            name.clone(),
+            json!({
+                "tags": tags.iter().map(|(t, _)| t).collect::<Vec<_>>(),
+                "scores": tags.iter().map(|(t, s)| json!({"tag": t, "score": s})).collect::<Vec<_>>(),
+                "caption": caption,
+            }),
+        );
+    }
+    Value::Object(m)
+}
+
+fn cell_row(staged: &Staged, c: &Cell, run: &RunDir, n_tags: usize, ms: f64) -> CellRow {
+    super::cell_row(staged, c, run.id.clone(), n_tags, ms)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn generate_variant(
+    staged: &Staged,
+    run: &RunDir,
+    writer: &mut PartWriter<'_, '_>,
+    ctx: &Context,
+    models: &mut Models,
+    v: &Variant,
+    cells: &[&Cell],
+    inputs: &BTreeMap<String, Outputs>,
+    tally: &mut Tally,
+    bar: &indicatif::ProgressBar,
+) -> Result<()> {
+    let g = v.gen.as_ref().expect("generative");
+    let images = staged.images();
+    let llm = models.llm(&v.model, staged, ctx)?;
+    let vocab = match &g.vocabulary {
+        Some(spec) => {
+            let emb = match &spec.embedding {
+                Some(m) => Some(models.embedder(m, staged)?),
+                None => None,
+            };
+            Some(crate::vocab::Vocabulary::new(
+                staged.vocabulary.clone(),
+                &spec.aliases,
+                emb,
+                spec.threshold as f32,
+            )?)
+        }
+        None => None,
+    };
+    let keep_unmapped = g.vocabulary.as_ref().is_some_and(|s| s.keep_unmapped);
+    let post = match &g.postprocess {
+        Some(p) => Some(p.prepare(&g.base)?),
+        None => None,
+    };
+    let params_json = serde_json::to_string(&g.params).unwrap_or_default();
+    let mut jobs = Vec::new();
+    let mut job_cells = Vec::new();
+    let mut prompts = Vec::new();
+    for c in cells {
+        let img = &images[c.image];
+        let inp = input_value(inputs, &img.rel, c.repeat, staged);
+        let context = variant_context(staged, v, c.image, inp);
+        let rendered = g.prompt.render(&context).and_then(|u| {
+            let sys = match &g.system {
+                Some(t) => Some(t.render(&context)?),
+                None => None,
+            };
+            Ok((sys, u))
+        });
+        match rendered {
+            Ok((system, user)) => {
+                prompts.push(user.clone());
+                jobs.push((
+                    Call {
+                        system,
+                        user,
+                        image: g.image.then_some(c.image),
+                        params: g.params.clone(),
+                        seed: llm::seed_of(&g.params, c.repeat),
+                    },
+                    g.image.then_some(img),
+                ));
+                job_cells.push(*c);
+            }
+            Err(e) => {
+                writer.add_failure(failure(v, img, "prompt", format!("{e:#}")));
+                tally.failures += 1;
+                bar.inc(1);
+            }
+        }
+    }
+    let prices = llm.prices();
+    run_calls(&llm, jobs, staged.exp.dataset.max_pixels, |i, result| {
+        let c = job_cells[i];
+        let img = &images[c.image];
+        tally.inferences += 1;
+        match result {
+            Ok(answer) => match parse_answer(
+                v,
+                &answer.text,
+                vocab.as_ref(),
+                post.as_ref(),
+                keep_unmapped,
+            ) {
+                Ok(p) => {
+                    let row = cell_row(staged, c, run, p.tags.len(), answer.ms);
+                    let text = TextRow {
+                        prompt_name: g.prompt.name.clone(),
+                        prompt_hash: g.prompt.hash.clone(),
+                        prompt: prompts[i].clone(),
+                        params: params_json.clone(),
+                        raw: answer.text.clone(),
+                        caption: p.caption,
+                        mapping: p.mapping,
+                        prompt_tokens: answer.prompt_tokens,
+                        completion_tokens: answer.completion_tokens,
+                        cost: cost(prices, &answer),
+                        finish: answer.finish.clone(),
+                        attempts: answer.attempts,
+                        note: None,
+                    };
+                    writer.add_text_cell(row, p.tags, text);
+                }
+                Err(e) => {
+                    let snippet: String = answer.text.chars().take(200).collect();
+                    writer.add_failure(failure(
+                        v,
+                        img,
+                        "parse",
+                        format!("{e} (answer: {snippet:?})"),
+                    ));
+                    tally.failures += 1;
+                }
+            },
+            Err((stage, e)) => {
+                writer.add_failure(failure(v, img, stage, e));
+                tally.failures += 1;
+            }
+        }
+        bar.inc(1);
+        writer.maybe_flush()
+    })
+}
+
+fn failure(v: &Variant, img: &ImageEntry, stage: &str, reason: String) -> FailureRow {
+    FailureRow {
+        variant: Some(v.name.clone()),
+        image_hash: Some(img.hash.clone()),
+        path: img.rel.clone(),
+        stage: stage.to_string(),
+        reason,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn ensemble_variant(
+    staged: &Staged,
+    run: &RunDir,
+    writer: &mut PartWriter<'_, '_>,
+    ctx: &Context,
+    models: &mut Models,
+    v: &Variant,
+    cells: &[&Cell],
+    inputs: &BTreeMap<String, Outputs>,
+    tally: &mut Tally,
+    bar: &indicatif::ProgressBar,
+) -> Result<()> {
+    let e = v.ensemble.as_ref().expect("ensemble");
+    let images = staged.images();
+    let member_outputs = |c: &Cell| -> Vec<Option<Vec<(String, f32)>>> {
+        let path = &images[c.image].rel;
+        e.members
+            .iter()
+            .map(|m| {
+                let reps = staged
+                    .exp
+                    .variants
+                    .iter()
+                    .find(|x| &x.name == m)
+                    .map_or(1, |x| x.repeats.max(1));
+                inputs
+                    .get(m)
+                    .and_then(|o| o.get(&(path.clone(), c.repeat.min(reps - 1))))
+                    .map(|(t, _)| t.clone())
+            })
+            .collect()
+    };
+    let combine_method = |m: EnsembleMethod| match m {
+        EnsembleMethod::Union | EnsembleMethod::Llm => crate::ensemble::Method::Union,
+        EnsembleMethod::Intersection => crate::ensemble::Method::Intersection,
+        EnsembleMethod::Vote => crate::ensemble::Method::Vote,
+        EnsembleMethod::Weighted => crate::ensemble::Method::Weighted,
+    };
+    let combine = crate::ensemble::Combine {
+        method: combine_method(e.method),
+        min_votes: e.min_votes,
+        weights: e.weights.clone(),
+        threshold: e.threshold,
+    };
+    let to_scores = |tags: Vec<(String, f32)>| -> Vec<TagScore> {
+        tags.into_iter()
+            .map(|(t, s)| TagScore {
+                tag: Arc::from(t.as_str()),
+                score: s.clamp(0.0, 1.0),
+                category: Category::General,
+            })
+            .collect()
+    };
+    if e.method != EnsembleMethod::Llm {
+        for c in cells {
+            let img = &images[c.image];
+            tally.inferences += 1;
+            match crate::ensemble::combine(&combine, &member_outputs(c)) {
+                Ok(tags) => {
+                    let tags = to_scores(tags);
+                    writer.add_cell(cell_row(staged, c, run, tags.len(), 0.0), tags);
+                }
+                Err(err) => {
+                    writer.add_failure(failure(v, img, "combine", err));
+                    tally.failures += 1;
+                }
+            }
+            bar.inc(1);
+            writer.maybe_flush()?;
+        }
+        return Ok(());
+    }
+    // An LLM merge, with the union as the fallback.
+    let merge_model = e.merge_model.as_ref().expect("merge model");
+    let template = e.merge_prompt.as_ref().expect("merge prompt");
+    let llm = models.llm(merge_model, staged, ctx)?;
+    let params: BTreeMap<String, Value> = merge_model.params.clone();
+    let mut jobs = Vec::new();
+    let mut job_cells = Vec::new();
+    let mut unions = Vec::new();
+    let mut prompts = Vec::new();
+    for c in cells {
+        let members = member_outputs(c);
+        let union = crate::ensemble::combine(
+            &crate::ensemble::Combine {
+                method: crate::ensemble::Method::Union,
+                min_votes: None,
+                weights: Vec::new(),
+                threshold: None,
+            },
+            &members,
+        )
+        .unwrap_or_default();
+        let mut context = image_context(staged, c.image);
+        context.insert(
+            "members".into(),
+            Value::Array(
+                e.members
+                    .iter()
+                    .zip(&members)
+                    .map(|(name, t)| json!({"variant": name, "tags": t.as_ref().map(|t| t.iter().map(|(x, _)| x.clone()).collect::<Vec<_>>())}))
+                    .collect(),
+            ),
+        );
+        match template.render(&context) {
+            Ok(user) => {
+                prompts.push(user.clone());
+                jobs.push((
+                    Call {
+                        system: None,
+                        user,
+                        image: None,
+                        params: params.clone(),
+                        seed: llm::seed_of(&params, c.repeat),
+                    },
+                    None,
+                ));
+                job_cells.push(*c);
+                unions.push(union);
+            }
+            Err(err) => {
+                let tags = to_scores(union);
+                let text = TextRow {
+                    prompt_name: template.name.clone(),
+                    prompt_hash: template.hash.clone(),
+                    note: Some(format!(
+                        "fallback: union (the merge prompt did not render: {err:#})"
+                    )),
+                    ..TextRow::default()
+                };
+                writer.add_text_cell(cell_row(staged, c, run, tags.len(), 0.0), tags, text);
+                bar.inc(1);
+            }
+        }
+    }
+    run_calls(&llm, jobs, staged.exp.dataset.max_pixels, |i, result| {
+        let c = job_cells[i];
+        tally.inferences += 1;
+        let (tags, raw, note, answer) = match result {
+            Ok(a) => match output::parse_tags(&a.text) {
+                Ok(t) if !t.is_empty() => (
+                    t.into_iter().map(|x| (x, 1.0)).collect(),
+                    a.text.clone(),
+                    None,
+                    Some(a),
+                ),
+                Ok(_) => (
+                    unions[i].clone(),
+                    a.text.clone(),
+                    Some("fallback: union (the merge answer had no tags)".to_string()),
+                    Some(a),
+                ),
+                Err(err) => (
+                    unions[i].clone(),
+                    a.text.clone(),
+                    Some(format!(
+                        "fallback: union (the merge answer did not parse: {err})"
+                    )),
+                    Some(a),
+                ),
+            },
+            Err((_, err)) => (
+                unions[i].clone(),
+                String::new(),
+                Some(format!("fallback: union (the merge call failed: {err})")),
+                None,
+            ),
+        };
+        let tags: Vec<(String, f32)> = tags
+            .into_iter()
+            .filter_map(|(t, s)| Some((crate::tags::normalise(&t)?, s)))
+            .collect();
+        let tags = to_scores(tags);
+        let a = answer.unwrap_or_default();
+        let text = TextRow {
+            prompt_name: template.name.clone(),
+            prompt_hash: template.hash.clone(),
+            prompt: prompts[i].clone(),
+            params: serde_json::to_string(&params).unwrap_or_default(),
+            raw,
+            caption: None,
+            mapping: None,
+            prompt_tokens: a.prompt_tokens,
+            completion_tokens: a.completion_tokens,
+            cost: cost(llm.prices(), &a),
+            finish: a.finish.clone(),
+            attempts: a.attempts,
+            note,
+        };
+        writer.add_text_cell(cell_row(staged, c, run, tags.len(), a.ms), tags, text);
+        bar.inc(1);
+        writer.maybe_flush()
+    })
+}
+
+/// Whether a model kind is run by this step.
+pub fn handles(kind: ModelKind) -> bool {
+    kind.generative() || kind == ModelKind::Ensemble
+}

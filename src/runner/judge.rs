@@ -1,0 +1,893 @@
+//! Judges: after the variants, each judge scores the outputs of the variants it judges.
+//! LLM judges get a rubric rendered with the output (and the image for vision judges) and
+//! answer with a named choice or a number on a scale; embedding judges score a caption's
+//! cosine similarity to a reference. A verdict that does not parse is stored as invalid and
+//! counted, never scored. Verdicts are cached by a key over the judge model, the rendered
+//! rubric, the image (when sent), the parameters and the side; failed calls are failures,
+//! never cached. Pairwise judges compare each variant with a baseline in both orders.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::Result;
+use serde_json::{json, Value};
+
+use super::generate::{self, image_context, Models};
+use super::llm::{self, Call};
+use super::Staged;
+use crate::adapter::{output, Context};
+use crate::analysis::agreement;
+use crate::analysis::metrics::{GenerationStats, JudgeSummary, TextMetrics};
+use crate::config::files::{OutputKind, Reference};
+use crate::config::{Judge, Verdict};
+use crate::duck::{path_list, Connection};
+use crate::store::writer::{self, FailureRow, JUDGMENTS_SCHEMA};
+use crate::store::{list_parquet, list_runs, RunDir};
+use crate::ui;
+
+/// Counters for the manifest.
+#[derive(Default)]
+pub struct Judged {
+    pub inferences: usize,
+    pub failures: usize,
+    pub cached: usize,
+}
+
+/// One verdict row.
+#[derive(Debug, Clone, Default)]
+struct Row {
+    judge: String,
+    variant: String,
+    path: String,
+    image_hash: String,
+    repeat: u32,
+    target_key: String,
+    cache_key: String,
+    side: String,
+    prompt: String,
+    raw: String,
+    verdict: Option<String>,
+    score: Option<f64>,
+    valid: bool,
+    error: Option<String>,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    ms: f64,
+    origin_run: String,
+}
+
+/// A judged cell: variant, image, repeat, its key, and its output.
+struct Target {
+    variant: String,
+    image: usize,
+    repeat: u32,
+    key: String,
+    tags: Vec<String>,
+    caption: Option<String>,
+}
+
+fn output_text(t: &Target) -> String {
+    t.caption.clone().unwrap_or_else(|| t.tags.join(", "))
+}
+
+fn targets(
+    staged: &Staged,
+    conn: &Connection<'_>,
+    run: &RunDir,
+    variant: &str,
+) -> Result<Vec<Target>> {
+    let outs = generate::read_outputs(conn, run, variant)?;
+    let mut out = Vec::new();
+    let by_path: HashMap<&str, usize> = staged
+        .images()
+        .iter()
+        .enumerate()
+        .map(|(i, im)| (im.rel.as_str(), i))
+        .collect();
+    let lit = crate::duck::lit(variant);
+    conn.query(&format!(
+        "SELECT path, repeat, cache_key FROM cells WHERE variant = {lit} ORDER BY path, repeat"
+    ))?
+    .for_each_row(|r| {
+        let path = r.str(0)?.unwrap_or_default().to_string();
+        let repeat = r.i64(1)?.unwrap_or(0) as u32;
+        let key = r.str(2)?.unwrap_or_default().to_string();
+        if let Some(&image) = by_path.get(path.as_str()) {
+            let (tags, caption) = outs.get(&(path, repeat)).cloned().unwrap_or_default();
+            out.push(Target {
+                variant: variant.to_string(),
+                image,
+                repeat,
+                key,
+                tags: tags.into_iter().map(|(t, _)| t).collect(),
+                caption,
+            });
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Earlier verdicts by cache key.
+fn cached(
+    conn: &Connection<'_>,
+    runs_dir: &std::path::Path,
+    exclude: &str,
+    keys: &[String],
+) -> Result<HashMap<String, Row>> {
+    let files: Vec<_> = list_runs(runs_dir)
+        .into_iter()
+        .filter(|r| r.id != exclude)
+        .flat_map(|r| list_parquet(&r.table_dir("judgments")))
+        .collect();
+    let mut out = HashMap::new();
+    if files.is_empty() || keys.is_empty() {
+        return Ok(out);
+    }
+    conn.execute("DROP TABLE IF EXISTS wanted_j; CREATE TEMP TABLE wanted_j (cache_key VARCHAR)")?;
+    {
+        let mut app = conn.appender("wanted_j")?;
+        for k in keys {
+            app.str(k)?;
+            app.end_row()?;
+        }
+        app.finish()?;
+    }
+    conn.query(&format!(
+        "SELECT cache_key, raw, verdict, score, valid, error, prompt_tokens, completion_tokens, ms, origin_run
+         FROM read_parquet({}, union_by_name = true) SEMI JOIN wanted_j USING (cache_key)
+         QUALIFY row_number() OVER (PARTITION BY cache_key) = 1",
+        path_list(&files)
+    ))?
+    .for_each_row(|r| {
+        let key = r.str(0)?.unwrap_or_default().to_string();
+        out.insert(
+            key.clone(),
+            Row {
+                cache_key: key,
+                raw: r.str(1)?.unwrap_or_default().to_string(),
+                verdict: r.str(2)?.map(str::to_string),
+                score: r.f64(3)?,
+                valid: r.bool(4)?.unwrap_or(false),
+                error: r.str(5)?.map(str::to_string),
+                prompt_tokens: r.i64(6)?.unwrap_or(0) as u64,
+                completion_tokens: r.i64(7)?.unwrap_or(0) as u64,
+                ms: r.f64(8)?.unwrap_or(0.0),
+                origin_run: r.str(9)?.unwrap_or_default().to_string(),
+                ..Row::default()
+            },
+        );
+        Ok(())
+    })?;
+    conn.execute("DROP TABLE wanted_j")?;
+    Ok(out)
+}
+
+/// Normalises a verdict to 0–1.
+fn parse_verdict(verdict: &Verdict, text: &str) -> Result<(String, f64), String> {
+    match verdict {
+        Verdict::Choices(choices) => {
+            let (label, v) = output::parse_choice(text, choices)?;
+            let lo = choices.iter().map(|c| c.1).fold(f64::INFINITY, f64::min);
+            let hi = choices
+                .iter()
+                .map(|c| c.1)
+                .fold(f64::NEG_INFINITY, f64::max);
+            let s = if hi > lo { (v - lo) / (hi - lo) } else { v };
+            Ok((label, s))
+        }
+        Verdict::Scale { min, max } => {
+            let x = output::parse_scale(text, *min, *max)?;
+            Ok((format!("{x}"), (x - min) / (max - min)))
+        }
+        Verdict::Similarity => Err("not an LLM verdict".into()),
+    }
+}
+
+/// Runs every judge; writes `judgments/` parts and failures.
+pub fn run_judges(
+    staged: &Staged,
+    run: &RunDir,
+    conn: &Connection<'_>,
+    ctx: &Context,
+    models: &mut Models,
+    no_cache: bool,
+) -> Result<Judged> {
+    let mut tally = Judged::default();
+    let exp = &staged.exp;
+    if exp.judges.is_empty() {
+        return Ok(tally);
+    }
+    let images = staged.images();
+    let mut failures = Vec::new();
+    let mut part = 0;
+    for judge in &exp.judges {
+        let mut rows: Vec<Row> = Vec::new();
+        let mut all_targets: Vec<Target> = Vec::new();
+        for v in &judge.variants {
+            all_targets.extend(targets(staged, conn, run, v)?);
+        }
+        if let Verdict::Similarity = judge.verdict {
+            let emb = models.embedder(&judge.model, staged)?;
+            let mut texts: Vec<String> = Vec::new();
+            let mut refs: Vec<String> = Vec::new();
+            let mut idx = Vec::new();
+            for (i, t) in all_targets.iter().enumerate() {
+                let img = &images[t.image];
+                let reference = match judge.reference {
+                    Reference::Truth => staged.truth(t.image).map(|tags| tags.join(", ")),
+                    Reference::Prompt => img.meta.as_ref().and_then(|m| m.prompt.clone()),
+                };
+                if let Some(r) = reference.filter(|r| !r.trim().is_empty()) {
+                    texts.push(output_text(t));
+                    refs.push(r);
+                    idx.push(i);
+                }
+            }
+            let bar = ui::progress(idx.len() as u64, &format!("judge {}", judge.name));
+            let mut all: Vec<&str> = texts.iter().map(String::as_str).collect();
+            all.extend(refs.iter().map(String::as_str));
+            let vecs = emb.embed(&all)?;
+            for (k, &i) in idx.iter().enumerate() {
+                let t = &all_targets[i];
+                let sim =
+                    crate::adapter::embedding::cosine(&vecs[k], &vecs[k + texts.len()]) as f64;
+                rows.push(Row {
+                    judge: judge.name.clone(),
+                    variant: t.variant.clone(),
+                    path: images[t.image].rel.clone(),
+                    image_hash: images[t.image].hash.clone(),
+                    repeat: t.repeat,
+                    target_key: t.key.clone(),
+                    cache_key: String::new(),
+                    side: String::new(),
+                    prompt: refs[k].clone(),
+                    raw: format!("{sim:.6}"),
+                    verdict: Some("similarity".into()),
+                    score: Some(sim),
+                    valid: true,
+                    origin_run: run.id.clone(),
+                    ..Row::default()
+                });
+                bar.inc(1);
+            }
+            bar.finish_and_clear();
+        } else {
+            let rubric = judge.rubric.as_ref().expect("llm judge rubric");
+            let identity = &staged.identities[&judge.model.name];
+            // (target index, side, baseline target index) → prompt.
+            let mut tasks: Vec<(usize, String, String, Option<usize>)> = Vec::new();
+            let baseline: Option<HashMap<(usize, u32), Target>> = match &judge.pairwise {
+                Some(b) => Some(
+                    targets(staged, conn, run, b)?
+                        .into_iter()
+                        .map(|t| ((t.image, t.repeat), t))
+                        .collect(),
+                ),
+                None => None,
+            };
+            for (i, t) in all_targets.iter().enumerate() {
+                let mut c = image_context(staged, t.image);
+                c.insert("variant".into(), json!(t.variant));
+                c.insert("caption".into(), json!(t.caption));
+                c.insert("tags".into(), json!(t.tags));
+                c.insert("tags_text".into(), json!(t.tags.join(", ")));
+                c.insert("output".into(), json!(output_text(t)));
+                match &baseline {
+                    None => match rubric.render(&c) {
+                        Ok(p) => tasks.push((i, String::new(), p, None)),
+                        Err(e) => {
+                            failures.push(jfail(judge, t, staged, format!("{e:#}")));
+                        }
+                    },
+                    Some(base) => {
+                        if Some(&t.variant) == judge.pairwise.as_ref() {
+                            continue;
+                        }
+                        let Some(b) = base
+                            .get(&(t.image, t.repeat))
+                            .or_else(|| base.get(&(t.image, 0)))
+                        else {
+                            continue;
+                        };
+                        for side in ["ab", "ba"] {
+                            let (a, bb) = if side == "ab" { (t, b) } else { (b, t) };
+                            let mut c = c.clone();
+                            c.insert("a".into(), json!(output_text(a)));
+                            c.insert("b".into(), json!(output_text(bb)));
+                            match rubric.render(&c) {
+                                Ok(p) => tasks.push((i, side.to_string(), p, None)),
+                                Err(e) => failures.push(jfail(judge, t, staged, format!("{e:#}"))),
+                            }
+                        }
+                    }
+                }
+            }
+            let keys: Vec<String> = tasks
+                .iter()
+                .map(|(i, side, prompt, _)| {
+                    let t = &all_targets[*i];
+                    let k = json!({
+                        "judge_model": identity.fingerprint,
+                        "kind": identity.kind,
+                        "version": identity.version,
+                        "verdict": judge.verdict,
+                        "prompt": prompt,
+                        "image": judge.image.then(|| &images[t.image].hash),
+                        "params": judge.params,
+                        "side": side,
+                    });
+                    blake3::hash(crate::cache::canonical_json(&k).as_bytes())
+                        .to_hex()
+                        .to_string()
+                })
+                .collect();
+            let hits = if no_cache {
+                HashMap::new()
+            } else {
+                cached(
+                    conn,
+                    &run.path.parent().unwrap_or(&run.path).to_path_buf(),
+                    &run.id,
+                    &keys,
+                )?
+            };
+            let mut jobs = Vec::new();
+            let mut job_tasks = Vec::new();
+            for (n, (i, side, prompt, _)) in tasks.iter().enumerate() {
+                let t = &all_targets[*i];
+                let base_row = Row {
+                    judge: judge.name.clone(),
+                    variant: t.variant.clone(),
+                    path: images[t.image].rel.clone(),
+                    image_hash: images[t.image].hash.clone(),
+                    repeat: t.repeat,
+                    target_key: t.key.clone(),
+                    cache_key: keys[n].clone(),
+                    side: side.clone(),
+                    prompt: prompt.clone(),
+                    origin_run: run.id.clone(),
+                    ..Row::default()
+                };
+                if let Some(h) = hits.get(&keys[n]) {
+                    tally.cached += 1;
+                    rows.push(Row {
+                        raw: h.raw.clone(),
+                        verdict: h.verdict.clone(),
+                        score: h.score,
+                        valid: h.valid,
+                        error: h.error.clone(),
+                        prompt_tokens: h.prompt_tokens,
+                        completion_tokens: h.completion_tokens,
+                        ms: h.ms,
+                        origin_run: h.origin_run.clone(),
+                        ..base_row
+                    });
+                    continue;
+                }
+                jobs.push((
+                    Call {
+                        system: None,
+                        user: prompt.clone(),
+                        image: judge.image.then_some(t.image),
+                        params: judge.params.clone(),
+                        seed: llm::seed_of(&judge.params, 0),
+                    },
+                    judge.image.then_some(&images[t.image]),
+                ));
+                job_tasks.push(base_row);
+            }
+            if !jobs.is_empty() {
+                let model = models.llm(&judge.model, staged, ctx)?;
+                let bar = ui::progress(jobs.len() as u64, &format!("judge {}", judge.name));
+                generate::run_calls(&model, jobs, exp.dataset.max_pixels, |i, result| {
+                    let base = job_tasks[i].clone();
+                    tally.inferences += 1;
+                    match result {
+                        Ok(a) => {
+                            let parsed = parse_verdict(&judge.verdict, &a.text);
+                            let (verdict, score, valid, error) = match parsed {
+                                Ok((label, s)) => (Some(label), Some(s), true, None),
+                                Err(e) => (None, None, false, Some(e)),
+                            };
+                            rows.push(Row {
+                                raw: a.text,
+                                verdict,
+                                score,
+                                valid,
+                                error,
+                                prompt_tokens: a.prompt_tokens,
+                                completion_tokens: a.completion_tokens,
+                                ms: a.ms,
+                                ..base
+                            });
+                        }
+                        Err((stage, e)) => {
+                            failures.push(FailureRow {
+                                variant: Some(base.variant.clone()),
+                                image_hash: Some(base.image_hash.clone()),
+                                path: base.path.clone(),
+                                stage: format!("judge {} ({stage})", judge.name),
+                                reason: e,
+                            });
+                        }
+                    }
+                    bar.inc(1);
+                    Ok(())
+                })?;
+                bar.finish_and_clear();
+            }
+            if judge.pairwise.is_some() {
+                pairwise_scores(&mut rows);
+            }
+        }
+        part += 1;
+        write_rows(conn, run, part, &rows)?;
+    }
+    tally.failures = failures.len();
+    if !failures.is_empty() {
+        conn.execute(&format!(
+            "DROP TABLE IF EXISTS j_failures; CREATE TEMP TABLE j_failures ({})",
+            writer::FAILURES_SCHEMA
+        ))?;
+        {
+            let mut app = conn.appender("j_failures")?;
+            let now = crate::store::time_now().iso();
+            for f in &failures {
+                app.str(&run.id)?
+                    .opt_str(f.variant.as_deref())?
+                    .opt_str(f.image_hash.as_deref())?;
+                app.str(&f.path)?.str(&f.stage)?.str(&f.reason)?.str(&now)?;
+                app.end_row()?;
+            }
+            app.finish()?;
+        }
+        writer::copy_to_parquet(
+            conn,
+            "SELECT * REPLACE (created_at::TIMESTAMP AS created_at) FROM j_failures",
+            &run.table_dir("failures").join("judges.parquet"),
+        )?;
+        conn.execute("DROP TABLE j_failures")?;
+    }
+    Ok(tally)
+}
+
+fn jfail(judge: &Judge, t: &Target, staged: &Staged, reason: String) -> FailureRow {
+    let img = &staged.images()[t.image];
+    FailureRow {
+        variant: Some(t.variant.clone()),
+        image_hash: Some(img.hash.clone()),
+        path: img.rel.clone(),
+        stage: format!("judge {} (rubric)", judge.name),
+        reason,
+    }
+}
+
+/// Pairwise verdicts name a side (`a`, `b`, `tie`): the judged variant's score is 1 when it
+/// won, 0.5 for a tie, 0 when the baseline won, whichever side it was shown on.
+fn pairwise_scores(rows: &mut [Row]) {
+    for r in rows.iter_mut().filter(|r| r.valid) {
+        let label = r.verdict.clone().unwrap_or_default().to_lowercase();
+        let variant_is_a = r.side == "ab";
+        r.score = Some(match label.as_str() {
+            "a" => {
+                if variant_is_a {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            "b" => {
+                if variant_is_a {
+                    0.0
+                } else {
+                    1.0
+                }
+            }
+            _ => 0.5,
+        });
+    }
+}
+
+fn write_rows(conn: &Connection<'_>, run: &RunDir, part: usize, rows: &[Row]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let dest = run
+        .table_dir("judgments")
+        .join(format!("part-{part:06}.parquet"));
+    writer::write_table(conn, &dest, JUDGMENTS_SCHEMA, |app| {
+        for r in rows {
+            app.str(&run.id)?
+                .str(&r.judge)?
+                .str(&r.variant)?
+                .str(&r.path)?
+                .str(&r.image_hash)?
+                .i32(r.repeat as i32)?;
+            app.str(&r.target_key)?
+                .str(&r.cache_key)?
+                .str(&r.side)?
+                .str(&r.prompt)?
+                .str(&r.raw)?
+                .opt_str(r.verdict.as_deref())?;
+            match r.score {
+                Some(s) => app.f64(s)?,
+                None => app.null()?,
+            };
+            app.bool(r.valid)?
+                .opt_str(r.error.as_deref())?
+                .i64(r.prompt_tokens as i64)?
+                .i64(r.completion_tokens as i64)?
+                .f64(r.ms)?
+                .str(&r.origin_run)?;
+            app.end_row()?;
+        }
+        Ok(())
+    })
+}
+
+/// Text metrics of every variant from the run's tables, and the judges' agreement.
+pub fn summarise(
+    conn: &Connection<'_>,
+    run: &RunDir,
+    staged: &Staged,
+    models: &mut Models,
+) -> Result<(BTreeMap<String, TextMetrics>, Value)> {
+    crate::store::tables::open_run(conn, run)?;
+    let exp = &staged.exp;
+    let mut out: BTreeMap<String, TextMetrics> = BTreeMap::new();
+    // Verdicts: (judge, variant, path, repeat) → mean score of the valid sides.
+    let mut cell_scores: BTreeMap<(String, String, String, u32), Vec<f64>> = BTreeMap::new();
+    let mut counts: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+    conn.query("SELECT judge, variant, path, repeat, score, valid FROM judgments ORDER BY judge, variant, path, repeat, side")?
+        .for_each_row(|r| {
+            let j = r.str(0)?.unwrap_or_default().to_string();
+            let v = r.str(1)?.unwrap_or_default().to_string();
+            let p = r.str(2)?.unwrap_or_default().to_string();
+            let rep = r.i64(3)?.unwrap_or(0) as u32;
+            let valid = r.bool(5)?.unwrap_or(false);
+            let e = counts.entry((j.clone(), v.clone())).or_default();
+            if valid {
+                e.0 += 1;
+                if let Some(s) = r.f64(4)? {
+                    cell_scores.entry((j, v, p, rep)).or_default().push(s);
+                }
+            } else {
+                e.1 += 1;
+            }
+            Ok(())
+        })?;
+    let mut failed: BTreeMap<(String, String), u64> = BTreeMap::new();
+    conn.query(
+        "SELECT stage, variant, count(*) FROM failures WHERE stage LIKE 'judge %' GROUP BY ALL",
+    )?
+    .for_each_row(|r| {
+        let stage = r.str(0)?.unwrap_or_default();
+        let judge = stage
+            .trim_start_matches("judge ")
+            .split(" (")
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        failed.insert(
+            (judge, r.str(1)?.unwrap_or_default().to_string()),
+            r.i64(2)?.unwrap_or(0) as u64,
+        );
+        Ok(())
+    })?;
+    let similarity_judges: Vec<&str> = exp
+        .judges
+        .iter()
+        .filter(|j| matches!(j.verdict, Verdict::Similarity))
+        .map(|j| j.name.as_str())
+        .collect();
+    for judge in &exp.judges {
+        for v in &judge.variants {
+            let per_image: Vec<f64> = cell_scores
+                .iter()
+                .filter(|((j, vv, _, _), _)| j == &judge.name && vv == v)
+                .map(|(_, s)| s.iter().sum::<f64>() / s.len() as f64)
+                .collect();
+            let (valid, invalid) = counts
+                .get(&(judge.name.clone(), v.clone()))
+                .copied()
+                .unwrap_or_default();
+            let mean = (!per_image.is_empty())
+                .then(|| per_image.iter().sum::<f64>() / per_image.len() as f64);
+            let consistency = judge
+                .pairwise
+                .as_ref()
+                .map(|_| pairwise_consistency(conn, &judge.name, v).unwrap_or(0.0));
+            let s = JudgeSummary {
+                mean,
+                ci: bootstrap_mean_ci(&per_image),
+                valid,
+                invalid,
+                failed: failed
+                    .get(&(judge.name.clone(), v.clone()))
+                    .copied()
+                    .unwrap_or(0),
+                consistency,
+            };
+            out.entry(v.clone())
+                .or_default()
+                .judges
+                .insert(judge.name.clone(), s);
+        }
+    }
+    for (v, tm) in out.iter_mut() {
+        let llm: Vec<f64> = tm
+            .judges
+            .iter()
+            .filter(|(j, _)| !similarity_judges.contains(&j.as_str()))
+            .filter_map(|(_, s)| s.mean)
+            .collect();
+        tm.judge_score = (!llm.is_empty()).then(|| llm.iter().sum::<f64>() / llm.len() as f64);
+        let sims: Vec<f64> = tm
+            .judges
+            .iter()
+            .filter(|(j, _)| similarity_judges.contains(&j.as_str()))
+            .filter_map(|(_, s)| s.mean)
+            .collect();
+        tm.caption_similarity =
+            (!sims.is_empty()).then(|| sims.iter().sum::<f64>() / sims.len() as f64);
+        let _ = v;
+    }
+    // Generation stats.
+    conn.query("SELECT variant, count(*), sum(prompt_tokens), sum(completion_tokens), sum(cost), count(cost) FROM texts GROUP BY variant")?
+        .for_each_row(|r| {
+            let v = r.str(0)?.unwrap_or_default().to_string();
+            let n_cost = r.i64(5)?.unwrap_or(0);
+            out.entry(v).or_default().generation = Some(GenerationStats {
+                outputs: r.i64(1)?.unwrap_or(0) as u64,
+                prompt_tokens: r.f64(2)?.unwrap_or(0.0) as u64,
+                completion_tokens: r.f64(3)?.unwrap_or(0.0) as u64,
+                cost: (n_cost > 0).then(|| r.f64(4).ok().flatten().unwrap_or(0.0)),
+            });
+            Ok(())
+        })?;
+    // Stability across repeats.
+    let embedder = exp
+        .models()
+        .into_iter()
+        .find(|m| m.kind == crate::config::files::ModelKind::Embedding)
+        .and_then(|m| models.embedder(&m, staged).ok());
+    for v in exp.variants.iter().filter(|v| v.repeats > 1) {
+        let outs = generate::read_outputs(conn, run, &v.name)?;
+        let mut by_path: BTreeMap<&str, Vec<&(Vec<(String, f32)>, Option<String>)>> =
+            BTreeMap::new();
+        for ((p, _), o) in &outs {
+            by_path.entry(p.as_str()).or_default().push(o);
+        }
+        let mut per_image = Vec::new();
+        for group in by_path.values().filter(|g| g.len() >= 2) {
+            if v.captions() {
+                let caps: Vec<&str> = group.iter().filter_map(|(_, c)| c.as_deref()).collect();
+                if caps.len() < 2 {
+                    continue;
+                }
+                per_image.push(match &embedder {
+                    Some(e) => {
+                        let vecs = e.embed(&caps)?;
+                        let mut sum = 0.0;
+                        let mut n = 0.0;
+                        for a in 0..vecs.len() {
+                            for b in a + 1..vecs.len() {
+                                sum += crate::adapter::embedding::cosine(&vecs[a], &vecs[b]) as f64;
+                                n += 1.0;
+                            }
+                        }
+                        sum / n
+                    }
+                    None => {
+                        let sets: Vec<std::collections::HashSet<String>> = caps
+                            .iter()
+                            .map(|c| {
+                                c.split_whitespace()
+                                    .map(|w| {
+                                        w.trim_matches(|ch: char| !ch.is_alphanumeric())
+                                            .to_lowercase()
+                                    })
+                                    .filter(|w| !w.is_empty())
+                                    .collect()
+                            })
+                            .collect();
+                        agreement::mean_pairwise_jaccard(&sets)
+                    }
+                });
+            } else {
+                let sets: Vec<std::collections::HashSet<String>> = group
+                    .iter()
+                    .map(|(t, _)| t.iter().map(|(x, _)| x.clone()).collect())
+                    .collect();
+                per_image.push(agreement::mean_pairwise_jaccard(&sets));
+            }
+        }
+        if !per_image.is_empty() {
+            out.entry(v.name.clone()).or_default().stability =
+                Some(per_image.iter().sum::<f64>() / per_image.len() as f64);
+        }
+    }
+    // Agreement between judges (Krippendorff's alpha, interval, on 0–1 scores) and with truth.
+    let mut agreement_doc = json!({});
+    let llm_judges: Vec<&Judge> = exp.judges.iter().collect();
+    if llm_judges.len() >= 2 {
+        let mut units: BTreeMap<(String, String, u32), Vec<Option<f64>>> = BTreeMap::new();
+        for (ji, j) in llm_judges.iter().enumerate() {
+            for ((jn, v, p, r), s) in &cell_scores {
+                if jn == &j.name {
+                    let e = units
+                        .entry((v.clone(), p.clone(), *r))
+                        .or_insert_with(|| vec![None; llm_judges.len()]);
+                    e[ji] = Some(s.iter().sum::<f64>() / s.len() as f64);
+                }
+            }
+        }
+        let data: Vec<Vec<Option<f64>>> = (0..llm_judges.len())
+            .map(|ji| units.values().map(|u| u[ji]).collect())
+            .collect();
+        agreement_doc["judge_alpha"] = json!(agreement::krippendorff_alpha(
+            &data,
+            agreement::Level::Interval
+        ));
+        agreement_doc["judges"] = json!(llm_judges.iter().map(|j| &j.name).collect::<Vec<_>>());
+        agreement_doc["units"] = json!(units.len());
+    }
+    // With ground truth: per cell, the judge's score against the cell's F1 on the truth (tag
+    // outputs only).
+    let mut with_truth = serde_json::Map::new();
+    for judge in &exp.judges {
+        let mut xs = Vec::new();
+        let mut ys = Vec::new();
+        for v in exp
+            .variants
+            .iter()
+            .filter(|v| judge.variants.contains(&v.name) && !v.captions())
+        {
+            let outs = generate::read_outputs(conn, run, &v.name)?;
+            for ((p, r), (tags, _)) in &outs {
+                let Some(ii) = staged.images().iter().position(|im| &im.rel == p) else {
+                    continue;
+                };
+                let Some(truth) = staged.truth(ii) else {
+                    continue;
+                };
+                let Some(s) = cell_scores.get(&(judge.name.clone(), v.name.clone(), p.clone(), *r))
+                else {
+                    continue;
+                };
+                let pred: std::collections::HashSet<&str> =
+                    tags.iter().map(|(t, _)| t.as_str()).collect();
+                let tr: std::collections::HashSet<&str> =
+                    truth.iter().map(String::as_str).collect();
+                let tp = pred.intersection(&tr).count() as f64;
+                let f1 = if pred.len() + tr.len() == 0 {
+                    1.0
+                } else {
+                    2.0 * tp / (pred.len() + tr.len()) as f64
+                };
+                xs.push(s.iter().sum::<f64>() / s.len() as f64);
+                ys.push(f1);
+            }
+        }
+        if xs.len() >= 3 {
+            with_truth.insert(
+                judge.name.clone(),
+                json!({"pearson_vs_f1": pearson(&xs, &ys), "cells": xs.len()}),
+            );
+        }
+        if let Some(h) = &judge.human {
+            if let Ok(doc) = human_agreement(h, judge, &cell_scores) {
+                agreement_doc["judge_vs_human"][&judge.name] = doc;
+            }
+        }
+    }
+    if !with_truth.is_empty() {
+        agreement_doc["judge_vs_truth"] = Value::Object(with_truth);
+    }
+    let _ = OutputKind::Caption;
+    Ok((out, agreement_doc))
+}
+
+fn pairwise_consistency(conn: &Connection<'_>, judge: &str, variant: &str) -> Result<f64> {
+    let mut n = 0.0;
+    let mut same = 0.0;
+    conn.query(&format!(
+        "SELECT path, repeat, list(score ORDER BY side) FROM judgments WHERE judge = {} AND variant = {} AND valid GROUP BY path, repeat HAVING count(*) = 2",
+        crate::duck::lit(judge),
+        crate::duck::lit(variant)
+    ))?
+    .for_each_row(|r| {
+        let s = r.str(2)?.unwrap_or_default().to_string();
+        let vals: Vec<f64> = s.trim_matches(|c| c == '[' || c == ']').split(',').filter_map(|x| x.trim().parse().ok()).collect();
+        if vals.len() == 2 {
+            n += 1.0;
+            if (vals[0] - vals[1]).abs() < 1e-9 {
+                same += 1.0;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(if n > 0.0 { same / n } else { 0.0 })
+}
+
+fn human_agreement(
+    path: &std::path::Path,
+    judge: &Judge,
+    cell_scores: &BTreeMap<(String, String, String, u32), Vec<f64>>,
+) -> Result<Value> {
+    let mut rdr = csv::Reader::from_path(path)?;
+    let headers = rdr.headers()?.clone();
+    let col = |n: &str| headers.iter().position(|h| h.trim() == n);
+    let (Some(fc), Some(sc)) = (col("file"), col("score")) else {
+        anyhow::bail!("{}: needs `file` and `score` columns", path.display());
+    };
+    let vc = col("variant");
+    let (lo, hi) = match &judge.verdict {
+        Verdict::Choices(c) => (
+            c.iter().map(|x| x.1).fold(f64::INFINITY, f64::min),
+            c.iter().map(|x| x.1).fold(f64::NEG_INFINITY, f64::max),
+        ),
+        Verdict::Scale { min, max } => (*min, *max),
+        Verdict::Similarity => (0.0, 1.0),
+    };
+    let mut xs = Vec::new();
+    let mut ys = Vec::new();
+    for rec in rdr.records() {
+        let rec = rec?;
+        let file = rec.get(fc).unwrap_or_default();
+        let Ok(h) = rec.get(sc).unwrap_or_default().trim().parse::<f64>() else {
+            continue;
+        };
+        let h = if hi > lo { (h - lo) / (hi - lo) } else { h };
+        for ((j, v, p, _), s) in cell_scores {
+            if j == &judge.name && p == file && vc.is_none_or(|c| rec.get(c) == Some(v.as_str())) {
+                xs.push(s.iter().sum::<f64>() / s.len() as f64);
+                ys.push(h);
+            }
+        }
+    }
+    let data = vec![
+        xs.iter().map(|x| Some(*x)).collect(),
+        ys.iter().map(|y| Some(*y)).collect(),
+    ];
+    Ok(json!({
+        "alpha": agreement::krippendorff_alpha(&data, agreement::Level::Interval),
+        "pearson": pearson(&xs, &ys),
+        "cells": xs.len(),
+    }))
+}
+
+fn pearson(x: &[f64], y: &[f64]) -> Option<f64> {
+    let n = x.len() as f64;
+    if x.len() < 2 {
+        return None;
+    }
+    let mx = x.iter().sum::<f64>() / n;
+    let my = y.iter().sum::<f64>() / n;
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in x.iter().zip(y) {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx) * (a - mx);
+        syy += (b - my) * (b - my);
+    }
+    (sxx > 0.0 && syy > 0.0).then(|| sxy / (sxx * syy).sqrt())
+}
+
+/// 95% percentile bootstrap interval of a mean (1,000 resamples, fixed seed).
+fn bootstrap_mean_ci(xs: &[f64]) -> Option<[f64; 2]> {
+    if xs.len() < 2 {
+        return None;
+    }
+    let mut state: u64 = 0x5DEECE66D;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as usize
+    };
+    let mut means: Vec<f64> = (0..1000)
+        .map(|_| (0..xs.len()).map(|_| xs[next() % xs.len()]).sum::<f64>() / xs.len() as f64)
+        .collect();
+    means.sort_by(|a, b| a.total_cmp(b));
+    Some([means[24], means[974]])
+}

@@ -1,0 +1,226 @@
+//! Generative variants and judges end to end, against the scripted OpenAI-compatible server:
+//! tags parsed and mapped onto the vocabulary, retries on 429/500, failures recorded and never
+//! cached, reruns served from the cache, judge scores in `metrics --json`, invalid verdicts
+//! counted, and the API key in no file under runs/.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{noise_images, Project};
+use iw_lab::adapter::openai::mock::{MockServer, Step};
+
+const KEY: &str = "sk-test-5f1b0c9e2d7a4c3b8e6f";
+
+fn project(vlm: &MockServer, judge: &MockServer) -> Project {
+    let mut p = Project::new();
+    let imgs = noise_images(&p.path().join("imgs"), 3, 48);
+    for (i, img) in imgs.iter().enumerate() {
+        let tags = ["cat, grass", "cat, sky", "dog, grass"][i];
+        std::fs::write(img.with_extension("txt"), tags).unwrap();
+    }
+    p.write(
+        "datasets/d.yaml",
+        "path: ../imgs\nground_truth:\n  - source: txt\n",
+    );
+    p.write(
+        "models/vlm.yaml",
+        &format!(
+            "kind: openai\nbase_url: {}\nmodel: test-vlm\napi_key_env: IW_TEST_KEY\nconcurrency: 2\nmax_retries: 3\ntimeout: 5\nprices: {{input: 1.0, output: 2.0}}\n",
+            vlm.base_url
+        ),
+    );
+    p.write(
+        "models/judge.yaml",
+        &format!(
+            "kind: openai\nbase_url: {}\nmodel: test-judge\nvision: false\n",
+            judge.base_url
+        ),
+    );
+    p.write(
+        "prompts/tag_image.j2",
+        "List the tags of {{ name }} ({{ folder }}). Known tags: {{ vocabulary | join(', ') }}.\n",
+    );
+    p.write(
+        "prompts/rubric.j2",
+        "Tags {{ tags_text }} for an image tagged {{ truth_text }}. Answer good or bad.\n",
+    );
+    p.write(
+        "experiments/e.yaml",
+        "dataset: d\nvariants:\n  - model: vlm\n    prompt: tag_image\n    output: tags\n    params: {temperature: 0.2, max_tokens: 50}\n    vocabulary: {aliases: {kitty: cat}}\njudges:\n  - model: judge\n    rubric: rubric\n    choices: {good: 1.0, bad: 0.0}\ngoal: {metric: judge_score}\n",
+    );
+    p.env.push(("IW_TEST_KEY".into(), KEY.into()));
+    p.env.push(("IW_LAB_BACKOFF_MS".into(), "10".into()));
+    p
+}
+
+/// `iw-lab query latest SQL --json`: one object per row.
+fn rows(p: &Project, sql: &str) -> serde_json::Value {
+    let out = p.expect(&["query", "latest", sql, "--json"], 0);
+    serde_json::Value::Array(
+        out.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect(),
+    )
+}
+
+fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .filter(|e| {
+            std::fs::read(e.path())
+                .map(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+                .unwrap_or(false)
+        })
+        .map(|e| e.path().to_path_buf())
+        .collect()
+}
+
+#[test]
+fn tags_judges_retries_failures_and_cache() {
+    let vlm = MockServer::start(Step::answer(
+        "```\n1. Cat\n2. kitty\n3. Grass.\n4. spaceship\n```",
+    ))
+    .unwrap();
+    let judge =
+        MockServer::start(Step::answer("The tags fit the image well.\nVerdict: good")).unwrap();
+    // First image: a 429 with Retry-After, then a 500, then an answer; one image fails all
+    // four attempts (500s) and is recorded; the third answers at once.
+    vlm.script([
+        Step::Status {
+            status: 429,
+            retry_after: Some("0".into()),
+        },
+        Step::Status {
+            status: 500,
+            retry_after: None,
+        },
+    ]);
+    let p = project(&vlm, &judge);
+    // Concurrency 2 makes the order of requests vary, so make failures deterministic by
+    // scripting the judge instead: its second call is unparseable (an invalid verdict).
+    judge.script([
+        Step::answer("Verdict: good"),
+        Step::answer("I cannot decide."),
+    ]);
+    let out = p.run(&["run", "e", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let received = vlm.received();
+    // 3 images + 2 retries of the first requests.
+    assert_eq!(received.len(), 5, "{}", received.len());
+    assert!(received
+        .iter()
+        .all(|r| r.header("authorization") == Some(&format!("Bearer {KEY}"))));
+    let body: serde_json::Value = serde_json::from_str(&received[received.len() - 1].body).unwrap();
+    assert_eq!(body["model"], "test-vlm");
+    assert_eq!(body["temperature"], 0.2);
+    assert_eq!(body["max_tokens"], 50);
+    // The image went as a data URL.
+    let content = body["messages"][0]["content"].as_array().unwrap();
+    assert!(content[1]["image_url"]["url"]
+        .as_str()
+        .unwrap()
+        .starts_with("data:image/jpeg;base64,"));
+    assert!(content[0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("Known tags: "));
+
+    let m = p.json(&["metrics", "latest", "--json"], 0);
+    let v = &m["variants"][0];
+    assert_eq!(v["variant"], "vlm");
+    // cat (exact), kitty → cat (alias), grass (exact); spaceship is unmapped and dropped.
+    assert!(v["judge_score"].as_f64().is_some(), "{m}");
+    let j = &v["judges"]["judge"];
+    assert_eq!(
+        j["valid"].as_u64().unwrap() + j["invalid"].as_u64().unwrap(),
+        3,
+        "{m}"
+    );
+    assert_eq!(j["invalid"], 1, "{m}");
+    assert!(v["generation"]["cost"].as_f64().is_some(), "{m}");
+
+    let q = rows(&p, "SELECT path, mapping FROM texts ORDER BY path");
+    let text = q.to_string();
+    assert!(
+        text.contains("alias") && text.contains("unmapped"),
+        "{text}"
+    );
+    let outs = rows(&p, "SELECT DISTINCT tag FROM outputs ORDER BY tag");
+    assert_eq!(outs.to_string().matches("\"tag\"").count(), 2, "{outs}");
+
+    // The key is in no file under runs/ (nor under prompts/).
+    assert!(files_containing(&p.path().join("runs"), KEY).is_empty());
+    assert!(files_containing(&p.path().join("prompts"), KEY).is_empty());
+
+    // A rerun: every answered cell and verdict comes from the cache.
+    let before = vlm.received().len();
+    let jbefore = judge.received().len();
+    p.expect(&["run", "e"], 0);
+    assert_eq!(
+        vlm.received().len(),
+        before,
+        "cached cells were asked again"
+    );
+    assert_eq!(
+        judge.received().len(),
+        jbefore,
+        "cached verdicts were asked again"
+    );
+}
+
+#[test]
+fn failed_calls_are_recorded_and_never_cached() {
+    let vlm = MockServer::start(Step::answer("cat, grass")).unwrap();
+    let judge = MockServer::start(Step::answer("good")).unwrap();
+    let p = project(&vlm, &judge);
+    // Every call of the first run fails: 500s past the retries, a hang past the timeout is
+    // too slow for a test, so 503s and malformed bodies.
+    vlm.script(
+        std::iter::repeat_n(
+            Step::Status {
+                status: 503,
+                retry_after: None,
+            },
+            8,
+        )
+        .chain(std::iter::repeat_n(Step::Malformed, 4)),
+    );
+    // Exit code 1: the run completed with failures.
+    let out = p.run(&["run", "e"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let f = rows(&p, "SELECT stage, reason FROM failures");
+    assert_eq!(f.as_array().map(Vec::len), Some(3), "{f}");
+    assert!(f.to_string().contains("503"), "{f}");
+    // The next run asks again for every image (failures are not cached) and succeeds.
+    let n = vlm.received().len();
+    p.expect(&["run", "e"], 0);
+    assert_eq!(vlm.received().len(), n + 3);
+    let f = rows(&p, "SELECT count(*) AS n FROM failures");
+    assert_eq!(f[0]["n"], 0, "{f}");
+    let _ = Duration::ZERO;
+}
+
+#[test]
+fn missing_key_variable_is_a_clear_error() {
+    let vlm = MockServer::start(Step::answer("cat")).unwrap();
+    let judge = MockServer::start(Step::answer("good")).unwrap();
+    let mut p = project(&vlm, &judge);
+    p.env.retain(|(k, _)| k != "IW_TEST_KEY");
+    let out = p.run(&["run", "e"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("IW_TEST_KEY"), "{err}");
+}
