@@ -24,6 +24,7 @@ pub mod postprocess;
 pub mod production;
 pub mod promote;
 pub mod prompt;
+pub mod prompt_scores;
 pub mod report;
 pub mod runner;
 pub mod store;
