@@ -78,7 +78,9 @@ pub struct Store {
     dir: PathBuf,
 }
 
-fn valid_name(name: &str) -> bool {
+/// Whether `name` can name a template (`prompts/NAME.j2`): letters, digits, `_`, `-`, `.`,
+/// not starting with `.`.
+pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('.')
         && name
@@ -210,11 +212,31 @@ impl Store {
     /// Writes version `hash` back to `prompts/NAME.j2`; the text it replaces stays in history.
     pub fn rollback(&self, name: &str, hash: &str, now: &str) -> Result<Template> {
         let target = self.resolve(&format!("{name}@{hash}"))?;
-        if let Ok(cur) = self.current(name) {
+        // a file that exists but cannot be read (not UTF-8, no permission) is an error, not
+        // an absent template: overwriting it would lose text the history does not hold
+        if self.file(name).exists() {
+            let cur = self.current(name)?;
             self.record(&cur, "rollback (replaced)", now)?;
         }
         crate::store::manifest::write_atomic(&self.file(name), target.text.as_bytes())?;
         Ok(target)
+    }
+
+    /// The hashes whose text is kept in `prompts/.history/NAME/`, sorted (the history log
+    /// normally names the same ones; this is what is on disk).
+    pub fn kept(&self, name: &str) -> Vec<String> {
+        let mut hashes: Vec<String> = std::fs::read_dir(self.history_dir(name))
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| {
+                        let file = e.file_name().to_string_lossy().into_owned();
+                        file.strip_suffix(".j2").map(str::to_string)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        hashes.sort();
+        hashes
     }
 
     pub fn dir(&self) -> &Path {
@@ -226,6 +248,21 @@ impl Store {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn rollback_refuses_to_overwrite_an_unreadable_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        std::fs::write(dir.path().join("p.j2"), "kept").unwrap();
+        let v1 = store.current("p").unwrap();
+        store.record(&v1, "test", "2026-11-23T10:00:00Z").unwrap();
+        std::fs::write(dir.path().join("p.j2"), b"not utf-8 \xff").unwrap();
+        assert!(store.rollback("p", &v1.hash, "now").is_err());
+        assert_eq!(
+            std::fs::read(dir.path().join("p.j2")).unwrap(),
+            b"not utf-8 \xff"
+        );
+    }
 
     #[test]
     fn renders_strictly() {
@@ -288,6 +325,11 @@ mod tests {
                 .text,
             "second {{ x }}"
         );
+        assert_eq!(store.kept("p"), {
+            let mut v = vec![v1.hash.clone(), v2.hash.clone()];
+            v.sort();
+            v
+        });
         assert!(store.current("../etc").is_err());
         assert!(store
             .current("missing")

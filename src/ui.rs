@@ -75,10 +75,15 @@ pub fn warn(msg: impl AsRef<str>) {
 
 /// Writes a result to stdout. A closed pipe (`iw-lab ... | head`) exits quietly with 0.
 pub fn out(text: impl AsRef<str>) {
+    out_raw(format!("{}\n", text.as_ref()));
+}
+
+/// Writes a result to stdout exactly as given, without adding a newline (file contents that
+/// must pipe unchanged). A closed pipe exits quietly with 0.
+pub fn out_raw(text: impl AsRef<str>) {
     let mut stdout = std::io::stdout().lock();
     let res = stdout
         .write_all(text.as_ref().as_bytes())
-        .and_then(|_| stdout.write_all(b"\n"))
         .and_then(|_| stdout.flush());
     if let Err(e) = res {
         if e.kind() == std::io::ErrorKind::BrokenPipe {

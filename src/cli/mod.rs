@@ -10,6 +10,7 @@ mod metrics;
 mod plan;
 mod predict;
 mod promote;
+mod prompts;
 mod query;
 mod report;
 mod run;
@@ -78,6 +79,9 @@ pub enum Command {
     Promote(promote::Args),
     /// Tag folders with a production config, writing .txt / XMP / JSON sidecars.
     Tag(tag::Args),
+    /// Prompt templates (prompts/NAME.j2): versions, their scores, diffs, rollback.
+    #[command(subcommand)]
+    Prompts(prompts::PromptsCommand),
 }
 
 /// Shared state for commands.
@@ -112,6 +116,7 @@ pub fn main() -> ExitCode {
         Command::Scan(a) => scan::run(&env, a),
         Command::Promote(a) => promote::run(&env, a),
         Command::Tag(a) => tag::run(&env, a),
+        Command::Prompts(c) => prompts::run(&env, c),
     };
     match result {
         Ok(code) => code,
