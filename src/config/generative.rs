@@ -592,7 +592,7 @@ pub(super) fn judges(
                     Verdict::Choices(c.iter().map(|(k, v)| (k.clone(), *v)).collect())
                 }
                 (None, Some(s)) => {
-                    if !(s.max > s.min) {
+                    if s.max.partial_cmp(&s.min) != Some(std::cmp::Ordering::Greater) {
                         return Err(ctx.invalid(&key("scale"), format!("scale max {} must be above min {}", s.max, s.min)));
                     }
                     Verdict::Scale { min: s.min, max: s.max }

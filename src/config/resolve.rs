@@ -819,7 +819,7 @@ pub fn build_model(
                 }
             }
             if let Some(t) = f.timeout {
-                if !(t > 0.0) {
+                if t.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
                     return Err(invalid(
                         "timeout",
                         format!("timeout {t} must be a positive number of seconds"),

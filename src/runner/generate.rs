@@ -147,7 +147,10 @@ pub fn prompt_ids(staged_without_plan: &Staged) -> HashMap<(usize, usize), Strin
 }
 
 /// A variant's outputs in this run: (path, repeat) → (tags with scores, caption).
-pub type Outputs = HashMap<(String, u32), (Vec<(String, f32)>, Option<String>)>;
+pub type Outputs = HashMap<(String, u32), Output>;
+
+/// One cell's tags with scores and caption.
+pub type Output = (Vec<(String, f32)>, Option<String>);
 
 /// Reads a variant's outputs from the run's tables (what it computed and what was copied
 /// from the cache).

@@ -324,12 +324,7 @@ pub fn run_judges(
             let hits = if no_cache {
                 HashMap::new()
             } else {
-                cached(
-                    conn,
-                    &run.path.parent().unwrap_or(&run.path).to_path_buf(),
-                    &run.id,
-                    &keys,
-                )?
+                cached(conn, run.path.parent().unwrap_or(&run.path), &run.id, &keys)?
             };
             let mut jobs = Vec::new();
             let mut job_tasks = Vec::new();
@@ -653,8 +648,7 @@ pub fn summarise(
         .and_then(|m| models.embedder(&m, staged).ok());
     for v in exp.variants.iter().filter(|v| v.repeats > 1) {
         let outs = generate::read_outputs(conn, run, &v.name)?;
-        let mut by_path: BTreeMap<&str, Vec<&(Vec<(String, f32)>, Option<String>)>> =
-            BTreeMap::new();
+        let mut by_path: BTreeMap<&str, Vec<&generate::Output>> = BTreeMap::new();
         for ((p, _), o) in &outs {
             by_path.entry(p.as_str()).or_default().push(o);
         }

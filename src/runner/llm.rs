@@ -44,7 +44,10 @@ pub struct Answer {
 
 /// A loaded language model.
 pub enum Llm {
-    Openai { client: Client, spec: OpenaiSpec },
+    Openai {
+        client: Box<Client>,
+        spec: Box<OpenaiSpec>,
+    },
     Gguf(Arc<Gguf>),
 }
 
@@ -75,8 +78,8 @@ impl Llm {
                     }
                 }
                 Ok(Llm::Openai {
-                    client: Client::new(cfg),
-                    spec,
+                    client: Box::new(Client::new(cfg)),
+                    spec: Box::new(spec),
                 })
             }
             ModelKind::Gguf => {
