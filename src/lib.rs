@@ -30,6 +30,7 @@ pub mod store;
 pub mod tags;
 pub mod templates;
 pub mod ui;
+pub mod vocab;
 
 /// Runs the command line; returns the process exit code.
 pub fn run() -> std::process::ExitCode {
