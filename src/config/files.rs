@@ -584,7 +584,7 @@ pub struct VocabularyFile {
     /// matches map.
     #[serde(default)]
     pub embedding: Option<String>,
-    /// Least cosine similarity for an embedding match (default 0.75).
+    /// Least cosine similarity for an embedding match (default 0.78).
     #[serde(default)]
     pub threshold: Option<f64>,
     /// `free text: vocabulary tag` pairs tried before the embedding.

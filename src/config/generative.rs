@@ -13,7 +13,7 @@ use super::resolve::*;
 use crate::templates::{Store, Template};
 
 /// Default least cosine similarity for an embedding vocabulary match.
-pub const DEFAULT_VOCAB_THRESHOLD: f64 = 0.75;
+pub const DEFAULT_VOCAB_THRESHOLD: f64 = crate::vocab::DEFAULT_THRESHOLD as f64;
 
 /// What resolving needs from the experiment being loaded.
 pub(super) struct Ctx<'a> {
