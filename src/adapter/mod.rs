@@ -6,6 +6,7 @@
 //! and runs inference on batches. The rest of the program sees only [`Adapter`]; model quirks
 //! live inside their adapter.
 
+pub mod gguf;
 pub mod labels;
 mod onnx_tagger;
 pub mod openai;
