@@ -89,7 +89,8 @@ pub fn scan(runs_dir: &Path, name: &str) -> anyhow::Result<Scores> {
             Err(e) => scores.skipped.push(format!("{e:#}")),
         }
     }
-    // list_runs sorts by id, which starts with the UTC start time: the last is the newest.
+    // list_runs sorts oldest first (by the start time in the id, then its suffix): the last is
+    // the newest.
     scores.goal = used.last().map(|(_, m)| m.goal);
     for (run, m) in &used {
         let rows = match read_metrics(run) {

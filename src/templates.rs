@@ -38,7 +38,9 @@ impl Template {
     /// Renders with `context` (any serialisable value; its fields are the variables).
     pub fn render(&self, context: &impl Serialize) -> Result<String> {
         let mut env = minijinja::Environment::new();
-        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        // Printing, iterating or filtering an undefined value fails (typos surface); testing one
+        // (`{% if meta.prompt %}`) is allowed, as images differ in what they carry.
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::SemiStrict);
         let ctx = minijinja::Value::from(minijinja::value::Serde(context));
         env.render_str(&self.text, ctx)
             .map_err(|e| anyhow::anyhow!("prompt template {}: {}", self.id(), describe(&e)))

@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{noise_images, Project};
 use iw_lab::adapter::openai::mock::{MockServer, Step};
 
@@ -210,7 +208,6 @@ fn failed_calls_are_recorded_and_never_cached() {
     assert_eq!(vlm.received().len(), n + 3);
     let f = rows(&p, "SELECT count(*) AS n FROM failures");
     assert_eq!(f[0]["n"], 0, "{f}");
-    let _ = Duration::ZERO;
 }
 
 #[test]

@@ -173,3 +173,39 @@ fn a_prompt_longer_than_the_context_is_refused() {
     let msg = format!("{err:#}");
     assert!(msg.contains("5000 tokens") && msg.contains("4096"), "{msg}");
 }
+
+#[test]
+fn choosing_by_likelihood_agrees_with_greedy_decoding() {
+    let m = model();
+    let q = user(QUESTION);
+    // The greedy first token is the most likely continuation of the prompt, so as a choice it
+    // beats any choice that starts with another token.
+    let first = m.generate(&q, &sampling(0.0, 1, 0)).unwrap().text;
+    assert!(!first.is_empty());
+    let choices: Vec<String> = [first.as_str(), "London", "Berlin", "The city of Rome"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let c = m.choose(&q, &choices).unwrap();
+    assert_eq!(c.best, 0, "{first:?}: {c:?}");
+    assert!(
+        c.logprobs.iter().all(|lp| lp.is_finite() && *lp <= 0.0),
+        "{c:?}"
+    );
+    assert!(
+        c.logprobs[1..].iter().all(|lp| *lp < c.logprobs[0]),
+        "{c:?}"
+    );
+    assert_eq!(
+        c.prompt_tokens,
+        m.encode(&m.render_chat(&q).unwrap()).unwrap().len()
+    );
+    // A longer choice extending another is at most as likely (the multi-token path): the
+    // probability of "X." is p(X) · p(. | X).
+    let longer = vec![first.clone(), format!("{first}.")];
+    let l = m.choose(&q, &longer).unwrap();
+    assert!(l.logprobs[1] <= l.logprobs[0] + 1e-6, "{l:?}");
+    assert!((l.logprobs[0] - c.logprobs[0]).abs() < 1e-4, "{l:?} {c:?}");
+    // Deterministic.
+    assert_eq!(m.choose(&q, &choices).unwrap().logprobs, c.logprobs);
+}

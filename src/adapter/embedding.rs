@@ -180,7 +180,8 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     if na == 0.0 || nb == 0.0 {
         0.0
     } else {
-        dot / (na * nb)
+        // Rounding can put identical vectors a hair above 1.
+        (dot / (na * nb)).clamp(-1.0, 1.0)
     }
 }
 

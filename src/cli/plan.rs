@@ -33,7 +33,12 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
     let db = runner::open_db()?;
     let conn = db.connect()?;
     let keys = staged.keys();
-    let hits = lookup::find_hits(&conn, &env.project.runs_dir(), "", &keys)?;
+    let hits = lookup::find_hits(
+        &conn,
+        &env.project.runs_dir(),
+        lookup::Scope::Except(""),
+        &keys,
+    )?;
     let exp = &staged.exp;
     let n_images = staged.images().len();
     let mut rows = Vec::new();

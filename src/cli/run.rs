@@ -59,8 +59,17 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
     } else {
         ui::out(leaderboard(&finished.metrics, m.best.as_ref()));
         let c = &m.counts;
+        let judged = if c.judge_calls + c.judge_cached > 0 {
+            format!(
+                ", {} judge verdicts ({} cached)",
+                c.judge_calls + c.judge_cached,
+                c.judge_cached
+            )
+        } else {
+            String::new()
+        };
         ui::out(format!(
-            "\nrun {}: {} images, {} cells ({} cached, {} inferences, {} shared), {} failures, {:.1}s",
+            "\nrun {}: {} images, {} cells ({} cached, {} inferences, {} shared){judged}, {} failures, {:.1}s",
             m.run_id, c.images, c.cells, c.cache_hits, c.inferences, c.shared, c.failures, m.timings.total_s
         ));
         if c.failures > 0 {
@@ -85,50 +94,109 @@ fn summary(m: &VariantMetrics) -> serde_json::Value {
     })
 }
 
-/// The leaderboard: one row per variant and threshold, the goal's winner starred.
+/// The leaderboard: one row per tag-scoring variant and threshold, then one per variant with
+/// judge or text metrics; the goal's winner starred.
 pub fn leaderboard(
     metrics: &[VariantMetrics],
     best: Option<&crate::store::manifest::Best>,
 ) -> String {
-    if metrics.is_empty() {
+    let tagged: Vec<&VariantMetrics> = metrics.iter().filter(|m| m.scores_tags).collect();
+    let mut texts: Vec<&VariantMetrics> = Vec::new();
+    for m in metrics.iter().filter(|m| !m.text.is_empty()) {
+        if !texts.iter().any(|t| t.variant == m.variant) {
+            texts.push(m);
+        }
+    }
+    if tagged.is_empty() && texts.is_empty() {
         return "no scores: the dataset has no ground truth for these images".into();
     }
-    let mut t = Table::new(&[
-        "",
-        "variant",
-        "threshold",
-        "F1 micro",
-        "P micro",
-        "R micro",
-        "F1 macro",
-        "F1 samples",
-        "mAP",
-        "images",
-    ]);
-    for m in metrics {
-        let star = best.is_some_and(|b| b.variant == m.variant && b.threshold == m.threshold);
-        t.row(vec![
-            if star { "*".into() } else { String::new() },
-            m.variant.clone(),
-            format!("{}", m.threshold),
-            num(Some(m.micro.f1)),
-            num(Some(m.micro.precision)),
-            num(Some(m.micro.recall)),
-            num(Some(m.macro_.f1)),
-            num(Some(m.samples.f1)),
-            num(m.map),
-            m.images.to_string(),
+    let mut parts = Vec::new();
+    if !tagged.is_empty() {
+        let mut t = Table::new(&[
+            "",
+            "variant",
+            "threshold",
+            "F1 micro",
+            "P micro",
+            "R micro",
+            "F1 macro",
+            "F1 samples",
+            "mAP",
+            "images",
         ]);
+        for m in tagged {
+            let star = best.is_some_and(|b| b.variant == m.variant && b.threshold == m.threshold);
+            t.row(vec![
+                if star { "*".into() } else { String::new() },
+                m.variant.clone(),
+                format!("{}", m.threshold),
+                num(Some(m.micro.f1)),
+                num(Some(m.micro.precision)),
+                num(Some(m.micro.recall)),
+                num(Some(m.macro_.f1)),
+                num(Some(m.samples.f1)),
+                num(m.map),
+                m.images.to_string(),
+            ]);
+        }
+        parts.push(t.render());
     }
-    let mut out = t.render();
+    if !texts.is_empty() {
+        let mut t = Table::new(&[
+            "",
+            "variant",
+            "judge score",
+            "similarity",
+            "stability",
+            "verdicts",
+            "invalid",
+            "outputs",
+            "tokens",
+        ]);
+        for m in texts {
+            let star = best.is_some_and(|b| {
+                b.variant == m.variant && TEXT_METRICS.contains(&b.metric.as_str())
+            });
+            let x = &m.text;
+            let (verdicts, invalid) = x
+                .judges
+                .values()
+                .fold((0, 0), |(n, i), j| (n + j.valid + j.invalid, i + j.invalid));
+            let generation = x.generation.as_ref();
+            t.row(vec![
+                if star { "*".into() } else { String::new() },
+                m.variant.clone(),
+                num(x.judge_score),
+                num(x.caption_similarity),
+                num(x.stability),
+                verdicts.to_string(),
+                invalid.to_string(),
+                generation.map_or_else(|| "-".into(), |g| g.outputs.to_string()),
+                generation.map_or_else(
+                    || "-".into(),
+                    |g| (g.prompt_tokens + g.completion_tokens).to_string(),
+                ),
+            ]);
+        }
+        parts.push(t.render());
+    }
+    let mut out = parts.join("\n\n");
     if let Some(b) = best {
+        let at = if TEXT_METRICS.contains(&b.metric.as_str()) {
+            String::new()
+        } else {
+            format!(" at {}", b.threshold)
+        };
         out.push_str(&format!(
-            "\n* best by {}: {} at {} ({:.4})",
-            b.metric, b.variant, b.threshold, b.value
+            "\n* best by {}: {}{at} ({:.4})",
+            b.metric, b.variant, b.value
         ));
     }
     out
 }
+
+/// Goal metrics of a variant as a whole, not of a threshold.
+const TEXT_METRICS: [&str; 3] = ["judge_score", "caption_similarity", "stability"];
 
 /// `-v`: every cell's cache key, spelled out.
 fn print_keys(run: &crate::store::RunDir) -> Result<()> {

@@ -637,6 +637,21 @@ pub struct JudgeFile {
     /// `variant` columns (scores on the judge's scale).
     #[serde(default)]
     pub human: Option<String>,
+    /// How a `choices` verdict is reached: `text` (default) generates an answer and parses
+    /// it; `likelihood` (local `gguf` judges) picks the choice the model finds most likely
+    /// right after the rubric, so every verdict is valid.
+    #[serde(default)]
+    pub choose_by: Option<ChooseBy>,
+}
+
+/// How a judge with `choices` reaches its verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChooseBy {
+    /// Generate an answer (reasoning allowed) and parse the last choice it names.
+    Text,
+    /// Score each choice's log-probability after the rubric; take the most likely.
+    Likelihood,
 }
 
 /// A numeric verdict scale.

@@ -163,45 +163,30 @@ pub(super) fn expand(
             }
             _ => (None, None),
         };
-        if e.method == EnsembleMethod::Weighted
-            && !e.weights.is_empty()
-            && e.weights.len() != members.len()
-        {
+        let spec = EnsembleSpec {
+            method: e.method,
+            members,
+            min_votes: e.min_votes.map(|m| m.0 as usize),
+            weights: e.weights.clone(),
+            threshold: e.threshold,
+            merge_model,
+            merge_prompt,
+        };
+        if let Err(why) = spec.combine().validate(spec.members.len()) {
             return Err(ctx.invalid(
                 &key("members"),
                 format!(
-                    "ensemble `{}` has {} weights for {} members",
+                    "ensemble `{}` ({}) with {} members: {why}",
                     model.name,
-                    e.weights.len(),
-                    members.len()
+                    model.file.display(),
+                    spec.members.len()
                 ),
             ));
-        }
-        if let Some(mv) = e.min_votes {
-            if mv.0 as usize > members.len() {
-                return Err(ctx.invalid(
-                    &key("members"),
-                    format!(
-                        "ensemble `{}`: min_votes {} is more than its {} members",
-                        model.name,
-                        mv.0,
-                        members.len()
-                    ),
-                ));
-            }
         }
         return Ok(vec![Point {
             suffix: None,
             gen: None,
-            ensemble: Some(EnsembleSpec {
-                method: e.method,
-                members,
-                min_votes: e.min_votes.map(|m| m.0 as usize),
-                weights: e.weights.clone(),
-                threshold: e.threshold,
-                merge_model,
-                merge_prompt,
-            }),
+            ensemble: Some(spec),
         }]);
     }
     if v.members.is_some() {
@@ -559,6 +544,7 @@ pub(super) fn judges(
                 ("scale", j.scale.is_some()),
                 ("pairwise", j.pairwise.is_some()),
                 ("image", j.image.is_some()),
+                ("choose_by", j.choose_by.is_some()),
             ] {
                 if set {
                     return Err(ctx.invalid(&key(k), format!("`{k}:` is for LLM judges; `{}` is an embedding model (it scores caption similarity)", model.name)));
@@ -575,6 +561,7 @@ pub(super) fn judges(
                 pairwise: None,
                 reference: j.reference.unwrap_or(Reference::Truth),
                 human,
+                likelihood: false,
             }
         } else if model.kind.generative() {
             let Some(r) = &j.rubric else {
@@ -631,6 +618,21 @@ pub(super) fn judges(
             if j.reference.is_some() {
                 return Err(ctx.invalid(&key("reference"), "`reference:` is for embedding judges"));
             }
+            let likelihood = j.choose_by == Some(ChooseBy::Likelihood);
+            if likelihood {
+                if model.kind != ModelKind::Gguf {
+                    return Err(ctx.invalid(
+                        &key("choose_by"),
+                        format!("`choose_by: likelihood` needs a local `gguf` model, which gives every token's probability; `{}` is not one", model.name),
+                    ));
+                }
+                if !matches!(verdict, Verdict::Choices(_)) {
+                    return Err(ctx.invalid(
+                        &key("choose_by"),
+                        "`choose_by: likelihood` picks among `choices:`; a `scale:` judge answers in text",
+                    ));
+                }
+            }
             Judge {
                 name,
                 model,
@@ -642,6 +644,7 @@ pub(super) fn judges(
                 pairwise: j.pairwise.clone(),
                 reference: Reference::Truth,
                 human,
+                likelihood,
             }
         } else {
             return Err(ctx.invalid(

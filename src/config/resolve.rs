@@ -331,6 +331,24 @@ pub struct EnsembleSpec {
     pub merge_prompt: Option<crate::templates::Template>,
 }
 
+impl EnsembleSpec {
+    /// How the members' tags combine (an `llm` merge falls back to the union).
+    pub fn combine(&self) -> crate::ensemble::Combine {
+        use crate::ensemble::Method;
+        crate::ensemble::Combine {
+            method: match self.method {
+                EnsembleMethod::Union | EnsembleMethod::Llm => Method::Union,
+                EnsembleMethod::Intersection => Method::Intersection,
+                EnsembleMethod::Vote => Method::Vote,
+                EnsembleMethod::Weighted => Method::Weighted,
+            },
+            min_votes: self.min_votes,
+            weights: self.weights.clone(),
+            threshold: self.threshold,
+        }
+    }
+}
+
 /// How a judge's answer becomes a score.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -357,6 +375,8 @@ pub struct Judge {
     pub pairwise: Option<String>,
     pub reference: Reference,
     pub human: Option<PathBuf>,
+    /// Choices picked by likelihood instead of parsed from generated text.
+    pub likelihood: bool,
 }
 
 fn ser_opt_model_name<S: serde::Serializer>(

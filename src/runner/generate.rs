@@ -21,7 +21,7 @@ use crate::config::{Category, Model, Variant};
 use crate::dataset::ImageEntry;
 use crate::duck::Connection;
 use crate::plan::Cell;
-use crate::store::writer::{CellRow, FailureRow, PartWriter, TextRow};
+use crate::store::writer::{FailureRow, PartWriter, TextRow};
 use crate::store::RunDir;
 use crate::ui;
 
@@ -431,10 +431,6 @@ fn input_value(
     Value::Object(m)
 }
 
-fn cell_row(staged: &Staged, c: &Cell, run: &RunDir, n_tags: usize, ms: f64) -> CellRow {
-    super::cell_row(staged, c, run.id.clone(), n_tags, ms)
-}
-
 #[allow(clippy::too_many_arguments)]
 fn generate_variant(
     staged: &Staged,
@@ -496,6 +492,7 @@ fn generate_variant(
                         image: g.image.then_some(c.image),
                         params: g.params.clone(),
                         seed: llm::seed_of(&g.params, c.repeat),
+                        choices: None,
                     },
                     g.image.then_some(img),
                 ));
@@ -522,7 +519,7 @@ fn generate_variant(
                 keep_unmapped,
             ) {
                 Ok(p) => {
-                    let row = cell_row(staged, c, run, p.tags.len(), answer.ms);
+                    let row = super::cell_row(staged, c, run.id.clone(), p.tags.len(), answer.ms);
                     let text = TextRow {
                         prompt_name: g.prompt.name.clone(),
                         prompt_hash: g.prompt.hash.clone(),
@@ -604,18 +601,7 @@ fn ensemble_variant(
             })
             .collect()
     };
-    let combine_method = |m: EnsembleMethod| match m {
-        EnsembleMethod::Union | EnsembleMethod::Llm => crate::ensemble::Method::Union,
-        EnsembleMethod::Intersection => crate::ensemble::Method::Intersection,
-        EnsembleMethod::Vote => crate::ensemble::Method::Vote,
-        EnsembleMethod::Weighted => crate::ensemble::Method::Weighted,
-    };
-    let combine = crate::ensemble::Combine {
-        method: combine_method(e.method),
-        min_votes: e.min_votes,
-        weights: e.weights.clone(),
-        threshold: e.threshold,
-    };
+    let combine = e.combine();
     let to_scores = |tags: Vec<(String, f32)>| -> Vec<TagScore> {
         tags.into_iter()
             .map(|(t, s)| TagScore {
@@ -632,7 +618,10 @@ fn ensemble_variant(
             match crate::ensemble::combine(&combine, &member_outputs(c)) {
                 Ok(tags) => {
                     let tags = to_scores(tags);
-                    writer.add_cell(cell_row(staged, c, run, tags.len(), 0.0), tags);
+                    writer.add_cell(
+                        super::cell_row(staged, c, run.id.clone(), tags.len(), 0.0),
+                        tags,
+                    );
                 }
                 Err(err) => {
                     writer.add_failure(failure(v, img, "combine", err));
@@ -655,16 +644,7 @@ fn ensemble_variant(
     let mut prompts = Vec::new();
     for c in cells {
         let members = member_outputs(c);
-        let union = crate::ensemble::combine(
-            &crate::ensemble::Combine {
-                method: crate::ensemble::Method::Union,
-                min_votes: None,
-                weights: Vec::new(),
-                threshold: None,
-            },
-            &members,
-        )
-        .unwrap_or_default();
+        let union = crate::ensemble::combine(&combine, &members).unwrap_or_default();
         let mut context = image_context(staged, c.image);
         context.insert(
             "members".into(),
@@ -686,6 +666,7 @@ fn ensemble_variant(
                         image: None,
                         params: params.clone(),
                         seed: llm::seed_of(&params, c.repeat),
+                        choices: None,
                     },
                     None,
                 ));
@@ -702,7 +683,11 @@ fn ensemble_variant(
                     )),
                     ..TextRow::default()
                 };
-                writer.add_text_cell(cell_row(staged, c, run, tags.len(), 0.0), tags, text);
+                writer.add_text_cell(
+                    super::cell_row(staged, c, run.id.clone(), tags.len(), 0.0),
+                    tags,
+                    text,
+                );
                 bar.inc(1);
             }
         }
@@ -761,7 +746,11 @@ fn ensemble_variant(
             attempts: a.attempts,
             note,
         };
-        writer.add_text_cell(cell_row(staged, c, run, tags.len(), a.ms), tags, text);
+        writer.add_text_cell(
+            super::cell_row(staged, c, run.id.clone(), tags.len(), a.ms),
+            tags,
+            text,
+        );
         bar.inc(1);
         writer.maybe_flush()
     })

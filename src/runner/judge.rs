@@ -17,11 +17,11 @@ use super::Staged;
 use crate::adapter::{output, Context};
 use crate::analysis::agreement;
 use crate::analysis::metrics::{GenerationStats, JudgeSummary, TextMetrics};
-use crate::config::files::{OutputKind, Reference};
+use crate::config::files::Reference;
 use crate::config::{Judge, Verdict};
 use crate::duck::{path_list, Connection};
 use crate::store::writer::{self, FailureRow, JUDGMENTS_SCHEMA};
-use crate::store::{list_parquet, list_runs, RunDir};
+use crate::store::{lookup, RunDir};
 use crate::ui;
 
 /// Counters for the manifest.
@@ -114,51 +114,41 @@ fn cached(
     exclude: &str,
     keys: &[String],
 ) -> Result<HashMap<String, Row>> {
-    let files: Vec<_> = list_runs(runs_dir)
-        .into_iter()
-        .filter(|r| r.id != exclude)
-        .flat_map(|r| list_parquet(&r.table_dir("judgments")))
-        .collect();
+    let files = lookup::table_files(runs_dir, lookup::Scope::Except(exclude), "judgments");
     let mut out = HashMap::new();
     if files.is_empty() || keys.is_empty() {
         return Ok(out);
     }
-    conn.execute("DROP TABLE IF EXISTS wanted_j; CREATE TEMP TABLE wanted_j (cache_key VARCHAR)")?;
-    {
-        let mut app = conn.appender("wanted_j")?;
-        for k in keys {
-            app.str(k)?;
-            app.end_row()?;
-        }
-        app.finish()?;
-    }
-    conn.query(&format!(
-        "SELECT cache_key, raw, verdict, score, valid, error, prompt_tokens, completion_tokens, ms, origin_run
-         FROM read_parquet({}, union_by_name = true) SEMI JOIN wanted_j USING (cache_key)
-         QUALIFY row_number() OVER (PARTITION BY cache_key) = 1",
-        path_list(&files)
-    ))?
-    .for_each_row(|r| {
-        let key = r.str(0)?.unwrap_or_default().to_string();
-        out.insert(
-            key.clone(),
-            Row {
-                cache_key: key,
-                raw: r.str(1)?.unwrap_or_default().to_string(),
-                verdict: r.str(2)?.map(str::to_string),
-                score: r.f64(3)?,
-                valid: r.bool(4)?.unwrap_or(false),
-                error: r.str(5)?.map(str::to_string),
-                prompt_tokens: r.i64(6)?.unwrap_or(0) as u64,
-                completion_tokens: r.i64(7)?.unwrap_or(0) as u64,
-                ms: r.f64(8)?.unwrap_or(0.0),
-                origin_run: r.str(9)?.unwrap_or_default().to_string(),
-                ..Row::default()
-            },
-        );
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    lookup::with_wanted(conn, &keys, || {
+        conn.query(&format!(
+            "SELECT cache_key, raw, verdict, score, valid, error, prompt_tokens, completion_tokens, ms, origin_run
+             FROM read_parquet({}, union_by_name = true) SEMI JOIN wanted USING (cache_key)
+             QUALIFY row_number() OVER (PARTITION BY cache_key) = 1",
+            path_list(&files)
+        ))?
+        .for_each_row(|r| {
+            let key = r.str(0)?.unwrap_or_default().to_string();
+            out.insert(
+                key.clone(),
+                Row {
+                    cache_key: key,
+                    raw: r.str(1)?.unwrap_or_default().to_string(),
+                    verdict: r.str(2)?.map(str::to_string),
+                    score: r.f64(3)?,
+                    valid: r.bool(4)?.unwrap_or(false),
+                    error: r.str(5)?.map(str::to_string),
+                    prompt_tokens: r.i64(6)?.unwrap_or(0) as u64,
+                    completion_tokens: r.i64(7)?.unwrap_or(0) as u64,
+                    ms: r.f64(8)?.unwrap_or(0.0),
+                    origin_run: r.str(9)?.unwrap_or_default().to_string(),
+                    ..Row::default()
+                },
+            );
+            Ok(())
+        })?;
         Ok(())
     })?;
-    conn.execute("DROP TABLE wanted_j")?;
     Ok(out)
 }
 
@@ -316,6 +306,10 @@ pub fn run_judges(
                         "params": judge.params,
                         "side": side,
                     });
+                    let mut k = k;
+                    if judge.likelihood {
+                        k["choose_by"] = json!("likelihood");
+                    }
                     blake3::hash(crate::cache::canonical_json(&k).as_bytes())
                         .to_hex()
                         .to_string()
@@ -366,6 +360,12 @@ pub fn run_judges(
                         image: judge.image.then_some(t.image),
                         params: judge.params.clone(),
                         seed: llm::seed_of(&judge.params, 0),
+                        choices: match &judge.verdict {
+                            Verdict::Choices(c) if judge.likelihood => {
+                                Some(c.iter().map(|(name, _)| name.clone()).collect())
+                            }
+                            _ => None,
+                        },
                     },
                     judge.image.then_some(&images[t.image]),
                 ));
@@ -384,8 +384,14 @@ pub fn run_judges(
                                 Ok((label, s)) => (Some(label), Some(s), true, None),
                                 Err(e) => (None, None, false, Some(e)),
                             };
+                            // A choice by likelihood keeps every choice's log-probability.
+                            let raw = if judge.likelihood {
+                                format!("{} ({})", a.text, a.finish)
+                            } else {
+                                a.text
+                            };
                             rows.push(Row {
-                                raw: a.text,
+                                raw,
                                 verdict,
                                 score,
                                 valid,
@@ -578,8 +584,8 @@ pub fn summarise(
     for judge in &exp.judges {
         for v in &judge.variants {
             let per_image: Vec<f64> = cell_scores
-                .iter()
-                .filter(|((j, vv, _, _), _)| j == &judge.name && vv == v)
+                .range((judge.name.clone(), v.clone(), String::new(), 0)..)
+                .take_while(|((j, vv, _, _), _)| j == &judge.name && vv == v)
                 .map(|(_, s)| s.iter().sum::<f64>() / s.len() as f64)
                 .collect();
             let (valid, invalid) = counts
@@ -609,7 +615,7 @@ pub fn summarise(
                 .insert(judge.name.clone(), s);
         }
     }
-    for (v, tm) in out.iter_mut() {
+    for tm in out.values_mut() {
         let llm: Vec<f64> = tm
             .judges
             .iter()
@@ -625,7 +631,6 @@ pub fn summarise(
             .collect();
         tm.caption_similarity =
             (!sims.is_empty()).then(|| sims.iter().sum::<f64>() / sims.len() as f64);
-        let _ = v;
     }
     // Generation stats.
     conn.query("SELECT variant, count(*), sum(prompt_tokens), sum(completion_tokens), sum(cost), count(cost) FROM texts GROUP BY variant")?
@@ -729,23 +734,35 @@ pub fn summarise(
     // With ground truth: per cell, the judge's score against the cell's F1 on the truth (tag
     // outputs only).
     let mut with_truth = serde_json::Map::new();
+    let image_of: HashMap<&str, usize> = staged
+        .images()
+        .iter()
+        .enumerate()
+        .map(|(i, im)| (im.rel.as_str(), i))
+        .collect();
+    let mut tag_outputs: HashMap<&str, generate::Outputs> = HashMap::new();
+    for v in exp
+        .variants
+        .iter()
+        .filter(|v| !v.captions() && exp.judges.iter().any(|j| j.variants.contains(&v.name)))
+    {
+        tag_outputs.insert(&v.name, generate::read_outputs(conn, run, &v.name)?);
+    }
     for judge in &exp.judges {
         let mut xs = Vec::new();
         let mut ys = Vec::new();
-        for v in exp
-            .variants
-            .iter()
-            .filter(|v| judge.variants.contains(&v.name) && !v.captions())
-        {
-            let outs = generate::read_outputs(conn, run, &v.name)?;
-            for ((p, r), (tags, _)) in &outs {
-                let Some(ii) = staged.images().iter().position(|im| &im.rel == p) else {
+        for v in judge.variants.iter() {
+            let Some(outs) = tag_outputs.get(v.as_str()) else {
+                continue;
+            };
+            for ((p, r), (tags, _)) in outs {
+                let Some(&ii) = image_of.get(p.as_str()) else {
                     continue;
                 };
                 let Some(truth) = staged.truth(ii) else {
                     continue;
                 };
-                let Some(s) = cell_scores.get(&(judge.name.clone(), v.name.clone(), p.clone(), *r))
+                let Some(s) = cell_scores.get(&(judge.name.clone(), v.clone(), p.clone(), *r))
                 else {
                     continue;
                 };
@@ -778,30 +795,26 @@ pub fn summarise(
     if !with_truth.is_empty() {
         agreement_doc["judge_vs_truth"] = Value::Object(with_truth);
     }
-    let _ = OutputKind::Caption;
     Ok((out, agreement_doc))
 }
 
+/// The share of pairwise comparisons whose two orders gave the same score.
 fn pairwise_consistency(conn: &Connection<'_>, judge: &str, variant: &str) -> Result<f64> {
-    let mut n = 0.0;
-    let mut same = 0.0;
+    let mut share = 0.0;
     conn.query(&format!(
-        "SELECT path, repeat, list(score ORDER BY side) FROM judgments WHERE judge = {} AND variant = {} AND valid GROUP BY path, repeat HAVING count(*) = 2",
+        "SELECT coalesce(avg(CASE WHEN max_s - min_s < 1e-9 THEN 1.0 ELSE 0.0 END), 0.0) FROM (
+           SELECT max(score) AS max_s, min(score) AS min_s FROM judgments
+           WHERE judge = {} AND variant = {} AND valid
+           GROUP BY path, repeat HAVING count(*) = 2
+         )",
         crate::duck::lit(judge),
         crate::duck::lit(variant)
     ))?
     .for_each_row(|r| {
-        let s = r.str(2)?.unwrap_or_default().to_string();
-        let vals: Vec<f64> = s.trim_matches(|c| c == '[' || c == ']').split(',').filter_map(|x| x.trim().parse().ok()).collect();
-        if vals.len() == 2 {
-            n += 1.0;
-            if (vals[0] - vals[1]).abs() < 1e-9 {
-                same += 1.0;
-            }
-        }
+        share = r.f64(0)?.unwrap_or(0.0);
         Ok(())
     })?;
-    Ok(if n > 0.0 { same / n } else { 0.0 })
+    Ok(share)
 }
 
 fn human_agreement(

@@ -29,6 +29,9 @@ pub struct Call {
     pub params: BTreeMap<String, Value>,
     /// The seed of this repeat.
     pub seed: u64,
+    /// Pick one of these by likelihood instead of generating (local `gguf` models): the
+    /// answer's text is the chosen one.
+    pub choices: Option<Vec<String>>,
 }
 
 /// One answer.
@@ -127,6 +130,9 @@ impl Llm {
             _ => Vec::new(),
         };
         match self {
+            Llm::Openai { .. } if call.choices.is_some() => {
+                Err("choosing by likelihood needs a local `gguf` model".into())
+            }
             Llm::Openai { client, spec } => {
                 let mut messages = Vec::new();
                 if let Some(s) = &call.system {
@@ -168,6 +174,22 @@ impl Llm {
                     messages.push(("system".to_string(), s.clone()));
                 }
                 messages.push(("user".to_string(), call.user.clone()));
+                if let Some(choices) = &call.choices {
+                    let c = g.choose(&messages, choices).map_err(|e| format!("{e:#}"))?;
+                    let scores: Vec<String> = choices
+                        .iter()
+                        .zip(&c.logprobs)
+                        .map(|(name, lp)| format!("{name} {lp:.4}"))
+                        .collect();
+                    return Ok(Answer {
+                        text: choices[c.best].clone(),
+                        finish: format!("likelihood: {}", scores.join(", ")),
+                        prompt_tokens: c.prompt_tokens as u64,
+                        completion_tokens: 0,
+                        attempts: 1,
+                        ms: t.elapsed().as_secs_f64() * 1000.0,
+                    });
+                }
                 let s = Sampling {
                     temperature: call
                         .params

@@ -295,40 +295,22 @@ fn execute(
     let hits = if opts.no_cache {
         HashMap::new()
     } else {
-        lookup::find_hits(conn, run.path.parent().unwrap_or(&run.path), &run.id, &keys)?
+        lookup::find_hits(
+            conn,
+            run.path.parent().unwrap_or(&run.path),
+            lookup::Scope::Except(&run.id),
+            &keys,
+        )?
     };
     let mut writer = PartWriter::new(conn, run.clone())?;
-    let cached: Vec<lookup::CachedCell<'_>> = staged
-        .plan
-        .cells
-        .iter()
-        .filter_map(|c| {
-            hits.get(&c.key).map(|hit| lookup::CachedCell {
-                variant: &exp.variants[c.variant].name,
-                path: &images[c.image].rel,
-                repeat: c.repeat,
-                key: &c.key,
-                hit,
-            })
-        })
-        .collect();
-    lookup::copy_outputs(conn, run, &cached)?;
-    for c in staged
+    let hit_cells: Vec<&plan::Cell> = staged
         .plan
         .cells
         .iter()
         .filter(|c| hits.contains_key(&c.key))
-    {
-        let hit = &hits[&c.key];
-        writer.add_cell_without_outputs(cell_row(
-            staged,
-            c,
-            hit.origin_run.clone(),
-            hit.n_tags as usize,
-            hit.infer_ms,
-        ));
-    }
-    counts.cache_hits = cached.len();
+        .collect();
+    copy_hits(staged, run, conn, &mut writer, &hit_cells, &hits)?;
+    counts.cache_hits = hit_cells.len();
     writer.flush()?;
     let lookup_s = t_lookup.elapsed().as_secs_f64();
 
@@ -463,44 +445,26 @@ fn execute(
         writer.flush()?;
         if !dupes.is_empty() {
             // Cells sharing a key with one computed above: copy its outputs.
-            let lookup_self = lookup::find_hits(
+            let keys: Vec<&str> = dupes.iter().map(|c| c.key.as_str()).collect();
+            let own = lookup::find_hits(
                 conn,
                 run.path.parent().unwrap_or(&run.path),
-                "",
-                &dupes.iter().map(|c| c.key.as_str()).collect::<Vec<_>>(),
+                lookup::Scope::Only(&run.id),
+                &keys,
             )?;
-            let cached: Vec<lookup::CachedCell<'_>> = dupes
-                .iter()
-                .filter_map(|c| {
-                    lookup_self.get(&c.key).map(|hit| lookup::CachedCell {
-                        variant: &exp.variants[c.variant].name,
-                        path: &images[c.image].rel,
-                        repeat: c.repeat,
-                        key: &c.key,
-                        hit,
-                    })
-                })
+            let found: Vec<&plan::Cell> = dupes
+                .into_iter()
+                .filter(|c| own.contains_key(&c.key))
                 .collect();
-            lookup::copy_outputs(conn, run, &cached)?;
-            for c in &dupes {
-                if let Some(hit) = lookup_self.get(&c.key) {
-                    writer.add_cell_without_outputs(cell_row(
-                        staged,
-                        c,
-                        run.id.clone(),
-                        hit.n_tags as usize,
-                        hit.infer_ms,
-                    ));
-                }
-            }
+            copy_hits(staged, run, conn, &mut writer, &found, &own)?;
         }
     }
     writer.flush()?;
     drop(writer);
     let judged = judge::run_judges(staged, run, conn, ctx, &mut models, opts.no_cache)?;
-    counts.inferences += judged.inferences;
+    counts.judge_calls += judged.inferences;
     counts.failures += judged.failures;
-    counts.cache_hits += judged.cached;
+    counts.judge_cached += judged.cached;
     let infer_s = t_infer.elapsed().as_secs_f64();
 
     // Scores.
@@ -519,6 +483,42 @@ fn execute(
     manifest.finished_at = Some(store::time_now().iso());
     manifest.write(&run.manifest_path())?;
     Ok(metrics)
+}
+
+/// Commits `cells` as copies of their `hits`: outputs and texts copied into this run, then the
+/// cells themselves, which keep the run that first computed them as their origin.
+fn copy_hits(
+    staged: &Staged,
+    run: &RunDir,
+    conn: &Connection<'_>,
+    writer: &mut PartWriter<'_, '_>,
+    cells: &[&plan::Cell],
+    hits: &HashMap<String, lookup::Hit>,
+) -> Result<()> {
+    let exp = &staged.exp;
+    let images = staged.images();
+    let cached: Vec<lookup::CachedCell<'_>> = cells
+        .iter()
+        .map(|c| lookup::CachedCell {
+            variant: &exp.variants[c.variant].name,
+            path: &images[c.image].rel,
+            repeat: c.repeat,
+            key: &c.key,
+            hit: &hits[&c.key],
+        })
+        .collect();
+    lookup::copy_outputs(conn, run, &cached)?;
+    for c in cells {
+        let hit = &hits[&c.key];
+        writer.add_cell_without_outputs(cell_row(
+            staged,
+            c,
+            hit.origin_run.clone(),
+            hit.n_tags as usize,
+            hit.infer_ms,
+        ));
+    }
+    Ok(())
 }
 
 fn variant_label(exp: &Experiment, model: &str) -> String {

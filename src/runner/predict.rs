@@ -165,7 +165,12 @@ pub fn infer_cached(
     let db = super::open_db()?;
     let conn = db.connect()?;
     let key_refs: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
-    let hits = lookup::find_hits(&conn, &project.runs_dir(), "", &key_refs)?;
+    let hits = lookup::find_hits(
+        &conn,
+        &project.runs_dir(),
+        lookup::Scope::Except(""),
+        &key_refs,
+    )?;
     let mut scores = read_hits(&conn, &hits)?;
     if let Some(sink) = sink.as_mut() {
         for (k, s) in scores.drain() {

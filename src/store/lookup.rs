@@ -24,23 +24,34 @@ pub struct Hit {
     pub infer_ms: f64,
 }
 
-/// Looks `keys` up in the cells of every run under `runs_dir` except `exclude`; for each key
-/// found, the most recent committed cell.
-pub fn find_hits(
+/// Which runs a lookup reads.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// Every run under the runs directory except this one (`""`: every run).
+    Except(&'a str),
+    /// This run alone.
+    Only(&'a str),
+}
+
+/// The part files of `table` in the runs under `runs_dir` that `scope` selects.
+pub fn table_files(runs_dir: &Path, scope: Scope<'_>, table: &str) -> Vec<PathBuf> {
+    list_runs(runs_dir)
+        .into_iter()
+        .filter(|run| match scope {
+            Scope::Except(id) => run.id != id,
+            Scope::Only(id) => run.id == id,
+        })
+        .flat_map(|run| list_parquet(&run.table_dir(table)))
+        .collect()
+}
+
+/// Runs `f` while a temporary table `wanted (cache_key VARCHAR)` holds `keys`; queries in `f`
+/// semi-join their tables on it.
+pub fn with_wanted<T>(
     conn: &Connection<'_>,
-    runs_dir: &Path,
-    exclude: &str,
     keys: &[&str],
-) -> Result<HashMap<String, Hit>> {
-    let mut files = Vec::new();
-    for run in list_runs(runs_dir) {
-        if run.id != exclude {
-            files.extend(list_parquet(&run.table_dir("cells")));
-        }
-    }
-    if files.is_empty() || keys.is_empty() {
-        return Ok(HashMap::new());
-    }
+    f: impl FnOnce() -> Result<T>,
+) -> Result<T> {
     conn.execute("DROP TABLE IF EXISTS wanted; CREATE TEMP TABLE wanted (cache_key VARCHAR)")?;
     {
         let mut app = conn.appender("wanted")?;
@@ -49,6 +60,23 @@ pub fn find_hits(
             app.end_row()?;
         }
         app.finish()?;
+    }
+    let out = f();
+    conn.execute("DROP TABLE wanted")?;
+    out
+}
+
+/// Looks `keys` up in the cells of the runs under `runs_dir` that `scope` selects; for each
+/// key found, the most recent committed cell.
+pub fn find_hits(
+    conn: &Connection<'_>,
+    runs_dir: &Path,
+    scope: Scope<'_>,
+    keys: &[&str],
+) -> Result<HashMap<String, Hit>> {
+    let files = table_files(runs_dir, scope, "cells");
+    if files.is_empty() || keys.is_empty() {
+        return Ok(HashMap::new());
     }
     let sql = format!(
         "SELECT cache_key, filename, variant, origin_run, n_tags, infer_ms FROM (
@@ -59,30 +87,31 @@ pub fn find_hits(
          ) WHERE rn = 1",
         path_list(&files)
     );
-    let mut hits = HashMap::new();
-    conn.query(&sql)?.for_each_row(|row| {
-        let key = row.str(0)?.unwrap_or_default().to_string();
-        let file = PathBuf::from(row.str(1)?.unwrap_or_default());
-        // .../runs/<id>/cells/part.parquet → .../runs/<id>
-        let run = file
-            .parent()
-            .and_then(Path::parent)
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        hits.insert(
-            key,
-            Hit {
-                run,
-                variant: row.str(2)?.unwrap_or_default().to_string(),
-                origin_run: row.str(3)?.unwrap_or_default().to_string(),
-                n_tags: row.i64(4)?.unwrap_or(0),
-                infer_ms: row.f64(5)?.unwrap_or(0.0),
-            },
-        );
-        Ok(())
-    })?;
-    conn.execute("DROP TABLE wanted")?;
-    Ok(hits)
+    with_wanted(conn, keys, || {
+        let mut hits = HashMap::new();
+        conn.query(&sql)?.for_each_row(|row| {
+            let key = row.str(0)?.unwrap_or_default().to_string();
+            let file = PathBuf::from(row.str(1)?.unwrap_or_default());
+            // .../runs/<id>/cells/part.parquet → .../runs/<id>
+            let run = file
+                .parent()
+                .and_then(Path::parent)
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            hits.insert(
+                key,
+                Hit {
+                    run,
+                    variant: row.str(2)?.unwrap_or_default().to_string(),
+                    origin_run: row.str(3)?.unwrap_or_default().to_string(),
+                    n_tags: row.i64(4)?.unwrap_or(0),
+                    infer_ms: row.f64(5)?.unwrap_or(0.0),
+                },
+            );
+            Ok(())
+        })?;
+        Ok(hits)
+    })
 }
 
 /// A cell of the new run served from the cache.
@@ -102,7 +131,7 @@ pub fn copy_outputs(conn: &Connection<'_>, run: &RunDir, cells: &[CachedCell<'_>
     for c in cells {
         by_source.entry(c.hit.run.as_path()).or_default().push(c);
     }
-    for (i, (source, cells)) in by_source.into_iter().enumerate() {
+    for (source, cells) in by_source {
         let files = list_parquet(&source.join("outputs"));
         if files.is_empty() && list_parquet(&source.join("texts")).is_empty() {
             continue;
@@ -139,8 +168,7 @@ pub fn copy_outputs(conn: &Connection<'_>, run: &RunDir, cells: &[CachedCell<'_>
             copy_to_parquet(
                 conn,
                 &select,
-                &run.table_dir("outputs")
-                    .join(format!("cached-{:03}.parquet", i + 1)),
+                &free_part(&run.table_dir("outputs"), "cached"),
             )?;
         }
         let texts = list_parquet(&source.join("texts"));
@@ -159,14 +187,18 @@ pub fn copy_outputs(conn: &Connection<'_>, run: &RunDir, cells: &[CachedCell<'_>
                 files = path_list(&texts),
                 run_id = crate::duck::lit(&run.id),
             );
-            copy_to_parquet(
-                conn,
-                &select,
-                &run.table_dir("texts")
-                    .join(format!("cached-{:03}.parquet", i + 1)),
-            )?;
+            copy_to_parquet(conn, &select, &free_part(&run.table_dir("texts"), "cached"))?;
         }
         conn.execute("DROP TABLE hits")?;
     }
     Ok(())
+}
+
+/// The first `{prefix}-NNN.parquet` in `dir` that does not exist yet: copies made by separate
+/// calls within one run never overwrite each other.
+fn free_part(dir: &Path, prefix: &str) -> PathBuf {
+    (1..)
+        .map(|i| dir.join(format!("{prefix}-{i:03}.parquet")))
+        .find(|p| !p.exists())
+        .expect("an unused part name")
 }

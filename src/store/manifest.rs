@@ -44,6 +44,12 @@ pub struct Counts {
     pub shared: usize,
     /// Failed cells plus unreadable inputs.
     pub failures: usize,
+    /// Judge verdicts asked of a model in this run (judges' calls, not cells).
+    #[serde(default)]
+    pub judge_calls: usize,
+    /// Judge verdicts served from earlier runs.
+    #[serde(default)]
+    pub judge_cached: usize,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -67,9 +67,14 @@ pub fn list_parquet(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// A new run id: UTC time, experiment name, and a random suffix (sortable, unique).
+/// A new run id: UTC time to the second, experiment name, and a six-hex suffix: the fraction
+/// of the second (three hex digits, 1/4096 s) then three random ones, so ids are unique and
+/// [`list_runs`] orders runs started within one second too.
 pub fn new_run_id(experiment: &str) -> String {
-    let now = time_now();
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let now = Utc::from_unix(since_epoch.as_secs() as i64);
     let slug: String = experiment
         .chars()
         .map(|c| {
@@ -81,17 +86,26 @@ pub fn new_run_id(experiment: &str) -> String {
         })
         .take(40)
         .collect();
+    let fraction = (u64::from(since_epoch.subsec_nanos()) * 4096 / 1_000_000_000).min(4095);
     let nonce = blake3::hash(
         format!(
             "{:?}{}{:?}",
-            std::time::SystemTime::now(),
+            since_epoch,
             std::process::id(),
             std::thread::current().id()
         )
         .as_bytes(),
     )
     .to_hex();
-    format!("{}-{slug}-{}", now.compact(), &nonce[..6])
+    format!("{}-{slug}-{fraction:03x}{}", now.compact(), &nonce[..3])
+}
+
+/// How runs sort, oldest first: by the time in the id, then its suffix (the fraction of the
+/// second), then the whole id.
+fn run_order(id: &str) -> (&str, &str, &str) {
+    let time = id.get(..15).unwrap_or(id);
+    let suffix = id.rsplit_once('-').map_or("", |(_, s)| s);
+    (time, suffix, id)
 }
 
 /// Creates a fresh run directory.
@@ -130,7 +144,7 @@ pub fn list_runs(runs_dir: &Path) -> Vec<RunDir> {
                 .collect()
         })
         .unwrap_or_default();
-    runs.sort_by(|a, b| a.id.cmp(&b.id));
+    runs.sort_by(|a, b| run_order(&a.id).cmp(&run_order(&b.id)));
     runs
 }
 
@@ -248,8 +262,14 @@ mod tests {
     #[test]
     fn run_ids_are_unique_and_sortable() {
         let a = new_run_id("demo");
-        let b = new_run_id("demo");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = new_run_id("alpha");
         assert_ne!(a, b);
         assert!(a.contains("-demo-"));
+        // Within one second, the later run sorts last whatever its experiment's name.
+        if a[..15] == b[..15] {
+            assert!(run_order(&a) < run_order(&b), "{a} {b}");
+        }
+        assert!(run_order("20261123-101500-zz-fff000") < run_order("20261123-101501-aa-000000"));
     }
 }

@@ -218,6 +218,85 @@ impl Gguf {
         })
     }
 
+    /// Scores each of `choices` as the answer to a chat: the log-probability (natural log,
+    /// summed over its tokens) the model gives that exact text right after the prompt. A
+    /// verdict picked this way is always one of the choices, however weak the model is at
+    /// following a format. The prompt is read once; each choice continues a copy of its cache.
+    pub fn choose(&self, messages: &[(String, String)], choices: &[String]) -> Result<Chosen> {
+        let start = Instant::now();
+        ensure!(!choices.is_empty(), "no choices to score");
+        let prompt = self.render_chat(messages)?;
+        let prompt_ids = self.tokenizer.encode(&prompt)?;
+        ensure!(!prompt_ids.is_empty(), "the prompt is empty");
+        // Each choice's tokens as the tokenizer splits prompt + choice; the part shared by
+        // all of them (the prompt, unless a choice merges with its last token) is read once.
+        let mut full = Vec::with_capacity(choices.len());
+        for c in choices {
+            ensure!(!c.is_empty(), "an empty choice cannot be scored");
+            full.push(self.tokenizer.encode(&format!("{prompt}{c}"))?);
+        }
+        let shared = full
+            .iter()
+            .map(|ids| common_prefix(ids, &prompt_ids))
+            .min()
+            .unwrap_or(0)
+            .max(1);
+        let longest = full.iter().map(Vec::len).max().unwrap_or(0);
+        ensure!(
+            longest < self.context_length,
+            "the prompt and a choice are {longest} tokens; {} holds {}",
+            self.path.display(),
+            self.context_length
+        );
+        let weights = self
+            .weights
+            .lock()
+            .map_err(|_| anyhow!("an earlier generation panicked"))?;
+        let mut base = weights.clone();
+        drop(weights);
+        let mut pos = 0;
+        let mut logits = None;
+        for chunk in full[0][..shared].chunks(PREFILL_CHUNK) {
+            logits = Some(forward(&mut base, chunk, pos)?);
+            pos += chunk.len();
+        }
+        let after_prompt = logits.expect("the shared prefix is not empty");
+        let mut logprobs = Vec::with_capacity(choices.len());
+        let mut scored_tokens = 0;
+        for ids in &full {
+            let rest = &ids[shared..];
+            ensure!(
+                !rest.is_empty(),
+                "a choice adds no token to the prompt; choices must differ from the prompt's end"
+            );
+            let mut model = base.clone();
+            let mut logits = after_prompt.clone();
+            let mut total = 0.0;
+            for (k, &id) in rest.iter().enumerate() {
+                total += log_softmax_at(&logits, id)?;
+                if k + 1 < rest.len() {
+                    logits = forward(&mut model, &[id], shared + k)?;
+                }
+            }
+            scored_tokens += rest.len();
+            logprobs.push(total);
+        }
+        let best = (1..logprobs.len()).fold(0, |best, i| {
+            if logprobs[i] > logprobs[best] {
+                i
+            } else {
+                best
+            }
+        });
+        Ok(Chosen {
+            best,
+            logprobs,
+            prompt_tokens: prompt_ids.len(),
+            scored_tokens,
+            ms: start.elapsed().as_secs_f64() * 1000.0,
+        })
+    }
+
     /// Reads the prompt, then samples one token at a time until a stop.
     fn decode_loop<'s>(
         &self,
@@ -259,6 +338,34 @@ impl Gguf {
         out.text = self.tokenizer.decode(&out.ids, false)?;
         Ok((out, finish))
     }
+}
+
+/// The choices' scores from [`Gguf::choose`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Chosen {
+    /// Index of the most likely choice (the first, on a tie).
+    pub best: usize,
+    /// Per choice: natural-log probability of its text after the prompt.
+    pub logprobs: Vec<f64>,
+    pub prompt_tokens: usize,
+    /// Choice tokens scored, all choices together.
+    pub scored_tokens: usize,
+    pub ms: f64,
+}
+
+fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// `log softmax(logits)[id]`, in f64.
+fn log_softmax_at(logits: &Tensor, id: u32) -> Result<f64> {
+    let v = logits.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
+    let x = *v
+        .get(id as usize)
+        .ok_or_else(|| anyhow!("token {id} is outside the vocabulary ({})", v.len()))?;
+    let max = v.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = v.iter().map(|&l| (l as f64 - max).exp()).sum();
+    Ok(x as f64 - max - sum.ln())
 }
 
 /// The answer so far.

@@ -96,8 +96,12 @@ impl GgufTokenizer {
                 .map(|(tok, _)| AddedToken::from(*tok, kind == CONTROL))
                 .collect()
         };
-        inner.add_special_tokens(&added(CONTROL));
-        inner.add_tokens(&added(USER_DEFINED));
+        inner
+            .add_special_tokens(added(CONTROL))
+            .map_err(|e| anyhow!("adding the GGUF's control tokens to the tokenizer: {e}"))?;
+        inner
+            .add_tokens(added(USER_DEFINED))
+            .map_err(|e| anyhow!("adding the GGUF's user-defined tokens to the tokenizer: {e}"))?;
 
         let id = |key: &str| -> Result<Option<u32>> {
             let id = opt_u32(md, key)?;

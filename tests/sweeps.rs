@@ -1,0 +1,351 @@
+//! Parameter sweeps, repeats, ensembles and judges (pairwise, scale, similarity) end to end
+//! against scripted OpenAI-compatible servers: what is asked, what is cached, and what the
+//! metrics say.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::{noise_images, Project};
+use iw_lab::adapter::openai::mock::{MockServer, Step};
+use serde_json::Value;
+
+/// A project with three images tagged on disk and one `openai` model per server.
+fn project(models: &[(&str, &MockServer)]) -> Project {
+    let p = Project::new();
+    let imgs = noise_images(&p.path().join("imgs"), 3, 40);
+    for (i, img) in imgs.iter().enumerate() {
+        let tags = ["cat, grass", "cat, sky", "dog, grass"][i];
+        std::fs::write(img.with_extension("txt"), tags).unwrap();
+    }
+    p.write(
+        "datasets/d.yaml",
+        "path: ../imgs\nground_truth:\n  - source: txt\n",
+    );
+    for (name, server) in models {
+        p.write(
+            &format!("models/{name}.yaml"),
+            &format!(
+                "kind: openai\nbase_url: {}\nmodel: {name}\nvision: false\nmax_retries: 0\nconcurrency: 2\n",
+                server.base_url
+            ),
+        );
+    }
+    p.write(
+        "prompts/tag.j2",
+        "Tags for {{ name }}, one of {{ vocabulary | join(', ') }}.\n",
+    );
+    p
+}
+
+/// `iw-lab query latest SQL --json`: one object per row.
+fn rows(p: &Project, sql: &str) -> Vec<Value> {
+    p.expect(&["query", "latest", sql, "--json"], 0)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn variant<'a>(m: &'a Value, name: &str) -> &'a Value {
+    m["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["variant"] == name)
+        .unwrap_or_else(|| panic!("no variant {name} in {m}"))
+}
+
+fn bodies(server: &MockServer) -> Vec<Value> {
+    server
+        .received()
+        .iter()
+        .map(|r| serde_json::from_str(&r.body).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_sweep_runs_every_combination_and_repeats_with_distinct_seeds() {
+    let vlm = MockServer::start(Step::answer("cat, grass")).unwrap();
+    let p = project(&[("vlm", &vlm)]);
+    let exp = |repeats: u32| {
+        format!(
+            "dataset: d\nvariants:\n  - model: vlm\n    prompt: tag\n    output: tags\n    params: {{temperature: [0.0, 1.0], max_tokens: 20, seed: 7}}\n    repeats: {repeats}\n"
+        )
+    };
+    p.write("experiments/e.yaml", &exp(2));
+    p.expect(&["run", "e"], 0);
+
+    // 3 images × 2 temperatures × 2 repeats, each asked once.
+    let sent = bodies(&vlm);
+    assert_eq!(sent.len(), 12);
+    let combos: BTreeSet<(String, u64)> = sent
+        .iter()
+        .map(|b| (b["temperature"].to_string(), b["seed"].as_u64().unwrap()))
+        .collect();
+    let want: BTreeSet<(String, u64)> = ["0.0", "1.0"]
+        .iter()
+        .flat_map(|t| [7, 8].map(|s| (t.to_string(), s)))
+        .collect();
+    assert_eq!(combos, want);
+    assert!(sent.iter().all(|b| b["max_tokens"] == 20));
+
+    let m = p.json(&["metrics", "latest", "--json"], 0);
+    for name in ["vlm[temperature=0.0]", "vlm[temperature=1.0]"] {
+        let v = variant(&m, name);
+        // The same answer every time: perfectly stable across repeats.
+        assert_eq!(v["stability"].as_f64(), Some(1.0), "{v}");
+        assert_eq!(v["generation"]["outputs"], 6, "{v}");
+    }
+    let cells = rows(
+        &p,
+        "SELECT variant, repeat, count(*) AS n FROM cells GROUP BY ALL ORDER BY ALL",
+    );
+    assert_eq!(cells.len(), 4, "{cells:?}");
+    assert!(cells.iter().all(|c| c["n"] == 3), "{cells:?}");
+
+    // Extending the sweep to three repeats asks only for the new repeat.
+    p.write("experiments/e.yaml", &exp(3));
+    p.expect(&["run", "e"], 0);
+    let sent = bodies(&vlm);
+    assert_eq!(sent.len(), 12 + 6);
+    assert!(sent[12..].iter().all(|b| b["seed"] == 9));
+}
+
+#[test]
+fn stability_measures_disagreement_between_repeats() {
+    // Repeats answer differently: {cat, grass} then {cat, sky}: Jaccard 1/3 on every image.
+    let vlm = MockServer::start(Step::answer("cat, grass")).unwrap();
+    let p = project(&[("vlm", &vlm)]);
+    p.write(
+        "experiments/e.yaml",
+        "dataset: d\nvariants:\n  - model: vlm\n    prompt: tag\n    output: tags\n    repeats: 2\n    params: {seed: 1}\n",
+    );
+    // Concurrency 1 keeps the order of requests: image by image, repeat by repeat.
+    p.write(
+        "models/vlm.yaml",
+        &format!(
+            "kind: openai\nbase_url: {}\nmodel: vlm\nvision: false\nconcurrency: 1\n",
+            vlm.base_url
+        ),
+    );
+    vlm.script((0..3).flat_map(|_| [Step::answer("cat, grass"), Step::answer("cat, sky")]));
+    p.expect(&["run", "e"], 0);
+    let sent = bodies(&vlm);
+    assert_eq!(sent.len(), 6);
+    let m = p.json(&["metrics", "latest", "--json"], 0);
+    let s = variant(&m, "vlm")["stability"].as_f64().unwrap();
+    assert!((s - 1.0 / 3.0).abs() < 1e-9, "stability {s}");
+}
+
+#[test]
+fn ensembles_vote_intersect_unite_and_fall_back_from_a_failed_merge() {
+    let a = MockServer::start(Step::answer("cat, grass")).unwrap();
+    let b = MockServer::start(Step::answer("cat, sky")).unwrap();
+    let c = MockServer::start(Step::answer("cat, grass, dog")).unwrap();
+    let merger = MockServer::start(Step::Status {
+        status: 500,
+        retry_after: None,
+    })
+    .unwrap();
+    let p = project(&[("a", &a), ("b", &b), ("c", &c), ("merger", &merger)]);
+    for (name, body) in [
+        ("vote", "method: vote\n  members: [a, b, c]\n  min_votes: 2"),
+        ("both", "method: intersection\n  members: [a, b, c]"),
+        ("any", "method: union\n  members: [a, b, c]"),
+        (
+            "merged",
+            "method: llm\n  members: [a, b]\n  merge_model: merger\n  merge_prompt: merge",
+        ),
+    ] {
+        p.write(
+            &format!("models/{name}.yaml"),
+            &format!("kind: ensemble\nensemble:\n  {body}\n"),
+        );
+    }
+    p.write(
+        "prompts/merge.j2",
+        "Merge: {% for m in members %}{{ m.variant }}: {{ m.tags | join(', ') }}; {% endfor %}\n",
+    );
+    let member = |m: &str| format!("  - model: {m}\n    prompt: tag\n    output: tags\n");
+    p.write(
+        "experiments/e.yaml",
+        &format!(
+            "dataset: d\nvariants:\n{}{}{}  - model: vote\n  - model: both\n  - model: any\n  - model: merged\n",
+            member("a"),
+            member("b"),
+            member("c")
+        ),
+    );
+    // Exit 0: a failed merge falls back; it is not a failed cell.
+    p.expect(&["run", "e"], 0);
+    let tags = |v: &str| -> Vec<BTreeSet<String>> {
+        let r = rows(
+            &p,
+            &format!("SELECT path, string_agg(tag, ',' ORDER BY tag) AS tags FROM outputs WHERE variant = '{v}' GROUP BY path ORDER BY path"),
+        );
+        assert_eq!(r.len(), 3, "{v}: {r:?}");
+        r.iter()
+            .map(|row| {
+                row["tags"]
+                    .as_str()
+                    .unwrap()
+                    .split(',')
+                    .map(str::to_string)
+                    .collect()
+            })
+            .collect()
+    };
+    let set = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<BTreeSet<_>>();
+    for row in tags("vote") {
+        assert_eq!(row, set(&["cat", "grass"]));
+    }
+    for row in tags("both") {
+        assert_eq!(row, set(&["cat"]));
+    }
+    for row in tags("any") {
+        assert_eq!(row, set(&["cat", "dog", "grass", "sky"]));
+    }
+    for row in tags("merged") {
+        assert_eq!(row, set(&["cat", "grass", "sky"]));
+    }
+    // The fallback is recorded, and the merge prompt saw the members.
+    let notes = rows(&p, "SELECT note FROM texts WHERE variant = 'merged'");
+    assert_eq!(notes.len(), 3, "{notes:?}");
+    assert!(
+        notes
+            .iter()
+            .all(|n| n["note"].as_str().unwrap_or_default().contains("union")),
+        "{notes:?}"
+    );
+    let merge_prompt: Value = serde_json::from_str(&merger.received()[0].body).unwrap();
+    let text = merge_prompt["messages"][0]["content"].to_string();
+    assert!(
+        text.contains("a: cat, grass") && text.contains("b: cat, sky"),
+        "{text}"
+    );
+
+    // A setting given to a method that does not use it is refused when the experiment loads,
+    // naming the file.
+    p.write(
+        "models/vote.yaml",
+        "kind: ensemble\nensemble:\n  method: vote\n  members: [a, b, c]\n  weights: [1, 2, 3]\n",
+    );
+    let out = p.run(&["run", "e"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("weights") && err.contains("vote.yaml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn pairwise_judges_cancel_position_bias_and_scale_judges_normalise() {
+    let vlm = MockServer::start(Step::answer("cat, grass")).unwrap();
+    let base = MockServer::start(Step::answer("dog")).unwrap();
+    // A judge that always prefers whatever it is shown first.
+    let biased = MockServer::start(Step::answer("Both are fine. Better: A")).unwrap();
+    let scorer = MockServer::start(Step::answer("Reasoning... Score: 7")).unwrap();
+    let p = project(&[
+        ("vlm", &vlm),
+        ("base", &base),
+        ("biased", &biased),
+        ("scorer", &scorer),
+    ]);
+    p.write(
+        "prompts/compare.j2",
+        "A: {{ a }}\nB: {{ b }}\nWhich is better, A or B?\n",
+    );
+    p.write("prompts/rate.j2", "Rate {{ output }} from 1 to 10.\n");
+    p.write(
+        "experiments/e.yaml",
+        "dataset: d\nvariants:\n  - model: vlm\n    prompt: tag\n    output: tags\n  - model: base\n    prompt: tag\n    output: tags\njudges:\n  - model: biased\n    rubric: compare\n    choices: {a: 1.0, b: 0.0, tie: 0.5}\n    pairwise: base\n  - model: scorer\n    rubric: rate\n    scale: {min: 1, max: 10}\n    variants: [vlm]\ngoal: {metric: judge_score}\n",
+    );
+    p.expect(&["run", "e"], 0);
+    // Both orders for each of the 3 images; the scale judge once per image.
+    let sent = bodies(&biased);
+    assert_eq!(sent.len(), 6);
+    let prompts: BTreeSet<String> = sent
+        .iter()
+        .map(|b| b["messages"][0]["content"].to_string())
+        .collect();
+    assert!(
+        prompts.iter().any(|t| t.starts_with("\"A: cat, grass")),
+        "{prompts:?}"
+    );
+    assert!(
+        prompts.iter().any(|t| t.starts_with("\"A: dog")),
+        "{prompts:?}"
+    );
+    assert_eq!(scorer.received().len(), 3);
+
+    let m = p.json(&["metrics", "latest", "--json"], 0);
+    let v = variant(&m, "vlm");
+    let pair = &v["judges"]["biased"];
+    // Wins when shown first, loses when shown second: 0.5, and never consistent.
+    assert_eq!(pair["mean"].as_f64(), Some(0.5), "{v}");
+    assert_eq!(pair["consistency"].as_f64(), Some(0.0), "{v}");
+    assert_eq!(pair["valid"], 6, "{v}");
+    // 7 on 1–10 → (7 − 1) / 9.
+    let scale = v["judges"]["scorer"]["mean"].as_f64().unwrap();
+    assert!((scale - 6.0 / 9.0).abs() < 1e-9, "{v}");
+    let js = v["judge_score"].as_f64().unwrap();
+    assert!((js - (0.5 + 6.0 / 9.0) / 2.0).abs() < 1e-9, "{v}");
+    // Verdicts are cached: a rerun asks no judge again.
+    p.expect(&["run", "e"], 0);
+    assert_eq!(biased.received().len(), 6);
+    assert_eq!(scorer.received().len(), 3);
+
+    // Choosing by likelihood needs token probabilities: refused for a server's judge.
+    p.write(
+        "experiments/l.yaml",
+        "dataset: d\nvariants:\n  - model: vlm\n    prompt: tag\n    output: tags\njudges:\n  - model: scorer\n    rubric: rate\n    choices: {good: 1, bad: 0}\n    choose_by: likelihood\n",
+    );
+    let out = p.run(&["run", "l"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("choose_by") && err.contains("gguf"), "{err}");
+}
+
+#[test]
+fn cells_sharing_a_key_are_asked_once_and_cache_copies_never_overwrite_each_other() {
+    let vlm = MockServer::start(Step::answer("cat, grass")).unwrap();
+    let p = project(&[("vlm", &vlm)]);
+    p.write("prompts/other.j2", "Other tags for {{ name }}.\n");
+    let v = |name: &str, prompt: &str| {
+        format!("  - model: vlm\n    name: {name}\n    prompt: {prompt}\n    output: tags\n")
+    };
+    p.write(
+        "experiments/e.yaml",
+        &format!("dataset: d\nvariants:\n{}", v("x", "tag")),
+    );
+    p.expect(&["run", "e"], 0);
+    assert_eq!(vlm.received().len(), 3);
+    // x comes from the first run's cache; y is asked; z has y's keys and copies its outputs.
+    p.write(
+        "experiments/e.yaml",
+        &format!(
+            "dataset: d\nvariants:\n{}{}{}",
+            v("x", "tag"),
+            v("y", "other"),
+            v("z", "other")
+        ),
+    );
+    p.expect(&["run", "e"], 0);
+    assert_eq!(vlm.received().len(), 6);
+    let counts = rows(
+        &p,
+        "SELECT variant, count(DISTINCT path) AS images, count(*) AS tags FROM outputs GROUP BY variant ORDER BY variant",
+    );
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    for c in &counts {
+        assert_eq!(c["images"], 3, "{counts:?}");
+        assert_eq!(c["tags"], 6, "{counts:?}");
+    }
+    let texts = rows(
+        &p,
+        "SELECT variant, count(*) AS n FROM texts GROUP BY variant ORDER BY variant",
+    );
+    assert!(texts.iter().all(|t| t["n"] == 3), "{texts:?}");
+}
