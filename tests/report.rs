@@ -573,3 +573,78 @@ fn report_filters_from_the_url() {
     let (dom, _) = render_at(&p.path().join("reports/p.html"), "#images?page=2").unwrap();
     assert!(dom.contains("Showing 4–6 of 7 images."), "page 2");
 }
+
+#[test]
+fn report_shows_captions_and_judge_verdicts() {
+    use iw_lab::adapter::openai::mock::{MockServer, Step};
+    // A captioning variant judged by two LLMs: one always answers a choice, the other never
+    // does (every verdict invalid: counted, not scored).
+    let writer = MockServer::start(Step::answer("A <b>cat</b> on the grass.")).unwrap();
+    let fair = MockServer::start(Step::answer("Reasoning first. Verdict: good")).unwrap();
+    let mute = MockServer::start(Step::answer("I would rather not say.")).unwrap();
+    let p = Project::new();
+    let imgs = noise_images(&p.path().join("imgs"), 3, 40);
+    for (img, tags) in imgs.iter().zip(["cat, grass", "cat, sky", "dog, grass"]) {
+        std::fs::write(img.with_extension("txt"), tags).unwrap();
+    }
+    p.write(
+        "datasets/d.yaml",
+        "path: ../imgs\nground_truth:\n  - source: txt\n",
+    );
+    for (name, server) in [("writer", &writer), ("fair", &fair), ("mute", &mute)] {
+        p.write(
+            &format!("models/{name}.yaml"),
+            &format!(
+                "kind: openai\nbase_url: {}\nmodel: {name}\nvision: false\nmax_retries: 0\n",
+                server.base_url
+            ),
+        );
+    }
+    p.write("prompts/cap.j2", "Describe {{ name }}.\n");
+    p.write("prompts/rate.j2", "Rate: {{ caption }}\n");
+    p.write(
+        "experiments/e.yaml",
+        "dataset: d\nvariants:\n  - model: writer\n    prompt: cap\n    output: caption\n\
+         judges:\n  - model: fair\n    rubric: rate\n    choices: {good: 1.0, bad: 0.0}\n\
+         \x20 - model: mute\n    rubric: rate\n    choices: {good: 1.0, bad: 0.0}\n\
+         goal: {metric: judge_score}\n",
+    );
+    p.expect(&["run", "e"], 0);
+    let s = report(&p, &["latest", "--out", "reports/j.html"]);
+    assert_eq!(s["variants"], 1);
+    let html_path = p.path().join("reports/j.html");
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    // the judges' table: fair 3 valid, mute 3 invalid; the judge score is fair's alone
+    let i = html.find("id=\"judges-table\"").expect("a judges table");
+    let table = &html[i..i + html[i..].find("</table>").unwrap()];
+    assert!(
+        table.contains(">judge fair<") && table.contains(">judge mute<"),
+        "{table}"
+    );
+    assert!(
+        table.contains(">3 / 0<") && table.contains(">0 / 3<"),
+        "{table}"
+    );
+    assert!(table.contains("<td data-v=\"1\">1.0000</td>"), "{table}");
+    // no tag analyses of a caption variant
+    assert!(html.contains("writes captions, not tags"));
+    assert!(!html.contains("id=\"mistakes\"") && !html.contains("id=\"paired\""));
+    assert!(
+        !html.contains("<b>cat</b>"),
+        "raw caption markup in the page"
+    );
+
+    let Some((dom, console)) = render(&html_path) else {
+        return;
+    };
+    assert!(console.is_empty(), "console output: {console:#?}");
+    assert!(!dom.contains("data-errors=\""), "script errors: {dom}");
+    let card = first_card(&dom);
+    assert!(
+        card.contains("<div class=\"gentext\">A &lt;b&gt;cat&lt;/b&gt; on the grass.</div>"),
+        "{card}"
+    );
+    assert_eq!(spans(card, "verdict"), ["fair: good 1.00"], "{card}");
+    assert_eq!(spans(card, "verdict invalid"), ["mute: invalid"], "{card}");
+    assert!(!card.contains("no result"), "{card}");
+}

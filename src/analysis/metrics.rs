@@ -206,6 +206,17 @@ impl TextMetrics {
     pub fn is_empty(&self) -> bool {
         *self == TextMetrics::default()
     }
+
+    /// A text metric (`None` for tag metrics and for what was not measured).
+    pub fn get(&self, metric: crate::config::Metric) -> Option<f64> {
+        use crate::config::Metric::*;
+        match metric {
+            JudgeScore => self.judge_score,
+            CaptionSimilarity => self.caption_similarity,
+            Stability => self.stability,
+            _ => None,
+        }
+    }
 }
 
 /// One judge's verdicts on one variant.
@@ -213,7 +224,7 @@ impl TextMetrics {
 pub struct JudgeSummary {
     /// Mean score of the valid verdicts (0–1); `None` when there is none.
     pub mean: Option<f64>,
-    /// 95% bootstrap interval of the mean over images.
+    /// 95% bootstrap interval of the mean over the judged outputs (image × repeat).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ci: Option<[f64; 2]>,
     /// Verdicts that parsed.
@@ -254,6 +265,13 @@ impl VariantMetrics {
     /// A named metric (`f1_micro`, `map`, ...).
     pub fn get(&self, metric: crate::config::Metric) -> Option<f64> {
         use crate::config::Metric::*;
+        if metric.of_text() {
+            return self.text.get(metric);
+        }
+        if !self.scores_tags {
+            // A caption variant's tag metrics are not scores of anything.
+            return None;
+        }
         Some(match metric {
             F1Micro => self.micro.f1,
             F1Macro => self.macro_.f1,
@@ -265,9 +283,9 @@ impl VariantMetrics {
             RecallMacro => self.macro_.recall,
             RecallSamples => self.samples.recall,
             Map => return self.map,
-            JudgeScore => return self.text.judge_score,
-            CaptionSimilarity => return self.text.caption_similarity,
-            Stability => return self.text.stability,
+            JudgeScore | CaptionSimilarity | Stability => {
+                unreachable!("text metrics returned above")
+            }
         })
     }
 }

@@ -718,6 +718,15 @@ impl Metric {
             Metric::Stability => "stability",
         }
     }
+
+    /// A score of generated text (judges, similarity, stability), not of tags against ground
+    /// truth: the same at every threshold, and defined without ground truth.
+    pub fn of_text(self) -> bool {
+        matches!(
+            self,
+            Metric::JudgeScore | Metric::CaptionSimilarity | Metric::Stability
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 
+use crate::analysis::metrics::TextMetrics;
 use crate::analysis::{group, load, scores, VariantMetrics};
 use crate::config::files::Direction;
 use crate::duck::{lit, Connection};
@@ -30,6 +31,27 @@ pub struct LoadedRun {
     pub failures: Vec<FailureRow>,
     /// Image attributes with at least two distinct values: (name, path → values).
     pub attributes: Vec<(String, HashMap<String, Vec<String>>)>,
+    /// Judge scores, caption similarity, stability and costs per variant (from `metrics.json`,
+    /// with or without ground truth); empty when the run has no generative variant or judge.
+    pub text: HashMap<String, TextMetrics>,
+    /// `judge_agreement` of `metrics.json` (Krippendorff's alpha between judges, agreement
+    /// with ground truth and with human scores).
+    pub agreement: Option<serde_json::Value>,
+    /// Generated captions and text outputs with their verdicts, by variant, path and repeat.
+    pub texts: Vec<TextRow>,
+}
+
+/// One generated output (a caption, or the raw text of a tag/JSON answer) and the judges'
+/// verdicts on it.
+#[derive(Debug, Clone)]
+pub struct TextRow {
+    pub variant: String,
+    pub path: String,
+    pub hash: String,
+    pub repeat: u32,
+    pub text: String,
+    /// (judge, side of a pairwise comparison or empty, verdict, score when valid).
+    pub verdicts: Vec<(String, String, Option<String>, Option<f64>)>,
 }
 
 /// One variant of a run, loaded.
@@ -42,6 +64,9 @@ pub struct LoadedVariant {
     pub threshold: f64,
     pub scores: scores::VariantScores,
     pub speed: Speed,
+    /// False for a variant that writes captions: tag analyses (intervals, mistakes, charts)
+    /// leave it out.
+    pub tags: bool,
 }
 
 /// Cells and inference time of a variant.
@@ -138,6 +163,7 @@ pub fn load_run(
         });
     }
     let speeds = speeds(conn)?;
+    let (text, captions, agreement) = stored_text_metrics(&dir);
     let mut variants = Vec::new();
     for v in &manifest.variants {
         let t = threshold.unwrap_or_else(|| chosen_threshold(&manifest, &metrics, &v.name));
@@ -156,6 +182,7 @@ pub fn load_run(
             threshold: t,
             scores,
             speed: speeds.get(&v.name).cloned().unwrap_or_default(),
+            tags: !captions.contains(&v.name),
         });
     }
     let images = images(conn, source.is_some())?;
@@ -174,6 +201,7 @@ pub fn load_run(
             attributes.push((by.to_string(), values));
         }
     }
+    let texts = texts(conn)?;
     Ok(LoadedRun {
         manifest,
         dir,
@@ -185,7 +213,104 @@ pub fn load_run(
         truth,
         failures,
         attributes,
+        text,
+        agreement,
+        texts,
     })
+}
+
+/// What `metrics.json` says of generated text: text metrics by variant, the variants that
+/// write captions, and the judges' agreement (absent file: none).
+fn stored_text_metrics(
+    dir: &RunDir,
+) -> (
+    HashMap<String, TextMetrics>,
+    std::collections::HashSet<String>,
+    Option<serde_json::Value>,
+) {
+    let Some(doc) = std::fs::read_to_string(dir.file("metrics.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+    else {
+        return Default::default();
+    };
+    let rows = doc
+        .get("variants")
+        .and_then(|v| serde_json::from_value::<Vec<VariantMetrics>>(v.clone()).ok())
+        .unwrap_or_default();
+    let captions = rows
+        .iter()
+        .filter(|m| !m.scores_tags)
+        .map(|m| m.variant.clone())
+        .collect();
+    let text = rows
+        .into_iter()
+        .filter(|m| !m.text.is_empty())
+        .map(|m| (m.variant, m.text))
+        .collect();
+    (text, captions, doc.get("judge_agreement").cloned())
+}
+
+/// Every stored text output with its verdicts.
+fn texts(conn: &Connection<'_>) -> Result<Vec<TextRow>> {
+    let mut out: Vec<TextRow> = Vec::new();
+    let mut index: HashMap<(String, String, u32), usize> = HashMap::new();
+    conn.query(
+        "SELECT variant, path, image_hash, repeat, coalesce(caption, raw, '')
+         FROM texts ORDER BY variant, path, repeat",
+    )?
+    .for_each_row(|r| {
+        let row = TextRow {
+            variant: r.str(0)?.unwrap_or_default().to_string(),
+            path: r.str(1)?.unwrap_or_default().to_string(),
+            hash: r.str(2)?.unwrap_or_default().to_string(),
+            repeat: r.i64(3)?.unwrap_or(0) as u32,
+            text: r.str(4)?.unwrap_or_default().to_string(),
+            verdicts: Vec::new(),
+        };
+        index.insert(
+            (row.variant.clone(), row.path.clone(), row.repeat),
+            out.len(),
+        );
+        out.push(row);
+        Ok(())
+    })?;
+    // verdicts on outputs without text (a tagger's tags) get a row of their own
+    conn.query(
+        "SELECT judge, variant, path, repeat, coalesce(side, ''), verdict, score, valid, image_hash
+         FROM judgments ORDER BY judge, variant, path, repeat, side",
+    )?
+    .for_each_row(|r| {
+        let key = (
+            r.str(1)?.unwrap_or_default().to_string(),
+            r.str(2)?.unwrap_or_default().to_string(),
+            r.i64(3)?.unwrap_or(0) as u32,
+        );
+        let k = match index.get(&key) {
+            Some(&k) => k,
+            None => {
+                out.push(TextRow {
+                    variant: key.0.clone(),
+                    path: key.1.clone(),
+                    hash: r.str(8)?.unwrap_or_default().to_string(),
+                    repeat: key.2,
+                    text: String::new(),
+                    verdicts: Vec::new(),
+                });
+                index.insert(key, out.len() - 1);
+                out.len() - 1
+            }
+        };
+        let valid = r.bool(7)?.unwrap_or(false);
+        out[k].verdicts.push((
+            r.str(0)?.unwrap_or_default().to_string(),
+            r.str(4)?.unwrap_or_default().to_string(),
+            r.str(5)?.map(str::to_string),
+            if valid { r.f64(6)? } else { None },
+        ));
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 /// `metrics.json` of a run, when it scored `source`.

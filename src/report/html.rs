@@ -59,11 +59,17 @@ pub fn render(p: &Page<'_>) -> String {
     let _ = write!(
         h,
         "<header><h1>{}</h1><nav><a href=\"#leaderboard\">Leaderboard</a><a href=\"#charts\">Charts</a>\
-         <a href=\"#images\">Images</a><a href=\"#diff\">Diff</a></nav></header><main>",
-        esc(&p.title)
+         {}<a href=\"#images\">Images</a><a href=\"#diff\">Diff</a></nav></header><main>",
+        esc(&p.title),
+        if has_text(p) {
+            "<a href=\"#judges\">Judges</a>"
+        } else {
+            ""
+        }
     );
     runs_block(&mut h, p);
     leaderboard(&mut h, p);
+    judges_block(&mut h, p);
     intervals(&mut h, p);
     errors_block(&mut h, p);
     charts_block(&mut h, p);
@@ -159,7 +165,7 @@ fn leaderboard(h: &mut String, p: &Page<'_>) {
                 b.resamples,
                 b.seed
             ),
-            None => "none (no ground truth, or --bootstrap 0)".into(),
+            None => "none (no ground truth, no variant scored as tags, or --bootstrap 0)".into(),
         }
     );
     h.push_str("<table class=\"sortable\" id=\"leaderboard-table\"><thead><tr><th data-type=\"num\">rank</th><th>variant</th><th data-type=\"num\">threshold</th><th data-type=\"num\">F1 micro</th><th>interval</th><th data-type=\"num\">P micro</th><th data-type=\"num\">R micro</th><th data-type=\"num\">F1 macro</th><th data-type=\"num\">F1 samples</th><th data-type=\"num\">mAP</th><th>interval</th><th data-type=\"num\">images</th>");
@@ -185,15 +191,21 @@ fn leaderboard(h: &mut String, p: &Page<'_>) {
             speed.cached,
             speed.failures
         );
-        if rows.is_empty() {
+        let captions = rows.first().is_some_and(|m| !m.scores_tags);
+        if rows.is_empty() || captions {
             let _ = write!(
                 h,
-                "<tr class=\"chosen\"><td>{}</td><td>{}{}</td><td>{}</td><td colspan=\"{}\" class=\"note\">not scored (no ground truth)</td>{tail}</tr>",
+                "<tr class=\"chosen\"><td>{}</td><td>{}{}</td><td>{}</td><td colspan=\"{}\" class=\"note\">{}</td>{tail}</tr>",
                 rank + 1,
                 chip(vi),
                 esc(&v.key),
-                v.threshold,
-                if has_neg { 10 } else { 9 }
+                if captions { String::new() } else { v.threshold.to_string() },
+                if has_neg { 10 } else { 9 },
+                if captions {
+                    "writes captions, not tags: see <a href=\"#judges\">Captions and judges</a>"
+                } else {
+                    "not scored (no ground truth)"
+                }
             );
             continue;
         }
@@ -247,6 +259,172 @@ fn leaderboard(h: &mut String, p: &Page<'_>) {
     h.push_str("</tbody></table></section>");
 }
 
+fn has_text(p: &Page<'_>) -> bool {
+    p.runs.iter().any(|r| !r.text.is_empty())
+}
+
+/// Judge scores (with each judge's interval and invalid verdicts), caption similarity,
+/// stability across repeats and generation costs, in leaderboard order; then how the judges
+/// agree with each other, with ground truth and with human scores.
+fn judges_block(h: &mut String, p: &Page<'_>) {
+    if !has_text(p) {
+        return;
+    }
+    let mut judges: Vec<&str> = p
+        .runs
+        .iter()
+        .flat_map(|r| r.text.values().flat_map(|t| t.judges.keys()))
+        .map(String::as_str)
+        .collect();
+    judges.sort_unstable();
+    judges.dedup();
+    let costs = p
+        .runs
+        .iter()
+        .flat_map(|r| r.text.values())
+        .any(|t| t.generation.as_ref().is_some_and(|g| g.cost.is_some()));
+    h.push_str(
+        "<section id=\"judges\"><h2>Captions and judges</h2><p class=\"note\">Scores of generated text, \
+         the same at every threshold (definitions in docs/metrics.md). <b>judge score</b>: the mean over \
+         the LLM judges of each judge's mean verdict (0–1); per judge (embedding judges too): mean, 95% \
+         bootstrap interval over outputs, and verdicts valid / invalid (did not parse: counted, never \
+         scored) / failed (the call failed). \
+         <b>similarity</b>: mean cosine similarity of a caption to its reference; <b>stability</b>: \
+         agreement of an image's repeats. Each card in <a href=\"#images\">Images</a> shows the text \
+         and its verdicts.</p>",
+    );
+    h.push_str("<table class=\"sortable\" id=\"judges-table\"><thead><tr><th data-type=\"num\">rank</th><th>variant</th><th data-type=\"num\">judge score</th>");
+    for j in &judges {
+        let _ = write!(
+            h,
+            "<th data-type=\"num\">judge {0}</th><th>interval</th><th data-type=\"num\" title=\"valid / invalid / failed verdicts (sorted by invalid)\">verdicts</th>",
+            esc(j)
+        );
+    }
+    h.push_str("<th data-type=\"num\">similarity</th><th data-type=\"num\">stability</th><th data-type=\"num\">outputs</th><th data-type=\"num\">prompt tokens</th><th data-type=\"num\">completion tokens</th>");
+    if costs {
+        h.push_str("<th data-type=\"num\">cost</th>");
+    }
+    h.push_str("</tr></thead><tbody>");
+    let opt = |x: Option<f64>| x.map(f4).unwrap_or_else(|| "–".into());
+    for (rank, &vi) in p.ranking.iter().enumerate() {
+        let v = p.variants[vi];
+        let Some(t) = p.runs[v.run].text.get(&v.name) else {
+            continue;
+        };
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}{}</td><td data-v=\"{}\">{}</td>",
+            rank + 1,
+            chip(vi),
+            esc(&v.key),
+            sort_num(t.judge_score),
+            opt(t.judge_score)
+        );
+        for j in &judges {
+            match t.judges.get(*j) {
+                Some(s) => {
+                    let mut counts = format!("{} / {}", s.valid, s.invalid);
+                    if s.failed > 0 {
+                        let _ = write!(counts, " / {}", s.failed);
+                    }
+                    if let Some(c) = s.consistency {
+                        let _ = write!(counts, " (both orders agree: {})", f4(c));
+                    }
+                    let _ = write!(
+                        h,
+                        "<td data-v=\"{}\">{}</td><td class=\"ci\">{}</td><td data-v=\"{}\">{}</td>",
+                        sort_num(s.mean),
+                        opt(s.mean),
+                        s.ci
+                            .map(|[lo, hi]| format!("{} – {}", f4(lo), f4(hi)))
+                            .unwrap_or_default(),
+                        s.invalid,
+                        esc(&counts)
+                    );
+                }
+                None => h.push_str("<td data-v=\"\">–</td><td></td><td data-v=\"\"></td>"),
+            }
+        }
+        let g = t.generation.as_ref();
+        let _ = write!(
+            h,
+            "<td data-v=\"{}\">{}</td><td data-v=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td>",
+            sort_num(t.caption_similarity),
+            opt(t.caption_similarity),
+            sort_num(t.stability),
+            opt(t.stability),
+            g.map_or_else(|| "–".into(), |g| g.outputs.to_string()),
+            g.map_or_else(|| "–".into(), |g| g.prompt_tokens.to_string()),
+            g.map_or_else(|| "–".into(), |g| g.completion_tokens.to_string()),
+        );
+        if costs {
+            let _ = write!(
+                h,
+                "<td>{}</td>",
+                g.and_then(|g| g.cost)
+                    .map(|c| format!("{c:.4}"))
+                    .unwrap_or_else(|| "–".into())
+            );
+        }
+        h.push_str("</tr>");
+    }
+    h.push_str("</tbody></table>");
+    for r in p.runs {
+        let Some(a) = &r.agreement else {
+            continue;
+        };
+        let prefix = if p.runs.len() > 1 {
+            format!("{}: ", r.label)
+        } else {
+            String::new()
+        };
+        let mut lines: Vec<String> = Vec::new();
+        if let Some(alpha) = a.get("judge_alpha") {
+            let names: Vec<&str> = a["judges"]
+                .as_array()
+                .map(|v| v.iter().filter_map(|x| x.as_str()).collect())
+                .unwrap_or_default();
+            lines.push(format!(
+                "Krippendorff's alpha (interval) between judges {}: {} over {} judged outputs.",
+                names.join(", "),
+                alpha.as_f64().map(f4).unwrap_or_else(|| "undefined".into()),
+                a["units"].as_u64().unwrap_or(0)
+            ));
+        }
+        if let Some(m) = a.get("judge_vs_truth").and_then(|m| m.as_object()) {
+            for (j, d) in m {
+                lines.push(format!(
+                    "{j} against ground truth: Pearson r {} between its score and the output's F1, over {} outputs.",
+                    d["pearson_vs_f1"].as_f64().map(f4).unwrap_or_else(|| "undefined".into()),
+                    d["cells"].as_u64().unwrap_or(0)
+                ));
+            }
+        }
+        if let Some(m) = a.get("judge_vs_human").and_then(|m| m.as_object()) {
+            for (j, d) in m {
+                let parts: Vec<String> = d
+                    .as_object()
+                    .map(|o| {
+                        o.iter()
+                            .map(|(k, x)| match x.as_f64() {
+                                Some(f) if x.is_f64() => format!("{k} {}", f4(f)),
+                                _ if x.is_null() => format!("{k} undefined"),
+                                _ => format!("{k} {x}"),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                lines.push(format!("{j} against human scores: {}.", parts.join(", ")));
+            }
+        }
+        for l in lines {
+            let _ = write!(h, "<p>{}{}</p>", esc(&prefix), esc(&l));
+        }
+    }
+    h.push_str("</section>");
+}
+
 fn intervals(h: &mut String, p: &Page<'_>) {
     let Some(b) = &p.bootstrap else {
         return;
@@ -284,13 +462,14 @@ fn intervals(h: &mut String, p: &Page<'_>) {
 }
 
 fn errors_block(h: &mut String, p: &Page<'_>) {
-    if p.runs.iter().all(|r| r.source.is_none()) {
+    let scored = tag_scored(p);
+    if scored.is_empty() {
         return;
     }
     h.push_str(
         "<section id=\"mistakes\"><h2>Where each variant goes wrong</h2><div class=\"cards-3\">",
     );
-    for &vi in &p.ranking {
+    for vi in scored {
         let v = p.variants[vi];
         let s = &p.views[vi].tag_stats;
         let list = |xs: &[crate::analysis::stats::TagCount]| -> String {
@@ -337,14 +516,18 @@ fn errors_block(h: &mut String, p: &Page<'_>) {
     h.push_str("</div></section>");
 }
 
-fn charts_block(h: &mut String, p: &Page<'_>) {
-    h.push_str("<section id=\"charts\"><h2>Charts</h2><div class=\"charts\">");
-    let scored: Vec<usize> = p
-        .ranking
+/// Variants scored as tags against ground truth, best first (caption variants are not).
+fn tag_scored(p: &Page<'_>) -> Vec<usize> {
+    p.ranking
         .iter()
         .copied()
-        .filter(|&i| p.runs[p.variants[i].run].source.is_some())
-        .collect();
+        .filter(|&i| p.variants[i].tags && p.runs[p.variants[i].run].source.is_some())
+        .collect()
+}
+
+fn charts_block(h: &mut String, p: &Page<'_>) {
+    h.push_str("<section id=\"charts\"><h2>Charts</h2><div class=\"charts\">");
+    let scored = tag_scored(p);
     for cat in ["all", "general", "character"] {
         let mut f1 = Vec::new();
         let mut pr = Vec::new();

@@ -130,13 +130,14 @@ pub fn build(
     timings.push(("analyses", t0.elapsed().as_secs_f64()));
     let ranking = rank(&runs, &variants);
     let has_truth = runs.iter().any(|r| r.source.is_some());
-    let bootstrap = (has_truth && opts.bootstrap > 0).then(|| {
-        let ordered: Vec<(&crate::analysis::scores::VariantScores, f64)> = ranking
-            .iter()
-            .map(|&i| (&variants[i].scores, variants[i].threshold))
-            .collect();
-        bootstrap::bootstrap(&ordered, opts.bootstrap, opts.seed, opts.confidence)
-    });
+    // caption variants have no tag scores to resample
+    let ordered: Vec<(&crate::analysis::scores::VariantScores, f64)> = ranking
+        .iter()
+        .filter(|&&i| variants[i].tags)
+        .map(|&i| (&variants[i].scores, variants[i].threshold))
+        .collect();
+    let bootstrap = (has_truth && opts.bootstrap > 0 && !ordered.is_empty())
+        .then(|| bootstrap::bootstrap(&ordered, opts.bootstrap, opts.seed, opts.confidence));
     let truth_run = runs.iter().find(|r| r.source.is_some());
     let (cooccurrence, truth_frequency) = match truth_run {
         Some(r) => (Some(charts::heatmap_of(&r.truth, 20)), frequency(&r.truth)),
@@ -202,12 +203,17 @@ pub fn build(
 fn rank(runs: &[LoadedRun], variants: &[&LoadedVariant]) -> Vec<usize> {
     let goal = runs[0].manifest.goal;
     let value = |v: &LoadedVariant| -> Option<f64> {
-        runs[v.run]
-            .metrics
-            .iter()
-            .find(|m| m.variant == v.name && m.threshold == v.threshold && m.images > 0)
-            .and_then(|m| m.get(goal.metric))
-            .filter(|x| !x.is_nan())
+        let run = &runs[v.run];
+        let x = if goal.metric.of_text() {
+            // judge scores and similarities need no ground truth
+            run.text.get(&v.name).and_then(|t| t.get(goal.metric))
+        } else {
+            run.metrics
+                .iter()
+                .find(|m| m.variant == v.name && m.threshold == v.threshold && m.images > 0)
+                .and_then(|m| m.get(goal.metric))
+        };
+        x.filter(|x| !x.is_nan())
     };
     let mut idx: Vec<usize> = (0..variants.len()).collect();
     idx.sort_by(|&a, &b| {
@@ -303,7 +309,19 @@ pub struct ClientImage {
     /// Thumbnail URL (folder mode), relative to the page.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub t: Option<String>,
+    /// Generated text per variant (`null`: none): one entry per repeat.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub x: Option<Vec<Option<Vec<ClientText>>>>,
 }
+
+/// One generated output on a card: `[repeat, text, [[judge, verdict, score or null], ...]]`
+/// (a pairwise judge's name carries the order, `judge (ab)`).
+#[derive(Serialize)]
+pub struct ClientText(
+    pub u32,
+    pub String,
+    pub Vec<(String, Option<String>, Option<f64>)>,
+);
 
 #[derive(Serialize)]
 pub struct ClientMeta {
@@ -380,6 +398,7 @@ fn client_data(
                 f: Vec::new(),
                 m: meta,
                 t: None,
+                x: None,
             });
             card_files.push((root.join(&img.path), img.hash.clone()));
         }
@@ -427,6 +446,36 @@ fn client_data(
                 })
                 .collect();
             cards[c].v[k] = Some(flat);
+        }
+    }
+    // generated text and verdicts
+    for (k, v) in variants.iter().enumerate() {
+        for row in runs[v.run].texts.iter().filter(|t| t.variant == v.name) {
+            let Some(c) = find(&row.path, &row.hash) else {
+                continue;
+            };
+            let slots = cards[c].x.get_or_insert_with(|| {
+                std::iter::repeat_with(|| None)
+                    .take(variants.len())
+                    .collect()
+            });
+            let verdicts = row
+                .verdicts
+                .iter()
+                .map(|(judge, side, verdict, score)| {
+                    let name = if side.is_empty() {
+                        judge.clone()
+                    } else {
+                        format!("{judge} ({side})")
+                    };
+                    (name, verdict.clone(), *score)
+                })
+                .collect();
+            slots[k].get_or_insert_with(Vec::new).push(ClientText(
+                row.repeat,
+                row.text.clone(),
+                verdicts,
+            ));
         }
     }
     let card_of_path: HashMap<&str, usize> = cards

@@ -129,6 +129,23 @@
     }
   }
 
+  // one generated text: [repeat, text, [[judge, verdict, score or null], ...]]
+  function textBlock(x, numbered) {
+    var box = el('div', 'gen');
+    var t = el('div', 'gentext', (numbered ? '#' + x[0] + ' ' : '') + (x[1] || ''));
+    if (!x[1]) t.classList.add('none');
+    box.appendChild(t);
+    x[2].forEach(function (j) {
+      var valid = j[2] !== null;
+      var v = el('span', 'verdict' + (valid ? '' : ' invalid'),
+        j[0] + ': ' + (valid ? (j[1] && j[1] !== j[0] ? j[1] + ' ' : '') + j[2].toFixed(2) : 'invalid'));
+      if (valid) v.style.setProperty('--s', j[2].toFixed(3));
+      v.title = valid ? 'score ' + j[2] : 'the verdict did not parse' + (j[1] ? ' (' + j[1] + ')' : '');
+      box.appendChild(v);
+    });
+    return box;
+  }
+
   function card(i, ks) {
     var img = I[i];
     var c = el('div', 'card');
@@ -155,9 +172,10 @@
       vn.appendChild(document.createTextNode(V[k].key));
       row.appendChild(vn);
       var r = img.v[k];
-      if (!r) {
+      var texts = img.x && img.x[k];
+      if (!r && !texts) {
         row.appendChild(el('span', 'none', 'no result'));
-      } else if (!r.length) {
+      } else if (r && !r.length && !texts) {
         row.appendChild(el('span', 'none', 'no tags'));
       }
       for (var j = 0; r && j < r.length; j += 3) {
@@ -174,6 +192,7 @@
         span.title = CLS_NAME[cl] + (cl === 2 && r[j + 1] === 0 ? ' (no stored score)' : ', score ' + s.toFixed(3));
         row.appendChild(span);
       }
+      if (texts) texts.forEach(function (x) { row.appendChild(textBlock(x, texts.length > 1)); });
       rows.appendChild(row);
     });
     if (!ks.length) rows.appendChild(el('span', 'none', 'no variant shown'));
