@@ -77,12 +77,7 @@ fn targets(
 ) -> Result<Vec<Target>> {
     let outs = generate::read_outputs(conn, run, variant)?;
     let mut out = Vec::new();
-    let by_path: HashMap<&str, usize> = staged
-        .images()
-        .iter()
-        .enumerate()
-        .map(|(i, im)| (im.rel.as_str(), i))
-        .collect();
+    let by_path = staged.index_by_path();
     let lit = crate::duck::lit(variant);
     conn.query(&format!(
         "SELECT path, repeat, cache_key FROM cells WHERE variant = {lit} ORDER BY path, repeat"
@@ -734,12 +729,7 @@ pub fn summarise(
     // With ground truth: per cell, the judge's score against the cell's F1 on the truth (tag
     // outputs only).
     let mut with_truth = serde_json::Map::new();
-    let image_of: HashMap<&str, usize> = staged
-        .images()
-        .iter()
-        .enumerate()
-        .map(|(i, im)| (im.rel.as_str(), i))
-        .collect();
+    let image_of = staged.index_by_path();
     let mut tag_outputs: HashMap<&str, generate::Outputs> = HashMap::new();
     for v in exp
         .variants

@@ -57,6 +57,15 @@ impl Staged {
         &self.scan.images
     }
 
+    /// Image index by path (relative to the dataset root).
+    pub fn index_by_path(&self) -> std::collections::HashMap<&str, usize> {
+        self.images()
+            .iter()
+            .enumerate()
+            .map(|(i, im)| (im.rel.as_str(), i))
+            .collect()
+    }
+
     /// The scored ground truth of image `i` (None when unlabelled).
     pub fn truth(&self, i: usize) -> Option<&[String]> {
         let source = self.exp.ground_truth.as_deref()?;
