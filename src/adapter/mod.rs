@@ -65,6 +65,22 @@ pub struct Identity {
     pub files: Vec<FileInfo>,
 }
 
+impl Identity {
+    /// An adapter without model files (a server, an ensemble): identified by its settings,
+    /// fingerprinted by their canonical JSON.
+    fn of_spec(kind: &'static str, spec: serde_json::Value) -> Identity {
+        Identity {
+            kind,
+            version: 1,
+            fingerprint: blake3::hash(crate::cache::canonical_json(&spec).as_bytes())
+                .to_hex()
+                .to_string(),
+            spec,
+            files: Vec::new(),
+        }
+    }
+}
+
 /// A file an adapter depends on.
 #[derive(Debug, Clone, Serialize)]
 pub struct FileInfo {
@@ -223,27 +239,11 @@ pub fn identify(model: &Model, ctx: &Context, download: bool) -> Result<Option<I
                 "model": o.model,
                 "image": o.image,
             });
-            Ok(Some(Identity {
-                kind: "openai",
-                version: 1,
-                fingerprint: blake3::hash(crate::cache::canonical_json(&spec).as_bytes())
-                    .to_hex()
-                    .to_string(),
-                spec,
-                files: Vec::new(),
-            }))
+            Ok(Some(Identity::of_spec("openai", spec)))
         }
         ModelKind::Ensemble => {
             let spec = serde_json::to_value(&model.ensemble).unwrap_or_default();
-            Ok(Some(Identity {
-                kind: "ensemble",
-                version: 1,
-                fingerprint: blake3::hash(crate::cache::canonical_json(&spec).as_bytes())
-                    .to_hex()
-                    .to_string(),
-                spec,
-                files: Vec::new(),
-            }))
+            Ok(Some(Identity::of_spec("ensemble", spec)))
         }
     }
 }

@@ -119,11 +119,15 @@ pub fn load_run(
     store::tables::open_run(conn, &dir)?;
     let source = manifest.dataset.ground_truth.clone();
     let label = run_label(&manifest.run_id, index);
+    let file = read_metrics_file(&dir);
     let mut metrics = Vec::new();
     if let Some(src) = &source {
         // the run's own scores (metrics.json, written when it finished: runs are immutable),
         // recomputed from the tables only when missing (an interrupted run)
-        let stored = stored_metrics(&dir, src);
+        let stored = file
+            .as_ref()
+            .filter(|f| f.ground_truth.as_deref() == Some(src.as_str()))
+            .map(|f| f.variants.clone());
         let mut todo: Vec<(String, Vec<f64>)> = Vec::new();
         for v in &manifest.variants {
             let mut ts = v.thresholds.clone();
@@ -163,7 +167,7 @@ pub fn load_run(
         });
     }
     let speeds = speeds(conn)?;
-    let (text, captions, agreement) = stored_text_metrics(&dir);
+    let (text, captions, agreement) = text_metrics(file);
     let mut variants = Vec::new();
     for v in &manifest.variants {
         let t = threshold.unwrap_or_else(|| chosen_threshold(&manifest, &metrics, &v.name));
@@ -219,36 +223,53 @@ pub fn load_run(
     })
 }
 
+/// A run's `metrics.json`.
+struct MetricsFile {
+    /// The source the tag metrics were scored against (`None`: no ground truth).
+    ground_truth: Option<String>,
+    variants: Vec<VariantMetrics>,
+    judge_agreement: Option<serde_json::Value>,
+}
+
+/// `metrics.json`, parsed once (absent or unreadable: `None`).
+fn read_metrics_file(dir: &RunDir) -> Option<MetricsFile> {
+    let text = std::fs::read_to_string(dir.file("metrics.json")).ok()?;
+    let mut doc: serde_json::Value = serde_json::from_str(&text).ok()?;
+    Some(MetricsFile {
+        ground_truth: doc
+            .get("ground_truth")
+            .and_then(|s| s.as_str())
+            .map(str::to_string),
+        variants: serde_json::from_value(doc.get_mut("variants")?.take()).ok()?,
+        judge_agreement: doc.get_mut("judge_agreement").map(serde_json::Value::take),
+    })
+}
+
 /// What `metrics.json` says of generated text: text metrics by variant, the variants that
-/// write captions, and the judges' agreement (absent file: none).
-fn stored_text_metrics(
-    dir: &RunDir,
+/// write captions, and the judges' agreement (no file: none).
+fn text_metrics(
+    file: Option<MetricsFile>,
 ) -> (
     HashMap<String, TextMetrics>,
     std::collections::HashSet<String>,
     Option<serde_json::Value>,
 ) {
-    let Some(doc) = std::fs::read_to_string(dir.file("metrics.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-    else {
+    let Some(file) = file else {
         return Default::default();
     };
-    let rows = doc
-        .get("variants")
-        .and_then(|v| serde_json::from_value::<Vec<VariantMetrics>>(v.clone()).ok())
-        .unwrap_or_default();
-    let captions = rows
+    let captions = file
+        .variants
         .iter()
         .filter(|m| !m.scores_tags)
         .map(|m| m.variant.clone())
         .collect();
-    let text = rows
+    let text = file
+        .variants
         .into_iter()
         .filter(|m| !m.text.is_empty())
         .map(|m| (m.variant, m.text))
         .collect();
-    (text, captions, doc.get("judge_agreement").cloned())
+    (text, captions, file.judge_agreement)
 }
 
 /// Every stored text output with its verdicts.
@@ -311,16 +332,6 @@ fn texts(conn: &Connection<'_>) -> Result<Vec<TextRow>> {
         Ok(())
     })?;
     Ok(out)
-}
-
-/// `metrics.json` of a run, when it scored `source`.
-fn stored_metrics(dir: &RunDir, source: &str) -> Option<Vec<VariantMetrics>> {
-    let text = std::fs::read_to_string(dir.file("metrics.json")).ok()?;
-    let doc: serde_json::Value = serde_json::from_str(&text).ok()?;
-    if doc.get("ground_truth")?.as_str()? != source {
-        return None;
-    }
-    serde_json::from_value(doc.get("variants")?.clone()).ok()
 }
 
 /// The run id's random suffix (`20261123-101500-demo-3fa2c1` → `3fa2c1`), or `runN`.
