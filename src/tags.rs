@@ -191,6 +191,20 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Normalising any text gives a trimmed, non-empty, idempotent tag, or nothing.
+        #[test]
+        fn normalises_any_text(raw in crate::testing::hostile_text()) {
+            if let Some(t) = normalise(&raw) {
+                proptest::prop_assert!(!t.is_empty());
+                proptest::prop_assert_eq!(t.trim(), t.as_str());
+                proptest::prop_assert_eq!(normalise_keep_case(&raw).map(|k| k.to_lowercase()), Some(t));
+            }
+            let listed = parse_list(&raw, ",");
+            proptest::prop_assert!(listed.iter().all(|t| !t.is_empty() && !t.contains('\n')));
+        }
+    }
+
     #[test]
     fn aliases_normalise_both_sides() {
         let a = Aliases::from_pairs([("Redhead", "red_hair")]);

@@ -726,6 +726,33 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Any tags a model writes go through every stage without a panic; what comes out is
+        /// non-empty, deduplicated and capped.
+        #[test]
+        fn any_text_through_every_stage(
+            raw in proptest::collection::vec(crate::testing::hostile_text(), 0..12),
+            under in 0..3usize,
+        ) {
+            let yaml = format!(
+                "replace: [{{from: '/(?i)^tag: /'}}, {{from: '🐥', to: ''}}]\n\
+                 aliases: {{é: e}}\nban: ['/^\\W+$/']\nmax_tags: 5\ntrigger_words: [ohwx]\n\
+                 underscores: {}\nlowercase: false\n",
+                ["keep", "spaces", "underscores"][under]
+            );
+            let tp = parse(&yaml);
+            let input: Vec<(String, f32)> = raw.into_iter().map(|t| (t, 0.5)).collect();
+            let out = tp.prepare(Path::new(".")).unwrap().apply(input);
+            proptest::prop_assert!(out.len() <= 6);
+            proptest::prop_assert_eq!(out[0].0.as_str(), "ohwx");
+            let mut seen = HashSet::new();
+            for (t, _) in &out {
+                proptest::prop_assert!(!t.is_empty());
+                proptest::prop_assert!(seen.insert(normalise(t).unwrap_or_default()));
+            }
+        }
+    }
+
     #[test]
     fn all_stages_together() {
         let tp = parse(

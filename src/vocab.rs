@@ -274,6 +274,20 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Any free text maps to a vocabulary tag or to nothing, one mapping per input.
+        #[test]
+        fn maps_any_text(raw in proptest::collection::vec(crate::testing::hostile_text(), 0..12)) {
+            let v = vocab(&["cat", "é🐥", "long_hair", "中文"], &[("kitty", "cat"), ("🐥", "é🐥")]);
+            let out = v.map(&raw).unwrap();
+            proptest::prop_assert_eq!(out.len(), raw.len());
+            for (m, r) in out.iter().zip(&raw) {
+                proptest::prop_assert_eq!(&m.raw, r);
+                proptest::prop_assert_eq!(m.tag.is_some(), m.method != Method::Unmapped);
+            }
+        }
+    }
+
     #[test]
     fn rejects_a_nan_threshold() {
         assert!(Vocabulary::new(vec![], &BTreeMap::new(), None, f32::NAN).is_err());

@@ -244,3 +244,95 @@ fn model_file_problems_are_clear_errors() {
     let err = error_of(&p, &["run", "e"]);
     assert!(err.contains("channels") && err.contains("layout"), "{err}");
 }
+
+#[test]
+fn absurd_numbers_are_refused_at_load() {
+    let p = project();
+    p.write("prompts/describe.j2", "Describe the image.\n");
+    p.write(
+        "experiments/e.yaml",
+        "dataset: demo\nvariants:\n  - model: llm\n    prompt: describe\n",
+    );
+    let base = "kind: openai\nbase_url: http://127.0.0.1:9/v1\nmodel: m\n";
+    for (extra, key, problem) in [
+        ("timeout: .inf", "`timeout`", "at most 86400"),
+        ("timeout: 1e30", "`timeout`", "at most 86400"),
+        ("timeout: -1", "`timeout`", "above 0"),
+        ("timeout: .nan", "`timeout`", "above 0"),
+        ("timeout: 0", "`timeout`", "above 0"),
+        ("max_retries: 4000000000", "`max_retries`", "too large"),
+        ("concurrency: 100000000", "`concurrency`", "too large"),
+        (
+            "image: {max_side: 99999999}",
+            "`image.max_side`",
+            "too large",
+        ),
+        ("prices: {input: .inf, output: 1}", "`prices.input`", "≥ 0"),
+        ("prices: {input: 1, output: -2}", "`prices.output`", "≥ 0"),
+        (
+            "params: {max_tokens: 1e300}",
+            "`variants[0].params.max_tokens`",
+            "whole number",
+        ),
+        (
+            "params: {temperature: .inf}",
+            "`variants[0].params.temperature`",
+            "from 0 to 5",
+        ),
+    ] {
+        p.write("models/llm.yaml", &format!("{base}{extra}\n"));
+        let err = error_of(&p, &["plan", "e"]);
+        assert!(
+            err.contains("llm.yaml") || err.contains("e.yaml"),
+            "{extra}: {err}"
+        );
+        assert!(err.contains(key) && err.contains(problem), "{extra}: {err}");
+    }
+    for (extra, key, problem) in [
+        ("batch_size: 1000000000", "`batch_size`", "too large"),
+        (
+            "preprocess: {size: 4294967297}",
+            "`preprocess.size`",
+            "too large",
+        ),
+        (
+            "preprocess: {jpeg_quality: 0}",
+            "`preprocess.jpeg_quality`",
+            "1–100",
+        ),
+        (
+            "preprocess: {std: [1, 0, 1]}",
+            "`preprocess.std`",
+            "other than 0",
+        ),
+        ("preprocess: {scale: .nan}", "`preprocess.scale`", "finite"),
+    ] {
+        p.wd_model("wd", extra);
+        p.write(
+            "experiments/t.yaml",
+            "dataset: demo\nvariants:\n  - model: wd\n",
+        );
+        let err = error_of(&p, &["plan", "t"]);
+        assert!(err.contains("wd.yaml"), "{extra}: {err}");
+        assert!(err.contains(key) && err.contains(problem), "{extra}: {err}");
+    }
+    p.wd_model("wd", "");
+    p.write(
+        "experiments/t.yaml",
+        "dataset: demo\nvariants:\n  - model: wd\n    repeats: 1000000000\n",
+    );
+    let err = error_of(&p, &["plan", "t"]);
+    assert!(
+        err.contains("`variants[0].repeats`") && err.contains("at most 1000"),
+        "{err}"
+    );
+    p.write(
+        "datasets/demo.yaml",
+        "path: ../imgs\nmax_pixels: 0\nground_truth:\n  - source: txt\n",
+    );
+    let err = error_of(&p, &["plan", "t"]);
+    assert!(
+        err.contains("demo.yaml") && err.contains("`max_pixels`"),
+        "{err}"
+    );
+}

@@ -143,3 +143,70 @@ fn concurrency_is_bounded() {
     assert!(s.max_in_flight() <= 4, "{}", s.max_in_flight());
     assert!(s.max_in_flight() >= 2, "requests ran in parallel");
 }
+
+/// A chat completion body whose content and usage are given as raw JSON text.
+fn raw_answer(content_json: &[u8], usage: &str) -> Vec<u8> {
+    let mut b = br#"{"choices":[{"message":{"role":"assistant","content":"#.to_vec();
+    b.extend_from_slice(content_json);
+    b.extend_from_slice(format!(r#"}},"finish_reason":"stop"}}],"usage":{usage}}}"#).as_bytes());
+    b
+}
+
+#[test]
+fn invalid_utf8_from_the_server_is_read_not_refused() {
+    let s = MockServer::start(Step::answer("unused")).unwrap();
+    s.script([Step::Raw {
+        status: 200,
+        headers: String::new(),
+        body: raw_answer(b"\"caf\xe9 \xf0\x9f\x90 ok\"", r#"{"prompt_tokens":3}"#),
+    }]);
+    let c = client(&s).complete(&body()).unwrap();
+    assert_eq!(c.attempts, 1);
+    assert_eq!(c.text, "caf\u{fffd} \u{fffd} ok");
+}
+
+#[test]
+fn absurd_numbers_from_the_server_never_panic() {
+    // Retry-After far beyond any sane wait, negative, or not a number: the wait is capped at
+    // the backoff ceiling (or the usual backoff), and the call goes on.
+    for retry_after in ["1e20", "-5", "NaN", "inf", "99999999999999999999999"] {
+        let s = MockServer::start(Step::answer("fine")).unwrap();
+        s.script([Step::Status {
+            status: 429,
+            retry_after: Some(retry_after.into()),
+        }]);
+        let mut cfg = ClientConfig::new(&s.base_url);
+        cfg.backoff_base = Duration::from_millis(10);
+        cfg.backoff_max = Duration::from_millis(300);
+        let t = Instant::now();
+        let c = Client::new(cfg).complete(&body()).unwrap();
+        assert_eq!((c.text.as_str(), c.attempts), ("fine", 2), "{retry_after}");
+        assert!(t.elapsed() < Duration::from_secs(5), "{retry_after}");
+    }
+    // Token counts that overflow any sum, under a token limit that adds them up.
+    let s = MockServer::start(Step::answer("unused")).unwrap();
+    let usage =
+        r#"{"prompt_tokens":18446744073709551615,"completion_tokens":18446744073709551615}"#;
+    let huge = Step::Raw {
+        status: 200,
+        headers: String::new(),
+        body: raw_answer(br#""a""#, usage),
+    };
+    let negative = Step::Raw {
+        status: 200,
+        headers: String::new(),
+        body: raw_answer(
+            br#""b""#,
+            r#"{"prompt_tokens":-7,"completion_tokens":1e300}"#,
+        ),
+    };
+    s.script([huge.clone(), huge, negative]);
+    let mut cfg = ClientConfig::new(&s.base_url);
+    cfg.tokens_per_minute = Some(u64::MAX);
+    let c = Client::new(cfg);
+    for want in ["a", "a", "b"] {
+        let a = c.complete(&body()).unwrap();
+        assert_eq!(a.text, want);
+        assert!(a.usage.prompt_tokens <= iw_lab::adapter::openai::client::MAX_USAGE_TOKENS);
+    }
+}

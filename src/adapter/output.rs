@@ -23,8 +23,8 @@ pub fn strip_fences(text: &str) -> &str {
 fn strip_label<'a>(text: &'a str, labels: &[&str]) -> &'a str {
     let t = text.trim_start();
     for l in labels {
-        if t.len() >= l.len() && t[..l.len()].eq_ignore_ascii_case(l) {
-            let rest = t[l.len()..].trim_start();
+        if let Some(rest) = strip_prefix_ignore_ascii_case(t, l) {
+            let rest = rest.trim_start();
             if let Some(r) = rest.strip_prefix([':', '-', '=']) {
                 return r.trim_start();
             }
@@ -180,14 +180,18 @@ fn check(v: &Value, schema: &Value, at: &str) -> Result<(), String> {
             }
         }
     }
-    if let (Some(obj), Some(props)) = (v.as_object(), schema.get("properties")) {
-        if let Some(req) = schema.get("required").and_then(Value::as_array) {
-            for k in req.iter().filter_map(Value::as_str) {
-                if !obj.contains_key(k) {
-                    return Err(format!("{at}: missing `{k}`"));
-                }
+    // `required` holds with or without `properties` (a schema may list only what it needs).
+    if let (Some(obj), Some(req)) = (
+        v.as_object(),
+        schema.get("required").and_then(Value::as_array),
+    ) {
+        for k in req.iter().filter_map(Value::as_str) {
+            if !obj.contains_key(k) {
+                return Err(format!("{at}: missing `{k}`"));
             }
         }
+    }
+    if let (Some(obj), Some(props)) = (v.as_object(), schema.get("properties")) {
         if let Some(props) = props.as_object() {
             for (k, s) in props {
                 if let Some(x) = obj.get(k) {
@@ -219,13 +223,14 @@ pub fn parse_choice(text: &str, choices: &[(String, f64)]) -> Result<(String, f6
     };
     for line in body.lines().rev() {
         let l = line.trim().trim_start_matches(['*', '#', ' ']);
-        let lower = l.to_lowercase();
         for label in ["final answer", "verdict", "answer", "rating", "choice"] {
-            if let Some(rest) = lower.strip_prefix(label) {
-                if rest.trim_start().starts_with([':', '-', '=']) {
-                    if let Some((_, c)) = find_last(&l[label.len()..]) {
-                        return Ok(c.clone());
-                    }
+            // Compared in place (never via a lowercased copy, whose byte offsets can differ).
+            let Some(rest) = strip_prefix_ignore_ascii_case(l, label) else {
+                continue;
+            };
+            if rest.trim_start().starts_with([':', '-', '=']) {
+                if let Some((_, c)) = find_last(rest) {
+                    return Ok(c.clone());
                 }
             }
         }
@@ -238,6 +243,14 @@ pub fn parse_choice(text: &str, choices: &[(String, f64)]) -> Result<(String, f6
             excerpt(text)
         )
     })
+}
+
+/// `text` without a leading ASCII `prefix` compared case-insensitively; `None` when it does
+/// not start with it (also when the prefix's length ends inside a multi-byte character).
+fn strip_prefix_ignore_ascii_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = text.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &text[prefix.len()..])
 }
 
 /// The byte offset of the last whole-word occurrence of `word` in `hay` (both lower-case).
@@ -406,6 +419,56 @@ mod tests {
         assert!(c("okay, goodness").is_err());
         assert!(c("I cannot judge this.").is_err());
         assert_eq!(parse_choice("answer: ok", &choices).unwrap().1, 0.5);
+    }
+
+    #[test]
+    fn labels_next_to_multibyte_characters() {
+        // Byte offsets of the labels fall inside these characters (the temp_sweep panic).
+        assert_eq!(
+            parse_caption("A chick 🐥 on grass").unwrap(),
+            "A chick 🐥 on grass"
+        );
+        assert_eq!(parse_caption("Descriptio🐥n").unwrap(), "Descriptio🐥n");
+        assert_eq!(parse_tags("tag🐥, é").unwrap(), v(&["tag🐥", "é"]));
+        assert_eq!(parse_tags("keywor🐥d").unwrap(), v(&["keywor🐥d"]));
+        let choices = vec![("good".to_string(), 1.0), ("bad".to_string(), 0.0)];
+        assert_eq!(parse_choice("verdic🐥t: bad", &choices).unwrap().0, "bad");
+        assert_eq!(
+            parse_choice("Verdict: 🐥 good", &choices).unwrap().0,
+            "good"
+        );
+    }
+
+    proptest::proptest! {
+        /// Any text a model can write parses to a result or an error, never a panic, and
+        /// every result keeps its promises.
+        #[test]
+        fn parsers_take_any_text(text in crate::testing::hostile_text()) {
+            if let Ok(tags) = parse_tags(&text) {
+                proptest::prop_assert!(!tags.is_empty());
+                proptest::prop_assert!(tags.iter().all(|t| !t.is_empty()));
+                let mut seen = std::collections::HashSet::new();
+                proptest::prop_assert!(tags.iter().all(|t| seen.insert(t.to_lowercase())));
+            }
+            if let Ok(c) = parse_caption(&text) {
+                proptest::prop_assert!(!c.is_empty() && c.trim() == c);
+            }
+            let schema = json!({"type": "object", "required": ["tags"]});
+            if let Ok(v) = parse_json(&text, Some(&schema)) {
+                proptest::prop_assert!(v.get("tags").is_some());
+            }
+            let choices = vec![
+                ("good".to_string(), 1.0),
+                ("é🐥".to_string(), 0.5),
+                ("bad".to_string(), 0.0),
+            ];
+            if let Ok((name, _)) = parse_choice(&text, &choices) {
+                proptest::prop_assert!(choices.iter().any(|c| c.0 == name));
+            }
+            if let Ok(x) = parse_scale(&text, -5.0, 10.0) {
+                proptest::prop_assert!((-5.0..=10.0).contains(&x));
+            }
+        }
     }
 
     #[test]

@@ -340,6 +340,15 @@ pub(super) fn expand(
     ) {
         check_param(k, val).map_err(|m| ctx.invalid(&key(&format!("params.{k}")), m))?;
     }
+    let grid: usize = swept
+        .iter()
+        .fold(templates.len(), |n, (_, l)| n.saturating_mul(l.len()));
+    if grid > MAX_SWEEP_POINTS {
+        return Err(ctx.invalid(
+            &key("params"),
+            format!("the sweep expands into {grid} variants; at most {MAX_SWEEP_POINTS}"),
+        ));
+    }
     let mut points: Vec<Vec<(String, Value)>> = vec![Vec::new()];
     for (k, list) in &swept {
         points = points
@@ -395,6 +404,13 @@ pub(super) fn expand(
     Ok(out)
 }
 
+/// The largest `max_tokens` and `top_k` accepted (no model has a context or a vocabulary near
+/// ten million).
+const MAX_TOKENS_PARAM: u64 = 10_000_000;
+
+/// The most variants one sweep may expand into.
+const MAX_SWEEP_POINTS: usize = 10_000;
+
 /// Checks the generation parameters iw-lab itself reads.
 fn check_param(k: &str, v: &Value) -> Result<(), String> {
     let num = v.as_f64();
@@ -408,8 +424,10 @@ fn check_param(k: &str, v: &Value) -> Result<(), String> {
             _ => Err(format!("top_p {v} must be a number in (0, 1]")),
         },
         "top_k" | "max_tokens" => match v.as_u64() {
-            Some(x) if x >= 1 => Ok(()),
-            _ => Err(format!("{k} {v} must be a whole number ≥ 1")),
+            Some(x) if (1..=MAX_TOKENS_PARAM).contains(&x) => Ok(()),
+            _ => Err(format!(
+                "{k} {v} must be a whole number from 1 to {MAX_TOKENS_PARAM}"
+            )),
         },
         "seed" => v
             .as_u64()
@@ -572,6 +590,9 @@ pub(super) fn judges(
             };
             let rubric = ctx.template(r, &key("rubric"))?;
             let verdict = match (&j.choices, &j.scale) {
+                (Some(c), None) if c.values().any(|v| !v.is_finite()) => {
+                    return Err(ctx.invalid(&key("choices"), "choice scores must be finite numbers"));
+                }
                 (Some(c), None) => {
                     if c.len() < 2 {
                         return Err(ctx.invalid(&key("choices"), "give at least two choices"));
@@ -579,7 +600,7 @@ pub(super) fn judges(
                     Verdict::Choices(c.iter().map(|(k, v)| (k.clone(), *v)).collect())
                 }
                 (None, Some(s)) => {
-                    if s.max.partial_cmp(&s.min) != Some(std::cmp::Ordering::Greater) {
+                    if !(s.min.is_finite() && s.max.is_finite() && s.max > s.min) {
                         return Err(ctx.invalid(&key("scale"), format!("scale max {} must be above min {}", s.max, s.min)));
                     }
                     Verdict::Scale { min: s.min, max: s.max }

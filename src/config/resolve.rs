@@ -399,6 +399,8 @@ pub struct Variant {
     pub score_floor: f64,
     /// Runs of each image (distinct seeds).
     pub repeats: u32,
+    /// How the repeats are scored.
+    pub score_repeats: ScoreRepeats,
     /// Generative variants: prompt, parameters, output form.
     pub gen: Option<Generation>,
     /// Ensemble variants: members and how they combine.
@@ -598,6 +600,24 @@ pub fn load_dataset(project: &Project, path: &Path) -> Result<Dataset, ConfigErr
             ));
         }
     }
+    if f.max_pixels == Some(0) {
+        return Err(ConfigError::invalid(
+            path,
+            Some(&text),
+            "max_pixels",
+            "max_pixels 0 would refuse every image; give a whole number ≥ 1",
+        ));
+    }
+    for (i, g) in f.ground_truth.iter().enumerate() {
+        if let Some(w) = g.min_weight.filter(|w| !w.is_finite()) {
+            return Err(ConfigError::invalid(
+                path,
+                Some(&text),
+                &format!("ground_truth[{i}].min_weight"),
+                format!("min_weight {w} must be a finite number"),
+            ));
+        }
+    }
     Ok(Dataset {
         name: stem(path),
         file: path.to_path_buf(),
@@ -647,6 +667,9 @@ pub fn build_model(
             Err(e) => Err(invalid(key, e.to_string())),
         }
     };
+    if let Err((key, msg)) = check_model_numbers(&f) {
+        return Err(invalid(key, msg));
+    }
     let mut model = Model {
         name: stem(path),
         file: path.to_path_buf(),
@@ -838,14 +861,6 @@ pub fn build_model(
                     ));
                 }
             }
-            if let Some(t) = f.timeout {
-                if t.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
-                    return Err(invalid(
-                        "timeout",
-                        format!("timeout {t} must be a positive number of seconds"),
-                    ));
-                }
-            }
             only_for(
                 &[
                     ("source", f.source.is_some()),
@@ -914,6 +929,100 @@ pub fn build_model(
         }
     }
     Ok(model)
+}
+
+/// Upper bounds of numbers in model files: beyond them a value is a typo or an attack, and
+/// would overflow a duration, exhaust memory or threads, or never finish.
+pub mod limits {
+    /// `timeout`: one day, in seconds.
+    pub const TIMEOUT_S: f64 = 86_400.0;
+    pub const MAX_RETRIES: u32 = 100;
+    pub const CONCURRENCY: u64 = 1024;
+    pub const BATCH_SIZE: u64 = 4096;
+    pub const THREADS: u64 = 1024;
+    /// `image.max_side` and `preprocess.size`/`resize`: JPEG's own limit.
+    pub const SIDE: u64 = 65_535;
+    /// `image.max_bytes`: 1 GiB.
+    pub const IMAGE_BYTES: u64 = 1 << 30;
+    /// `repeats` of a variant.
+    pub const REPEATS: u64 = 1000;
+}
+
+/// Checks the numbers of a model file that serde's types do not bound: `(key, problem)` for
+/// the first bad one.
+fn check_model_numbers(f: &ModelFile) -> Result<(), (&'static str, String)> {
+    let at_most = |key: &'static str, v: Option<u64>, max: u64| match v {
+        Some(x) if x > max => Err((key, format!("{x} is too large; at most {max}"))),
+        _ => Ok(()),
+    };
+    if let Some(t) = f.timeout {
+        if !(t > 0.0 && t <= limits::TIMEOUT_S) {
+            return Err((
+                "timeout",
+                format!(
+                    "timeout {t} must be a number of seconds above 0 and at most {} (a day)",
+                    limits::TIMEOUT_S
+                ),
+            ));
+        }
+    }
+    at_most(
+        "max_retries",
+        f.max_retries.map(u64::from),
+        limits::MAX_RETRIES as u64,
+    )?;
+    at_most(
+        "concurrency",
+        f.concurrency.map(|c| c.0),
+        limits::CONCURRENCY,
+    )?;
+    at_most("batch_size", f.batch_size.map(|c| c.0), limits::BATCH_SIZE)?;
+    at_most("threads", f.threads.map(|c| c.0), limits::THREADS)?;
+    if let Some(i) = &f.image {
+        at_most("image.max_side", i.max_side.map(|c| c.0), limits::SIDE)?;
+        at_most(
+            "image.max_bytes",
+            i.max_bytes.map(|c| c.0),
+            limits::IMAGE_BYTES,
+        )?;
+    }
+    if let Some(p) = &f.prices {
+        for (key, x) in [("prices.input", p.input), ("prices.output", p.output)] {
+            if !(x.is_finite() && x >= 0.0) {
+                return Err((key, format!("price {x} must be a number ≥ 0")));
+            }
+        }
+    }
+    if let Some(p) = &f.preprocess {
+        at_most("preprocess.size", p.size.map(|c| c.0), limits::SIDE)?;
+        at_most("preprocess.resize", p.resize.map(|c| c.0), limits::SIDE)?;
+        if let Some(q) = p.jpeg_quality {
+            if !(1..=100).contains(&q) {
+                return Err((
+                    "preprocess.jpeg_quality",
+                    format!("quality {q} must be 1–100"),
+                ));
+            }
+        }
+        if p.scale.is_some_and(|x| !x.is_finite() || x == 0.0) {
+            return Err((
+                "preprocess.scale",
+                "`scale` must be a finite number other than 0".into(),
+            ));
+        }
+        if p.mean.is_some_and(|m| m.iter().any(|x| !x.is_finite())) {
+            return Err(("preprocess.mean", "`mean` must hold finite numbers".into()));
+        }
+        if p.std
+            .is_some_and(|m| m.iter().any(|x| !x.is_finite() || *x == 0.0))
+        {
+            return Err((
+                "preprocess.std",
+                "`std` must hold finite numbers other than 0".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn kind_name(k: ModelKind) -> &'static str {
@@ -1010,7 +1119,15 @@ pub fn load_experiment(project: &Project, path: &Path) -> Result<Experiment, Con
                 .with_hint(Some("lower `score_floor` on the variant or model, or raise the threshold".into())));
             }
         }
-        let repeats = v.repeats.map_or(1, |r| r.0.min(1000) as u32);
+        if let Some(r) = v.repeats.filter(|r| r.0 > limits::REPEATS) {
+            return Err(ConfigError::invalid(
+                &path,
+                Some(&text),
+                &format!("variants[{i}].repeats"),
+                format!("{} repeats is too many; at most {}", r.0, limits::REPEATS),
+            ));
+        }
+        let repeats = v.repeats.map_or(1, |r| r.0 as u32);
         let points = super::generative::expand(&mut ctx, i, v, &model)?;
         for point in points {
             let base = v.name.clone().unwrap_or_else(|| model.name.clone());
@@ -1028,6 +1145,7 @@ pub fn load_experiment(project: &Project, path: &Path) -> Result<Experiment, Con
                     thresholds: thresholds.clone(),
                     score_floor,
                     repeats,
+                    score_repeats: v.score_repeats.unwrap_or_default(),
                     gen: point.gen,
                     ensemble: point.ensemble,
                 },

@@ -70,7 +70,8 @@ impl Llm {
                         )
                     })?);
                 }
-                cfg.timeout = std::time::Duration::from_secs_f64(spec.timeout_s);
+                cfg.timeout = std::time::Duration::try_from_secs_f64(spec.timeout_s)
+                    .unwrap_or(std::time::Duration::from_secs(86_400));
                 cfg.max_retries = spec.max_retries;
                 cfg.concurrency = spec.concurrency;
                 cfg.requests_per_minute = spec.requests_per_minute;

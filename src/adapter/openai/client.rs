@@ -174,8 +174,11 @@ impl Client {
             let (result, retry_after) = self.attempt(body);
             match result {
                 Ok(mut c) => {
-                    self.limiter
-                        .record_tokens(c.usage.prompt_tokens + c.usage.completion_tokens);
+                    self.limiter.record_tokens(
+                        c.usage
+                            .prompt_tokens
+                            .saturating_add(c.usage.completion_tokens),
+                    );
                     c.attempts = attempt;
                     c.latency_ms = start.elapsed().as_secs_f64() * 1000.0;
                     return Ok(c);
@@ -245,14 +248,13 @@ impl Client {
             req = req.set("Authorization", &format!("Bearer {k}"));
         }
         match req.send_string(&body.to_string()) {
-            Ok(resp) => match resp.into_string() {
+            Ok(resp) => match read_body(resp, MAX_BODY_BYTES) {
                 Ok(text) => (parse(&text), None),
-                Err(e) => (Err(io_error(&e)), None),
+                Err(e) => (Err(e), None),
             },
             Err(ureq::Error::Status(status, resp)) => {
                 let retry_after = resp.header("Retry-After").and_then(parse_retry_after);
-                let body: String = resp
-                    .into_string()
+                let body: String = read_body(resp, 64 * 1024)
                     .unwrap_or_default()
                     .chars()
                     .take(300)
@@ -262,6 +264,34 @@ impl Client {
             Err(ureq::Error::Transport(t)) => (Err(transport_error(&t)), None),
         }
     }
+}
+
+/// The largest answer body read (a chat completion is kilobytes; anything near this is a
+/// broken or hostile server).
+const MAX_BODY_BYTES: u64 = 64 << 20;
+
+/// The most tokens one answer is counted for: a server's usage numbers are clamped here, so
+/// absurd values neither overflow sums nor stall the token limiter forever.
+pub const MAX_USAGE_TOKENS: u64 = 1 << 40;
+
+/// A response body as text, at most `limit` bytes. Invalid UTF-8 becomes U+FFFD (the answer
+/// is still read, and its JSON still parsed) instead of failing the call.
+fn read_body(resp: ureq::Response, limit: u64) -> Result<String, CallError> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    resp.into_reader()
+        .take(limit + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| io_error(&e))?;
+    if buf.len() as u64 > limit {
+        return Err(CallError::Malformed(format!(
+            "the answer is larger than {limit} bytes"
+        )));
+    }
+    Ok(match String::from_utf8(buf) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
 }
 
 fn io_error(e: &std::io::Error) -> CallError {
@@ -300,7 +330,9 @@ fn transport_error(t: &ureq::Transport) -> CallError {
 pub fn parse_retry_after(v: &str) -> Option<Duration> {
     let v = v.trim();
     if let Ok(s) = v.parse::<f64>() {
-        return (s.is_finite() && s >= 0.0).then(|| Duration::from_secs_f64(s));
+        // Absurd values (1e20) saturate; the caller caps the wait at `backoff_max`.
+        return (s.is_finite() && s >= 0.0)
+            .then(|| Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX));
     }
     let when = httpdate::parse_http_date(v).ok()?;
     Some(
@@ -352,6 +384,7 @@ pub fn parse(text: &str) -> Result<Completion, CallError> {
             .and_then(|u| u.get(k))
             .and_then(Value::as_u64)
             .unwrap_or(0)
+            .min(MAX_USAGE_TOKENS)
     };
     Ok(Completion {
         text,
@@ -413,7 +446,7 @@ impl Limiter {
                     _ => None,
                 };
                 let tok_wait = match self.tpm {
-                    Some(t) if st.1.iter().map(|x| x.1).sum::<u64>() >= t => {
+                    Some(t) if st.1.iter().fold(0u64, |a, x| a.saturating_add(x.1)) >= t => {
                         Some(w.saturating_sub(now - st.1[0].0))
                     }
                     _ => None,

@@ -27,6 +27,13 @@ pub enum Step {
     Malformed,
     /// 200 whose `Content-Length` promises more than is sent before the connection closes.
     Truncated,
+    /// A status line, extra header lines (each ending in `\r\n`) and a body, sent as given:
+    /// invalid UTF-8, absurd numbers, anything a broken server might send.
+    Raw {
+        status: u16,
+        headers: String,
+        body: Vec<u8>,
+    },
 }
 
 impl Step {
@@ -55,8 +62,9 @@ impl Received {
     }
 }
 
-#[derive(Default)]
 struct Shared {
+    /// What a request gets when the script is empty.
+    default: Mutex<Step>,
     script: Mutex<VecDeque<Step>>,
     received: Mutex<Vec<Received>>,
     in_flight: AtomicUsize,
@@ -67,7 +75,6 @@ struct Shared {
 /// The running server; stops when dropped.
 pub struct MockServer {
     pub base_url: String,
-    default: Step,
     shared: Arc<Shared>,
     addr: std::net::SocketAddr,
 }
@@ -77,10 +84,16 @@ impl MockServer {
     pub fn start(default: Step) -> std::io::Result<MockServer> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared {
+            default: Mutex::new(default),
+            script: Mutex::default(),
+            received: Mutex::default(),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+        });
         let server = MockServer {
             base_url: format!("http://{addr}/v1"),
-            default: default.clone(),
             shared: shared.clone(),
             addr,
         };
@@ -91,9 +104,8 @@ impl MockServer {
                 }
                 let Ok(stream) = stream else { continue };
                 let shared = shared.clone();
-                let default = default.clone();
                 std::thread::spawn(move || {
-                    let _ = handle(stream, &shared, &default);
+                    let _ = handle(stream, &shared);
                 });
             }
         });
@@ -118,8 +130,13 @@ impl MockServer {
         self.shared.max_in_flight.load(Ordering::SeqCst)
     }
 
-    pub fn default_step(&self) -> &Step {
-        &self.default
+    pub fn default_step(&self) -> Step {
+        self.shared.default.lock().expect("default lock").clone()
+    }
+
+    /// Changes what requests get when the script is empty (a server going down or up).
+    pub fn set_default(&self, step: Step) {
+        *self.shared.default.lock().expect("default lock") = step;
     }
 }
 
@@ -131,7 +148,7 @@ impl Drop for MockServer {
     }
 }
 
-fn handle(stream: TcpStream, shared: &Shared, default: &Step) -> std::io::Result<()> {
+fn handle(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
     reader.read_line(&mut line)?;
@@ -170,7 +187,7 @@ fn handle(stream: TcpStream, shared: &Shared, default: &Step) -> std::io::Result
         .lock()
         .expect("script lock")
         .pop_front()
-        .unwrap_or_else(|| default.clone());
+        .unwrap_or_else(|| shared.default.lock().expect("default lock").clone());
     let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
     // waits as the step says, then leaves the in-flight count before the answer is written,
@@ -222,6 +239,19 @@ fn respond(step: &Step, n: usize) -> Option<Vec<u8>> {
             None
         }
         Step::Malformed => Some(full("200 OK", "", "{\"choices\": [ not json")),
+        Step::Raw {
+            status,
+            headers,
+            body,
+        } => {
+            let mut out = format!(
+                "HTTP/1.1 {status} Scripted\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n",
+                body.len()
+            )
+            .into_bytes();
+            out.extend_from_slice(body);
+            Some(out)
+        }
         Step::Truncated => Some(
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\nConnection: close\r\n\r\n{\"choices\": [{\"mess"
                 .as_bytes()
