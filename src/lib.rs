@@ -20,6 +20,7 @@ pub mod hashing;
 pub mod imaging;
 pub mod libs;
 pub mod metadata;
+pub mod panics;
 pub mod plan;
 pub mod postprocess;
 pub mod production;
@@ -31,6 +32,8 @@ pub mod runner;
 pub mod store;
 pub mod tags;
 pub mod templates;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod textpost;
 pub mod ui;
 pub mod vocab;

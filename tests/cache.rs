@@ -360,3 +360,73 @@ fn duplicate_files_share_one_inference_but_are_scored_apart() {
     assert_eq!(v["n"].as_u64().unwrap(), 2 * v["t"].as_u64().unwrap());
     assert_eq!(v["f"], 2);
 }
+
+/// A panic inside an adapter or a worker (made here by a test failpoint) fails only its own
+/// cell, recorded with its stage and message: the run completes, writes its tables, exits 1,
+/// and the next run computes that cell again.
+#[test]
+fn a_panic_fails_its_cell_never_the_run() {
+    let mut p = Project::new();
+    noise_images(&p.path().join("imgs"), 6, 32);
+    p.write("datasets/d.yaml", "path: ../imgs\n");
+    p.wd_model("wd", "batch_size: 1\n");
+    p.write(
+        "experiments/e.yaml",
+        "dataset: d\nvariants:\n  - model: wd\n",
+    );
+    p.env.push((
+        "IW_LAB_FAILPOINTS".into(),
+        "adapter.infer=noise_0002,adapter.prepare=noise_0004,scan.read=noise_0005".into(),
+    ));
+    let out = p.run(&["run", "e", "--json", "--quiet"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(run["failures"], 3, "{run}");
+    let show = p.json(&["runs", "show", "latest", "--json"], 0);
+    assert_eq!(show["status"], "complete", "{show}");
+    let failed = show["failed"].as_array().unwrap();
+    let stage_of = |file: &str| -> (String, String) {
+        let f = failed
+            .iter()
+            .find(|f| f["file"] == file)
+            .unwrap_or_else(|| panic!("{file} not failed: {show}"));
+        (
+            f["stage"].as_str().unwrap().to_string(),
+            f["reason"].as_str().unwrap().to_string(),
+        )
+    };
+    let (stage, reason) = stage_of("noise_0002.png");
+    assert_eq!(stage, "infer");
+    assert!(
+        reason.contains("panicked at") && reason.contains("failpoint adapter.infer"),
+        "{reason}"
+    );
+    let (stage, reason) = stage_of("noise_0004.png");
+    assert_eq!(stage, "prepare");
+    assert!(reason.contains("failpoint adapter.prepare"), "{reason}");
+    let (stage, reason) = stage_of("noise_0005.png");
+    assert_eq!(stage, "read");
+    assert!(reason.contains("failpoint scan.read"), "{reason}");
+    let cells = p.expect(
+        &[
+            "query",
+            "latest",
+            "--json",
+            "SELECT count(*) AS n FROM cells",
+        ],
+        0,
+    );
+    assert!(cells.contains("\"n\":3"), "{cells}");
+    // Nothing of the panics was cached: without them, the next run computes those cells.
+    p.env.clear();
+    let again = p.json(&["run", "e", "--json", "--quiet"], 0);
+    assert_eq!(
+        (again["cache_hits"].as_u64(), again["inferences"].as_u64()),
+        (Some(3), Some(3))
+    );
+}

@@ -167,10 +167,12 @@ fn tags_judges_retries_failures_and_cache() {
         before,
         "cached cells were asked again"
     );
+    // The one invalid verdict ("I cannot decide.") was recorded but is never served from the
+    // cache as an answer: it alone is asked again.
     assert_eq!(
         judge.received().len(),
-        jbefore,
-        "cached verdicts were asked again"
+        jbefore + 1,
+        "valid verdicts are cached; the invalid one is asked again"
     );
 }
 
@@ -220,4 +222,121 @@ fn missing_key_variable_is_a_clear_error() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("IW_TEST_KEY"), "{err}");
+}
+
+/// A panic in a model call (a test failpoint) fails that cell at stage `call`; the run
+/// completes and the next run asks again.
+#[test]
+fn a_panic_in_a_call_fails_its_cell() {
+    let vlm = MockServer::start(Step::answer("cat, grass")).unwrap();
+    let judge = MockServer::start(Step::answer("Verdict: good")).unwrap();
+    let mut p = project(&vlm, &judge);
+    let name = std::fs::read_dir(p.path().join("imgs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".png"))
+        .min()
+        .unwrap();
+    p.env
+        .push(("IW_LAB_FAILPOINTS".into(), format!("llm.call={name}")));
+    let out = p.run(&["run", "e", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let f = rows(&p, "SELECT path, stage, reason FROM failures");
+    assert_eq!(f.as_array().unwrap().len(), 1, "{f}");
+    assert_eq!(f[0]["stage"], "call");
+    assert!(
+        f[0]["reason"].as_str().unwrap().contains("panicked at"),
+        "{f}"
+    );
+    p.env.retain(|(k, _)| k != "IW_LAB_FAILPOINTS");
+    let n = vlm.received().len();
+    p.expect(&["run", "e"], 0);
+    assert_eq!(vlm.received().len(), n + 1);
+}
+
+/// Verdicts are committed as they arrive: after a judging run is killed with SIGKILL, the
+/// rerun asks the judge again only what the killed run had not committed.
+#[test]
+fn a_killed_judging_run_asks_again_only_what_was_not_committed() {
+    let vlm = MockServer::start(Step::answer("cat, grass")).unwrap();
+    let judge = MockServer::start(Step::Answer {
+        text: "Verdict: good".into(),
+        delay: std::time::Duration::from_millis(120),
+    })
+    .unwrap();
+    let mut p = project(&vlm, &judge);
+    let more = noise_images(&p.path().join("imgs/more"), 27, 40);
+    for img in &more {
+        std::fs::write(img.with_extension("txt"), "cat").unwrap();
+    }
+    p.write(
+        "models/judge.yaml",
+        &format!(
+            "kind: openai\nbase_url: {}\nmodel: test-judge\nvision: false\nconcurrency: 1\n",
+            judge.base_url
+        ),
+    );
+    // One prompt per image, so no two verdicts share a cache key.
+    p.write(
+        "prompts/rubric.j2",
+        "Tags {{ tags_text }} for {{ file }}, tagged {{ truth_text }}. Answer good or bad.\n",
+    );
+    p.env.push(("IW_LAB_FLUSH_SECONDS".into(), "0.1".into()));
+    let mut child = p.command(&["run", "e", "--quiet"]).spawn().unwrap();
+    let start = std::time::Instant::now();
+    let parts = |p: &Project| -> usize {
+        walkdir::WalkDir::new(p.path().join("runs"))
+            .into_iter()
+            .flatten()
+            .filter(|e| {
+                e.path().parent().is_some_and(|d| d.ends_with("judgments"))
+                    && e.file_name().to_string_lossy().ends_with(".parquet")
+            })
+            .count()
+    };
+    while parts(&p) < 3 && start.elapsed() < std::time::Duration::from_secs(60) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it was killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let asked = judge.received().len();
+    let list = p.json(&["runs", "list", "--json"], 0);
+    let killed = list["runs"][0]["run_id"].as_str().unwrap().to_string();
+    let committed = p.expect(
+        &[
+            "query",
+            &killed,
+            "--json",
+            "SELECT count(*) AS n FROM judgments WHERE valid",
+        ],
+        0,
+    );
+    let committed: u64 = serde_json::from_str::<serde_json::Value>(committed.trim()).unwrap()["n"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        (3..30).contains(&committed),
+        "{committed} verdicts committed"
+    );
+    assert!(asked as u64 >= committed);
+    let again = p.json(&["run", "e", "--json", "--quiet"], 0);
+    assert_eq!(
+        again["counts"]["judge_cached"].as_u64(),
+        Some(committed),
+        "{again}"
+    );
+    assert_eq!(
+        (judge.received().len() - asked) as u64,
+        30 - committed,
+        "only the verdicts not committed are asked again"
+    );
 }

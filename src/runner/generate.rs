@@ -183,6 +183,87 @@ pub fn read_outputs(conn: &Connection<'_>, run: &RunDir, variant: &str) -> Resul
     Ok(out)
 }
 
+/// A variant's finished cells in this run: (path, repeat) → whether the output is a fallback.
+pub type Finished = HashMap<(String, u32), bool>;
+
+/// Reads which cells of `variant` finished in this run (computed or copied from the cache).
+pub fn read_finished(conn: &Connection<'_>, run: &RunDir, variant: &str) -> Result<Finished> {
+    crate::store::tables::open_run(conn, run)?;
+    let mut out = Finished::new();
+    conn.query(&format!(
+        "SELECT path, repeat, bool_or(coalesce(fallback, false)) FROM cells WHERE variant = {} GROUP BY ALL",
+        crate::duck::lit(variant)
+    ))?
+    .for_each_row(|r| {
+        let key = (
+            r.str(0)?.unwrap_or_default().to_string(),
+            r.i64(1)?.unwrap_or(0) as u32,
+        );
+        out.insert(key, r.bool(2)?.unwrap_or(false));
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// The state of a derived cell's inputs (template inputs or ensemble members).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Inputs {
+    /// Every input has an output.
+    Ready,
+    /// This input has no output for the image: it failed, so the derived cell fails too.
+    Failed(String),
+    /// This input's output is a fallback: the derived cell is computed but not cached.
+    Fallback(String),
+}
+
+/// Checks the inputs `names` of a cell on `path`, repeat `repeat` (an input with fewer
+/// repeats gives its last).
+fn input_state(
+    staged: &Staged,
+    names: &[String],
+    finished: &BTreeMap<String, Finished>,
+    path: &str,
+    repeat: u32,
+) -> Inputs {
+    let mut state = Inputs::Ready;
+    for name in names {
+        let reps = staged
+            .exp
+            .variants
+            .iter()
+            .find(|x| &x.name == name)
+            .map_or(1, |x| x.repeats.max(1));
+        let key = (path.to_string(), repeat.min(reps - 1));
+        match finished.get(name).and_then(|f| f.get(&key)) {
+            None => return Inputs::Failed(name.clone()),
+            Some(true) if state == Inputs::Ready => state = Inputs::Fallback(name.clone()),
+            Some(_) => {}
+        }
+    }
+    state
+}
+
+/// The failure of a cell whose input has no output.
+fn input_failure(v: &Variant, img: &ImageEntry, input: &str) -> FailureRow {
+    failure(
+        v,
+        img,
+        "input",
+        format!("input `{input}` has no output for this image (it failed); nothing was computed from it"),
+    )
+}
+
+/// The note of an output computed from a fallback input.
+fn fallback_note(input: &str) -> String {
+    format!("computed from input `{input}`, whose output is a fallback: not cached")
+}
+
+/// What a derived variant reads of its inputs (template inputs or ensemble members).
+struct Derived {
+    outputs: BTreeMap<String, Outputs>,
+    finished: BTreeMap<String, Finished>,
+}
+
 /// What became of one answer.
 struct Parsed {
     tags: Vec<TagScore>,
@@ -322,13 +403,7 @@ pub fn run_calls(
                 let Some((call, img)) = jobs.get(i) else {
                     break;
                 };
-                let result = match img {
-                    Some(img) => match llm.image_url(img, max_pixels) {
-                        Ok(url) => llm.call(call, Some(&url)).map_err(|e| ("call", e)),
-                        Err(e) => Err(("decode", e)),
-                    },
-                    None => llm.call(call, None).map_err(|e| ("call", e)),
-                };
+                let result = call_one(llm, call, *img, max_pixels);
                 if tx.send((i, result)).is_err() {
                     break;
                 }
@@ -343,6 +418,30 @@ pub fn run_calls(
         }
         Ok(())
     })
+}
+
+/// One call: the image read and encoded (when sent), then the model asked. A panic in
+/// either is a failure of that stage.
+fn call_one(
+    llm: &Llm,
+    call: &Call,
+    img: Option<&ImageEntry>,
+    max_pixels: u64,
+) -> Result<Answer, (&'static str, String)> {
+    let url = match img {
+        Some(img) => Some(
+            crate::panics::catch(|| llm.image_url(img, max_pixels))
+                .and_then(|r| r)
+                .map_err(|e| ("decode", e))?,
+        ),
+        None => None,
+    };
+    crate::panics::catch(|| {
+        crate::panics::failpoint("llm.call", &call.user);
+        llm.call(call, url.as_deref())
+    })
+    .and_then(|r| r)
+    .map_err(|e| ("call", e))
 }
 
 /// Counters the runner adds to the manifest.
@@ -375,15 +474,20 @@ pub fn run_variants(
         }
         writer.flush()?;
         let mut inputs: BTreeMap<String, Outputs> = BTreeMap::new();
+        let mut finished: BTreeMap<String, Finished> = BTreeMap::new();
         let needed: Vec<String> = match (&v.gen, &v.ensemble) {
             (Some(g), _) => g.inputs.clone(),
             (_, Some(e)) => e.members.clone(),
             _ => Vec::new(),
         };
         for name in needed {
-            let o = read_outputs(conn, run, &name)?;
-            inputs.insert(name, o);
+            inputs.insert(name.clone(), read_outputs(conn, run, &name)?);
+            finished.insert(name.clone(), read_finished(conn, run, &name)?);
         }
+        let inputs = Derived {
+            outputs: inputs,
+            finished,
+        };
         let bar = ui::progress(cells.len() as u64, &v.name);
         if v.gen.is_some() {
             generate_variant(
@@ -440,7 +544,7 @@ fn generate_variant(
     models: &mut Models,
     v: &Variant,
     cells: &[&Cell],
-    inputs: &BTreeMap<String, Outputs>,
+    inputs: &Derived,
     tally: &mut Tally,
     bar: &indicatif::ProgressBar,
 ) -> Result<()> {
@@ -470,10 +574,21 @@ fn generate_variant(
     let params_json = serde_json::to_string(&g.params).unwrap_or_default();
     let mut jobs = Vec::new();
     let mut job_cells = Vec::new();
+    let mut job_fallback: Vec<Option<String>> = Vec::new();
     let mut prompts = Vec::new();
     for c in cells {
         let img = &images[c.image];
-        let inp = input_value(inputs, &img.rel, c.repeat, staged);
+        let fallback = match input_state(staged, &g.inputs, &inputs.finished, &img.rel, c.repeat) {
+            Inputs::Failed(name) => {
+                writer.add_failure(input_failure(v, img, &name));
+                tally.failures += 1;
+                bar.inc(1);
+                continue;
+            }
+            Inputs::Fallback(name) => Some(name),
+            Inputs::Ready => None,
+        };
+        let inp = input_value(&inputs.outputs, &img.rel, c.repeat, staged);
         let context = variant_context(staged, v, c.image, inp);
         let rendered = g.prompt.render(&context).and_then(|u| {
             let sys = match &g.system {
@@ -497,6 +612,7 @@ fn generate_variant(
                     g.image.then_some(img),
                 ));
                 job_cells.push(*c);
+                job_fallback.push(fallback);
             }
             Err(e) => {
                 writer.add_failure(failure(v, img, "prompt", format!("{e:#}")));
@@ -511,15 +627,22 @@ fn generate_variant(
         let img = &images[c.image];
         tally.inferences += 1;
         match result {
-            Ok(answer) => match parse_answer(
-                v,
-                &answer.text,
-                vocab.as_ref(),
-                post.as_ref(),
-                keep_unmapped,
-            ) {
+            Ok(answer) => match crate::panics::catch(|| {
+                crate::panics::failpoint("parse", &answer.text);
+                parse_answer(
+                    v,
+                    &answer.text,
+                    vocab.as_ref(),
+                    post.as_ref(),
+                    keep_unmapped,
+                )
+            })
+            .and_then(|r| r)
+            {
                 Ok(p) => {
-                    let row = super::cell_row(staged, c, run.id.clone(), p.tags.len(), answer.ms);
+                    let mut row =
+                        super::cell_row(staged, c, run.id.clone(), p.tags.len(), answer.ms);
+                    row.fallback = job_fallback[i].is_some();
                     let text = TextRow {
                         prompt_name: g.prompt.name.clone(),
                         prompt_hash: g.prompt.hash.clone(),
@@ -533,7 +656,7 @@ fn generate_variant(
                         cost: cost(prices, &answer),
                         finish: answer.finish.clone(),
                         attempts: answer.attempts,
-                        note: None,
+                        note: job_fallback[i].as_deref().map(fallback_note),
                     };
                     writer.add_text_cell(row, p.tags, text);
                 }
@@ -577,12 +700,13 @@ fn ensemble_variant(
     models: &mut Models,
     v: &Variant,
     cells: &[&Cell],
-    inputs: &BTreeMap<String, Outputs>,
+    inputs: &Derived,
     tally: &mut Tally,
     bar: &indicatif::ProgressBar,
 ) -> Result<()> {
     let e = v.ensemble.as_ref().expect("ensemble");
     let images = staged.images();
+    // Called once every member has finished: a member with no tags gives an empty list.
     let member_outputs = |c: &Cell| -> Vec<Option<Vec<(String, f32)>>> {
         let path = &images[c.image].rel;
         e.members
@@ -594,13 +718,29 @@ fn ensemble_variant(
                     .iter()
                     .find(|x| &x.name == m)
                     .map_or(1, |x| x.repeats.max(1));
-                inputs
+                let tags = inputs
+                    .outputs
                     .get(m)
                     .and_then(|o| o.get(&(path.clone(), c.repeat.min(reps - 1))))
-                    .map(|(t, _)| t.clone())
+                    .map(|(t, _)| t.clone());
+                Some(tags.unwrap_or_default())
             })
             .collect()
     };
+    // Cells whose members all finished, and the member that was a fallback, if any.
+    let mut ready: Vec<(&Cell, Option<String>)> = Vec::new();
+    for c in cells {
+        let img = &images[c.image];
+        match input_state(staged, &e.members, &inputs.finished, &img.rel, c.repeat) {
+            Inputs::Failed(name) => {
+                writer.add_failure(input_failure(v, img, &name));
+                tally.failures += 1;
+                bar.inc(1);
+            }
+            Inputs::Fallback(name) => ready.push((c, Some(name))),
+            Inputs::Ready => ready.push((c, None)),
+        }
+    }
     let combine = e.combine();
     let to_scores = |tags: Vec<(String, f32)>| -> Vec<TagScore> {
         tags.into_iter()
@@ -612,16 +752,18 @@ fn ensemble_variant(
             .collect()
     };
     if e.method != EnsembleMethod::Llm {
-        for c in cells {
+        for (c, fallback) in ready {
             let img = &images[c.image];
             tally.inferences += 1;
-            match crate::ensemble::combine(&combine, &member_outputs(c)) {
+            let combined =
+                crate::panics::catch(|| crate::ensemble::combine(&combine, &member_outputs(c)))
+                    .and_then(|r| r);
+            match combined {
                 Ok(tags) => {
                     let tags = to_scores(tags);
-                    writer.add_cell(
-                        super::cell_row(staged, c, run.id.clone(), tags.len(), 0.0),
-                        tags,
-                    );
+                    let mut row = super::cell_row(staged, c, run.id.clone(), tags.len(), 0.0);
+                    row.fallback = fallback.is_some();
+                    writer.add_cell(row, tags);
                 }
                 Err(err) => {
                     writer.add_failure(failure(v, img, "combine", err));
@@ -633,7 +775,8 @@ fn ensemble_variant(
         }
         return Ok(());
     }
-    // An LLM merge, with the union as the fallback.
+    // An LLM merge, with the union as the fallback: a fallback output is scored in this run,
+    // marked (`cells.fallback`, `texts.note`), and never cached, so the next run asks again.
     let merge_model = e.merge_model.as_ref().expect("merge model");
     let template = e.merge_prompt.as_ref().expect("merge prompt");
     let llm = models.llm(merge_model, staged, ctx)?;
@@ -642,7 +785,7 @@ fn ensemble_variant(
     let mut job_cells = Vec::new();
     let mut unions = Vec::new();
     let mut prompts = Vec::new();
-    for c in cells {
+    for (c, input_fallback) in ready {
         let members = member_outputs(c);
         let union = crate::ensemble::combine(&combine, &members).unwrap_or_default();
         let mut context = image_context(staged, c.image);
@@ -670,7 +813,7 @@ fn ensemble_variant(
                     },
                     None,
                 ));
-                job_cells.push(*c);
+                job_cells.push((c, input_fallback));
                 unions.push(union);
             }
             Err(err) => {
@@ -683,60 +826,33 @@ fn ensemble_variant(
                     )),
                     ..TextRow::default()
                 };
-                writer.add_text_cell(
-                    super::cell_row(staged, c, run.id.clone(), tags.len(), 0.0),
-                    tags,
-                    text,
-                );
+                let mut row = super::cell_row(staged, c, run.id.clone(), tags.len(), 0.0);
+                row.fallback = true;
+                writer.add_text_cell(row, tags, text);
                 bar.inc(1);
             }
         }
     }
     run_calls(&llm, jobs, staged.exp.dataset.max_pixels, |i, result| {
-        let c = job_cells[i];
+        let (c, input_fallback) = &job_cells[i];
         tally.inferences += 1;
-        let (tags, raw, note, answer) = match result {
-            Ok(a) => match output::parse_tags(&a.text) {
-                Ok(t) if !t.is_empty() => (
-                    t.into_iter().map(|x| (x, 1.0)).collect(),
-                    a.text.clone(),
-                    None,
-                    Some(a),
-                ),
-                Ok(_) => (
-                    unions[i].clone(),
-                    a.text.clone(),
-                    Some("fallback: union (the merge answer had no tags)".to_string()),
-                    Some(a),
-                ),
-                Err(err) => (
-                    unions[i].clone(),
-                    a.text.clone(),
-                    Some(format!(
-                        "fallback: union (the merge answer did not parse: {err})"
-                    )),
-                    Some(a),
-                ),
-            },
-            Err((_, err)) => (
-                unions[i].clone(),
-                String::new(),
-                Some(format!("fallback: union (the merge call failed: {err})")),
-                None,
-            ),
-        };
-        let tags: Vec<(String, f32)> = tags
+        let merged = merge_answer(result, &unions[i]);
+        let note = merged
+            .note
+            .or_else(|| input_fallback.as_deref().map(fallback_note));
+        let tags: Vec<(String, f32)> = merged
+            .tags
             .into_iter()
             .filter_map(|(t, s)| Some((crate::tags::normalise(&t)?, s)))
             .collect();
         let tags = to_scores(tags);
-        let a = answer.unwrap_or_default();
+        let a = merged.answer.unwrap_or_default();
         let text = TextRow {
             prompt_name: template.name.clone(),
             prompt_hash: template.hash.clone(),
             prompt: prompts[i].clone(),
             params: serde_json::to_string(&params).unwrap_or_default(),
-            raw,
+            raw: merged.raw,
             caption: None,
             mapping: None,
             prompt_tokens: a.prompt_tokens,
@@ -744,16 +860,53 @@ fn ensemble_variant(
             cost: cost(llm.prices(), &a),
             finish: a.finish.clone(),
             attempts: a.attempts,
-            note,
+            note: note.clone(),
         };
-        writer.add_text_cell(
-            super::cell_row(staged, c, run.id.clone(), tags.len(), a.ms),
-            tags,
-            text,
-        );
+        let mut row = super::cell_row(staged, c, run.id.clone(), tags.len(), a.ms);
+        row.fallback = note.is_some();
+        writer.add_text_cell(row, tags, text);
         bar.inc(1);
         writer.maybe_flush()
     })
+}
+
+/// What an LLM merge gave: its tags, or the union when the call or its answer failed.
+struct Merged {
+    tags: Vec<(String, f32)>,
+    raw: String,
+    /// Why the union was used instead (the output is then a fallback).
+    note: Option<String>,
+    answer: Option<Answer>,
+}
+
+fn merge_answer(result: Result<Answer, (&'static str, String)>, union: &[(String, f32)]) -> Merged {
+    let fallback = |raw: String, why: String, answer: Option<Answer>| Merged {
+        tags: union.to_vec(),
+        raw,
+        note: Some(format!("fallback: union ({why})")),
+        answer,
+    };
+    match result {
+        Ok(a) => match crate::panics::catch(|| output::parse_tags(&a.text)).and_then(|r| r) {
+            Ok(t) if !t.is_empty() => Merged {
+                tags: t.into_iter().map(|x| (x, 1.0)).collect(),
+                raw: a.text.clone(),
+                note: None,
+                answer: Some(a),
+            },
+            Ok(_) => fallback(
+                a.text.clone(),
+                "the merge answer had no tags".into(),
+                Some(a),
+            ),
+            Err(err) => fallback(
+                a.text.clone(),
+                format!("the merge answer did not parse: {err}"),
+                Some(a),
+            ),
+        },
+        Err((_, err)) => fallback(String::new(), format!("the merge call failed: {err}"), None),
+    }
 }
 
 /// Whether a model kind is run by this step.

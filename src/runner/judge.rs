@@ -102,7 +102,8 @@ fn targets(
     Ok(out)
 }
 
-/// Earlier verdicts by cache key.
+/// Earlier *valid* verdicts by cache key. An invalid verdict (an answer that did not parse)
+/// is kept in its run for the record but never served as an answer: the next run asks again.
 fn cached(
     conn: &Connection<'_>,
     runs_dir: &std::path::Path,
@@ -119,6 +120,7 @@ fn cached(
         conn.query(&format!(
             "SELECT cache_key, raw, verdict, score, valid, error, prompt_tokens, completion_tokens, ms, origin_run
              FROM read_parquet({}, union_by_name = true) SEMI JOIN wanted USING (cache_key)
+             WHERE valid AND cache_key <> ''
              QUALIFY row_number() OVER (PARTITION BY cache_key) = 1",
             path_list(&files)
         ))?
@@ -168,7 +170,89 @@ fn parse_verdict(verdict: &Verdict, text: &str) -> Result<(String, f64), String>
     }
 }
 
-/// Runs every judge; writes `judgments/` parts and failures.
+/// Targets are judged in chunks of this many: prompts are rendered, looked up and asked
+/// chunk by chunk, so memory does not grow with the number of verdicts.
+const CHUNK: usize = 256;
+
+/// Verdicts and judge failures on their way to disk: committed in parts as they arrive (every
+/// `max_rows` rows or `max_age`), as cells are, so a run killed at any moment loses only the
+/// verdicts in flight and the uncommitted tail.
+struct JudgmentWriter<'c, 'db> {
+    conn: &'c Connection<'db>,
+    run: RunDir,
+    seq: usize,
+    rows: Vec<Row>,
+    failures: Vec<FailureRow>,
+    last_flush: std::time::Instant,
+    max_rows: usize,
+    max_age: std::time::Duration,
+}
+
+impl<'c, 'db> JudgmentWriter<'c, 'db> {
+    fn new(conn: &'c Connection<'db>, run: RunDir) -> Self {
+        let age = std::env::var("IW_LAB_FLUSH_SECONDS")
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .unwrap_or(1.0);
+        JudgmentWriter {
+            conn,
+            run,
+            seq: 0,
+            rows: Vec::new(),
+            failures: Vec::new(),
+            last_flush: std::time::Instant::now(),
+            max_rows: 64,
+            max_age: std::time::Duration::from_secs_f64(age.min(3600.0)),
+        }
+    }
+
+    fn push(&mut self, row: Row) {
+        self.rows.push(row);
+    }
+
+    fn fail(&mut self, f: FailureRow) {
+        self.failures.push(f);
+    }
+
+    fn maybe_flush(&mut self) -> Result<()> {
+        if self.rows.len() + self.failures.len() >= self.max_rows
+            || self.last_flush.elapsed() >= self.max_age
+        {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the buffered verdicts as `judgments/part-NNNNNN.parquet` and the failures as
+    /// `failures/judges-NNNNNN.parquet`, each atomically.
+    fn flush(&mut self) -> Result<()> {
+        self.last_flush = std::time::Instant::now();
+        if self.rows.is_empty() && self.failures.is_empty() {
+            return Ok(());
+        }
+        self.seq += 1;
+        if !self.rows.is_empty() {
+            let dest = self
+                .run
+                .table_dir("judgments")
+                .join(format!("part-{:06}.parquet", self.seq));
+            write_rows(self.conn, &self.run, &dest, &self.rows)?;
+            self.rows.clear();
+        }
+        if !self.failures.is_empty() {
+            let dest = self
+                .run
+                .table_dir("failures")
+                .join(format!("judges-{:06}.parquet", self.seq));
+            write_failures(self.conn, &self.run, &dest, &self.failures)?;
+            self.failures.clear();
+        }
+        Ok(())
+    }
+}
+
+/// Runs every judge; verdicts and failures are committed as they arrive.
 pub fn run_judges(
     staged: &Staged,
     run: &RunDir,
@@ -178,180 +262,309 @@ pub fn run_judges(
     no_cache: bool,
 ) -> Result<Judged> {
     let mut tally = Judged::default();
-    let exp = &staged.exp;
-    if exp.judges.is_empty() {
-        return Ok(tally);
-    }
-    let images = staged.images();
-    let mut failures = Vec::new();
-    let mut part = 0;
-    for judge in &exp.judges {
-        let mut rows: Vec<Row> = Vec::new();
-        let mut all_targets: Vec<Target> = Vec::new();
+    let mut out = JudgmentWriter::new(conn, run.clone());
+    for judge in &staged.exp.judges {
+        let mut targets: Vec<Target> = Vec::new();
         for v in &judge.variants {
-            all_targets.extend(targets(staged, conn, run, v)?);
+            targets.extend(self::targets(staged, conn, run, v)?);
         }
-        if let Verdict::Similarity = judge.verdict {
-            let emb = models.embedder(&judge.model, staged)?;
-            let mut texts: Vec<String> = Vec::new();
-            let mut refs: Vec<String> = Vec::new();
-            let mut idx = Vec::new();
-            for (i, t) in all_targets.iter().enumerate() {
-                let img = &images[t.image];
+        let mut j = JudgeRun {
+            staged,
+            run,
+            conn,
+            judge,
+            no_cache,
+            out: &mut out,
+            tally: &mut tally,
+        };
+        match judge.verdict {
+            Verdict::Similarity => j.similarity(models, &targets)?,
+            _ => j.llm(ctx, models, &targets)?,
+        }
+        out.flush()?;
+    }
+    Ok(tally)
+}
+
+/// One judge at work.
+struct JudgeRun<'a, 'c, 'db> {
+    staged: &'a Staged,
+    run: &'a RunDir,
+    conn: &'c Connection<'db>,
+    judge: &'a Judge,
+    no_cache: bool,
+    out: &'a mut JudgmentWriter<'c, 'db>,
+    tally: &'a mut Judged,
+}
+
+/// One question for a judge: a target, the side (pairwise: `ab` or `ba`), the rendered
+/// prompt (for similarity judges, the reference) and the cache key.
+struct Task {
+    target: usize,
+    side: String,
+    prompt: String,
+    key: String,
+}
+
+impl JudgeRun<'_, '_, '_> {
+    fn runs_dir(&self) -> &std::path::Path {
+        self.run.path.parent().unwrap_or(&self.run.path)
+    }
+
+    fn hits(&self, tasks: &[Task]) -> Result<HashMap<String, Row>> {
+        if self.no_cache {
+            return Ok(HashMap::new());
+        }
+        let keys: Vec<String> = tasks.iter().map(|t| t.key.clone()).collect();
+        cached(self.conn, self.runs_dir(), &self.run.id, &keys)
+    }
+
+    /// The row of a task, before its verdict.
+    fn base_row(&self, t: &Target, task: &Task) -> Row {
+        let img = &self.staged.images()[t.image];
+        Row {
+            judge: self.judge.name.clone(),
+            variant: t.variant.clone(),
+            path: img.rel.clone(),
+            image_hash: img.hash.clone(),
+            repeat: t.repeat,
+            target_key: t.key.clone(),
+            cache_key: task.key.clone(),
+            side: task.side.clone(),
+            prompt: task.prompt.clone(),
+            origin_run: self.run.id.clone(),
+            ..Row::default()
+        }
+    }
+
+    /// Serves the cached tasks; returns the rest.
+    fn serve_cached(&mut self, targets: &[Target], tasks: Vec<Task>) -> Result<Vec<Task>> {
+        let hits = self.hits(&tasks)?;
+        let mut misses = Vec::new();
+        for task in tasks {
+            let Some(h) = hits.get(&task.key) else {
+                misses.push(task);
+                continue;
+            };
+            self.tally.cached += 1;
+            let base = self.base_row(&targets[task.target], &task);
+            self.out.push(Row {
+                raw: h.raw.clone(),
+                verdict: h.verdict.clone(),
+                score: h.score,
+                valid: h.valid,
+                error: h.error.clone(),
+                prompt_tokens: h.prompt_tokens,
+                completion_tokens: h.completion_tokens,
+                ms: h.ms,
+                origin_run: h.origin_run.clone(),
+                ..base
+            });
+        }
+        self.out.maybe_flush()?;
+        Ok(misses)
+    }
+
+    /// An embedding judge: cosine similarity of each output to its reference, cached by a key
+    /// over the model, the output and the reference.
+    fn similarity(&mut self, models: &mut Models, targets: &[Target]) -> Result<()> {
+        let judge = self.judge;
+        let identity = &self.staged.identities[&judge.model.name];
+        let bar = ui::progress(targets.len() as u64, &format!("judge {}", judge.name));
+        for (c, chunk) in targets.chunks(CHUNK).enumerate() {
+            let mut tasks = Vec::new();
+            for (k, t) in chunk.iter().enumerate() {
+                let img = &self.staged.images()[t.image];
                 let reference = match judge.reference {
-                    Reference::Truth => staged.truth(t.image).map(|tags| tags.join(", ")),
+                    Reference::Truth => self.staged.truth(t.image).map(|tags| tags.join(", ")),
                     Reference::Prompt => img.meta.as_ref().and_then(|m| m.prompt.clone()),
                 };
-                if let Some(r) = reference.filter(|r| !r.trim().is_empty()) {
-                    texts.push(output_text(t));
-                    refs.push(r);
-                    idx.push(i);
-                }
-            }
-            let bar = ui::progress(idx.len() as u64, &format!("judge {}", judge.name));
-            let mut all: Vec<&str> = texts.iter().map(String::as_str).collect();
-            all.extend(refs.iter().map(String::as_str));
-            let vecs = emb.embed(&all)?;
-            for (k, &i) in idx.iter().enumerate() {
-                let t = &all_targets[i];
-                let sim =
-                    crate::adapter::embedding::cosine(&vecs[k], &vecs[k + texts.len()]) as f64;
-                rows.push(Row {
-                    judge: judge.name.clone(),
-                    variant: t.variant.clone(),
-                    path: images[t.image].rel.clone(),
-                    image_hash: images[t.image].hash.clone(),
-                    repeat: t.repeat,
-                    target_key: t.key.clone(),
-                    cache_key: String::new(),
+                let Some(r) = reference.filter(|r| !r.trim().is_empty()) else {
+                    bar.inc(1);
+                    continue;
+                };
+                let key = judge_key(
+                    identity,
+                    judge,
+                    &json!({"output": output_text(t), "reference": r}),
+                    None,
+                    "",
+                );
+                tasks.push(Task {
+                    target: c * CHUNK + k,
                     side: String::new(),
-                    prompt: refs[k].clone(),
+                    prompt: r,
+                    key,
+                });
+            }
+            let asked = tasks.len();
+            let misses = self.serve_cached(targets, tasks)?;
+            bar.inc((asked - misses.len()) as u64);
+            if misses.is_empty() {
+                continue;
+            }
+            let emb = models.embedder(&judge.model, self.staged)?;
+            let mut texts: Vec<String> = misses
+                .iter()
+                .map(|t| output_text(&targets[t.target]))
+                .collect();
+            texts.extend(misses.iter().map(|t| t.prompt.clone()));
+            let all: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let vecs = crate::panics::catch(|| emb.embed(&all))
+                .map_err(anyhow::Error::msg)
+                .and_then(|r| r);
+            let vecs = match vecs {
+                Ok(v) => v,
+                Err(e) => {
+                    for task in &misses {
+                        let t = &targets[task.target];
+                        self.out
+                            .fail(jfail(judge, t, self.staged, "embed", format!("{e:#}")));
+                        self.tally.failures += 1;
+                        bar.inc(1);
+                    }
+                    self.out.maybe_flush()?;
+                    continue;
+                }
+            };
+            let n = misses.len();
+            for (k, task) in misses.iter().enumerate() {
+                let t = &targets[task.target];
+                let sim = crate::adapter::embedding::cosine(&vecs[k], &vecs[k + n]) as f64;
+                self.tally.inferences += 1;
+                let base = self.base_row(t, task);
+                self.out.push(Row {
                     raw: format!("{sim:.6}"),
                     verdict: Some("similarity".into()),
                     score: Some(sim),
-                    valid: true,
-                    origin_run: run.id.clone(),
-                    ..Row::default()
+                    valid: sim.is_finite(),
+                    ..base
                 });
                 bar.inc(1);
             }
-            bar.finish_and_clear();
-        } else {
-            let rubric = judge.rubric.as_ref().expect("llm judge rubric");
-            let identity = &staged.identities[&judge.model.name];
-            // (target index, side, baseline target index) → prompt.
-            let mut tasks: Vec<(usize, String, String, Option<usize>)> = Vec::new();
-            let baseline: Option<HashMap<(usize, u32), Target>> = match &judge.pairwise {
-                Some(b) => Some(
-                    targets(staged, conn, run, b)?
+            self.out.maybe_flush()?;
+        }
+        bar.finish_and_clear();
+        Ok(())
+    }
+
+    /// The prompts of a chunk of targets (pairwise judges: both orders against the
+    /// baseline); a rubric that does not render is a failure of that target.
+    fn tasks(
+        &mut self,
+        targets: &[Target],
+        first: usize,
+        baseline: Option<&HashMap<(usize, u32), Target>>,
+    ) -> Vec<Task> {
+        let judge = self.judge;
+        let rubric = judge.rubric.as_ref().expect("llm judge rubric");
+        let identity = &self.staged.identities[&judge.model.name];
+        let images = self.staged.images();
+        let mut out = Vec::new();
+        for (k, t) in targets.iter().enumerate() {
+            let mut c = image_context(self.staged, t.image);
+            c.insert("variant".into(), json!(t.variant));
+            c.insert("caption".into(), json!(t.caption));
+            c.insert("tags".into(), json!(t.tags));
+            c.insert("tags_text".into(), json!(t.tags.join(", ")));
+            c.insert("output".into(), json!(output_text(t)));
+            let sides: Vec<(&str, serde_json::Map<String, Value>)> = match baseline {
+                None => vec![("", c)],
+                Some(base) => {
+                    if Some(&t.variant) == judge.pairwise.as_ref() {
+                        continue;
+                    }
+                    let Some(b) = base
+                        .get(&(t.image, t.repeat))
+                        .or_else(|| base.get(&(t.image, 0)))
+                    else {
+                        continue;
+                    };
+                    ["ab", "ba"]
                         .into_iter()
-                        .map(|t| ((t.image, t.repeat), t))
-                        .collect(),
-                ),
-                None => None,
-            };
-            for (i, t) in all_targets.iter().enumerate() {
-                let mut c = image_context(staged, t.image);
-                c.insert("variant".into(), json!(t.variant));
-                c.insert("caption".into(), json!(t.caption));
-                c.insert("tags".into(), json!(t.tags));
-                c.insert("tags_text".into(), json!(t.tags.join(", ")));
-                c.insert("output".into(), json!(output_text(t)));
-                match &baseline {
-                    None => match rubric.render(&c) {
-                        Ok(p) => tasks.push((i, String::new(), p, None)),
-                        Err(e) => {
-                            failures.push(jfail(judge, t, staged, format!("{e:#}")));
-                        }
-                    },
-                    Some(base) => {
-                        if Some(&t.variant) == judge.pairwise.as_ref() {
-                            continue;
-                        }
-                        let Some(b) = base
-                            .get(&(t.image, t.repeat))
-                            .or_else(|| base.get(&(t.image, 0)))
-                        else {
-                            continue;
-                        };
-                        for side in ["ab", "ba"] {
+                        .map(|side| {
                             let (a, bb) = if side == "ab" { (t, b) } else { (b, t) };
                             let mut c = c.clone();
                             c.insert("a".into(), json!(output_text(a)));
                             c.insert("b".into(), json!(output_text(bb)));
-                            match rubric.render(&c) {
-                                Ok(p) => tasks.push((i, side.to_string(), p, None)),
-                                Err(e) => failures.push(jfail(judge, t, staged, format!("{e:#}"))),
-                            }
-                        }
+                            (side, c)
+                        })
+                        .collect()
+                }
+            };
+            for (side, c) in sides {
+                match rubric.render(&c) {
+                    Ok(prompt) => {
+                        let image = judge.image.then(|| images[t.image].hash.as_str());
+                        let key = judge_key(identity, judge, &json!(prompt), image, side);
+                        out.push(Task {
+                            target: first + k,
+                            side: side.to_string(),
+                            prompt,
+                            key,
+                        });
+                    }
+                    Err(e) => {
+                        self.out
+                            .fail(jfail(judge, t, self.staged, "rubric", format!("{e:#}")));
+                        self.tally.failures += 1;
                     }
                 }
             }
-            let keys: Vec<String> = tasks
-                .iter()
-                .map(|(i, side, prompt, _)| {
-                    let t = &all_targets[*i];
-                    let k = json!({
-                        "judge_model": identity.fingerprint,
-                        "kind": identity.kind,
-                        "version": identity.version,
-                        "verdict": judge.verdict,
-                        "prompt": prompt,
-                        "image": judge.image.then(|| &images[t.image].hash),
-                        "params": judge.params,
-                        "side": side,
-                    });
-                    let mut k = k;
-                    if judge.likelihood {
-                        k["choose_by"] = json!("likelihood");
-                    }
-                    blake3::hash(crate::cache::canonical_json(&k).as_bytes())
-                        .to_hex()
-                        .to_string()
-                })
-                .collect();
-            let hits = if no_cache {
-                HashMap::new()
-            } else {
-                cached(conn, run.path.parent().unwrap_or(&run.path), &run.id, &keys)?
-            };
-            let mut jobs = Vec::new();
-            let mut job_tasks = Vec::new();
-            for (n, (i, side, prompt, _)) in tasks.iter().enumerate() {
-                let t = &all_targets[*i];
-                let base_row = Row {
-                    judge: judge.name.clone(),
-                    variant: t.variant.clone(),
-                    path: images[t.image].rel.clone(),
-                    image_hash: images[t.image].hash.clone(),
-                    repeat: t.repeat,
-                    target_key: t.key.clone(),
-                    cache_key: keys[n].clone(),
-                    side: side.clone(),
-                    prompt: prompt.clone(),
-                    origin_run: run.id.clone(),
-                    ..Row::default()
-                };
-                if let Some(h) = hits.get(&keys[n]) {
-                    tally.cached += 1;
-                    rows.push(Row {
-                        raw: h.raw.clone(),
-                        verdict: h.verdict.clone(),
-                        score: h.score,
-                        valid: h.valid,
-                        error: h.error.clone(),
-                        prompt_tokens: h.prompt_tokens,
-                        completion_tokens: h.completion_tokens,
-                        ms: h.ms,
-                        origin_run: h.origin_run.clone(),
-                        ..base_row
-                    });
-                    continue;
-                }
-                jobs.push((
+        }
+        out
+    }
+
+    /// An LLM judge: cached verdicts served, the rest asked chunk by chunk.
+    fn llm(&mut self, ctx: &Context, models: &mut Models, targets: &[Target]) -> Result<()> {
+        let judge = self.judge;
+        let baseline: Option<HashMap<(usize, u32), Target>> = match &judge.pairwise {
+            Some(b) => Some(
+                self::targets(self.staged, self.conn, self.run, b)?
+                    .into_iter()
+                    .map(|t| ((t.image, t.repeat), t))
+                    .collect(),
+            ),
+            None => None,
+        };
+        let sides = if baseline.is_some() { 2 } else { 1 };
+        let bar = ui::progress(
+            (targets.len() * sides) as u64,
+            &format!("judge {}", judge.name),
+        );
+        for (c, chunk) in targets.chunks(CHUNK).enumerate() {
+            let tasks = self.tasks(chunk, c * CHUNK, baseline.as_ref());
+            let asked = tasks.len();
+            let misses = self.serve_cached(targets, tasks)?;
+            bar.inc((asked - misses.len()) as u64);
+            if misses.is_empty() {
+                continue;
+            }
+            let model = models.llm(&judge.model, self.staged, ctx)?;
+            self.ask(&model, targets, misses, &bar)?;
+        }
+        bar.finish_and_clear();
+        Ok(())
+    }
+
+    /// Asks the judge model `tasks`; each verdict (or failure) is written as it arrives.
+    fn ask(
+        &mut self,
+        model: &super::llm::Llm,
+        targets: &[Target],
+        tasks: Vec<Task>,
+        bar: &indicatif::ProgressBar,
+    ) -> Result<()> {
+        let judge = self.judge;
+        let images = self.staged.images();
+        let jobs: Vec<(Call, Option<&crate::dataset::ImageEntry>)> = tasks
+            .iter()
+            .map(|task| {
+                let t = &targets[task.target];
+                (
                     Call {
                         system: None,
-                        user: prompt.clone(),
+                        user: task.prompt.clone(),
                         image: judge.image.then_some(t.image),
                         params: judge.params.clone(),
                         seed: llm::seed_of(&judge.params, 0),
@@ -363,135 +576,119 @@ pub fn run_judges(
                         },
                     },
                     judge.image.then_some(&images[t.image]),
-                ));
-                job_tasks.push(base_row);
+                )
+            })
+            .collect();
+        let max_pixels = self.staged.exp.dataset.max_pixels;
+        generate::run_calls(model, jobs, max_pixels, |i, result| {
+            let task = &tasks[i];
+            let t = &targets[task.target];
+            self.tally.inferences += 1;
+            match result {
+                Ok(a) => {
+                    let row = verdict_row(judge, self.base_row(t, task), a);
+                    self.out.push(row);
+                }
+                Err((stage, e)) => {
+                    self.out.fail(jfail(judge, t, self.staged, stage, e));
+                    self.tally.failures += 1;
+                }
             }
-            if !jobs.is_empty() {
-                let model = models.llm(&judge.model, staged, ctx)?;
-                let bar = ui::progress(jobs.len() as u64, &format!("judge {}", judge.name));
-                generate::run_calls(&model, jobs, exp.dataset.max_pixels, |i, result| {
-                    let base = job_tasks[i].clone();
-                    tally.inferences += 1;
-                    match result {
-                        Ok(a) => {
-                            let parsed = parse_verdict(&judge.verdict, &a.text);
-                            let (verdict, score, valid, error) = match parsed {
-                                Ok((label, s)) => (Some(label), Some(s), true, None),
-                                Err(e) => (None, None, false, Some(e)),
-                            };
-                            // A choice by likelihood keeps every choice's log-probability.
-                            let raw = if judge.likelihood {
-                                format!("{} ({})", a.text, a.finish)
-                            } else {
-                                a.text
-                            };
-                            rows.push(Row {
-                                raw,
-                                verdict,
-                                score,
-                                valid,
-                                error,
-                                prompt_tokens: a.prompt_tokens,
-                                completion_tokens: a.completion_tokens,
-                                ms: a.ms,
-                                ..base
-                            });
-                        }
-                        Err((stage, e)) => {
-                            failures.push(FailureRow {
-                                variant: Some(base.variant.clone()),
-                                image_hash: Some(base.image_hash.clone()),
-                                path: base.path.clone(),
-                                stage: format!("judge {} ({stage})", judge.name),
-                                reason: e,
-                            });
-                        }
-                    }
-                    bar.inc(1);
-                    Ok(())
-                })?;
-                bar.finish_and_clear();
-            }
-            if judge.pairwise.is_some() {
-                pairwise_scores(&mut rows);
-            }
-        }
-        part += 1;
-        write_rows(conn, run, part, &rows)?;
+            bar.inc(1);
+            self.out.maybe_flush()
+        })
     }
-    tally.failures = failures.len();
-    if !failures.is_empty() {
-        conn.execute(&format!(
-            "DROP TABLE IF EXISTS j_failures; CREATE TEMP TABLE j_failures ({})",
-            writer::FAILURES_SCHEMA
-        ))?;
-        {
-            let mut app = conn.appender("j_failures")?;
-            let now = crate::store::time_now().iso();
-            for f in &failures {
-                app.str(&run.id)?
-                    .opt_str(f.variant.as_deref())?
-                    .opt_str(f.image_hash.as_deref())?;
-                app.str(&f.path)?.str(&f.stage)?.str(&f.reason)?.str(&now)?;
-                app.end_row()?;
-            }
-            app.finish()?;
-        }
-        writer::copy_to_parquet(
-            conn,
-            "SELECT * REPLACE (created_at::TIMESTAMP AS created_at) FROM j_failures",
-            &run.table_dir("failures").join("judges.parquet"),
-        )?;
-        conn.execute("DROP TABLE j_failures")?;
-    }
-    Ok(tally)
 }
 
-fn jfail(judge: &Judge, t: &Target, staged: &Staged, reason: String) -> FailureRow {
+/// The cache key of one verdict: the judge model, the verdict kind, what was asked (the
+/// rendered rubric, or the output and reference of a similarity judge), the image when sent,
+/// the parameters and the side.
+fn judge_key(
+    identity: &crate::adapter::Identity,
+    judge: &Judge,
+    asked: &Value,
+    image: Option<&str>,
+    side: &str,
+) -> String {
+    let mut k = json!({
+        "judge_model": identity.fingerprint,
+        "kind": identity.kind,
+        "version": identity.version,
+        "verdict": judge.verdict,
+        "prompt": asked,
+        "image": image,
+        "params": judge.params,
+        "side": side,
+    });
+    if judge.likelihood {
+        k["choose_by"] = json!("likelihood");
+    }
+    blake3::hash(crate::cache::canonical_json(&k).as_bytes())
+        .to_hex()
+        .to_string()
+}
+
+/// A verdict row from an answer: parsed (a panic in the parser is an invalid verdict), scored
+/// 0–1, and for pairwise judges turned into the judged variant's score.
+fn verdict_row(judge: &Judge, base: Row, a: super::llm::Answer) -> Row {
+    let parsed = crate::panics::catch(|| parse_verdict(&judge.verdict, &a.text)).and_then(|r| r);
+    let (verdict, score, valid, error) = match parsed {
+        Ok((label, s)) => (Some(label), Some(s), true, None),
+        Err(e) => (None, None, false, Some(e)),
+    };
+    // A choice by likelihood keeps every choice's log-probability.
+    let raw = if judge.likelihood {
+        format!("{} ({})", a.text, a.finish)
+    } else {
+        a.text
+    };
+    let mut row = Row {
+        raw,
+        verdict,
+        score,
+        valid,
+        error,
+        prompt_tokens: a.prompt_tokens,
+        completion_tokens: a.completion_tokens,
+        ms: a.ms,
+        ..base
+    };
+    if judge.pairwise.is_some() && row.valid {
+        row.score = Some(pairwise_score(&row));
+    }
+    row
+}
+
+fn jfail(judge: &Judge, t: &Target, staged: &Staged, stage: &str, reason: String) -> FailureRow {
     let img = &staged.images()[t.image];
     FailureRow {
         variant: Some(t.variant.clone()),
         image_hash: Some(img.hash.clone()),
         path: img.rel.clone(),
-        stage: format!("judge {} (rubric)", judge.name),
+        stage: format!("judge {} ({stage})", judge.name),
         reason,
     }
 }
 
 /// Pairwise verdicts name a side (`a`, `b`, `tie`): the judged variant's score is 1 when it
 /// won, 0.5 for a tie, 0 when the baseline won, whichever side it was shown on.
-fn pairwise_scores(rows: &mut [Row]) {
-    for r in rows.iter_mut().filter(|r| r.valid) {
-        let label = r.verdict.clone().unwrap_or_default().to_lowercase();
-        let variant_is_a = r.side == "ab";
-        r.score = Some(match label.as_str() {
-            "a" => {
-                if variant_is_a {
-                    1.0
-                } else {
-                    0.0
-                }
-            }
-            "b" => {
-                if variant_is_a {
-                    0.0
-                } else {
-                    1.0
-                }
-            }
-            _ => 0.5,
-        });
+fn pairwise_score(r: &Row) -> f64 {
+    let label = r.verdict.clone().unwrap_or_default().to_lowercase();
+    let variant_is_a = r.side == "ab";
+    match (label.as_str(), variant_is_a) {
+        ("a", true) | ("b", false) => 1.0,
+        ("a", false) | ("b", true) => 0.0,
+        _ => 0.5,
     }
 }
 
-fn write_rows(conn: &Connection<'_>, run: &RunDir, part: usize, rows: &[Row]) -> Result<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let dest = run
-        .table_dir("judgments")
-        .join(format!("part-{part:06}.parquet"));
-    writer::write_table(conn, &dest, JUDGMENTS_SCHEMA, |app| {
+fn write_rows(
+    conn: &Connection<'_>,
+    run: &RunDir,
+    dest: &std::path::Path,
+    rows: &[Row],
+) -> Result<()> {
+    writer::write_table(conn, dest, JUDGMENTS_SCHEMA, |app| {
         for r in rows {
             app.str(&run.id)?
                 .str(&r.judge)?
@@ -519,6 +716,37 @@ fn write_rows(conn: &Connection<'_>, run: &RunDir, part: usize, rows: &[Row]) ->
         }
         Ok(())
     })
+}
+
+fn write_failures(
+    conn: &Connection<'_>,
+    run: &RunDir,
+    dest: &std::path::Path,
+    failures: &[FailureRow],
+) -> Result<()> {
+    let now = crate::store::time_now().iso();
+    conn.execute(&format!(
+        "DROP TABLE IF EXISTS j_failures; CREATE TEMP TABLE j_failures ({})",
+        writer::FAILURES_SCHEMA
+    ))?;
+    {
+        let mut app = conn.appender("j_failures")?;
+        for f in failures {
+            app.str(&run.id)?
+                .opt_str(f.variant.as_deref())?
+                .opt_str(f.image_hash.as_deref())?;
+            app.str(&f.path)?.str(&f.stage)?.str(&f.reason)?.str(&now)?;
+            app.end_row()?;
+        }
+        app.finish()?;
+    }
+    writer::copy_to_parquet(
+        conn,
+        "SELECT * REPLACE (created_at::TIMESTAMP AS created_at) FROM j_failures",
+        dest,
+    )?;
+    conn.execute("DROP TABLE j_failures")?;
+    Ok(())
 }
 
 /// Text metrics of every variant from the run's tables, and the judges' agreement.
@@ -888,6 +1116,25 @@ fn bootstrap_mean_ci(xs: &[f64]) -> Option<[f64; 2]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Any verdict text gives a score in 0–1 or an error, never a panic.
+        #[test]
+        fn verdicts_from_any_text(text in crate::testing::hostile_text()) {
+            let choices = Verdict::Choices(vec![
+                ("good".into(), 10.0),
+                ("ok".into(), 5.0),
+                ("🐥".into(), 0.0),
+            ]);
+            let scale = Verdict::Scale { min: 1.0, max: 10.0 };
+            for verdict in [&choices, &scale] {
+                if let Ok((label, score)) = parse_verdict(verdict, &text) {
+                    proptest::prop_assert!(!label.is_empty());
+                    proptest::prop_assert!((0.0..=1.0).contains(&score), "{score}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn bootstrap_interval_of_a_mean_matches_the_normal_approximation() {

@@ -34,13 +34,28 @@ pub struct Settings {
     pub thumbs: Option<std::path::PathBuf>,
 }
 
+/// Reads, decodes and prepares one image; a panic anywhere in it is a failure of the stage
+/// it happened in.
 fn prepare_one(
     adapter: &dyn Adapter,
     img: &ImageEntry,
     settings: &Settings,
 ) -> Result<Prepared, (&'static str, String)> {
+    let stage = std::cell::Cell::new("read");
+    crate::panics::catch(|| prepare_stages(adapter, img, settings, &stage))
+        .unwrap_or_else(|panic| Err((stage.get(), panic)))
+}
+
+fn prepare_stages(
+    adapter: &dyn Adapter,
+    img: &ImageEntry,
+    settings: &Settings,
+    stage: &std::cell::Cell<&'static str>,
+) -> Result<Prepared, (&'static str, String)> {
     let max_pixels = settings.max_pixels;
     if !adapter.capabilities().needs_pixels {
+        stage.set("prepare");
+        crate::panics::failpoint("adapter.prepare", &img.rel);
         return adapter.prepare(img, None).map_err(|e| ("prepare", e));
     }
     let bytes = std::fs::read(&img.abs).map_err(|e| ("read", format!("cannot read: {e}")))?;
@@ -50,12 +65,15 @@ fn prepare_one(
             "file changed since it was scanned; run again".into(),
         ));
     }
+    stage.set("decode");
     let rgb =
         crate::imaging::decode_rgb(&bytes, max_pixels).map_err(|e| ("decode", e.to_string()))?;
     drop(bytes);
     if let Some(dir) = &settings.thumbs {
         crate::report::thumbs::store(dir, &img.hash, &rgb, crate::report::thumbs::DEFAULT_SIZE);
     }
+    stage.set("prepare");
+    crate::panics::failpoint("adapter.prepare", &img.rel);
     adapter.prepare(img, Some(&rgb)).map_err(|e| ("prepare", e))
 }
 
@@ -104,7 +122,16 @@ pub fn execute(
             }
             let (idx, inputs): (Vec<usize>, Vec<Prepared>) = batch.drain(..).unzip();
             let start = Instant::now();
-            let results = adapter.infer(inputs, settings.floor);
+            // A panic in the adapter fails the batch's cells, not the run.
+            let results = crate::panics::catch(|| {
+                for &i in &idx {
+                    crate::panics::failpoint("adapter.infer", &images[jobs[i].image].rel);
+                }
+                adapter.infer(inputs, settings.floor)
+            })
+            .unwrap_or_else(|panic| vec![Err(panic); idx.len()]);
+            let mut results = results;
+            results.resize_with(idx.len(), || Err("the adapter gave no result".into()));
             let ms = start.elapsed().as_secs_f64() * 1000.0 / idx.len() as f64;
             for (i, r) in idx.into_iter().zip(results) {
                 let outcome = match r {

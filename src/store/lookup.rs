@@ -3,7 +3,8 @@
 //!
 //! Only committed cells are visible (their part files exist under a final name), so a cell
 //! of a run that was killed is reused exactly when its outputs were complete. Failures are
-//! never cells, so they are never served from the cache.
+//! never cells, and fallback cells (`cells.fallback`) are skipped, so neither is ever served
+//! from the cache.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -22,6 +23,8 @@ pub struct Hit {
     pub origin_run: String,
     pub n_tags: i64,
     pub infer_ms: f64,
+    /// A fallback output (found only within one run: [`Scope::Only`]).
+    pub fallback: bool,
 }
 
 /// Which runs a lookup reads.
@@ -78,12 +81,21 @@ pub fn find_hits(
     if files.is_empty() || keys.is_empty() {
         return Ok(HashMap::new());
     }
+    // Fallback outputs are scored where they were made but never reused by another run;
+    // parts written before the column existed have none.
+    let reuse = match scope {
+        Scope::Except(_) => "WHERE NOT coalesce(c.fallback, false)",
+        Scope::Only(_) => "",
+    };
     let sql = format!(
-        "SELECT cache_key, filename, variant, origin_run, n_tags, infer_ms FROM (
+        "SELECT cache_key, filename, variant, origin_run, n_tags, infer_ms, fallback FROM (
            SELECT c.cache_key, c.filename, c.variant, c.origin_run, c.n_tags, c.infer_ms,
+                  coalesce(c.fallback, false) AS fallback,
                   row_number() OVER (PARTITION BY c.cache_key ORDER BY c.created_at DESC, c.filename DESC) AS rn
-           FROM read_parquet({}, filename = true, union_by_name = true) c
+           FROM (SELECT * FROM read_parquet({}, filename = true, union_by_name = true)
+                 UNION ALL BY NAME SELECT NULL::BOOLEAN AS fallback WHERE false) c
            SEMI JOIN wanted w ON c.cache_key = w.cache_key
+           {reuse}
          ) WHERE rn = 1",
         path_list(&files)
     );
@@ -106,6 +118,7 @@ pub fn find_hits(
                     origin_run: row.str(3)?.unwrap_or_default().to_string(),
                     n_tags: row.i64(4)?.unwrap_or(0),
                     infer_ms: row.f64(5)?.unwrap_or(0.0),
+                    fallback: row.bool(6)?.unwrap_or(false),
                 },
             );
             Ok(())

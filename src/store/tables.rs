@@ -15,7 +15,9 @@ use super::writer::{
 use super::{list_parquet, list_runs, Manifest, RunDir};
 use crate::duck::{path_list, path_lit, Connection};
 
-fn empty_view(conn: &Connection<'_>, name: &str, schema: &str) -> Result<()> {
+/// A query with no rows and every column of `schema`: unioned by name with a table's parts,
+/// it gives the columns that parts written by an older iw-lab lack (as NULL).
+pub fn empty_select(schema: &str) -> String {
     let cols: Vec<String> = schema
         .split(", ")
         .map(|c| {
@@ -24,9 +26,13 @@ fn empty_view(conn: &Connection<'_>, name: &str, schema: &str) -> Result<()> {
             format!("NULL::{t} AS {n}")
         })
         .collect();
+    format!("SELECT {} WHERE false", cols.join(", "))
+}
+
+fn empty_view(conn: &Connection<'_>, name: &str, schema: &str) -> Result<()> {
     conn.execute(&format!(
-        "CREATE OR REPLACE VIEW {name} AS SELECT {} WHERE false",
-        cols.join(", ")
+        "CREATE OR REPLACE VIEW {name} AS {}",
+        empty_select(schema)
     ))?;
     Ok(())
 }
@@ -41,8 +47,9 @@ fn parts_view(
         return empty_view(conn, name, schema);
     }
     conn.execute(&format!(
-        "CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({}, union_by_name = true)",
-        path_list(files)
+        "CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({}, union_by_name = true) UNION ALL BY NAME {}",
+        path_list(files),
+        empty_select(schema)
     ))?;
     Ok(())
 }

@@ -15,7 +15,7 @@ use crate::adapter::TagScore;
 use crate::duck::{path_lit, Connection};
 
 /// DuckDB column definitions of the run tables.
-pub const CELLS_SCHEMA: &str = "run_id VARCHAR, variant VARCHAR, path VARCHAR, image_hash VARCHAR, repeat INTEGER, cache_key VARCHAR, key_json VARCHAR, origin_run VARCHAR, n_tags INTEGER, infer_ms DOUBLE, created_at VARCHAR";
+pub const CELLS_SCHEMA: &str = "run_id VARCHAR, variant VARCHAR, path VARCHAR, image_hash VARCHAR, repeat INTEGER, cache_key VARCHAR, key_json VARCHAR, origin_run VARCHAR, n_tags INTEGER, infer_ms DOUBLE, created_at VARCHAR, fallback BOOLEAN";
 pub const OUTPUTS_SCHEMA: &str = "run_id VARCHAR, variant VARCHAR, path VARCHAR, image_hash VARCHAR, repeat INTEGER, cache_key VARCHAR, tag VARCHAR, score FLOAT, category VARCHAR";
 pub const FAILURES_SCHEMA: &str =
     "run_id VARCHAR, variant VARCHAR, image_hash VARCHAR, path VARCHAR, stage VARCHAR, reason VARCHAR, created_at VARCHAR";
@@ -44,6 +44,9 @@ pub struct CellRow {
     pub origin_run: String,
     pub n_tags: usize,
     pub infer_ms: f64,
+    /// The output is a configured fallback (an LLM merge that fell back to the union), or
+    /// was computed from one: it is scored in this run but never served from the cache.
+    pub fallback: bool,
 }
 
 /// What a generative cell wrote besides its tags.
@@ -213,7 +216,8 @@ impl<'c, 'db> PartWriter<'c, 'db> {
                     .str(&c.origin_run)?
                     .i32(c.n_tags as i32)?
                     .f64(c.infer_ms)?
-                    .str(&now)?;
+                    .str(&now)?
+                    .bool(c.fallback)?;
                 app.end_row()?;
             }
             app.finish()?;
