@@ -137,12 +137,20 @@ fn history_dir(project: &Project, alias: &str) -> PathBuf {
     promoted_dir(project).join("history").join(alias)
 }
 
-/// Loads a config by alias (`promoted/<alias>.yaml`) or path.
+/// Loads a config by alias (`promoted/<alias>.yaml`) or path, and checks it: its alias, the
+/// model's fingerprint and the writer options (see [`check`]).
 pub fn load(project: &Project, alias_or_path: &str) -> Result<Loaded> {
     let direct = PathBuf::from(alias_or_path);
     let path = if direct.is_file() {
         direct
     } else {
+        // A name becomes a file name only when it is a plain alias: never `../x` or `/x`.
+        if validate_alias(alias_or_path).is_err() {
+            bail!(
+                "no production config file {} (and `{alias_or_path}` is not an alias: aliases are letters, digits, `-`, `_` or `.`)",
+                direct.display()
+            );
+        }
         let p = promoted_dir(project).join(format!("{alias_or_path}.yaml"));
         if !p.is_file() {
             let known = aliases(project);
@@ -171,7 +179,51 @@ pub fn load(project: &Project, alias_or_path: &str) -> Result<Loaded> {
     }
     crate::postprocess::Excluder::new(&config.postprocess.exclude)
         .with_context(|| format!("{}: key `postprocess.exclude`", path.display()))?;
+    if let Err((key, msg)) = check(&config) {
+        return Err(ConfigError::invalid(&path, Some(&text), &key, msg).into());
+    }
     Ok(Loaded { config, path, text })
+}
+
+/// What serde's types do not check in a production config: `(key, problem)`.
+fn check(config: &ProductionConfig) -> std::result::Result<(), (String, String)> {
+    if !config.alias.is_empty() {
+        if let Err(e) = validate_alias(&config.alias) {
+            return Err(("alias".into(), e.to_string()));
+        }
+    }
+    let fp = &config.model.fingerprint;
+    if fp.len() != 64 || !fp.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err((
+            "model.fingerprint".into(),
+            format!("`{fp}` is not a fingerprint (64 hex digits, as `iw-lab promote` writes)"),
+        ));
+    }
+    let t = config.postprocess.threshold;
+    if !(t > 0.0 && t <= 1.0) {
+        return Err((
+            "postprocess.threshold".into(),
+            format!("threshold {t} is out of range; expected (0, 1]"),
+        ));
+    }
+    for (c, t) in &config.postprocess.category_thresholds {
+        if !(*t > 0.0 && *t <= 1.0) {
+            return Err((
+                format!("postprocess.category_thresholds.{}", c.as_str()),
+                format!("threshold {t} is out of range; expected (0, 1]"),
+            ));
+        }
+    }
+    if !(0.0..=1.0).contains(&config.params.score_floor) {
+        return Err((
+            "params.score_floor".into(),
+            format!(
+                "{} is out of range; expected 0 to 1",
+                config.params.score_floor
+            ),
+        ));
+    }
+    config.writers.check()
 }
 
 /// Aliases with a current config.
@@ -210,12 +262,17 @@ fn metrics_for(
     let Ok(doc) = serde_json::from_str::<serde_json::Value>(&text) else {
         return (BTreeMap::new(), None);
     };
-    let entry = doc["variants"].as_array().and_then(|v| {
-        v.iter()
-            .find(|e| e["variant"] == variant && e["threshold"].as_f64() == Some(threshold))
-    });
-    let Some(e) = entry else {
-        return (BTreeMap::new(), None);
+    let entries: Vec<&serde_json::Value> = doc["variants"]
+        .as_array()
+        .map(|v| v.iter().filter(|e| e["variant"] == variant).collect())
+        .unwrap_or_default();
+    // Images scored do not depend on the threshold.
+    let images = entries.iter().find_map(|e| e["images"].as_u64());
+    let Some(e) = entries
+        .iter()
+        .find(|e| e["threshold"].as_f64() == Some(threshold))
+    else {
+        return (BTreeMap::new(), images);
     };
     let mut m = BTreeMap::new();
     for avg in ["micro", "macro", "samples"] {
@@ -335,6 +392,14 @@ pub fn promote(
         .map(|p| p.writers.clone())
         .unwrap_or_default();
     let (metrics, images) = metrics_for(&run, &variant.name, threshold);
+    if images.unwrap_or(0) == 0 {
+        bail!(
+            "variant `{}` of run {} was scored on 0 images (none has both ground truth and an output), so there is nothing to promote it on\nhint: check the run's failures (`iw-lab runs show {}`) and its ground truth",
+            variant.name,
+            manifest.run_id,
+            manifest.run_id
+        );
+    }
     let config = ProductionConfig {
         version: 1,
         alias: req.alias.to_string(),

@@ -688,3 +688,401 @@ fn foreign_json_is_never_overwritten() {
         .unwrap()
         .contains("not written by iw-lab"));
 }
+
+/// The status and errors `iw-lab tag --json` reported for `name`.
+fn reported<'a>(r: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    r["images_reported"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["file"].as_str().unwrap().ends_with(name))
+        .unwrap_or_else(|| panic!("{name} not reported: {r}"))
+}
+
+#[test]
+fn two_images_with_one_sidecar_are_both_conflicts() {
+    let (p, run) = project_with_run();
+    p.expect(&["promote", &run, "wd"], 0);
+    let img = fixtures().join("images/brick_tiny.png");
+    let jpg = fixtures().join("images/retina_wide.jpg");
+    p.copy(&jpg, "photos/a.jpg");
+    p.copy(&img, "photos/a.png");
+    p.copy(&img, "photos/B.png");
+    p.copy(&jpg, "photos/b.png");
+    p.copy(&img, "photos/ok.png");
+    let dir = p.path().join("photos");
+    let r = tag(&p, &[dir.to_str().unwrap(), "--write", "txt,xmp,json"], 1);
+    assert_eq!(
+        (r["failed"].as_u64(), r["tagged"].as_u64()),
+        (Some(4), Some(1)),
+        "{r}"
+    );
+    for name in ["a.jpg", "a.png", "B.png", "b.png"] {
+        let rep = reported(&r, name);
+        assert_eq!(rep["status"], "failed");
+        let err = rep["errors"][0].as_str().unwrap();
+        assert!(err.contains("two images map to one sidecar"), "{err}");
+    }
+    for stem in ["a", "b", "B"] {
+        for ext in ["txt", "xmp", "json"] {
+            assert!(!dir.join(format!("{stem}.{ext}")).exists(), "{stem}.{ext}");
+        }
+    }
+    assert!(dir.join("ok.txt").is_file() && dir.join("ok.xmp").is_file());
+    // An image added beside one tagged before: the older one's sidecar is not overwritten.
+    p.copy(&jpg, "photos/ok.jpg");
+    let before = std::fs::read(dir.join("ok.txt")).unwrap();
+    let r = tag(
+        &p,
+        &[dir.join("ok.jpg").to_str().unwrap(), "--write", "txt"],
+        1,
+    );
+    assert_eq!(r["failed"], 1);
+    assert_eq!(std::fs::read(dir.join("ok.txt")).unwrap(), before);
+}
+
+#[test]
+fn sidecars_that_are_not_utf8_are_never_rewritten_lossily() {
+    let (p, run) = project_with_run();
+    p.expect(&["promote", &run, "wd"], 0);
+    let dir = photos(&p, "photos", 3);
+    // A Latin-1 .txt: no declared encoding, so it is left alone, with an error.
+    let latin1_txt = b"caf\xe9, my tag\n".to_vec();
+    std::fs::write(dir.join("img_000.txt"), &latin1_txt).unwrap();
+    // An XMP that declares ISO-8859-1: decoded, edited and written back in ISO-8859-1.
+    let xmp = b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n<x:xmpmeta xmlns:x=\"adobe:ns:meta/\">\n<rdf:RDF xmlns:rdf=\"http://www.w3.org/1999/02/22-rdf-syntax-ns#\">\n<rdf:Description rdf:about=\"\" xmlns:dc=\"http://purl.org/dc/elements/1.1/\">\n<dc:creator><rdf:Seq><rdf:li>Jos\xe9 M\xfcller</rdf:li></rdf:Seq></dc:creator>\n<dc:subject><rdf:Bag><rdf:li>caf\xe9</rdf:li></rdf:Bag></dc:subject>\n</rdf:Description>\n</rdf:RDF>\n</x:xmpmeta>\n".to_vec();
+    std::fs::write(dir.join("img_001.xmp"), &xmp).unwrap();
+    // An XMP in an encoding iw-lab cannot write back exactly: left alone, with an error.
+    let sjis = b"<?xml version=\"1.0\" encoding=\"Shift_JIS\"?>\n<x:xmpmeta xmlns:x=\"adobe:ns:meta/\"/>\n\x82\xa0".to_vec();
+    std::fs::write(dir.join("img_002.xmp"), &sjis).unwrap();
+    let r = tag(&p, &[dir.to_str().unwrap(), "--write", "txt,xmp"], 1);
+    assert_eq!(r["failed"], 2, "{r}");
+    let e0 = reported(&r, "img_000.png")["errors"].to_string();
+    assert!(
+        e0.contains("img_000.txt") && e0.contains("not UTF-8"),
+        "{e0}"
+    );
+    let e2 = reported(&r, "img_002.png")["errors"].to_string();
+    assert!(
+        e2.contains("img_002.xmp") && e2.contains("shift_jis"),
+        "{e2}"
+    );
+    assert_eq!(std::fs::read(dir.join("img_000.txt")).unwrap(), latin1_txt);
+    assert_eq!(std::fs::read(dir.join("img_002.xmp")).unwrap(), sjis);
+    // The Latin-1 XMP: still Latin-1, the creator's bytes as they were, our keywords added.
+    let written = std::fs::read(dir.join("img_001.xmp")).unwrap();
+    assert!(written.starts_with(b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>"));
+    assert!(written.windows(11).any(|w| w == b"Jos\xe9 M\xfcller"));
+    assert!(
+        std::str::from_utf8(&written).is_err(),
+        "not rewritten as UTF-8"
+    );
+    // An XML parser that honours the declaration reads it back (exiftool assumes UTF-8 in XMP,
+    // as the XMP specification asks, so it cannot check this file).
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(
+            "import sys, json, xml.etree.ElementTree as ET\n\
+             root = ET.parse(sys.argv[1]).getroot()\n\
+             dc = '{http://purl.org/dc/elements/1.1/}'\n\
+             li = '{http://www.w3.org/1999/02/22-rdf-syntax-ns#}li'\n\
+             get = lambda tag: [x.text for e in root.iter(dc + tag) for x in e.iter(li)]\n\
+             print(json.dumps({'creator': get('creator'), 'subject': get('subject')}))",
+        )
+        .arg(dir.join("img_001.xmp"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        meta["creator"],
+        serde_json::json!(["José Müller"]),
+        "{meta}"
+    );
+    let subject = as_list(&meta["subject"]);
+    assert!(subject.contains(&"café".to_string()), "{subject:?}");
+    assert!(subject.len() > 1, "our keywords were added: {subject:?}");
+}
+
+#[test]
+fn writer_names_can_never_hit_an_image() {
+    let (p, run) = project_with_run();
+    p.expect(&["promote", &run, "wd"], 0);
+    let dir = photos(&p, "photos", 2);
+    let cfg = p.path().join("promoted/production.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(text.contains("extension: .txt"), "{text}");
+    let images_before: Vec<Vec<u8>> = ["img_000.png", "img_001.png"]
+        .iter()
+        .map(|n| std::fs::read(dir.join(n)).unwrap())
+        .collect();
+    for (bad, why) in [
+        (".png", "image format"),
+        ("JPG", "image format"),
+        (".x.webp", "image format"),
+        ("../x", "not a plain extension"),
+        ("a/b", "not a plain extension"),
+        ("", "is empty"),
+        (".xmp", "XMP"),
+    ] {
+        std::fs::write(
+            &cfg,
+            text.replace("extension: .txt", &format!("extension: '{bad}'")),
+        )
+        .unwrap();
+        let out = p.run(&["tag", dir.to_str().unwrap(), "--write", "txt"]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("production.yaml")
+                && err.contains("`writers.txt.extension`")
+                && err.contains(why),
+            "{bad}: {err}"
+        );
+    }
+    for (n, before) in ["img_000.png", "img_001.png"].iter().zip(&images_before) {
+        assert_eq!(&std::fs::read(dir.join(n)).unwrap(), before, "{n}");
+    }
+    // The second guard: a file where a sidecar goes that holds an image is never replaced.
+    std::fs::write(&cfg, &text).unwrap();
+    std::fs::copy(
+        fixtures().join("images/brick_tiny.png"),
+        dir.join("img_000.txt"),
+    )
+    .unwrap();
+    let r = tag(&p, &[dir.to_str().unwrap(), "--write", "txt"], 1);
+    let err = reported(&r, "img_000.png")["errors"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("holds an image"), "{err}");
+    assert_eq!(
+        std::fs::read(dir.join("img_000.txt")).unwrap(),
+        std::fs::read(fixtures().join("images/brick_tiny.png")).unwrap()
+    );
+}
+
+/// The process's umask, as the shell reports it.
+fn umask() -> u32 {
+    let out = Command::new("sh").args(["-c", "umask"]).output().unwrap();
+    u32::from_str_radix(String::from_utf8_lossy(&out.stdout).trim(), 8).unwrap()
+}
+
+#[test]
+fn new_sidecars_get_ordinary_permissions_and_old_ones_keep_theirs() {
+    use std::os::unix::fs::PermissionsExt;
+    let (p, run) = project_with_run();
+    p.expect(&["promote", &run, "wd"], 0);
+    let dir = photos(&p, "photos", 2);
+    p.write("photos/img_001.txt", "mine");
+    std::fs::set_permissions(
+        dir.join("img_001.txt"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    tag(&p, &[dir.to_str().unwrap(), "--write", "txt,xmp,json"], 0);
+    let mode = |n: &str| std::fs::metadata(dir.join(n)).unwrap().permissions().mode() & 0o777;
+    let expected = 0o666 & !umask();
+    for n in ["img_000.txt", "img_000.xmp", "img_000.json", "img_001.xmp"] {
+        assert_eq!(mode(n), expected, "{n}: {:o}", mode(n));
+    }
+    assert_eq!(
+        mode("img_001.txt"),
+        0o600,
+        "an existing file keeps its mode"
+    );
+}
+
+#[test]
+fn tag_never_writes_outside_the_folders_it_was_given() {
+    use std::os::unix::fs::symlink;
+    let (p, run) = project_with_run();
+    p.expect(&["promote", &run, "wd"], 0);
+    let outside = photos(&p, "outside", 1);
+    let elsewhere = photos(&p, "elsewhere", 1);
+    let dir = photos(&p, "photos", 1);
+    symlink(outside.join("img_000.png"), dir.join("linked.png")).unwrap();
+    symlink(&elsewhere, dir.join("linked_folder")).unwrap();
+    let r = tag(&p, &[dir.to_str().unwrap(), "--write", "txt,xmp"], 0);
+    assert_eq!(r["tagged"], 2, "{r}");
+    assert!(dir.join("linked.txt").is_file(), "beside the link");
+    let listing = |d: &Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(listing(&outside), ["img_000.png"]);
+    assert_eq!(listing(&elsewhere), ["img_000.png"]);
+    // A sidecar that is a link is not replaced (that would write through it or drop it).
+    symlink(outside.join("img_000.png"), dir.join("img_000.xmp")).ok();
+    std::fs::remove_file(dir.join("img_000.xmp")).unwrap();
+    symlink("/nonexistent/target.xmp", dir.join("img_000.xmp")).unwrap();
+    let r = tag(&p, &[dir.to_str().unwrap(), "--write", "xmp", "--force"], 1);
+    let err = reported(&r, "img_000.png")["errors"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("symbolic link"), "{err}");
+    assert!(std::fs::symlink_metadata(dir.join("img_000.xmp"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
+
+/// Sets the promoted threshold (all categories).
+fn set_threshold(p: &Project, t: f64) {
+    let cfg = p.path().join("promoted/production.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let re = regex::Regex::new(r"(?m)^  threshold: .*$").unwrap();
+    assert!(re.is_match(&text), "{text}");
+    std::fs::write(
+        &cfg,
+        re.replace(&text, format!("  threshold: {t}").as_str())
+            .as_ref(),
+    )
+    .unwrap();
+}
+
+/// After a pass killed at any moment (here: several kills, and a crash between the ownership
+/// record and the renames), a pass with another threshold leaves every `.txt` exactly as a
+/// clean pass would: the user's tags, then the new tags; never our old tags kept as theirs.
+#[test]
+fn a_killed_pass_never_makes_our_tags_the_users() {
+    let (mut p, run) = project_with_run();
+    p.expect(&["promote", &run, "wd", "--threshold", "0.3"], 0);
+    let n = 240;
+    let dir = p.path().join("many");
+    let clean = p.path().join("clean");
+    for d in [&dir, &clean] {
+        noise_images(d, n, 160);
+        for i in 0..n {
+            std::fs::write(d.join(format!("noise_{i:04}.txt")), "my own tag\n").unwrap();
+        }
+    }
+    let d = dir.to_str().unwrap();
+    // A crash after ownership is recorded and before any sidecar is renamed.
+    p.env
+        .push(("IW_LAB_FAILPOINTS".into(), "tag.rename".into()));
+    let out = p.run(&["tag", d, "--write", "txt", "--quiet"]);
+    assert_ne!(out.status.code(), Some(0));
+    p.env.pop();
+    // Kills at varying moments.
+    let changed = |dir: &Path| {
+        (0..n)
+            .filter(|i| {
+                std::fs::read_to_string(dir.join(format!("noise_{i:04}.txt")))
+                    .is_ok_and(|t| t != "my own tag\n")
+            })
+            .count()
+    };
+    for (wait, delay) in [(10, 0u64), (60, 5), (120, 30)] {
+        let mut child = p
+            .command(&["tag", d, "--write", "txt", "--quiet"])
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while changed(&dir) < wait.min(n)
+            && start.elapsed() < Duration::from_secs(120)
+            && child.try_wait().unwrap().is_none()
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(Duration::from_millis(delay));
+        child.kill().ok();
+        child.wait().unwrap();
+    }
+    // The same two passes, never interrupted, on a copy.
+    let c = clean.to_str().unwrap();
+    tag(&p, &[c, "--write", "txt"], 0);
+    let read = |dir: &Path, i: usize| {
+        std::fs::read_to_string(dir.join(format!("noise_{i:04}.txt"))).unwrap()
+    };
+    let at_first: Vec<String> = (0..n).map(|i| read(&clean, i)).collect();
+    // Another threshold: our old tags go, the user's stay.
+    set_threshold(&p, 0.6);
+    tag(&p, &[d, "--write", "txt"], 0);
+    tag(&p, &[c, "--write", "txt"], 0);
+    let mut moved = 0;
+    for (i, first) in at_first.iter().enumerate() {
+        let (got, want) = (read(&dir, i), read(&clean, i));
+        assert_eq!(got, want, "noise_{i:04}.txt");
+        assert!(got.starts_with("my own tag"), "noise_{i:04}.txt: {got}");
+        moved += usize::from(&got != first);
+    }
+    assert!(
+        moved > n / 4,
+        "the two thresholds should give different tags ({moved} differ)"
+    );
+}
+
+#[test]
+fn production_configs_are_checked_when_loaded() {
+    let (p, run) = project_with_run();
+    p.expect(&["promote", &run, "wd"], 0);
+    let dir = photos(&p, "photos", 1);
+    let d = dir.to_str().unwrap();
+    let cfg = p.path().join("promoted/production.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    // An alias becomes a file name only when it is a plain name.
+    std::fs::write(p.path().join("outside.yaml"), &text).unwrap();
+    for alias in ["../outside", "a/../../outside", "..\\outside"] {
+        let out = p.run(&["tag", d, "--config", alias]);
+        assert_eq!(out.status.code(), Some(2), "{alias}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("not an alias"), "{alias}: {err}");
+    }
+    // A fingerprint that is short or not hex is refused, naming the file and the key.
+    let re = regex::Regex::new(r"(?m)^  fingerprint: .*$").unwrap();
+    for fp in ["abc", "zz", ""] {
+        std::fs::write(
+            &cfg,
+            re.replace(&text, format!("  fingerprint: '{fp}'").as_str())
+                .as_ref(),
+        )
+        .unwrap();
+        let out = p.run(&["tag", d]);
+        assert_eq!(out.status.code(), Some(2), "{fp}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("production.yaml") && err.contains("`model.fingerprint`"),
+            "{fp}: {err}"
+        );
+    }
+    // An alias inside the file is a plain name too (it names the state file).
+    std::fs::write(
+        &cfg,
+        text.replace("alias: production", "alias: ../../escape"),
+    )
+    .unwrap();
+    let out = p.run(&["tag", d]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`alias`"));
+}
+
+#[test]
+fn promote_refuses_a_variant_scored_on_no_image() {
+    let p = Project::new();
+    p.copy(&fixtures().join("images/brick_tiny.png"), "imgs/a.png");
+    p.write(
+        "datasets/d.yaml",
+        "path: ../imgs\nground_truth:\n  - source: txt\n",
+    );
+    p.wd_model("wd", "");
+    p.write(
+        "experiments/e.yaml",
+        "dataset: d\nvariants:\n  - model: wd\n",
+    );
+    let run = p.json(&["run", "e", "--json", "--quiet"], 0);
+    let out = p.run(&["promote", run["run_id"].as_str().unwrap(), "wd"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("scored on 0 images"), "{err}");
+    assert!(!p.path().join("promoted/production.yaml").exists());
+}

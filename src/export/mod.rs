@@ -6,6 +6,7 @@
 //! and lost. `write_atomic` puts content on disk (temporary file in the same folder, fsync,
 //! rename), so a sidecar is never half-written. Formats are documented in `docs/outputs.md`.
 
+pub mod encoding;
 pub mod json;
 pub mod txt;
 pub mod xmp;
@@ -80,6 +81,59 @@ impl Default for Writers {
     }
 }
 
+/// Extensions of image formats (read by iw-lab or by other tools): a sidecar may never be
+/// named like one, or it would replace an image.
+pub const IMAGE_EXTENSIONS: &[&str] = &[
+    "png", "jpg", "jpeg", "jpe", "jfif", "webp", "gif", "bmp", "dib", "tif", "tiff", "avif",
+    "heic", "heif", "jxl", "jp2", "ico", "psd", "svg", "tga", "exr", "hdr", "ppm", "pgm", "pbm",
+    "pnm", "dng", "cr2", "cr3", "nef", "arw", "orf", "rw2", "raf", "srw", "pef", "raw",
+];
+
+impl Writers {
+    /// Checks the writer options: the key and the problem of the first bad one. Sidecar
+    /// extensions must be plain (no path separator), non-empty, distinct, and never those of
+    /// an image format or of the XMP sidecar.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        let txt = check_extension("writers.txt.extension", &self.txt.extension)?;
+        let json = check_extension("writers.json.extension", &self.json.extension)?;
+        if txt == json {
+            return Err((
+                "writers.json.extension".into(),
+                format!("`.{json}` is also the .txt writer's extension: both would write one file"),
+            ));
+        }
+        if self.xmp.prefix.contains(['\n', '\r', '\0']) {
+            return Err((
+                "writers.xmp.prefix".into(),
+                "the prefix holds a line break or NUL".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A sidecar extension's bare form (`.txt` → `txt`, lower-cased), or why it is refused.
+fn check_extension(key: &str, ext: &str) -> Result<String, (String, String)> {
+    let bare = ext.trim_start_matches('.');
+    let bad = |why: String| Err((key.to_string(), format!("`{ext}` {why}")));
+    if bare.is_empty() {
+        return bad("is empty: the sidecar would have no extension".into());
+    }
+    if bare.contains(['/', '\\', '\0']) || bare.split('.').any(|p| p.is_empty()) {
+        return bad("is not a plain extension (a path separator, NUL or empty part)".into());
+    }
+    let last = bare.rsplit('.').next().unwrap_or(bare).to_lowercase();
+    if IMAGE_EXTENSIONS.contains(&last.as_str()) {
+        return bad(format!(
+            "is an image format's extension: a sidecar named `*.{last}` would replace images"
+        ));
+    }
+    if last == "xmp" {
+        return bad("is the XMP sidecar's extension".into());
+    }
+    Ok(bare.to_lowercase())
+}
+
 /// A writer's result for one image.
 #[derive(Debug, Clone)]
 pub struct Rendered {
@@ -96,7 +150,7 @@ pub struct Rendered {
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename.
-/// An existing file's permissions are kept.
+/// An existing file's permissions are kept; a new file gets 0666 less the umask.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     stage(path, bytes)?.commit()
 }
@@ -123,10 +177,16 @@ pub fn stage_new(path: &Path, bytes: &[u8], exists: bool) -> std::io::Result<Sta
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let prefix = format!(".iw-lab-{}-", std::process::id());
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&prefix)
-        .suffix(".tmp")
-        .tempfile_in(dir)?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
+    // A new file gets ordinary permissions: 0666 less the umask (typically 0644), as any
+    // program's `open(O_CREAT)` would, not the temporary file's private 0600.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut tmp = builder.tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     if exists {
         if let Ok(meta) = std::fs::metadata(path) {

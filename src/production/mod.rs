@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::adapter::Context;
 use crate::config::Project;
 use crate::dataset::ImageEntry;
-use crate::export::{self, json::Provenance, Rendered, WriterKind};
+use crate::export::{self, encoding::Encoding, json::Provenance, Rendered, WriterKind};
 use crate::postprocess::{self, Excluder};
 use crate::promote::Loaded;
 
@@ -74,14 +74,26 @@ pub struct Summary {
     pub seconds: f64,
 }
 
-/// Image files under `paths` (files as given; folders recursively, hidden entries skipped).
-pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+/// Whether `path` has the extension of an image format iw-lab reads.
+fn is_image_name(path: &Path) -> bool {
     let exts = crate::config::resolve::DEFAULT_EXTENSIONS;
+    path.extension()
+        .is_some_and(|x| exts.contains(&x.to_string_lossy().to_lowercase().as_str()))
+}
+
+/// Image files under `paths`: files as given, folders recursively (hidden entries skipped).
+///
+/// Links: a symlinked *file* is tagged where the link is (its sidecars go beside the link,
+/// inside the folder given); a symlinked *folder* below a given folder is not followed, so
+/// the pass never writes outside the folders it was given. Paths are made absolute without
+/// resolving links.
+pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
+        let p = std::path::absolute(p).unwrap_or_else(|_| p.clone());
         if p.is_dir() {
-            let walker = walkdir::WalkDir::new(p)
-                .follow_links(true)
+            let walker = walkdir::WalkDir::new(&p)
+                .follow_links(false)
                 .sort_by_file_name()
                 .into_iter()
                 .filter_entry(|e| {
@@ -90,16 +102,24 @@ pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
             for e in walker {
                 let e = e.with_context(|| format!("walking {}", p.display()))?;
                 let path = e.path();
-                if e.file_type().is_file()
-                    && path.extension().is_some_and(|x| {
-                        exts.contains(&x.to_string_lossy().to_lowercase().as_str())
-                    })
-                {
-                    out.push(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()));
+                if !is_image_name(path) {
+                    continue;
+                }
+                let target = std::fs::metadata(path);
+                if e.path_is_symlink() && target.as_ref().is_ok_and(|m| m.is_dir()) {
+                    crate::ui::note(format!(
+                        "not following the folder link {} (a pass never writes outside the folders it is given)",
+                        path.display()
+                    ));
+                }
+                let is_file = e.file_type().is_file()
+                    || (e.path_is_symlink() && target.is_ok_and(|m| m.is_file()));
+                if is_file {
+                    out.push(path.to_path_buf());
                 }
             }
         } else if p.is_file() {
-            out.push(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()));
+            out.push(p);
         } else {
             bail!("{}: no such file or folder", p.display());
         }
@@ -107,6 +127,128 @@ pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     out.sort();
     out.dedup();
     Ok(out)
+}
+
+/// A case-insensitive key for a path: two sidecars whose keys are equal would be one file on
+/// a case-insensitive file system (macOS, Windows), so they count as one everywhere.
+fn fold_case(path: &Path) -> Vec<u8> {
+    match path.to_str() {
+        Some(s) => s.to_lowercase().into_bytes(),
+        None => path.as_os_str().as_encoded_bytes().to_ascii_lowercase(),
+    }
+}
+
+/// Images whose sidecars would be another image's too (`a.jpg` and `a.png` both map to
+/// `a.txt`; `A.png` and `a.png` do on a case-insensitive file system), with the reason. Every
+/// image file in the folders of `images` counts, tagged in this pass or not: nothing is
+/// written for either of a pair.
+fn conflicts(
+    images: &[PathBuf],
+    writers: &[WriterKind],
+    w: &export::Writers,
+) -> BTreeMap<PathBuf, String> {
+    let dirs: std::collections::BTreeSet<&Path> =
+        images.iter().filter_map(|i| i.parent()).collect();
+    let mut owners: std::collections::HashMap<(WriterKind, Vec<u8>), Vec<PathBuf>> =
+        std::collections::HashMap::new();
+    for dir in dirs {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for e in rd.filter_map(|e| e.ok()) {
+            let path = e.path();
+            if !is_image_name(&path) {
+                continue;
+            }
+            for &kind in writers {
+                let side = match kind {
+                    WriterKind::Xmp => w.xmp.path_with(&path, |p| p.exists()),
+                    _ => sidecar_path(kind, &path, w),
+                };
+                owners
+                    .entry((kind, fold_case(&side)))
+                    .or_default()
+                    .push(path.clone());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for img in images {
+        for &kind in writers {
+            let side = match kind {
+                WriterKind::Xmp => w.xmp.path_with(img, |p| p.exists()),
+                _ => sidecar_path(kind, img, w),
+            };
+            let Some(all) = owners.get(&(kind, fold_case(&side))) else {
+                continue;
+            };
+            let others: Vec<String> = all
+                .iter()
+                .filter(|o| *o != img)
+                .map(|o| o.display().to_string())
+                .collect();
+            if !others.is_empty() {
+                out.entry(img.clone()).or_insert_with(|| {
+                    format!(
+                        "{} would also be the sidecar of {}: two images map to one sidecar, so neither is written (rename one of them)",
+                        side.display(),
+                        others.join(", ")
+                    )
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The current text of a sidecar about to be replaced, decoded exactly; `None` when there is
+/// none. Errors (the file is then left untouched): unreadable, a symbolic link, an image, or
+/// text in an encoding iw-lab cannot write back losslessly.
+fn read_existing(
+    path: &Path,
+    image: &Path,
+    kind: WriterKind,
+    on_disk: bool,
+) -> Result<Option<export::encoding::Decoded>, String> {
+    if !on_disk {
+        return Ok(None);
+    }
+    if fold_case(path) == fold_case(image) {
+        return Err(format!(
+            "{} is the image itself; a sidecar never replaces it",
+            path.display()
+        ));
+    }
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    if meta.file_type().is_symlink() {
+        return Err(format!(
+            "{} is a symbolic link; iw-lab does not replace links (left untouched)",
+            path.display()
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if crate::imaging::decode::sniff(&bytes).is_some() {
+        return Err(format!(
+            "{} holds an image; iw-lab never replaces an image with a sidecar (left untouched)",
+            path.display()
+        ));
+    }
+    let rules = match kind {
+        WriterKind::Xmp => export::encoding::Kind::Xml,
+        _ => export::encoding::Kind::Text,
+    };
+    export::encoding::decode(&bytes, rules)
+        .map(Some)
+        .map_err(|why| {
+            format!(
+                "{} was left untouched: {why} (convert it to UTF-8 to let iw-lab update it)",
+                path.display()
+            )
+        })
 }
 
 fn stat(path: &Path) -> Option<(u64, i64)> {
@@ -226,20 +368,15 @@ impl Job<'_> {
                 _ => sidecar_path(kind, &img.abs, &cfg.writers),
             };
             let on_disk = self.listings.exists(&path);
-            let read = if on_disk {
-                std::fs::read(&path)
-            } else {
-                Err(std::io::ErrorKind::NotFound.into())
-            };
-            let existing = match read {
-                Ok(b) => Some(String::from_utf8_lossy(&b).into_owned()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            let existing = match read_existing(&path, &img.abs, kind, on_disk) {
+                Ok(x) => x,
                 Err(e) => {
-                    rep.errors
-                        .push(format!("cannot read {}: {e}", path.display()));
+                    rep.errors.push(e);
                     continue;
                 }
             };
+            let encoding = existing.as_ref().map(|d| d.encoding);
+            let existing = existing.map(|d| d.text);
             let rendered: Result<Rendered, String> = match kind {
                 WriterKind::Txt => {
                     let prev: &[String] = previous.map(|p| p.txt_ours.as_slice()).unwrap_or(&[]);
@@ -268,13 +405,18 @@ impl Job<'_> {
                         .map_err(|e| e.to_string())
                 }
             };
-            let r = match rendered {
+            let mut r = match rendered {
                 Ok(r) => r,
                 Err(e) => {
                     rep.errors.push(e);
                     continue;
                 }
             };
+            // Written back in the encoding it was read in (new files: UTF-8).
+            if let Some(enc) = encoding.filter(|e| *e != Encoding::Utf8 { bom: false }) {
+                let text = String::from_utf8_lossy(&r.content).into_owned();
+                r.content = export::encoding::encode(&text, enc);
+            }
             if !self.dry_run && !r.unchanged {
                 match export::stage_new(&r.path, &r.content, on_disk) {
                     Ok(st) => staged.push((kind, st)),
@@ -334,6 +476,7 @@ impl Job<'_> {
             sidecars,
             txt_ours,
             at: self.now.clone(),
+            pending: false,
         };
         (rep, Some(entry), staged)
     }
@@ -376,9 +519,9 @@ pub fn tag(
             "model `{}` differs from the one promoted in {}: fingerprint {} (adapter v{}) now, {} (v{}) promoted\nhint: re-promote after checking the new model, or pass --allow-drift to tag with it anyway",
             model.name,
             loaded.path.display(),
-            &identity.fingerprint[..16],
+            identity.fingerprint.get(..16).unwrap_or(&identity.fingerprint),
             identity.version,
-            &cfg.model.fingerprint[..16],
+            cfg.model.fingerprint.get(..16).unwrap_or(&cfg.model.fingerprint),
             cfg.model.adapter_version
         );
     }
@@ -386,7 +529,8 @@ pub fn tag(
     effective.model.fingerprint = identity.fingerprint.clone();
     let config_hash = effective.hash();
 
-    let files = collect(&req.paths)?;
+    let mut files = collect(&req.paths)?;
+    let clashes = conflicts(&files, &writers, &cfg.writers);
     let alias = if cfg.alias.is_empty() {
         "default"
     } else {
@@ -399,6 +543,20 @@ pub fn tag(
         dry_run: req.dry_run,
         ..Summary::default()
     };
+    files.retain(|f| match clashes.get(f) {
+        None => true,
+        Some(why) => {
+            summary.failed += 1;
+            report(&ImageReport {
+                file: f.clone(),
+                status: "failed",
+                tags: Vec::new(),
+                changes: Vec::new(),
+                errors: vec![why.clone()],
+            });
+            false
+        }
+    });
 
     // Skip what is done; reuse known hashes of unchanged files.
     let mut todo: Vec<(PathBuf, Option<String>, u64, i64)> = Vec::new();
@@ -435,7 +593,7 @@ pub fn tag(
         .inspect(|_| bar.inc(1))
         .map(|(path, hash, size, mtime)| match hash {
             Some(h) => Ok(ImageEntry {
-                rel: path.display().to_string(),
+                rel: crate::dataset::names::rel_text(path),
                 abs: path.clone(),
                 size: *size,
                 mtime_ns: *mtime,
@@ -526,6 +684,22 @@ pub fn tag(
                     }
                     let mut guard = lock(shared);
                     let (state, reports, summary) = &mut *guard;
+                    // Ownership first: before any sidecar of the group is renamed into place,
+                    // the log durably names iw-lab's tags in it, old and new.
+                    let mut intents = 0;
+                    for (rep, entry, files) in pending.iter() {
+                        if let (true, Some(e), false) =
+                            (rep.errors.is_empty(), entry, files.is_empty())
+                        {
+                            let p = e.pending(state.entries.get(&e.path));
+                            state.record(p)?;
+                            intents += 1;
+                        }
+                    }
+                    if intents > 0 {
+                        state.sync()?;
+                    }
+                    crate::panics::failpoint("tag.rename", "");
                     for (mut rep, entry, files) in pending.drain(..) {
                         let synced = rep.errors.is_empty();
                         for (kind, st) in files {

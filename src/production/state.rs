@@ -3,9 +3,12 @@
 //! they were tagged under, the sidecars written, and the tags iw-lab added to `.txt` files
 //! (so a later pass can replace its own tags and keep the user's).
 //!
-//! A line is appended only after all of an image's sidecars are on disk; a pass killed at any
-//! moment loses at most the lines of images in flight, which the next pass redoes (writing
-//! the same content again). A torn last line is ignored.
+//! Ownership is recorded before a sidecar changes: before an image's new sidecars are renamed
+//! into place, a *pending* line is appended and fsynced, naming as iw-lab's every tag it added
+//! before or is adding now. Once the sidecars are in place, a final line names only the new
+//! ones. A pass killed at any moment therefore leaves a log that never calls iw-lab's tags the
+//! user's: at worst a pending line, whose image the next pass redoes (a pending line never
+//! counts as done). A torn last line is ignored.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -28,6 +31,29 @@ pub struct Entry {
     #[serde(default)]
     pub txt_ours: Vec<String>,
     pub at: String,
+    /// Written just before the sidecars were renamed into place; whether they got there is
+    /// unknown, so the image is not done.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
+}
+
+impl Entry {
+    /// The pending line recorded before this entry's sidecars are put in place: the tags
+    /// iw-lab added before (`previous`) and now both count as its own, and nothing is done.
+    pub fn pending(&self, previous: Option<&Entry>) -> Entry {
+        let mut ours = previous.map(|p| p.txt_ours.clone()).unwrap_or_default();
+        for t in &self.txt_ours {
+            if !ours.contains(t) {
+                ours.push(t.clone());
+            }
+        }
+        Entry {
+            txt_ours: ours,
+            config_hash: String::new(),
+            pending: true,
+            ..self.clone()
+        }
+    }
 }
 
 fn ends_without_newline(f: &mut std::fs::File) -> std::io::Result<bool> {
@@ -102,7 +128,8 @@ impl State {
         Ok(())
     }
 
-    fn sync(&mut self) -> std::io::Result<()> {
+    /// Makes every recorded line durable.
+    pub fn sync(&mut self) -> std::io::Result<()> {
         if let Some(out) = self.out.as_mut() {
             out.flush()?;
             out.get_ref().sync_data()?;
