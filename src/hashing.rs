@@ -1,5 +1,7 @@
-//! Content hashes of model and label files, remembered by path, size and mtime so a large
-//! model is hashed once, not on every run.
+//! Content hashes of model and label files, remembered by path, size, mtime, inode and ctime
+//! so a large model is hashed once, not on every run. The inode and ctime catch a file
+//! replaced in place (a new file renamed over it, or rewritten with its size and mtime set
+//! back), which size and mtime alone would miss.
 //!
 //! The memo lives at `<cache>/file-hashes.jsonl`; it is rewritten atomically, and entries whose
 //! mtime is within two seconds of the time of hashing are not kept (see `dataset::scan`).
@@ -18,8 +20,36 @@ struct Entry {
     path: PathBuf,
     size: u64,
     mtime_ns: i64,
+    /// Inode and status-change time (Unix; 0 elsewhere). Entries written before these were
+    /// recorded have none and are hashed again.
+    #[serde(default)]
+    ino: u64,
+    #[serde(default)]
+    ctime_ns: i64,
     blake3: String,
     sha256: String,
+}
+
+/// What identifies a file's version without reading it: (size, mtime, inode, ctime).
+fn stamp(meta: &std::fs::Metadata) -> (u64, i64, u64, i64) {
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as i64);
+    #[cfg(unix)]
+    let (ino, ctime) = {
+        use std::os::unix::fs::MetadataExt;
+        (
+            meta.ino(),
+            meta.ctime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(meta.ctime_nsec()),
+        )
+    };
+    #[cfg(not(unix))]
+    let (ino, ctime) = (0, 0);
+    (meta.len(), mtime, ino, ctime)
 }
 
 /// The memo of file hashes.
@@ -56,15 +86,11 @@ impl FileHashes {
     pub fn digests(&self, path: &Path) -> std::io::Result<Digests> {
         let abs = std::fs::canonicalize(path)?;
         let meta = std::fs::metadata(&abs)?;
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos() as i64);
+        let (size, mtime, ino, ctime) = stamp(&meta);
         if let Some(e) = self
             .lock()
             .get(&abs)
-            .filter(|e| e.size == meta.len() && e.mtime_ns == mtime)
+            .filter(|e| (e.size, e.mtime_ns, e.ino, e.ctime_ns) == (size, mtime, ino, ctime))
         {
             return Ok(Digests {
                 blake3: e.blake3.clone(),
@@ -75,13 +101,16 @@ impl FileHashes {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i64);
-        if now - mtime > 2_000_000_000 {
+        // Racily clean: a file changed within 2 s of hashing may change again unnoticed.
+        if now - mtime.max(ctime) > 2_000_000_000 {
             self.lock().insert(
                 abs.clone(),
                 Entry {
                     path: abs,
-                    size: meta.len(),
+                    size,
                     mtime_ns: mtime,
+                    ino,
+                    ctime_ns: ctime,
                     blake3: digests.blake3.clone(),
                     sha256: digests.sha256.clone(),
                 },
@@ -160,5 +189,44 @@ mod tests {
         assert_eq!(a.blake3, blake3::hash(b"hello").to_hex().to_string());
         let b = hashes.digests(&f).unwrap();
         assert_eq!(a.blake3, b.blake3);
+    }
+
+    /// A file replaced with one of the same size and mtime (renamed over it, or rewritten in
+    /// place with its mtime set back) is hashed again, even by a fresh memo from disk.
+    #[test]
+    fn a_file_replaced_in_place_is_hashed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("m.bin");
+        std::fs::write(&f, b"hello").unwrap();
+        // Past the racily-clean window, so the digest is remembered.
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        let first = FileHashes::open(dir.path()).digests(&f).unwrap();
+        let mtime = std::fs::metadata(&f).unwrap().modified().unwrap();
+        let same_stamp = |p: &Path| {
+            std::fs::File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_modified(mtime)
+                .unwrap();
+        };
+        // Renamed over it: a new inode.
+        let tmp = dir.path().join("new.bin");
+        std::fs::write(&tmp, b"world").unwrap();
+        same_stamp(&tmp);
+        std::fs::rename(&tmp, &f).unwrap();
+        let meta = std::fs::metadata(&f).unwrap();
+        assert_eq!((meta.len(), meta.modified().unwrap()), (5, mtime));
+        let second = FileHashes::open(dir.path()).digests(&f).unwrap();
+        assert_eq!(second.blake3, blake3::hash(b"world").to_hex().to_string());
+        assert_ne!(second.blake3, first.blake3);
+        // Rewritten in place, mtime set back: the same inode, a new ctime.
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        let memo = FileHashes::open(dir.path());
+        assert_eq!(memo.digests(&f).unwrap().blake3, second.blake3);
+        std::fs::write(&f, b"again").unwrap();
+        same_stamp(&f);
+        let third = FileHashes::open(dir.path()).digests(&f).unwrap();
+        assert_eq!(third.blake3, blake3::hash(b"again").to_hex().to_string());
     }
 }

@@ -31,6 +31,43 @@ fn ort_wheel_path() -> Option<String> {
     }
 }
 
+/// sha256 of the ONNX Runtime library inside the wheel iw-lab picks on each platform (the
+/// cp311 wheel of onnxruntime 1.31.1), pinned as model files are: a library that does not
+/// match is refused, whether freshly downloaded or already in the cache.
+fn ort_sha256() -> Option<&'static str> {
+    match (std::env::consts::OS, std::env::consts::ARCH) {
+        ("linux", "x86_64") => {
+            Some("fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3")
+        }
+        ("linux", "aarch64") => {
+            Some("8aa3b76b28c778a2b1dd660d34161adb1d508c9ccd04ff9dc80e26eca5df8467")
+        }
+        ("macos", "aarch64") => {
+            Some("f8b06155feece624e55e49124340eea279da812529ae6fbc46a9f2be9c9cad2e")
+        }
+        _ => None,
+    }
+}
+
+/// Checks `path` against the pinned digest (through the memo of file hashes, so an unchanged
+/// library is not re-read on every start).
+fn verify_ort(fetcher: &Fetcher, path: &std::path::Path) -> Result<()> {
+    let Some(expected) = ort_sha256() else {
+        return Ok(());
+    };
+    let actual = crate::hashing::FileHashes::open(&fetcher.cache_dir)
+        .digests(path)
+        .with_context(|| format!("hashing {}", path.display()))?
+        .sha256;
+    if actual != expected {
+        bail!(
+            "the ONNX Runtime library {} does not match its pinned sha256 (expected {expected}, got {actual})\nhint: delete it to download it again, or set ORT_DYLIB_PATH to a library of your own",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 /// Where the ONNX Runtime library is: `$ORT_DYLIB_PATH`, else the `onnxruntime` wheel.
 pub fn ort_library(fetcher: &Fetcher) -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
@@ -54,9 +91,11 @@ pub fn ort_library(fetcher: &Fetcher) -> Result<PathBuf> {
         version: ORT_VERSION.into(),
         path,
     };
-    fetcher
-        .resolve(&source, None)
-        .with_context(|| format!("getting the ONNX Runtime library ({source})"))
+    let path = fetcher
+        .resolve(&source, ort_sha256())
+        .with_context(|| format!("getting the ONNX Runtime library ({source})"))?;
+    verify_ort(fetcher, &path)?;
+    Ok(path)
 }
 
 fn duckdb_npm_package() -> Option<(&'static str, &'static str, Option<&'static str>)> {

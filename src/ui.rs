@@ -4,6 +4,11 @@
 //! notes and warnings on stderr, and results on stdout (where a closed pipe ends the program
 //! quietly, like ripgrep). Commands decide *what* to print; this module decides *whether* and
 //! *where*.
+//!
+//! Human-readable text is made [`visible`]: control characters and bidirectional overrides
+//! taken from files (a PNG `parameters` chunk holding terminal escape sequences, say) are
+//! printed as `\u{1b}` escapes, never sent to the terminal. JSON output ([`json_line`]) is
+//! exact: its serialiser escapes what JSON requires and nothing else.
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +31,30 @@ fn interactive() -> bool {
     !quiet() && std::io::stderr().is_terminal()
 }
 
+/// Whether a character would act on a terminal instead of being shown: C0 controls other than
+/// line feed and tab, DEL, C1 controls, and the bidirectional embeddings, overrides and
+/// isolates (which reorder what follows them).
+fn acts_on_terminal(c: char) -> bool {
+    (c.is_control() && c != '\n' && c != '\t')
+        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` with every character that would act on a terminal written as `\u{..}`.
+pub fn visible(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(acts_on_terminal) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if acts_on_terminal(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// A progress bar with a count, rate and ETA; hidden when not interactive.
 pub fn progress(len: u64, label: &str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::hidden());
@@ -40,7 +69,7 @@ pub fn progress(len: u64, label: &str) -> ProgressBar {
         );
         bar.enable_steady_tick(Duration::from_millis(200));
     }
-    bar.set_prefix(label.to_string());
+    bar.set_prefix(visible(label).into_owned());
     bar
 }
 
@@ -64,18 +93,24 @@ pub fn download_progress(len: Option<u64>, label: &str) -> ProgressBar {
 /// A note on stderr (suppressed by `--quiet`).
 pub fn note(msg: impl AsRef<str>) {
     if !quiet() {
-        eprintln!("{}", msg.as_ref());
+        eprintln!("{}", visible(msg.as_ref()));
     }
 }
 
 /// A warning on stderr (always shown).
 pub fn warn(msg: impl AsRef<str>) {
-    eprintln!("warning: {}", msg.as_ref());
+    eprintln!("warning: {}", visible(msg.as_ref()));
 }
 
-/// Writes a result to stdout. A closed pipe (`iw-lab ... | head`) exits quietly with 0.
+/// An error line on stderr (always shown).
+pub fn error_line(msg: impl AsRef<str>) {
+    eprintln!("{}", visible(msg.as_ref()));
+}
+
+/// Writes a human-readable result line to stdout, made [`visible`]. A closed pipe
+/// (`iw-lab ... | head`) exits quietly with 0.
 pub fn out(text: impl AsRef<str>) {
-    out_raw(format!("{}\n", text.as_ref()));
+    out_raw(format!("{}\n", visible(text.as_ref())));
 }
 
 /// Writes a result to stdout exactly as given, without adding a newline (file contents that
@@ -92,10 +127,10 @@ pub fn out_raw(text: impl AsRef<str>) {
     }
 }
 
-/// Writes one JSON value as a line on stdout.
+/// Writes one JSON value as a line on stdout, exactly as serialised.
 pub fn json_line(value: &impl serde::Serialize) {
     match serde_json::to_string(value) {
-        Ok(s) => out(s),
+        Ok(s) => out_raw(format!("{s}\n")),
         Err(e) => warn(format!("could not serialise output: {e}")),
     }
 }

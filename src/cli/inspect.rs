@@ -176,13 +176,18 @@ pub fn run(_env: &Env, args: Args) -> Result<ExitCode> {
                     serde_json::to_writer(&mut out, &json_object(&r.file, meta))?;
                     writeln!(out)?;
                 } else {
-                    write!(out, "{}", human(&r.file, meta, args.raw))?;
+                    // Text from the file is shown, never obeyed by the terminal.
+                    write!(
+                        out,
+                        "{}",
+                        crate::ui::visible(&human(&r.file, meta, args.raw))
+                    )?;
                 }
             }
             Err(e) => {
                 failed += 1;
                 out.flush()?;
-                eprintln!("error: {}: {e}", r.file);
+                crate::ui::error_line(format!("error: {}: {e}", r.file));
             }
         }
     }

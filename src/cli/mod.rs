@@ -142,13 +142,13 @@ pub fn print_error(e: &anyhow::Error) {
         }
         let msg = lines.join("\n  ");
         if first {
-            eprintln!("error: {msg}");
+            crate::ui::error_line(format!("error: {msg}"));
             first = false;
         } else {
-            eprintln!("  caused by: {msg}");
+            crate::ui::error_line(format!("  caused by: {msg}"));
         }
     }
     for h in hints {
-        eprintln!("hint: {h}");
+        crate::ui::error_line(format!("hint: {h}"));
     }
 }

@@ -124,7 +124,7 @@ pub fn sidecar_candidates(
     rel: &str,
     extension: &str,
 ) -> Vec<PathBuf> {
-    let base = dir.unwrap_or(root).join(rel);
+    let base = dir.unwrap_or(root).join(super::names::rel_path(rel));
     let mut out = vec![base.with_extension(extension.trim_start_matches('.'))];
     let mut full = base.into_os_string();
     full.push(extension);

@@ -4,6 +4,7 @@
 //! the project's `.iw-lab/` folder.
 
 pub mod ground_truth;
+pub mod names;
 pub mod scan;
 
 pub use scan::{scan, ImageEntry, ImageMeta, Scan};

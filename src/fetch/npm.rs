@@ -27,6 +27,15 @@ pub(super) fn get(
     sha256: Option<&str>,
     tarball_sha256: Option<&str>,
 ) -> Result<PathBuf, FetchError> {
+    let bad = |reason: String| FetchError::BadSource {
+        source_str: format!("npm://{package}@{version}/{path}"),
+        reason,
+    };
+    for part in package.trim_start_matches('@').split('/') {
+        super::check_name("package name", part).map_err(bad)?;
+    }
+    super::check_name("version", version).map_err(bad)?;
+    super::check_inner_path(path).map_err(bad)?;
     let dir = f
         .cache_dir
         .join("npm")

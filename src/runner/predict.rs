@@ -56,7 +56,7 @@ pub fn entry(path: &PathBuf) -> Result<ImageEntry, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
     let probed = crate::imaging::probe(&bytes).ok();
     Ok(ImageEntry {
-        rel: path.display().to_string(),
+        rel: crate::dataset::names::rel_text(path),
         abs: path.clone(),
         size: bytes.len() as u64,
         mtime_ns: 0,
@@ -290,9 +290,11 @@ fn new_manifest(run: &store::RunDir, model: &Model, label: &str, n: usize) -> Ma
             file: PathBuf::new(),
             root: std::env::current_dir().unwrap_or_default(),
             ground_truth: None,
+            max_pixels: None,
         },
         goal: Goal::default(),
         variants: vec![VariantInfo {
+            score_repeats: Default::default(),
             name: model.name.clone(),
             model: model.name.clone(),
             thresholds: Vec::new(),
@@ -379,6 +381,7 @@ fn compute(
                         origin_run: run_id.clone(),
                         n_tags: tags.len(),
                         infer_ms,
+                        fallback: false,
                     };
                     w.add_cell(row, tags);
                 }
