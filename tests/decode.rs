@@ -7,15 +7,11 @@ mod common;
 use common::*;
 use iw_lab::imaging::{decode_rgb, DecodeError};
 
-/// Largest and mean per-channel difference allowed: lossless formats and lossy WebP must match
-/// exactly; JPEG decoders (zune-jpeg vs libjpeg-turbo) differ in IDCT rounding and chroma
-/// upsampling by a few levels (measured: max 4, mean 0.08).
-fn tolerance(name: &str) -> (u8, f64) {
-    if name.ends_with(".jpg") {
-        (6, 0.2)
-    } else {
-        (0, 0.0)
-    }
+/// Largest and mean per-channel difference allowed: none. Lossless formats, lossy WebP and
+/// JPEG (libjpeg-turbo's ISLOW IDCT and fancy upsampling, as Pillow; baseline, progressive,
+/// 4:2:0, 4:2:2, 4:4:4, CMYK, EXIF-rotated) all match Pillow bit for bit.
+fn tolerance(_name: &str) -> (u8, f64) {
+    (0, 0.0)
 }
 
 #[test]
@@ -318,4 +314,50 @@ fn more_formats_decode_like_pillow() {
     }
     let gif = decode_rgb(&std::fs::read(d.join("anim.gif")).unwrap(), 1 << 20).unwrap();
     assert_eq!(gif.get_pixel(5, 5).0, [255, 0, 0], "the first frame");
+}
+
+/// One gate: image pixels are decoded only in `imaging::decode` (and its JPEG back end), where
+/// the pixel limit is checked from the header first. The stealth-metadata reader streams rows
+/// of PNG and WebP itself, after checking the caller's limit (`Budget::max_pixels`).
+#[test]
+fn every_image_decode_goes_through_the_gate() {
+    let decoders = [
+        "ImageReader",
+        "load_from_memory",
+        "image::open(",
+        "DynamicImage::from_decoder",
+        "mozjpeg_sys",
+        "jpeg_decoder",
+        "zune_jpeg",
+    ];
+    let allowed = ["src/imaging/decode.rs", "src/imaging/jpeg.rs"];
+    let mut found = Vec::new();
+    for e in walkdir::WalkDir::new(repo().join("src"))
+        .into_iter()
+        .flatten()
+    {
+        let path = e.path();
+        if path.extension().is_none_or(|x| x != "rs") {
+            continue;
+        }
+        let rel = path
+            .strip_prefix(repo())
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
+        if allowed.contains(&rel.as_str()) {
+            continue;
+        }
+        let text = std::fs::read_to_string(path).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            if let Some(d) = decoders.iter().find(|d| line.contains(*d)) {
+                found.push(format!("{rel}:{}: {d}", n + 1));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "image decodes outside imaging::decode:\n{}",
+        found.join("\n")
+    );
 }

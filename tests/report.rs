@@ -648,3 +648,61 @@ fn report_shows_captions_and_judge_verdicts() {
     assert_eq!(spans(card, "verdict invalid"), ["mute: invalid"], "{card}");
     assert!(!card.contains("no result"), "{card}");
 }
+
+/// One decoding gate for everything: an image over the dataset's `max_pixels` (a small PNG of
+/// 5000×5000 pixels) is refused by the run and gets no thumbnail in the report, from its
+/// header alone. Peak memory of the report stays far below what decoding it would take.
+#[test]
+fn report_thumbnails_obey_the_pixel_limit() {
+    let mut p = Project::new();
+    let images = p.path().join("data/images");
+    noise_images(&images, 2, 64);
+    image::RgbImage::from_pixel(5000, 5000, image::Rgb([20, 120, 220]))
+        .save(images.join("huge.png"))
+        .unwrap();
+    assert!(std::fs::metadata(images.join("huge.png")).unwrap().len() < 1_000_000);
+    p.write(
+        "datasets/d.yaml",
+        "path: ../data/images\nmax_pixels: 1000000\n",
+    );
+    p.wd_model("wd", "");
+    p.write(
+        "experiments/e.yaml",
+        "dataset: d\nvariants:\n  - model: wd\n",
+    );
+    p.env.push(("IW_LAB_NO_THUMBS".into(), "1".into()));
+    let run = p.json(&["run", "e", "--json", "--quiet"], 1);
+    assert_eq!(run["failures"], 1);
+    let id = run["run_id"].as_str().unwrap();
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "%M"])
+        .arg(env!("CARGO_BIN_EXE_iw-lab"))
+        .args([
+            "report",
+            id,
+            "--out",
+            "reports/r.html",
+            "--bootstrap",
+            "0",
+            "--json",
+        ])
+        .current_dir(p.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (s["thumbnails"].as_u64(), s["thumbnails_missing"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let html = std::fs::read_to_string(p.path().join("reports/r.html")).unwrap();
+    assert!(html.contains("exceeds the limit of 1000000 pixels"));
+    // Decoding 25 megapixels would take 75 MB for the pixels alone.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let kb: u64 = stderr.lines().last().unwrap().trim().parse().unwrap();
+    assert!(kb < 200_000, "peak RSS {kb} kB");
+}

@@ -108,9 +108,10 @@ impl ImageMeta {
         })
     }
 
-    /// Reads the metadata of an image held in memory.
-    pub fn read(bytes: &[u8]) -> Option<Box<ImageMeta>> {
-        crate::metadata::read_bytes(bytes)
+    /// Reads the metadata of an image held in memory; pixels (for stealth payloads) are
+    /// decoded only when the image has at most `max_pixels`.
+    pub fn read(bytes: &[u8], max_pixels: u64) -> Option<Box<ImageMeta>> {
+        crate::metadata::read_bytes_limited(bytes, max_pixels)
             .ok()
             .and_then(|m| ImageMeta::from_gen(&m))
             .map(Box::new)
@@ -207,11 +208,8 @@ pub fn list_files(ds: &Dataset) -> Result<Vec<(String, PathBuf)>, std::io::Error
         let Ok(rel) = path.strip_prefix(&ds.root) else {
             continue;
         };
-        let rel = rel
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy())
-            .collect::<Vec<_>>()
-            .join("/");
+        // Exact, even for names that are not UTF-8 (see `names`).
+        let rel = super::names::rel_text(rel);
         if exclude.is_match(&rel) {
             continue;
         }
@@ -277,6 +275,54 @@ fn save_index(path: &Path, images: &[ImageEntry]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Hashes and probes one file, or reuses its index line when it is unchanged.
+fn scan_one(
+    rel: &str,
+    abs: &Path,
+    index: &HashMap<String, IndexLine>,
+    max_pixels: u64,
+) -> Result<(ImageEntry, bool), (String, String)> {
+    let meta = std::fs::metadata(abs).map_err(|e| (rel.to_string(), e.to_string()))?;
+    let (size, mtime) = (meta.len(), mtime_ns(&meta));
+    if let Some(line) = index
+        .get(rel)
+        .filter(|l| l.s == size && l.m == mtime && !l.r && l.mv == META_VERSION)
+    {
+        return Ok((
+            ImageEntry {
+                rel: rel.to_string(),
+                abs: abs.to_path_buf(),
+                size,
+                mtime_ns: mtime,
+                hash: line.h.clone(),
+                format: line.f.clone(),
+                width: line.w,
+                height: line.ht,
+                meta: line.g.clone(),
+            },
+            false,
+        ));
+    }
+    crate::panics::failpoint("scan.read", rel);
+    let bytes = std::fs::read(abs).map_err(|e| (rel.to_string(), e.to_string()))?;
+    let hash = blake3::hash(&bytes).to_hex().to_string();
+    let probed = crate::imaging::probe(&bytes).ok();
+    Ok((
+        ImageEntry {
+            rel: rel.to_string(),
+            abs: abs.to_path_buf(),
+            size: bytes.len() as u64,
+            mtime_ns: mtime,
+            hash,
+            format: probed.map(|(f, _, _)| crate::imaging::decode::format_name(f).to_string()),
+            width: probed.map(|(_, w, _)| w),
+            height: probed.map(|(_, _, h)| h),
+            meta: ImageMeta::read(&bytes, max_pixels),
+        },
+        true,
+    ))
+}
+
 /// Scans the dataset: lists files, reuses index hashes for unchanged files, hashes the rest
 /// in parallel, and rewrites the index. `limit` keeps the first N images by path.
 pub fn scan(ds: &Dataset, state_dir: &Path, limit: Option<usize>) -> Result<Scan, std::io::Error> {
@@ -291,45 +337,10 @@ pub fn scan(ds: &Dataset, state_dir: &Path, limit: Option<usize>) -> Result<Scan
         .par_iter()
         .inspect(|_| bar.inc(1))
         .map(|(rel, abs)| {
-            let meta = std::fs::metadata(abs).map_err(|e| (rel.clone(), e.to_string()))?;
-            let (size, mtime) = (meta.len(), mtime_ns(&meta));
-            if let Some(line) = index
-                .get(rel)
-                .filter(|l| l.s == size && l.m == mtime && !l.r && l.mv == META_VERSION)
-            {
-                return Ok((
-                    ImageEntry {
-                        rel: rel.clone(),
-                        abs: abs.clone(),
-                        size,
-                        mtime_ns: mtime,
-                        hash: line.h.clone(),
-                        format: line.f.clone(),
-                        width: line.w,
-                        height: line.ht,
-                        meta: line.g.clone(),
-                    },
-                    false,
-                ));
-            }
-            let bytes = std::fs::read(abs).map_err(|e| (rel.clone(), e.to_string()))?;
-            let hash = blake3::hash(&bytes).to_hex().to_string();
-            let probed = crate::imaging::probe(&bytes).ok();
-            Ok((
-                ImageEntry {
-                    rel: rel.clone(),
-                    abs: abs.clone(),
-                    size: bytes.len() as u64,
-                    mtime_ns: mtime,
-                    hash,
-                    format: probed
-                        .map(|(f, _, _)| crate::imaging::decode::format_name(f).to_string()),
-                    width: probed.map(|(_, w, _)| w),
-                    height: probed.map(|(_, _, h)| h),
-                    meta: ImageMeta::read(&bytes),
-                },
-                true,
-            ))
+            // A panic while reading one file (a metadata reader's bug) makes that file
+            // unreadable, with the panic as its reason; the scan goes on.
+            crate::panics::catch(|| scan_one(rel, abs, &index, ds.max_pixels))
+                .unwrap_or_else(|panic| Err((rel.clone(), panic)))
         })
         .collect();
     bar.finish_and_clear();

@@ -1,10 +1,14 @@
-//! Decoding image bytes into upright 8-bit RGB, the same way for every model.
+//! Decoding image bytes into upright 8-bit RGB, the same way for every model: the one gate
+//! every image decode in the program passes through (runs, `predict`, `tag`, report
+//! thumbnails, the stealth-metadata reader), so the pixel limit is enforced everywhere.
 //!
 //! The container is sniffed from magic bytes (never the extension). The pixel count is checked
-//! from the header before any pixel is decoded (decompression bombs). EXIF orientation is
-//! applied. Transparency (alpha, palette or colour-key) is composited on white with Pillow's
-//! integer arithmetic; 16-bit grey is scaled to 8 bits by rounding v/257; CMYK JPEGs are
-//! converted to RGB. Anything that cannot be decoded becomes a [`DecodeError`] with a reason.
+//! from the header before any pixel is decoded (decompression bombs). JPEGs are decoded by
+//! libjpeg-turbo's decoder ([`super::jpeg`]), bit-exact with Pillow; other formats by the
+//! `image` crate. EXIF orientation is applied. Transparency (alpha, palette or colour-key) is
+//! composited on white with Pillow's integer arithmetic; 16-bit grey is scaled to 8 bits by
+//! rounding v/257; CMYK JPEGs are converted to RGB as Pillow converts them. Anything that
+//! cannot be decoded becomes a [`DecodeError`] with a reason.
 
 use std::io::Cursor;
 
@@ -103,8 +107,9 @@ pub(crate) fn jpeg_truncated(bytes: &[u8]) -> bool {
     }
 }
 
-/// Decodes `bytes` into upright RGB (see the module docs for the rules).
-pub fn decode_rgb(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeError> {
+/// The gate: the format and size from the header, checked against `max_pixels` (and for
+/// zero size and truncation) before a single pixel is decoded.
+fn admit(bytes: &[u8], max_pixels: u64) -> Result<(ImageFormat, u32, u32), DecodeError> {
     let (fmt, w, h) = probe(bytes)?;
     if w == 0 || h == 0 {
         return Err(DecodeError::ZeroSize {
@@ -124,18 +129,81 @@ pub fn decode_rgb(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeError
     if fmt == ImageFormat::Jpeg && jpeg_truncated(bytes) {
         return Err(DecodeError::Truncated("jpeg".into()));
     }
+    Ok((fmt, w, h))
+}
+
+/// The EXIF orientation of an image (from its header; no pixels are decoded).
+fn orientation(bytes: &[u8], fmt: ImageFormat) -> image::metadata::Orientation {
+    ImageReader::with_format(Cursor::new(bytes), fmt)
+        .into_decoder()
+        .ok()
+        .and_then(|mut d| d.orientation().ok())
+        .unwrap_or(image::metadata::Orientation::NoTransforms)
+}
+
+/// Decodes the pixels as stored (no orientation, no compositing), through the gate. JPEGs
+/// may be reduced `1/denom` by the IDCT; other formats ignore `denom`.
+fn decode_stored(
+    bytes: &[u8],
+    max_pixels: u64,
+    denom: u32,
+) -> Result<(DynamicImage, ImageFormat), DecodeError> {
+    let (fmt, w, h) = admit(bytes, max_pixels)?;
+    if fmt == ImageFormat::Jpeg {
+        return Ok((super::jpeg::decode(bytes, denom)?, fmt));
+    }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), fmt);
     let mut limits = image::Limits::default();
     // We have checked the pixel count; allow the buffers that many pixels need (16-bit RGBA).
+    let pixels = w as u64 * h as u64;
     limits.max_alloc = Some(pixels.saturating_mul(8).saturating_add(1 << 26));
     reader.limits(limits);
-    let mut decoder = reader.into_decoder().map_err(|e| corrupt(fmt, e))?;
-    let orientation = decoder
-        .orientation()
-        .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| corrupt(fmt, e))?;
-    img.apply_orientation(orientation);
+    let decoder = reader.into_decoder().map_err(|e| corrupt(fmt, e))?;
+    let img = DynamicImage::from_decoder(decoder).map_err(|e| corrupt(fmt, e))?;
+    Ok((img, fmt))
+}
+
+/// Decodes the pixels as stored, alpha included, with no orientation applied (for readers of
+/// the pixels themselves, such as stealth metadata), through the gate.
+pub fn decode_pixels(bytes: &[u8], max_pixels: u64) -> Result<DynamicImage, DecodeError> {
+    decode_stored(bytes, max_pixels, 1).map(|(img, _)| img)
+}
+
+/// Decodes `bytes` into upright RGB (see the module docs for the rules).
+pub fn decode_rgb(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeError> {
+    let (mut img, fmt) = decode_stored(bytes, max_pixels, 1)?;
+    img.apply_orientation(orientation(bytes, fmt));
     Ok(to_rgb_on_white(img))
+}
+
+/// Like [`decode_rgb`], but a JPEG whose longest side is at least twice `at_least` is
+/// reduced by the IDCT (1/2, 1/4 or 1/8 per side) as far as its longest side stays at least
+/// `at_least`: a 24-megapixel photo costs a fraction of a full decode (for thumbnails).
+/// Returns the image and the full image's upright size.
+pub fn decode_rgb_reduced(
+    bytes: &[u8],
+    max_pixels: u64,
+    at_least: u32,
+) -> Result<(RgbImage, (u32, u32)), DecodeError> {
+    let (fmt, w, h) = admit(bytes, max_pixels)?;
+    let denom = if fmt == ImageFormat::Jpeg {
+        let longest = w.max(h) as u64;
+        [8u32, 4, 2]
+            .into_iter()
+            .find(|d| longest.div_ceil(*d as u64) >= at_least.max(1) as u64)
+            .unwrap_or(1)
+    } else {
+        1
+    };
+    let (mut img, fmt) = decode_stored(bytes, max_pixels, denom)?;
+    let o = orientation(bytes, fmt);
+    img.apply_orientation(o);
+    use image::metadata::Orientation::*;
+    let full = match o {
+        Rotate90 | Rotate270 | Rotate90FlipH | Rotate270FlipH => (h, w),
+        _ => (w, h),
+    };
+    Ok((to_rgb_on_white(img), full))
 }
 
 /// Flattens any decoded image to 8-bit RGB, compositing transparency on white like Pillow's

@@ -5,6 +5,7 @@
 //! how an image is prepared can never reuse stale outputs.
 
 pub mod decode;
+mod jpeg;
 pub mod resample;
 
 use image::RgbImage;
@@ -264,9 +265,7 @@ pub fn jpeg_round_trip(img: &RgbImage, quality: u8) -> RgbImage {
     {
         return img.clone();
     }
-    image::load_from_memory_with_format(&buf, image::ImageFormat::Jpeg)
-        .map(|d| d.to_rgb8())
-        .unwrap_or_else(|_| img.clone())
+    decode::decode_rgb(&buf, u64::from(w) * u64::from(h)).unwrap_or_else(|_| img.clone())
 }
 
 /// Applies the spec's output activation to raw model outputs, in place.

@@ -207,3 +207,9 @@ pub fn read_bytes(bytes: &[u8]) -> Result<GenMeta, MetaError> {
     let carriers = container::read_carriers(&mut std::io::Cursor::new(bytes))?;
     Ok(generators::parse(&carriers))
 }
+
+/// [`read_bytes`], decoding pixels (stealth payloads) only of images of at most `max_pixels`.
+pub fn read_bytes_limited(bytes: &[u8], max_pixels: u64) -> Result<GenMeta, MetaError> {
+    let carriers = container::read_carriers_limited(&mut std::io::Cursor::new(bytes), max_pixels)?;
+    Ok(generators::parse(&carriers))
+}

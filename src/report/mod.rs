@@ -354,11 +354,17 @@ fn client_data(
     };
     // cards: the union of the runs' image files, keyed by (path, hash)
     let mut cards: Vec<ClientImage> = Vec::new();
-    let mut card_files: Vec<(PathBuf, String)> = Vec::new();
+    let mut card_files: Vec<(PathBuf, String, u64)> = Vec::new();
     let mut by_key: HashMap<(String, String), usize> = HashMap::new();
     let mut by_hash: HashMap<String, usize> = HashMap::new();
     for run in runs {
         let root = data::dataset_root(run);
+        // The dataset's own pixel limit holds for thumbnails too.
+        let max_pixels = run
+            .manifest
+            .dataset
+            .max_pixels
+            .unwrap_or(crate::config::resolve::DEFAULT_MAX_PIXELS);
         for img in &run.images {
             let key = (img.path.clone(), img.hash.clone());
             if by_key.contains_key(&key) || (runs.len() > 1 && by_hash.contains_key(&img.hash)) {
@@ -400,7 +406,11 @@ fn client_data(
                 t: None,
                 x: None,
             });
-            card_files.push((root.join(&img.path), img.hash.clone()));
+            card_files.push((
+                root.join(crate::dataset::names::rel_path(&img.path)),
+                img.hash.clone(),
+                max_pixels,
+            ));
         }
     }
     let find = |path: &str, hash: &str| -> Option<usize> {

@@ -10,7 +10,7 @@ use image::RgbImage;
 use rayon::prelude::*;
 
 use crate::config::files::Filter;
-use crate::imaging::decode::decode_rgb;
+use crate::imaging::decode::decode_rgb_reduced;
 use crate::imaging::resample;
 
 /// One thumbnail, or why there is none.
@@ -19,11 +19,12 @@ pub enum Thumb {
     Missing(String),
 }
 
-/// Thumbnails for `(file, blake3 hex)` pairs, in order, in parallel.
-pub fn make_all(cache: &Path, files: &[(PathBuf, String)], size: u32) -> Vec<Thumb> {
+/// Thumbnails for `(file, blake3 hex, pixel limit)`, in order, in parallel. Images over
+/// their dataset's pixel limit are not decoded: they get no thumbnail, with the reason.
+pub fn make_all(cache: &Path, files: &[(PathBuf, String, u64)], size: u32) -> Vec<Thumb> {
     files
         .par_iter()
-        .map(|(file, hash)| make(cache, file, hash, size))
+        .map(|(file, hash, max_pixels)| make(cache, file, hash, size, *max_pixels))
         .collect()
 }
 
@@ -37,7 +38,7 @@ fn cache_path(cache: &Path, hash: &str, size: u32) -> Option<PathBuf> {
     })
 }
 
-fn make(cache: &Path, file: &Path, hash: &str, size: u32) -> Thumb {
+fn make(cache: &Path, file: &Path, hash: &str, size: u32, max_pixels: u64) -> Thumb {
     let cached = cache_path(cache, hash, size);
     if let Some(p) = &cached {
         if let Ok(bytes) = std::fs::read(p) {
@@ -56,15 +57,10 @@ fn make(cache: &Path, file: &Path, hash: &str, size: u32) -> Thumb {
             file.display()
         ));
     }
-    let (img, full) = match jpeg_scaled(&bytes, size) {
-        Some(x) => x,
-        None => match decode_rgb(&bytes, 400_000_000) {
-            Ok(i) => {
-                let d = i.dimensions();
-                (i, d)
-            }
-            Err(e) => return Thumb::Missing(format!("cannot decode {}: {e}", file.display())),
-        },
+    // A large JPEG is reduced by the IDCT while it is decoded.
+    let (img, full) = match decode_rgb_reduced(&bytes, max_pixels, size) {
+        Ok(x) => x,
+        Err(e) => return Thumb::Missing(format!("cannot decode {}: {e}", file.display())),
     };
     let (tw, th) = target(full, size);
     let jpeg = match encode_to(&img, tw, th) {
@@ -81,67 +77,6 @@ fn make(cache: &Path, file: &Path, hash: &str, size: u32) -> Thumb {
         let _ = write_atomic(&p, &jpeg);
     }
     Thumb::Jpeg(jpeg)
-}
-
-/// A JPEG decoded at the smallest DCT scale (1/2, 1/4 or 1/8 of each side) that still leaves
-/// its longest side at least `size`, upright (EXIF orientation applied): a 24-megapixel photo
-/// costs a fraction of a full decode. `None` (use the full decoder) when the file is not a
-/// baseline/progressive 8-bit grey or YCbCr JPEG, is truncated, or would not shrink.
-/// Returns the image and its full (upright) size.
-fn jpeg_scaled(bytes: &[u8], size: u32) -> Option<(RgbImage, (u32, u32))> {
-    use crate::imaging::decode;
-    if decode::sniff(bytes) != Some(image::ImageFormat::Jpeg) || decode::jpeg_truncated(bytes) {
-        return None;
-    }
-    // jpeg-decoder panics on some malformed headers (e.g. two components): fall back instead
-    let decoded = std::panic::catch_unwind(|| -> Option<(RgbImage, (u32, u32))> {
-        let mut d = jpeg_decoder::Decoder::new(bytes);
-        d.set_max_decoding_buffer_size(1 << 30);
-        d.read_info().ok()?;
-        let info = d.info()?;
-        let (w, h) = (info.width as u32, info.height as u32);
-        if w.max(h) < size * 2
-            || !matches!(
-                info.pixel_format,
-                jpeg_decoder::PixelFormat::RGB24 | jpeg_decoder::PixelFormat::L8
-            )
-        {
-            return None;
-        }
-        let f = size as f64 / w.max(h) as f64;
-        let rw = ((w as f64 * f).ceil() as u16).max(1);
-        let rh = ((h as f64 * f).ceil() as u16).max(1);
-        let (sw, sh) = d.scale(rw, rh).ok()?;
-        let px = d.decode().ok()?;
-        let (sw, sh) = (sw as u32, sh as u32);
-        let img = match d.info()?.pixel_format {
-            jpeg_decoder::PixelFormat::RGB24 => RgbImage::from_raw(sw, sh, px),
-            jpeg_decoder::PixelFormat::L8 => {
-                RgbImage::from_raw(sw, sh, px.iter().flat_map(|&v| [v, v, v]).collect())
-            }
-            _ => None,
-        }?;
-        Some((img, (w, h)))
-    })
-    .ok()
-    .flatten()?;
-    let orientation =
-        image::ImageReader::with_format(std::io::Cursor::new(bytes), image::ImageFormat::Jpeg)
-            .into_decoder()
-            .ok()
-            .and_then(|mut d| image::ImageDecoder::orientation(&mut d).ok())
-            .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut img = image::DynamicImage::ImageRgb8(decoded.0);
-    img.apply_orientation(orientation);
-    let (w, h) = decoded.1;
-    let full = match orientation {
-        image::metadata::Orientation::Rotate90
-        | image::metadata::Orientation::Rotate270
-        | image::metadata::Orientation::Rotate90FlipH
-        | image::metadata::Orientation::Rotate270FlipH => (h, w),
-        _ => (w, h),
-    };
-    Some((img.into_rgb8(), full))
 }
 
 /// The thumbnail size of a `(w, h)` image: longest side at most `size`.
@@ -217,17 +152,18 @@ mod tests {
             ("retina_wide.jpg", 96),
         ] {
             let bytes = fixture(name);
-            let (fast, dims) = jpeg_scaled(&bytes, size).expect("scaled decode");
+            let (fast, dims) = decode_rgb_reduced(&bytes, u64::MAX, size).unwrap();
             assert!(fast.width().max(fast.height()) >= size, "{name}");
-            let full = decode_rgb(&bytes, 400_000_000).unwrap();
+            assert!(fast.width() < dims.0, "{name}: reduced");
+            let full = crate::imaging::decode_rgb(&bytes, u64::MAX).unwrap();
             assert_eq!(dims, full.dimensions(), "{name}");
             let (tw, th) = target(dims, size);
             let (a, b) = (
                 encode_to(&fast, tw, th).unwrap(),
                 encode(&full, size).unwrap(),
             );
-            let a = image::load_from_memory(&a).unwrap().to_rgb8();
-            let b = image::load_from_memory(&b).unwrap().to_rgb8();
+            let a = crate::imaging::decode_rgb(&a, u64::MAX).unwrap();
+            let b = crate::imaging::decode_rgb(&b, u64::MAX).unwrap();
             assert_eq!(a.dimensions(), b.dimensions(), "{name}");
             let diff: u64 = a
                 .as_raw()
@@ -241,13 +177,28 @@ mod tests {
     }
 
     #[test]
-    fn scaled_jpeg_declines_what_it_cannot_shrink() {
-        // CMYK: the full decoder's conversion; small images: nothing to gain; not a JPEG
-        assert!(jpeg_scaled(&fixture("horse_cmyk.jpg"), 100).is_none());
-        assert!(jpeg_scaled(&fixture("retina_exif_rot6.jpg"), 1000).is_none());
-        assert!(jpeg_scaled(&fixture("brick_tiny.png"), 16).is_none());
-        // truncated: the full decoder refuses it, so must this
+    fn small_images_and_other_formats_decode_whole() {
+        for (name, size) in [("retina_exif_rot6.jpg", 1000), ("brick_tiny.png", 16)] {
+            let (img, dims) = decode_rgb_reduced(&fixture(name), u64::MAX, size).unwrap();
+            assert_eq!(img.dimensions(), dims, "{name}");
+        }
+        // truncated: refused, as by the full decoder
         let b = fixture("retina_wide.jpg");
-        assert!(jpeg_scaled(&b[..b.len() / 2], 96).is_none());
+        assert!(decode_rgb_reduced(&b[..b.len() / 2], u64::MAX, 96).is_err());
+    }
+
+    /// The pixel limit holds for thumbnails: a small file with huge dimensions is refused
+    /// from its header, never decoded.
+    #[test]
+    fn thumbnails_respect_the_pixel_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("big.jpg");
+        let bytes = fixture("retina_wide.jpg");
+        std::fs::write(&file, &bytes).unwrap();
+        let hash = blake3::hash(&bytes).to_hex().to_string();
+        match make(dir.path(), &file, &hash, 64, 1_000_000) {
+            Thumb::Missing(why) => assert!(why.contains("exceeds the limit"), "{why}"),
+            Thumb::Jpeg(_) => panic!("a thumbnail of an image over the limit"),
+        }
     }
 }

@@ -76,6 +76,13 @@ pub struct VariantInfo {
     /// Times each image was run (distinct seeds); 1 unless the experiment asks for more.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub repeats: u32,
+    /// How the repeats are scored (`mean` unless the experiment says `union`).
+    #[serde(default, skip_serializing_if = "is_mean")]
+    pub score_repeats: crate::config::files::ScoreRepeats,
+}
+
+fn is_mean(x: &crate::config::files::ScoreRepeats) -> bool {
+    *x == crate::config::files::ScoreRepeats::Mean
 }
 
 fn one() -> u32 {
@@ -126,6 +133,9 @@ pub struct DatasetRecord {
     pub file: PathBuf,
     pub root: PathBuf,
     pub ground_truth: Option<String>,
+    /// The dataset's pixel limit (runs before it was recorded: the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pixels: Option<u64>,
 }
 
 /// The manifest.

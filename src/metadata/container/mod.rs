@@ -127,6 +127,9 @@ impl<'r, R: Read + Seek> Input<'r, R> {
 /// Decompression allowance left for this file.
 pub(crate) struct Budget {
     pub inflate_left: u64,
+    /// The largest image (in pixels) whose pixels are decoded for a stealth payload: the
+    /// smaller of [`MAX_PIXELS`] and the caller's limit (a dataset's `max_pixels`).
+    pub max_pixels: u64,
 }
 
 /// The container a file's first bytes announce, and the magic's length. A file shorter than
@@ -175,10 +178,20 @@ fn sniff(head: &[u8]) -> Option<(Container, u64)> {
 /// damaged, and for an empty file (`Container::Unknown`, warning `empty file`);
 /// `Err(Malformed)` only for bytes of no known image type; `Err(Io)` when the reader fails.
 pub fn read_carriers<R: Read + Seek>(reader: &mut R) -> Result<Carriers, MetaError> {
+    read_carriers_limited(reader, MAX_PIXELS)
+}
+
+/// [`read_carriers`], decoding pixels (for stealth payloads) only of images of at most
+/// `max_pixels` pixels.
+pub fn read_carriers_limited<R: Read + Seek>(
+    reader: &mut R,
+    max_pixels: u64,
+) -> Result<Carriers, MetaError> {
     let mut input = Input::new(reader)?;
     let mut out = Carriers::default();
     let mut budget = Budget {
         inflate_left: MAX_INFLATE_TOTAL,
+        max_pixels: max_pixels.min(MAX_PIXELS),
     };
     let head = input.read_up_to(32)?;
     if head.is_empty() {

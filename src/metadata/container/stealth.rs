@@ -10,9 +10,9 @@
 //! 0); interlaced PNGs and lossless WebPs go through the `image` crate (whole file).
 
 use super::png::Ihdr;
-use super::{gunzip, Budget, Input, MAX_CHUNK, MAX_PIXELS};
+use super::{gunzip, Budget, Input, MAX_CHUNK};
 use crate::metadata::{Carrier, Carriers};
-use std::io::{self, Cursor, Read, Seek};
+use std::io::{self, Read, Seek};
 
 /// The largest file read whole for a stealth decode (interlaced PNG, lossless WebP).
 const MAX_WHOLE_FILE: u64 = 256 << 20;
@@ -293,7 +293,7 @@ pub(crate) fn from_png<R: Read + Seek>(
     let bps = ihdr.bit_depth as u64 / 8;
     let bpp = (channels * bps) as usize;
     let stride = w * bpp as u64;
-    if w * h > MAX_PIXELS || stride > MAX_CHUNK {
+    if w * h > budget.max_pixels || stride > MAX_CHUNK {
         out.warnings
             .push(format!("stealth: {w}x{h} image is too large to check"));
         return Ok(());
@@ -375,7 +375,7 @@ pub(crate) fn from_webp<R: Read + Seek>(
     if px < 40 {
         return Ok(());
     }
-    if px > MAX_PIXELS {
+    if px > budget.max_pixels {
         out.warnings
             .push(format!("stealth: {w}x{h} image is too large to check"));
         return Ok(());
@@ -564,11 +564,9 @@ fn from_whole_file<R: Read + Seek>(
     }
     input.seek_to(0)?;
     let bytes = input.read_up_to(input.len())?;
-    let mut reader = image::ImageReader::with_format(Cursor::new(&bytes), format);
-    let mut limits = image::Limits::default();
-    limits.max_alloc = Some(1 << 30);
-    reader.limits(limits);
-    let img = match reader.decode() {
+    let _ = format;
+    // Through the one decoding gate, which refuses images over the limit from the header.
+    let img = match crate::imaging::decode::decode_pixels(&bytes, budget.max_pixels) {
         Ok(img) => img,
         Err(e) => {
             out.warnings
@@ -578,9 +576,6 @@ fn from_whole_file<R: Read + Seek>(
     };
     drop(bytes);
     let (w, h) = (img.width(), img.height());
-    if (w as u64) * (h as u64) > MAX_PIXELS {
-        return Ok(());
-    }
     let has_alpha = img.color().has_alpha();
     let mut planes = Planes::new(w, h, has_alpha);
     planes.rows = h as u64;
