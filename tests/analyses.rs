@@ -324,3 +324,66 @@ fn bad_input_exits_2() {
         "share no images",
     );
 }
+
+/// The `all` sweep counts what the leaderboard counts: ratings included, by argmax. At each
+/// variant's own thresholds its precision, recall and F1 are `metrics`' micro numbers, for a
+/// tagger whose ratings matter; `general` is the general tags alone.
+#[test]
+fn the_all_sweep_is_the_leaderboard_at_every_threshold() {
+    let (p, run) = setup(7);
+    let a = p.json(&["analyze", &run, "--json", "--bootstrap", "0"], 0);
+    let m = p.json(&["metrics", &run, "--json"], 0);
+    let mut checked = 0;
+    for entry in m["variants"].as_array().unwrap() {
+        let name = entry["variant"].as_str().unwrap();
+        let t = entry["threshold"].as_f64().unwrap();
+        let va = a["variants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["variant"] == name)
+            .unwrap();
+        let all = va["sweeps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["category"] == "all")
+            .unwrap();
+        let point = all["grid"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| (g["threshold"].as_f64().unwrap() - t).abs() < 1e-12)
+            .unwrap();
+        for k in ["precision", "recall", "f1"] {
+            let (ours, board) = (
+                point[k].as_f64().unwrap(),
+                entry["micro"][k].as_f64().unwrap(),
+            );
+            assert!(
+                (ours - board).abs() < 1e-12,
+                "{name} @ {t} {k}: sweep {ours}, leaderboard {board}"
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 5);
+    // The case's WD tagger outputs ratings, so the general series differs from the headline.
+    let wd = a["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["variant"] == "wd")
+        .unwrap();
+    let positives = |cat: &str| {
+        wd["sweeps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["category"] == cat)
+            .unwrap()["positives"]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(positives("all") > positives("general"));
+}

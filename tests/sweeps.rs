@@ -349,3 +349,238 @@ fn cells_sharing_a_key_are_asked_once_and_cache_copies_never_overwrite_each_othe
     );
     assert!(texts.iter().all(|t| t["n"] == 3), "{texts:?}");
 }
+
+/// A tagger, a server variant, a union of the two, an LLM merge of the two, and a captioner
+/// whose prompt shows the server variant's tags. With the server down, everything derived
+/// from the server variant fails (naming it) and nothing of it is cached; once the server is
+/// up, the next run computes all of it. A merge that falls back to the union is marked and
+/// never served from the cache.
+#[test]
+fn work_derived_from_a_failed_input_fails_and_fallbacks_are_not_cached() {
+    let server = MockServer::start(Step::Status {
+        status: 503,
+        retry_after: None,
+    })
+    .unwrap();
+    let p = project(&[("vlm", &server), ("merger", &server), ("cap", &server)]);
+    p.wd_model("wd", "");
+    p.write(
+        "models/uni.yaml",
+        "kind: ensemble\nensemble:\n  method: union\n  members: [vlm, wd]\n",
+    );
+    p.write(
+        "models/merge.yaml",
+        "kind: ensemble\nensemble:\n  method: llm\n  members: [vlm, wd]\n  merge_model: merger\n  merge_prompt: merge\n",
+    );
+    p.write(
+        "prompts/merge.j2",
+        "Merge: {% for m in members %}{{ m.variant }}: {{ m.tags | join(', ') }}; {% endfor %}\n",
+    );
+    p.write(
+        "prompts/caption.j2",
+        "Describe an image tagged: {{ inputs.vlm.tags | join(', ') }}.\n",
+    );
+    p.write(
+        "experiments/e.yaml",
+        "dataset: d\nvariants:\n  - model: vlm\n    prompt: tag\n    output: tags\n  - model: wd\n  - model: uni\n  - model: merge\n  - model: cap\n    prompt: caption\n    inputs: [vlm]\n",
+    );
+    let down = p.json(&["run", "e", "--json", "--quiet"], 1);
+    assert_eq!(down["failures"], 12, "{down}");
+    for v in ["uni", "merge", "cap"] {
+        let r = rows(
+            &p,
+            &format!("SELECT count(*) AS n FROM cells WHERE variant = '{v}'"),
+        );
+        assert_eq!(r[0]["n"], 0, "{v}: nothing derived from a failed input");
+        let f = rows(
+            &p,
+            &format!("SELECT stage, reason FROM failures WHERE variant = '{v}'"),
+        );
+        assert_eq!(f.len(), 3, "{v}: {f:?}");
+        for row in &f {
+            assert_eq!(row["stage"], "input", "{row}");
+            assert!(row["reason"].as_str().unwrap().contains("`vlm`"), "{row}");
+        }
+    }
+    // Only the three tag calls were made: nothing was asked on the strength of a failure.
+    assert_eq!(server.received().len(), 3);
+
+    server.set_default(Step::answer("cat, sky"));
+    let up = p.json(&["run", "e", "--json", "--quiet"], 0);
+    assert_eq!(up["failures"], 0, "{up}");
+    assert_eq!(up["cache_hits"], 3, "only the tagger's cells: {up}");
+    let uni = rows(
+        &p,
+        "SELECT count(*) FILTER (WHERE tag = 'sky') AS sky, count(DISTINCT path) AS images FROM outputs WHERE variant = 'uni'",
+    );
+    assert_eq!(
+        (uni[0]["sky"].clone(), uni[0]["images"].clone()),
+        (3.into(), 3.into())
+    );
+    let merged = rows(&p, "SELECT note FROM texts WHERE variant = 'merge'");
+    assert_eq!(merged.len(), 3);
+    assert!(merged.iter().all(|r| r["note"].is_null()), "{merged:?}");
+    let captions = rows(&p, "SELECT prompt FROM texts WHERE variant = 'cap'");
+    assert_eq!(captions.len(), 3);
+    for c in &captions {
+        assert!(
+            c["prompt"].as_str().unwrap().contains("tagged: cat, sky."),
+            "{c}"
+        );
+    }
+
+    // The merge falls back to the union while the server is down again: scored, marked, and
+    // asked again by the next run.
+    p.write(
+        "prompts/merge.j2",
+        "Merge these: {% for m in members %}{{ m.variant }}: {{ m.tags | join(', ') }}; {% endfor %}\n",
+    );
+    server.set_default(Step::Status {
+        status: 503,
+        retry_after: None,
+    });
+    let fell_back = p.json(&["run", "e", "--json", "--quiet"], 0);
+    assert_eq!(
+        fell_back["failures"], 0,
+        "a fallback is not a failure: {fell_back}"
+    );
+    let notes = rows(
+        &p,
+        "SELECT t.note, c.fallback FROM texts t JOIN cells c USING (variant, path, repeat) WHERE variant = 'merge'",
+    );
+    assert_eq!(notes.len(), 3);
+    for n in &notes {
+        assert!(
+            n["note"].as_str().unwrap().starts_with("fallback: union"),
+            "{n}"
+        );
+        assert_eq!(n["fallback"], true, "{n}");
+    }
+    server.set_default(Step::answer("cat, grass"));
+    let asked = server.received().len();
+    let again = p.json(&["run", "e", "--json", "--quiet"], 0);
+    assert_eq!(
+        again["inferences"], 3,
+        "only the merge is asked again: {again}"
+    );
+    assert_eq!(server.received().len(), asked + 3);
+    let merged = rows(&p, "SELECT note FROM texts WHERE variant = 'merge'");
+    assert!(merged.iter().all(|r| r["note"].is_null()), "{merged:?}");
+}
+
+/// Serves `steps` in order (one request at a time), then `default`.
+fn scripted(steps: &[&str], default: &str) -> MockServer {
+    let s = MockServer::start(Step::answer(default)).unwrap();
+    s.script(steps.iter().map(|t| Step::answer(t)));
+    s
+}
+
+/// A variant with `repeats: 3` is scored as the mean of its per-repeat metrics, with their
+/// standard deviation; `score_repeats: union` scores the union of the answers instead (which
+/// inflates recall). Hand-computed: repeats answer `cat`, `grass`, `sky` on every image.
+#[test]
+fn repeats_are_scored_as_the_mean_with_their_spread_or_as_the_union_by_name() {
+    let vlm = scripted(&["cat", "grass", "sky"].repeat(3), "unused");
+    let p = project(&[("vlm", &vlm)]);
+    p.write(
+        "models/vlm.yaml",
+        &format!(
+            "kind: openai\nbase_url: {}\nmodel: vlm\nvision: false\nmax_retries: 0\nconcurrency: 1\n",
+            vlm.base_url
+        ),
+    );
+    p.write(
+        "experiments/e.yaml",
+        "dataset: d\nvariants:\n  - model: vlm\n    name: mean\n    prompt: tag\n    output: tags\n    repeats: 3\n  - model: vlm\n    name: union\n    prompt: tag\n    output: tags\n    repeats: 3\n    score_repeats: union\ngoal: {metric: f1_micro}\n",
+    );
+    p.expect(&["run", "e", "--quiet"], 0);
+    assert_eq!(
+        vlm.received().len(),
+        9,
+        "both variants share the nine answers"
+    );
+    let m = p.json(&["metrics", "latest", "--json"], 0);
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+    // Per repeat: cat F1 4/9, grass 4/9, sky 2/9 (truth: cat grass, cat sky, dog grass).
+    let mean = variant(&m, "mean");
+    let f1s = [4.0 / 9.0, 4.0 / 9.0, 2.0 / 9.0];
+    let mu = f1s.iter().sum::<f64>() / 3.0;
+    let sd = (f1s.iter().map(|x| (x - mu).powi(2)).sum::<f64>() / 2.0).sqrt();
+    assert!(close(mean["micro"]["f1"].as_f64().unwrap(), mu), "{mean}");
+    assert_eq!(mean["repeats"]["n"], 3);
+    assert_eq!(mean["repeats"]["scored_as"], "mean");
+    assert!(
+        close(mean["repeats"]["sd"]["f1_micro"].as_f64().unwrap(), sd),
+        "{mean}"
+    );
+    // The union: {cat, grass, sky} on every image: tp 5, fp 4, fn 1.
+    let union = variant(&m, "union");
+    assert!(
+        close(union["micro"]["f1"].as_f64().unwrap(), 10.0 / 15.0),
+        "{union}"
+    );
+    assert!(
+        close(union["micro"]["recall"].as_f64().unwrap(), 5.0 / 6.0),
+        "{union}"
+    );
+    assert_eq!(union["repeats"]["scored_as"], "union");
+    // The leaderboard shows the spread.
+    let text = p.expect(&["metrics", "latest"], 0);
+    assert!(
+        text.contains(&format!("{mu:.3} ±{sd:.3}")) || text.contains("±"),
+        "{text}"
+    );
+}
+
+/// When variants are scored on different images (one failed on an image), the leaderboard
+/// says so and the goal compares them on the images both have: here `a` wins on its own
+/// numbers (it alone has the easy first image) but `b` wins where they can be compared.
+#[test]
+fn the_goal_compares_variants_on_the_images_they_share() {
+    let a = scripted(&["cat, grass", "cat", "dog"], "unused");
+    let b = MockServer::start(Step::answer("unused")).unwrap();
+    b.script([
+        Step::Status {
+            status: 500,
+            retry_after: None,
+        },
+        Step::answer("cat, sky"),
+        Step::answer("dog, cat"),
+    ]);
+    let p = project(&[("a", &a), ("b", &b)]);
+    for (name, s) in [("a", &a), ("b", &b)] {
+        p.write(
+            &format!("models/{name}.yaml"),
+            &format!(
+                "kind: openai\nbase_url: {}\nmodel: {name}\nvision: false\nmax_retries: 0\nconcurrency: 1\n",
+                s.base_url
+            ),
+        );
+    }
+    p.write(
+        "experiments/e.yaml",
+        "dataset: d\nvariants:\n  - model: a\n    prompt: tag\n    output: tags\n  - model: b\n    prompt: tag\n    output: tags\ngoal: {metric: f1_micro}\n",
+    );
+    let out = p.run(&["run", "e"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("scored on different images"), "{text}");
+    assert!(text.contains("* best by f1_micro: b"), "{text}");
+    let m = p.json(&["metrics", "latest", "--json"], 0);
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+    let (va, vb) = (variant(&m, "a"), variant(&m, "b"));
+    assert_eq!(
+        (va["images"].as_u64(), vb["images"].as_u64()),
+        (Some(3), Some(2))
+    );
+    assert!(close(va["micro"]["f1"].as_f64().unwrap(), 0.8), "{va}");
+    assert!(close(vb["micro"]["f1"].as_f64().unwrap(), 0.75), "{vb}");
+    assert_eq!(va["shared"]["images"], 2);
+    assert!(
+        close(va["shared"]["value"].as_f64().unwrap(), 4.0 / 6.0),
+        "{va}"
+    );
+    assert!(close(vb["shared"]["value"].as_f64().unwrap(), 0.75), "{vb}");
+    let show = p.json(&["runs", "show", "latest", "--json"], 0);
+    assert_eq!(show["best"]["variant"], "b", "{show}");
+}

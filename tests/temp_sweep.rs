@@ -107,4 +107,21 @@ fn the_temperature_sweep_runs_as_shipped() {
     let out = p.expect(&["run", "temp_sweep", "--limit", "1", "--json"], 0);
     let again: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(again["counts"]["inferences"], 0, "{again}");
+    assert_eq!(again["counts"]["judge_calls"], 0, "{again}");
+    // Similarity verdicts are cached like any other: every one comes from the first run.
+    let first = run["run_id"].as_str().unwrap();
+    let sims = p.expect(
+        &[
+            "query",
+            "latest",
+            "SELECT count(*) AS n, count(*) FILTER (WHERE origin_run = '__FIRST__') AS cached FROM judgments WHERE judge = 'similarity'"
+                .replace("__FIRST__", first)
+                .as_str(),
+            "--json",
+        ],
+        0,
+    );
+    let sims: serde_json::Value = serde_json::from_str(sims.trim()).unwrap();
+    assert_eq!(sims["n"], 12, "{sims}");
+    assert_eq!(sims["cached"], 12, "{sims}");
 }

@@ -6,24 +6,107 @@
 //! `rating`) is predicted when it is the image's top-scoring rating, whatever the threshold;
 //! the unit scored is the image *file* (two files with the same content are two samples);
 //! only files with ground truth in the scored source and a finished cell are scored.
+//!
+//! A variant run `repeats: N` times is scored, by default, as the mean of its N per-repeat
+//! metrics, with their standard deviation ([`RepeatStats`]); `score_repeats: union` scores the
+//! union of the repeats' answers instead (a tag's highest score over the repeats), which favours
+//! recall over what one repeat would give.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Result;
 
 use super::metrics::{
-    assemble, average_precision, NegativeRate, SampleCounts, TagCounts, VariantMetrics,
+    assemble, average_precision, NegativeRate, Prf, RepeatStats, SampleCounts, TagCounts,
+    VariantMetrics,
 };
 use crate::duck::{lit, Connection};
 
+/// What to score of one variant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored {
+    pub variant: String,
+    pub thresholds: Vec<f64>,
+    /// Times each image was run.
+    pub repeats: u32,
+    /// Score the union of the repeats' answers instead of the mean of per-repeat metrics.
+    pub union: bool,
+}
+
+impl Scored {
+    /// One repeat (or the union of several).
+    pub fn new(variant: &str, thresholds: Vec<f64>) -> Scored {
+        Scored {
+            variant: variant.to_string(),
+            thresholds,
+            repeats: 1,
+            union: false,
+        }
+    }
+
+    /// A run's variant, as its manifest records it, at `thresholds`.
+    pub fn of(v: &crate::store::manifest::VariantInfo, thresholds: Vec<f64>) -> Scored {
+        Scored {
+            variant: v.name.clone(),
+            thresholds,
+            repeats: v.repeats,
+            union: v.score_repeats == crate::config::files::ScoreRepeats::Union,
+        }
+    }
+
+    /// Whether each repeat is scored apart (then averaged).
+    fn per_repeat(&self) -> bool {
+        self.repeats > 1 && !self.union
+    }
+}
+
+/// The name a repeat is scored under while its metrics are counted.
+fn repeat_name(variant: &str, repeat: u32) -> String {
+    format!("{variant}\u{1f}{repeat}")
+}
+
 /// Metrics for each (variant, threshold) of a run whose views are open on `conn`
-/// (`crate::store::tables::open_run`).
+/// (`crate::store::tables::open_run`). With `only`, only those image paths are scored.
 pub fn run_metrics(
     conn: &Connection<'_>,
     source: &str,
-    variants: &[(String, Vec<f64>)],
+    variants: &[Scored],
+    only: Option<&[String]>,
 ) -> Result<Vec<VariantMetrics>> {
-    prepare(conn, source, variants)?;
+    // Each repeat of a variant scored per repeat is a variant of its own while counting.
+    let mut units: Vec<(String, Vec<f64>, String, Option<u32>)> = Vec::new();
+    for s in variants {
+        if s.per_repeat() {
+            for r in 0..s.repeats {
+                let name = repeat_name(&s.variant, r);
+                units.push((name, s.thresholds.clone(), s.variant.clone(), Some(r)));
+            }
+        } else {
+            units.push((
+                s.variant.clone(),
+                s.thresholds.clone(),
+                s.variant.clone(),
+                None,
+            ));
+        }
+    }
+    let counted = count_metrics(conn, source, &units, only)?;
+    Ok(combine_repeats(variants, counted))
+}
+
+/// The per-unit metrics of [`run_metrics`], before repeats are averaged.
+fn count_metrics(
+    conn: &Connection<'_>,
+    source: &str,
+    units: &[(String, Vec<f64>, String, Option<u32>)],
+    only: Option<&[String]>,
+) -> Result<Vec<VariantMetrics>> {
+    prepare(conn, source, units, only)?;
+    let variants: Vec<(String, Vec<f64>)> = units
+        .iter()
+        .map(|(n, t, _, _)| (n.clone(), t.clone()))
+        .collect();
+    let variants = &variants;
     let n_images = count_images(conn)?;
     let ap = tag_ap(conn, &n_images)?;
     let tag_counts = tag_counts(conn)?;
@@ -61,18 +144,149 @@ pub fn run_metrics(
         }
     }
     conn.execute(
-        "DROP TABLE IF EXISTS m_thr; DROP TABLE IF EXISTS m_ev; DROP TABLE IF EXISTS m_j;",
+        "DROP TABLE IF EXISTS m_thr; DROP TABLE IF EXISTS m_ev; DROP TABLE IF EXISTS m_j; DROP TABLE IF EXISTS m_unit; DROP TABLE IF EXISTS m_only;",
     )?;
     Ok(out)
 }
 
-fn prepare(conn: &Connection<'_>, source: &str, variants: &[(String, Vec<f64>)]) -> Result<()> {
+/// Averages the per-repeat metrics of variants scored per repeat (mean of each metric, with
+/// the standard deviation of the headline ones); other variants pass through.
+fn combine_repeats(variants: &[Scored], mut counted: Vec<VariantMetrics>) -> Vec<VariantMetrics> {
+    let mut out = Vec::new();
+    for s in variants {
+        if !s.per_repeat() {
+            if let Some(i) = counted.iter().position(|m| m.variant == s.variant) {
+                out.extend(
+                    counted
+                        .extract_if(i.., |m| m.variant == s.variant)
+                        .map(|mut m| {
+                            if s.repeats > 1 {
+                                m.repeats = Some(RepeatStats::union(s.repeats));
+                            }
+                            m
+                        }),
+                );
+            }
+            continue;
+        }
+        for &t in &s.thresholds {
+            let names: Vec<String> = (0..s.repeats).map(|r| repeat_name(&s.variant, r)).collect();
+            let per: Vec<&VariantMetrics> = counted
+                .iter()
+                .filter(|m| m.threshold == t && names.contains(&m.variant))
+                .collect();
+            if !per.is_empty() {
+                out.push(mean_of(&s.variant, t, &per));
+            }
+        }
+    }
+    out
+}
+
+/// The mean of per-repeat metrics (see `docs/metrics.md`, "Repeats").
+fn mean_of(variant: &str, threshold: f64, per: &[&VariantMetrics]) -> VariantMetrics {
+    let n = per.len() as f64;
+    let mean = |f: &dyn Fn(&VariantMetrics) -> f64| per.iter().map(|m| f(m)).sum::<f64>() / n;
+    let prf = |f: &dyn Fn(&VariantMetrics) -> Prf| Prf {
+        precision: mean(&|m| f(m).precision),
+        recall: mean(&|m| f(m).recall),
+        f1: mean(&|m| f(m).f1),
+    };
+    let maps: Vec<f64> = per.iter().filter_map(|m| m.map).collect();
+    let mut tags: BTreeMap<&str, (f64, f64, f64, u64, Vec<f64>)> = BTreeMap::new();
+    for m in per {
+        for t in &m.per_tag {
+            let e = tags.entry(t.tag.as_str()).or_default();
+            e.0 += t.precision;
+            e.1 += t.recall;
+            e.2 += t.f1;
+            e.3 = e.3.max(t.support);
+            e.4.extend(t.ap);
+        }
+    }
+    let mut per_tag: Vec<super::metrics::PerTag> = tags
+        .into_iter()
+        .map(|(tag, (p, r, f, support, aps))| super::metrics::PerTag {
+            tag: tag.to_string(),
+            precision: p / n,
+            recall: r / n,
+            f1: f / n,
+            support,
+            ap: (!aps.is_empty()).then(|| aps.iter().sum::<f64>() / aps.len() as f64),
+        })
+        .collect();
+    per_tag.sort_by(|a, b| b.support.cmp(&a.support).then_with(|| a.tag.cmp(&b.tag)));
+    let negative = per[0].negative.map(|first| NegativeRate {
+        pairs: first.pairs,
+        predicted: mean(&|m| m.negative.map_or(0.0, |x| x.predicted as f64)).round() as u64,
+        fp_rate: mean(&|m| m.negative.map_or(0.0, |x| x.fp_rate)),
+    });
+    let values = |f: &dyn Fn(&VariantMetrics) -> f64| per.iter().map(|m| f(m)).collect::<Vec<_>>();
+    let mut sd = BTreeMap::new();
+    for (name, xs) in [
+        ("f1_micro", values(&|m| m.micro.f1)),
+        ("f1_macro", values(&|m| m.macro_.f1)),
+        ("f1_samples", values(&|m| m.samples.f1)),
+        ("precision_micro", values(&|m| m.micro.precision)),
+        ("recall_micro", values(&|m| m.micro.recall)),
+    ] {
+        sd.insert(name.to_string(), super::stats::sample_sd(&xs));
+    }
+    if maps.len() == per.len() {
+        sd.insert("map".into(), super::stats::sample_sd(&maps));
+    }
+    VariantMetrics {
+        variant: variant.to_string(),
+        threshold,
+        micro: prf(&|m| m.micro),
+        macro_: prf(&|m| m.macro_),
+        samples: prf(&|m| m.samples),
+        map: (!maps.is_empty()).then(|| maps.iter().sum::<f64>() / maps.len() as f64),
+        images: per.iter().map(|m| m.images).max().unwrap_or(0),
+        labels: mean(&|m| m.labels as f64).round() as usize,
+        negative,
+        per_tag,
+        scores_tags: true,
+        text: Default::default(),
+        repeats: Some(RepeatStats {
+            n: per.len() as u32,
+            scored_as: "mean".into(),
+            sd,
+        }),
+        shared: None,
+    }
+}
+
+/// Image paths that have ground truth in `source` and a finished cell of `variant`, sorted
+/// (the images a variant is scored on).
+pub fn scored_images(conn: &Connection<'_>, variant: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    conn.query(&format!(
+        "SELECT DISTINCT c.path FROM cells c JOIN images i ON i.path = c.path
+         WHERE i.labelled AND c.variant = {} ORDER BY 1",
+        lit(variant)
+    ))?
+    .for_each_row(|r| {
+        out.push(r.str(0)?.unwrap_or_default().to_string());
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+fn prepare(
+    conn: &Connection<'_>,
+    source: &str,
+    units: &[(String, Vec<f64>, String, Option<u32>)],
+    only: Option<&[String]>,
+) -> Result<()> {
     conn.execute(
-        "DROP TABLE IF EXISTS m_thr; CREATE TEMP TABLE m_thr (variant VARCHAR, threshold DOUBLE)",
+        "DROP TABLE IF EXISTS m_thr; CREATE TEMP TABLE m_thr (variant VARCHAR, threshold DOUBLE);
+         DROP TABLE IF EXISTS m_unit; CREATE TEMP TABLE m_unit (unit VARCHAR, variant VARCHAR, rep INTEGER);
+         DROP TABLE IF EXISTS m_only; CREATE TEMP TABLE m_only (path VARCHAR);",
     )?;
     {
         let mut app = conn.appender("m_thr")?;
-        for (v, ts) in variants {
+        for (v, ts, _, _) in units {
             for t in ts {
                 app.str(v)?.f64(*t)?;
                 app.end_row()?;
@@ -80,18 +294,46 @@ fn prepare(conn: &Connection<'_>, source: &str, variants: &[(String, Vec<f64>)])
         }
         app.finish()?;
     }
+    {
+        let mut app = conn.appender("m_unit")?;
+        for (unit, _, variant, rep) in units {
+            app.str(unit)?.str(variant)?;
+            match rep {
+                Some(r) => app.i32(*r as i32)?,
+                None => app.null()?,
+            };
+            app.end_row()?;
+        }
+        app.finish()?;
+    }
+    if let Some(paths) = only {
+        let mut app = conn.appender("m_only")?;
+        for p in paths {
+            app.str(p)?;
+            app.end_row()?;
+        }
+        app.finish()?;
+    }
     let src = lit(source);
+    let only_filter = if only.is_some() {
+        "AND c.path IN (SELECT path FROM m_only)"
+    } else {
+        ""
+    };
+    // `variant` below is the unit scored: a variant, or one repeat of it.
     conn.execute(&format!(
         "CREATE OR REPLACE TEMP TABLE m_ev AS
-           SELECT DISTINCT c.variant, c.path FROM cells c
+           SELECT DISTINCT u.unit AS variant, c.path FROM cells c
+           JOIN m_unit u ON c.variant = u.variant AND (u.rep IS NULL OR c.repeat = u.rep)
            JOIN images i ON i.path = c.path
-           WHERE i.labelled AND c.variant IN (SELECT variant FROM m_thr);
+           WHERE i.labelled {only_filter};
          CREATE OR REPLACE TEMP TABLE m_j AS
          WITH sc AS (
-           SELECT o.variant, o.path, o.tag, max(o.score) AS score, any_value(o.category) = 'rating' AS is_rating
+           SELECT u.unit AS variant, o.path, o.tag, max(o.score) AS score, any_value(o.category) = 'rating' AS is_rating
            FROM outputs o
-           SEMI JOIN m_ev e ON o.variant = e.variant AND o.path = e.path
-           SEMI JOIN cells c ON o.variant = c.variant AND o.path = c.path AND o.cache_key = c.cache_key
+           JOIN m_unit u ON o.variant = u.variant AND (u.rep IS NULL OR o.repeat = u.rep)
+           SEMI JOIN m_ev e ON u.unit = e.variant AND o.path = e.path
+           SEMI JOIN cells c ON o.variant = c.variant AND o.path = c.path AND o.cache_key = c.cache_key AND o.repeat = c.repeat
            GROUP BY ALL
          ), ranked AS (
            SELECT *, is_rating AND row_number() OVER (

@@ -170,6 +170,47 @@ pub struct VariantMetrics {
     /// Generative variants: what the judges and the other text metrics say.
     #[serde(default, flatten, skip_serializing_if = "TextMetrics::is_empty")]
     pub text: TextMetrics,
+    /// Variants run `repeats: N > 1` times: how the repeats were scored, and the spread of
+    /// the per-repeat metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeats: Option<RepeatStats>,
+    /// When the run's variants were scored on different images (some failed on some), the
+    /// goal metric on the images every variant shares: what picks the winner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared: Option<SharedScore>,
+}
+
+/// How a variant's repeats were scored.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RepeatStats {
+    /// Repeats scored.
+    pub n: u32,
+    /// `mean` (of per-repeat metrics, the default) or `union` (of the repeats' answers).
+    pub scored_as: String,
+    /// Sample standard deviation of per-repeat metrics (`f1_micro`, ...); empty for `union`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sd: BTreeMap<String, f64>,
+}
+
+impl RepeatStats {
+    /// Repeats scored as the union of their answers.
+    pub fn union(n: u32) -> RepeatStats {
+        RepeatStats {
+            n,
+            scored_as: "union".into(),
+            sd: BTreeMap::new(),
+        }
+    }
+}
+
+/// The goal metric on the images every variant of the run was scored on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SharedScore {
+    /// The goal metric's name.
+    pub metric: String,
+    pub value: f64,
+    /// Images shared by every variant.
+    pub images: usize,
 }
 
 fn yes() -> bool {
@@ -333,6 +374,8 @@ pub fn assemble(
         per_tag,
         scores_tags: true,
         text: TextMetrics::default(),
+        repeats: None,
+        shared: None,
     }
 }
 

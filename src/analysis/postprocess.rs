@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::eval::{count, scores, Scores};
 use super::scores::VariantScores;
-use super::sweep::{best_f1, curve, pairs, TagCurve};
+use super::sweep::{best_f1, curve_of, pairs, TagCurve};
 use crate::config::Category;
 use crate::postprocess::{decide, Excluder, PostProcess};
 
@@ -276,10 +276,7 @@ pub fn default_policies(
         ));
     }
     let images = v.labelled();
-    let best = |cat: &str| {
-        let (p, pos) = pairs(v, &images, cat);
-        best_f1(&curve(p, pos)).map(|b| b.threshold)
-    };
+    let best = |cat: &str| best_f1(&curve_of(&pairs(v, &images, cat))).map(|b| b.threshold);
     let all_best = best("all").unwrap_or(thresholds.first().copied().unwrap_or(0.5));
     let mut cats = BTreeMap::new();
     for (name, c) in [

@@ -161,6 +161,16 @@ pub struct Cooccurrence {
 }
 
 /// Lift and PMI from counts (`n` images).
+/// Sample standard deviation (n − 1 in the denominator); 0 for fewer than two values.
+pub fn sample_sd(xs: &[f64]) -> f64 {
+    if xs.len() < 2 {
+        return 0.0;
+    }
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+}
+
 pub fn lift_pmi(count: u64, count_a: u64, count_b: u64, n: u64) -> (f64, f64) {
     let lift = (count as f64 * n as f64) / (count_a as f64 * count_b as f64);
     (lift, lift.ln())

@@ -3,10 +3,15 @@
 //! precision–recall curves. Pure, from a variant's loaded scores.
 //!
 //! The exact curve has one point per distinct stored score s > 0, in descending order:
-//! predicted pairs are those with score ≥ s, so precision, recall (and thresholds) are exactly
-//! scikit-learn's `precision_recall_curve` over the (image, tag) pairs, without its
-//! threshold-0 point and its final (precision 1, recall 0) point. Ratings (argmax, not
-//! thresholded) are left out.
+//! predicted pairs are those with score ≥ s, so for `general` and `character` precision,
+//! recall (and thresholds) are exactly scikit-learn's `precision_recall_curve` over the
+//! (image, tag) pairs, without its threshold-0 point and its final (precision 1, recall 0)
+//! point.
+//!
+//! The `all` sweep counts every tag, ratings included, as the leaderboard does: a rating is
+//! predicted by argmax whatever the threshold, so the ratings add the same true and false
+//! positives at every point (and their ground truth to the positives). At a grid threshold
+//! its F1 is the leaderboard's micro F1. `general` is the general tags alone.
 
 use serde::Serialize;
 
@@ -33,7 +38,7 @@ pub struct BreakEven {
 /// A sweep over one set of (image, tag) pairs.
 #[derive(Debug, Clone, Serialize)]
 pub struct Sweep {
-    /// `all` (every non-rating tag), `general` or `character`.
+    /// `all` (every tag; ratings by argmax, as the leaderboard), `general` or `character`.
     pub category: String,
     /// Positive pairs (ground truth), scored or not.
     pub positives: u64,
@@ -57,13 +62,33 @@ pub struct TagCurve {
     pub points: Vec<Point>,
 }
 
-/// The exact curve from `(score, y)` pairs (those with score 0 are never predicted and only
-/// count as positives) and the number of positive pairs.
-pub fn curve(mut pairs: Vec<(f32, bool)>, positives: u64) -> Vec<Point> {
-    pairs.retain(|p| p.0 > 0.0);
+/// What a curve is drawn from: the thresholded `(score, y)` pairs, every positive pair, and
+/// the pairs predicted at every threshold (ratings, by argmax).
+#[derive(Debug, Clone, Default)]
+pub struct Pairs {
+    pub pairs: Vec<(f32, bool)>,
+    pub positives: u64,
+    /// True and false positives that do not depend on the threshold.
+    pub fixed: (u64, u64),
+}
+
+/// The exact curve from thresholded `(score, y)` pairs (those with score 0 are never
+/// predicted and only count as positives) and the number of positive pairs.
+pub fn curve(pairs: Vec<(f32, bool)>, positives: u64) -> Vec<Point> {
+    curve_of(&Pairs {
+        pairs,
+        positives,
+        fixed: (0, 0),
+    })
+}
+
+/// The exact curve of `p`: the fixed predictions are added at every point.
+pub fn curve_of(p: &Pairs) -> Vec<Point> {
+    let positives = p.positives;
+    let mut pairs: Vec<(f32, bool)> = p.pairs.iter().copied().filter(|x| x.0 > 0.0).collect();
     pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
     let mut out = Vec::new();
-    let (mut tp, mut fp) = (0u64, 0u64);
+    let (mut tp, mut fp) = p.fixed;
     let mut i = 0;
     while i < pairs.len() {
         let s = pairs[i].0;
@@ -91,16 +116,16 @@ fn point(threshold: f64, tp: u64, fp: u64, positives: u64) -> Point {
 }
 
 /// The curve at fixed thresholds (each compared as float32), read off the exact curve
-/// (thresholds descending): the point of the smallest curve threshold ≥ t, or nothing
-/// predicted (precision, recall, F1 0) when there is none.
-pub fn at_thresholds(exact: &[Point], positives: u64, thresholds: &[f64]) -> Vec<Point> {
+/// (thresholds descending): the point of the smallest curve threshold ≥ t, or, above every
+/// score, only the fixed predictions (none: precision, recall, F1 0).
+pub fn at_thresholds(exact: &[Point], p: &Pairs, thresholds: &[f64]) -> Vec<Point> {
     thresholds
         .iter()
         .map(|&t| {
             let t32 = t as f32;
             let k = exact.partition_point(|p| p.threshold as f32 >= t32);
             match k {
-                0 => point(t, 0, 0, positives),
+                0 => point(t, p.fixed.0, p.fixed.1, p.positives),
                 _ => Point {
                     threshold: t,
                     ..exact[k - 1]
@@ -153,33 +178,44 @@ pub fn grid() -> Vec<f64> {
     (1..100).map(|i| i as f64 / 100.0).collect()
 }
 
-/// Whether a tag belongs to a sweep category (`all` = every tag that is not a rating).
+/// Whether a tag belongs to a sweep category (`all` = every tag, ratings included).
 pub fn in_category(v: &VariantScores, tag: u32, category: &str) -> bool {
     let c = v.categories[tag as usize];
     match category {
-        "all" => c != Some(Category::Rating),
+        "all" => true,
         "general" => c == Some(Category::General),
         "character" => c == Some(Category::Character),
         _ => false,
     }
 }
 
-/// The (score, y) pairs and positives of a category over `images`.
-pub fn pairs(v: &VariantScores, images: &[usize], category: &str) -> (Vec<(f32, bool)>, u64) {
+/// The pairs of a category over `images`: ratings (in `all`) are predicted by argmax, the
+/// same at every threshold.
+pub fn pairs(v: &VariantScores, images: &[usize], category: &str) -> Pairs {
     let keep: Vec<bool> = (0..v.tags.len() as u32)
         .map(|t| in_category(v, t, category))
         .collect();
-    let mut out = Vec::new();
-    let mut positives = 0;
+    let mut out = Pairs::default();
     for &img in images {
         for e in &v.entries[img] {
-            if keep[e.tag as usize] {
-                positives += e.y as u64;
-                out.push((e.score, e.y));
+            if !keep[e.tag as usize] {
+                continue;
+            }
+            out.positives += e.y as u64;
+            if v.is_rating(e.tag) {
+                if v.top_rating[img] == Some(e.tag) {
+                    if e.y {
+                        out.fixed.0 += 1;
+                    } else {
+                        out.fixed.1 += 1;
+                    }
+                }
+            } else {
+                out.pairs.push((e.score, e.y));
             }
         }
     }
-    (out, positives)
+    out
 }
 
 /// Sweeps for `all`, `general` and `character` over the labelled images.
@@ -188,12 +224,12 @@ pub fn sweeps(v: &VariantScores) -> Vec<Sweep> {
     ["all", "general", "character"]
         .iter()
         .map(|cat| {
-            let (p, positives) = pairs(v, &images, cat);
-            let exact = curve(p, positives);
-            let grid = at_thresholds(&exact, positives, &grid());
+            let p = pairs(v, &images, cat);
+            let exact = curve_of(&p);
+            let grid = at_thresholds(&exact, &p, &grid());
             Sweep {
                 category: cat.to_string(),
-                positives,
+                positives: p.positives,
                 grid,
                 break_even: break_even(&exact),
                 best_f1: best_f1(&exact),

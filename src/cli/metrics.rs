@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::table::{num, Table};
 use super::Env;
+use crate::analysis::load::Scored;
 use crate::store::{self, Manifest};
 use crate::ui;
 
@@ -39,12 +40,12 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
             bail!("threshold {t} is out of range; expected a number in (0, 1]");
         }
     }
-    let mut variants: Vec<(String, Vec<f64>)> = m
+    let mut variants: Vec<Scored> = m
         .variants
         .iter()
         .map(|v| {
-            (
-                v.name.clone(),
+            Scored::of(
+                v,
                 args.thresholds
                     .clone()
                     .unwrap_or_else(|| v.thresholds.clone()),
@@ -53,8 +54,8 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
         .collect();
     if let Some(only) = &args.variant {
         for name in only {
-            if !variants.iter().any(|(v, _)| v == name) {
-                let names: Vec<&str> = variants.iter().map(|(v, _)| v.as_str()).collect();
+            if !variants.iter().any(|v| &v.variant == name) {
+                let names: Vec<&str> = variants.iter().map(|v| v.variant.as_str()).collect();
                 bail!(
                     "run {} has no variant `{name}` (it has: {})",
                     m.run_id,
@@ -62,13 +63,13 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
                 );
             }
         }
-        variants.retain(|(v, _)| only.contains(v));
+        variants.retain(|v| only.contains(&v.variant));
     }
     crate::libs::ensure_duckdb(&env.fetcher)?;
     let db = crate::runner::open_db()?;
     let conn = db.connect()?;
     store::tables::open_run(&conn, &run)?;
-    let mut metrics = crate::analysis::load::run_metrics(&conn, &source, &variants)?;
+    let mut metrics = crate::analysis::load::run_metrics(&conn, &source, &variants, None)?;
     // Judge scores, similarity, stability and costs were computed by the run (some need its
     // models): they come from its metrics.json.
     let stored: Option<serde_json::Value> = std::fs::read(run.file("metrics.json"))
@@ -85,6 +86,13 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
             if let Some(r) = rows.iter().find(|r| r.variant == vm.variant) {
                 vm.text = r.text.clone();
                 vm.scores_tags = r.scores_tags;
+            }
+            // The goal on shared images was measured at the run's thresholds.
+            if let Some(r) = rows
+                .iter()
+                .find(|r| r.variant == vm.variant && r.threshold == vm.threshold)
+            {
+                vm.shared = r.shared.clone();
             }
         }
         agreement = doc.get("judge_agreement").cloned();

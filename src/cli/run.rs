@@ -124,13 +124,18 @@ pub fn leaderboard(
             "mAP",
             "images",
         ]);
-        for m in tagged {
+        for m in &tagged {
             let star = best.is_some_and(|b| b.variant == m.variant && b.threshold == m.threshold);
+            // Repeats scored as a mean show their spread: `0.612 ±0.031`.
+            let f1 = match m.repeats.as_ref().and_then(|r| r.sd.get("f1_micro")) {
+                Some(sd) => format!("{} ±{}", num(Some(m.micro.f1)), num(Some(*sd))),
+                None => num(Some(m.micro.f1)),
+            };
             t.row(vec![
                 if star { "*".into() } else { String::new() },
                 m.variant.clone(),
                 format!("{}", m.threshold),
-                num(Some(m.micro.f1)),
+                f1,
                 num(Some(m.micro.precision)),
                 num(Some(m.micro.recall)),
                 num(Some(m.macro_.f1)),
@@ -140,6 +145,10 @@ pub fn leaderboard(
             ]);
         }
         parts.push(t.render());
+        let notes = leaderboard_notes(&tagged);
+        if !notes.is_empty() {
+            parts.push(notes.join("\n"));
+        }
     }
     if !texts.is_empty() {
         let mut t = Table::new(&[
@@ -193,6 +202,43 @@ pub fn leaderboard(
         ));
     }
     out
+}
+
+/// What the tag table needs said: how repeats were scored, and whether the variants were
+/// scored on different images (the goal then compares them on the images they share).
+fn leaderboard_notes(tagged: &[&VariantMetrics]) -> Vec<String> {
+    let mut notes = Vec::new();
+    let repeated: Vec<String> = tagged
+        .iter()
+        .filter_map(|m| m.repeats.as_ref().map(|r| (m, r)))
+        .map(|(m, r)| format!("{} ({} repeats, {})", m.variant, r.n, r.scored_as))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !repeated.is_empty() {
+        notes.push(format!(
+            "repeats: {}; `mean` scores each repeat and averages (± standard deviation), `union` scores the repeats' answers together",
+            repeated.join(", ")
+        ));
+    }
+    let counts: std::collections::BTreeSet<usize> = tagged.iter().map(|m| m.images).collect();
+    if counts.len() > 1 {
+        let shared = tagged.iter().find_map(|m| m.shared.as_ref());
+        notes.push(match shared {
+            Some(s) => format!(
+                "the variants were scored on different images (some failed on some); the goal compares them on the {} images all of them share ({} there: {})",
+                s.images,
+                s.metric,
+                tagged
+                    .iter()
+                    .filter_map(|m| m.shared.as_ref().map(|s| format!("{} @ {} {}", m.variant, m.threshold, num(Some(s.value)))))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None => "the variants were scored on different images (some failed on some), and no image is shared by all of them".into(),
+        });
+    }
+    notes
 }
 
 /// Goal metrics of a variant as a whole, not of a threshold.

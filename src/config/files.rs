@@ -530,6 +530,11 @@ pub struct VariantFile {
     /// Runs of each image with distinct seeds (default 1); stability is measured across them.
     #[serde(default)]
     pub repeats: Option<Positive>,
+    /// How a variant with `repeats` is scored: `mean` (default: the mean of the per-repeat
+    /// metrics, with their spread) or `union` (the union of the repeats' answers, which
+    /// favours recall over what one repeat gives).
+    #[serde(default)]
+    pub score_repeats: Option<ScoreRepeats>,
     /// Generative models: send the image (default: true for vision `openai` models, false for
     /// text-only ones).
     #[serde(default)]
@@ -547,6 +552,17 @@ pub struct VariantFile {
     /// `ensemble` models: the variants combined (overrides the model's `members`).
     #[serde(default)]
     pub members: Option<Vec<String>>,
+}
+
+/// How the repeats of a variant are scored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ScoreRepeats {
+    /// The mean of the per-repeat metrics, with their standard deviation.
+    #[default]
+    Mean,
+    /// The union of the repeats' answers (a tag's highest score over the repeats).
+    Union,
 }
 
 /// One value or a list of them.

@@ -128,7 +128,7 @@ pub fn load_run(
             .as_ref()
             .filter(|f| f.ground_truth.as_deref() == Some(src.as_str()))
             .map(|f| f.variants.clone());
-        let mut todo: Vec<(String, Vec<f64>)> = Vec::new();
+        let mut todo: Vec<load::Scored> = Vec::new();
         for v in &manifest.variants {
             let mut ts = v.thresholds.clone();
             if let Some(t) = threshold {
@@ -145,12 +145,12 @@ pub fn load_run(
                 })
                 .collect();
             if !missing.is_empty() {
-                todo.push((v.name.clone(), missing));
+                todo.push(load::Scored::of(v, missing));
             }
         }
         metrics = stored.unwrap_or_default();
         if !todo.is_empty() {
-            metrics.extend(load::run_metrics(conn, src, &todo)?);
+            metrics.extend(load::run_metrics(conn, src, &todo, None)?);
         }
         // experiment order, thresholds ascending within a variant
         let order: HashMap<&str, usize> = manifest

@@ -560,10 +560,11 @@ fn charts_block(h: &mut String, p: &Page<'_>) {
         if f1.is_empty() || (cat != "all" && f1.len() == scored.len() && same_as_all(p, cat)) {
             continue;
         }
-        let label = if cat == "all" {
-            "all tags".to_string()
-        } else {
-            format!("{cat} tags")
+        // The headline series counts what the leaderboard counts (ratings by argmax); the
+        // others are one category each, without ratings.
+        let label = match cat {
+            "all" => "all tags, ratings included as in the leaderboard".to_string(),
+            other => format!("{other} tags only"),
         };
         let _ = write!(
             h,

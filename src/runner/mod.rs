@@ -20,6 +20,7 @@ use anyhow::{Context as _, Result};
 use rayon::prelude::*;
 
 use crate::adapter::{self, Context, Identity};
+use crate::analysis::load::Scored;
 use crate::analysis::{self, VariantMetrics};
 use crate::config::files::{Direction, ModelKind};
 use crate::config::{Experiment, Project};
@@ -519,13 +520,15 @@ fn copy_hits(
     lookup::copy_outputs(conn, run, &cached)?;
     for c in cells {
         let hit = &hits[&c.key];
-        writer.add_cell_without_outputs(cell_row(
+        let mut row = cell_row(
             staged,
             c,
             hit.origin_run.clone(),
             hit.n_tags as usize,
             hit.infer_ms,
-        ));
+        );
+        row.fallback = hit.fallback;
+        writer.add_cell_without_outputs(row);
     }
     Ok(())
 }
@@ -564,6 +567,7 @@ pub(crate) fn cell_row(
         origin_run,
         n_tags,
         infer_ms,
+        fallback: false,
     }
 }
 
@@ -686,17 +690,28 @@ fn score(
         return Ok(Vec::new());
     }
     tables::open_run(conn, run)?;
-    let variants: Vec<(String, Vec<f64>)> = staged
+    let variants: Vec<Scored> = staged
         .exp
         .variants
         .iter()
-        .map(|v| (v.name.clone(), v.thresholds.clone()))
+        .map(|v| Scored {
+            variant: v.name.clone(),
+            thresholds: v.thresholds.clone(),
+            repeats: v.repeats,
+            union: v.score_repeats == crate::config::files::ScoreRepeats::Union,
+        })
         .collect();
     let mut metrics = match source {
-        Some(source) => analysis::load::run_metrics(conn, source, &variants)?,
+        Some(source) => {
+            let mut m = analysis::load::run_metrics(conn, source, &variants, None)?;
+            shared_goal(conn, source, staged, &variants, &mut m)?;
+            m
+        }
         None => variants
             .iter()
-            .map(|(v, _)| analysis::metrics::assemble(v, 0.0, Vec::new(), &[], 0, &HashMap::new()))
+            .map(|v| {
+                analysis::metrics::assemble(&v.variant, 0.0, Vec::new(), &[], 0, &HashMap::new())
+            })
             .collect(),
     };
     let mut agreement = serde_json::Value::Null;
@@ -723,8 +738,65 @@ fn score(
     Ok(metrics)
 }
 
-/// The winning (variant, threshold) under the experiment's goal; ties keep the first in
-/// experiment order.
+/// When the tag-scored variants were scored on different images (some failed on some), adds
+/// to each the goal metric on the images all of them share: the goal compares them there.
+fn shared_goal(
+    conn: &Connection<'_>,
+    source: &str,
+    staged: &Staged,
+    variants: &[Scored],
+    metrics: &mut [VariantMetrics],
+) -> Result<()> {
+    let goal = staged.exp.goal.metric;
+    if goal.of_text() {
+        return Ok(());
+    }
+    let tagged: Vec<Scored> = variants
+        .iter()
+        .filter(|s| {
+            staged
+                .exp
+                .variants
+                .iter()
+                .any(|v| v.name == s.variant && !v.captions())
+        })
+        .cloned()
+        .collect();
+    let mut sets = Vec::new();
+    for s in &tagged {
+        sets.push(analysis::load::scored_images(conn, &s.variant)?);
+    }
+    if sets.len() < 2 || sets.windows(2).all(|w| w[0] == w[1]) {
+        return Ok(());
+    }
+    let mut shared: Vec<String> = sets[0].clone();
+    for s in &sets[1..] {
+        let keep: std::collections::HashSet<&String> = s.iter().collect();
+        shared.retain(|p| keep.contains(p));
+    }
+    if shared.is_empty() {
+        return Ok(());
+    }
+    let on_shared = analysis::load::run_metrics(conn, source, &tagged, Some(&shared))?;
+    for m in metrics.iter_mut() {
+        let Some(s) = on_shared
+            .iter()
+            .find(|x| x.variant == m.variant && x.threshold == m.threshold)
+        else {
+            continue;
+        };
+        m.shared = s.get(goal).map(|value| analysis::metrics::SharedScore {
+            metric: goal.name().to_string(),
+            value,
+            images: shared.len(),
+        });
+    }
+    Ok(())
+}
+
+/// The winning (variant, threshold) under the experiment's goal, compared on the images every
+/// variant shares when they were scored on different ones; ties keep the first in experiment
+/// order.
 pub fn best(metrics: &[VariantMetrics], exp: &Experiment) -> Option<Best> {
     let goal = exp.goal;
     let better = |a: f64, b: f64| match goal.direction {
@@ -733,7 +805,8 @@ pub fn best(metrics: &[VariantMetrics], exp: &Experiment) -> Option<Best> {
     };
     let mut winner: Option<(&VariantMetrics, f64)> = None;
     for m in metrics.iter().filter(|m| m.images > 0) {
-        let Some(v) = m.get(goal.metric) else {
+        let shared = m.shared.as_ref().map(|s| s.value);
+        let Some(v) = shared.or_else(|| m.get(goal.metric)) else {
             continue;
         };
         if winner.is_none_or(|(_, w)| better(v, w)) {
@@ -806,6 +879,7 @@ fn new_manifest(staged: &Staged, run: &RunDir, opts: &RunOptions) -> Manifest {
             file: exp.dataset.file.clone(),
             root: exp.dataset.root.clone(),
             ground_truth: exp.ground_truth.clone(),
+            max_pixels: Some(exp.dataset.max_pixels),
         },
         goal: exp.goal,
         variants: exp
@@ -825,6 +899,7 @@ fn new_manifest(staged: &Staged, run: &RunDir, opts: &RunOptions) -> Manifest {
                     }),
                 params: v.gen.as_ref().map(|g| serde_json::json!(g.params)),
                 repeats: v.repeats,
+                score_repeats: v.score_repeats,
             })
             .collect(),
         models,

@@ -252,7 +252,27 @@ def check_be(ours, pts, what):
 
 def in_cat(v, tag, cat):
     c = v.category.get(tag)
-    return {"all": c != "rating", "general": c == "general", "character": c == "character"}[cat]
+    return {"all": True, "general": c == "general", "character": c == "character"}[cat]
+
+
+def curve_points_fixed(y, s, fixed_tp, fixed_fp, positives):
+    """The curve with predictions made at every threshold (ratings, by argmax) added to each
+    point: over the distinct scores > 0, descending."""
+    if positives == 0:
+        return []
+    pairs = sorted(((float(x), bool(t)) for x, t in zip(s, y) if x > 0), key=lambda p: -p[0])
+    pts, tp, fp, i = [], fixed_tp, fixed_fp, 0
+    while i < len(pairs):
+        th = pairs[i][0]
+        while i < len(pairs) and pairs[i][0] == th:
+            tp += pairs[i][1]
+            fp += not pairs[i][1]
+            i += 1
+        pr = tp / (tp + fp) if tp + fp else 0.0
+        rc = tp / positives
+        f = 0.0 if pr + rc == 0 else 2 * pr * rc / (pr + rc)
+        pts.append((th, pr, rc, f))
+    return pts
 
 
 def check_variant_analysis(v, va, tables, thresholds, by_values):
@@ -263,21 +283,36 @@ def check_variant_analysis(v, va, tables, thresholds, by_values):
     best_by_cat = {}
     for sw in va["sweeps"]:
         cat = sw["category"]
-        y, s = [], []
+        # Thresholded pairs, and ratings (in `all`): predicted by argmax at every threshold.
+        y, s, ry, rp = [], [], [], []
         for p in imgs:
+            top = v.rating(p)
             for t in set(v.scores[p]) | v.truth[p]:
-                if in_cat(v, t, cat):
+                if not in_cat(v, t, cat):
+                    continue
+                if v.category.get(t) == "rating":
+                    ry.append(t in v.truth[p])
+                    rp.append(t == top)
+                else:
                     y.append(t in v.truth[p])
                     s.append(float(v.scores[p].get(t, 0.0)))
         what = f"{name} sweep {cat}"
-        close(sw["positives"], int(sum(y)), f"{what}: positives")
-        pts = curve_points(y, s)
-        close(sw["curve_points"], len(pts) if sum(y) else sw["curve_points"], f"{what}: points")
+        positives = int(sum(y) + sum(ry))
+        close(sw["positives"], positives, f"{what}: positives")
+        if ry:
+            fixed_tp = sum(1 for a, b in zip(ry, rp) if a and b)
+            fixed_fp = sum(1 for a, b in zip(ry, rp) if b and not a)
+            pts = curve_points_fixed(y, s, fixed_tp, fixed_fp, positives)
+        else:
+            pts = curve_points(y, s)
+        close(sw["curve_points"], len(pts) if positives else sw["curve_points"], f"{what}: points")
         best_by_cat[cat] = check_best(sw["best_f1"], pts, what)
         check_be(sw["break_even"], pts, what)
-        ya, sa = np.array(y, dtype=int), np.array(s, dtype=np.float32)
+        ya = np.array(y + ry, dtype=int)
+        sa = np.array(s, dtype=np.float32)
         for g in sw["grid"]:
-            pred = (sa > 0) & (sa >= np.float32(g["threshold"]))
+            pred = np.concatenate([(sa > 0) & (sa >= np.float32(g["threshold"])),
+                                   np.array(rp, dtype=bool)])
             if len(ya) == 0:
                 exp = (0.0, 0.0, 0.0)
             else:
