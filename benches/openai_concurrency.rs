@@ -6,8 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use iw_lab::adapter::openai::client::{Client, ClientConfig};
-use iw_lab::adapter::openai::mock::{MockServer, Step};
+use iw_lab::engine::openai::client::{Client, ClientConfig};
+use iw_lab::engine::openai::mock::{MockServer, Step};
 
 fn main() {
     let (calls, concurrency, latency) = (200usize, 8usize, Duration::from_millis(100));

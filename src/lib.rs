@@ -6,15 +6,13 @@
 //! `dataset` scans image folders and reads ground truth; `imaging` decodes and preprocesses;
 //! `fetch` and `libs` bring model files and native libraries into the cache; `ui` prints.
 
-pub mod adapter;
 pub mod analysis;
-pub mod cache;
+pub mod atomic;
 pub mod cli;
 pub mod config;
 pub mod dataset;
-pub mod duck;
+pub mod engine;
 pub mod ensemble;
-pub mod export;
 pub mod fetch;
 pub mod hashing;
 pub mod imaging;
@@ -24,7 +22,6 @@ pub mod panics;
 pub mod plan;
 pub mod postprocess;
 pub mod production;
-pub mod promote;
 pub mod prompt;
 pub mod prompt_scores;
 pub mod report;
@@ -36,7 +33,7 @@ pub mod templates;
 pub(crate) mod testing;
 pub mod textpost;
 pub mod ui;
-pub mod vocab;
+pub mod words;
 
 /// Runs the command line; returns the process exit code.
 pub fn run() -> std::process::ExitCode {

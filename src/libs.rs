@@ -2,7 +2,8 @@
 //!
 //! Owns: finding each library (an environment variable first, else a pinned package from a
 //! registry, downloaded once into the cache) and loading it. Callers ask for
-//! [`ensure_duckdb`] or [`ensure_ort`] before they use the library; both are idempotent.
+//! [`crate::store::duck::ensure`] or [`ensure_ort`] before they use the library; both are
+//! idempotent.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -158,19 +159,7 @@ pub fn duckdb_library(fetcher: &Fetcher) -> Result<PathBuf> {
     res.with_context(|| format!("getting the DuckDB library (npm {package}@{DUCKDB_NPM_VERSION})"))
 }
 
-static DUCK_READY: OnceLock<()> = OnceLock::new();
 static ORT_ENV: OnceLock<ort::environment::Environment> = OnceLock::new();
-
-/// Finds and loads DuckDB once per process.
-pub fn ensure_duckdb(fetcher: &Fetcher) -> Result<()> {
-    if DUCK_READY.get().is_some() {
-        return Ok(());
-    }
-    let path = duckdb_library(fetcher)?;
-    crate::duck::init(&path)?;
-    let _ = DUCK_READY.set(());
-    Ok(())
-}
 
 /// Finds and loads ONNX Runtime once per process, and returns its global environment.
 pub fn ensure_ort(fetcher: &Fetcher) -> Result<&'static ort::environment::Environment> {

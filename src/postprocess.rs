@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Category;
+use crate::words::Category;
 
 /// Post-processing settings (part of a production config, and of its hash).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -78,6 +78,17 @@ pub fn best_version(project_root: &Path, name: &str) -> anyhow::Result<Option<Be
     Ok(scan(&project_root.join("runs"), name)?.best().cloned())
 }
 
+/// Answers `NAME@best` for config loading from the project's runs.
+pub struct FromRuns<'a>(pub &'a Path);
+
+impl crate::config::generative::BestVersions for FromRuns<'_> {
+    fn best_hash(&self, name: &str) -> Result<Option<String>, String> {
+        best_version(self.0, name)
+            .map(|b| b.map(|b| b.hash))
+            .map_err(|e| format!("{e:#}"))
+    }
+}
+
 /// Reads every run in `runs_dir` and collects the versions of template `name` it used.
 pub fn scan(runs_dir: &Path, name: &str) -> anyhow::Result<Scores> {
     let mut scores = Scores::default();

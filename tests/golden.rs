@@ -7,8 +7,10 @@ use std::path::Path;
 
 use common::*;
 use iw_lab::config::Category;
-use iw_lab::export::{json, txt, xmp};
 use iw_lab::postprocess::Decided;
+use iw_lab::production::writers::{
+    json, txt, xmp, JsonOptions, RatingPlacement, TxtOptions, XmpOptions,
+};
 
 fn decided() -> Vec<Decided> {
     let d = |tag: &str, score: f32, category| Decided {
@@ -46,11 +48,11 @@ fn txt_captions() {
     let img = Path::new("/photos/img.png");
     check(
         "caption-default.txt",
-        &txt::render(img, None, &[], &decided(), &txt::TxtOptions::default()).content,
+        &txt::render(img, None, &[], &decided(), &TxtOptions::default()).content,
     );
-    let opts = txt::TxtOptions {
+    let opts = TxtOptions {
         trigger_words: vec!["mystyle".into()],
-        rating: txt::RatingPlacement::First,
+        rating: RatingPlacement::First,
         underscores: true,
         escape_parentheses: true,
         ..Default::default()
@@ -64,7 +66,7 @@ fn txt_captions() {
         Some("my own tag, old tag\n"),
         &["old tag".into()],
         &decided(),
-        &txt::TxtOptions::default(),
+        &TxtOptions::default(),
     );
     check("caption-keep.txt", &kept.content);
 }
@@ -74,14 +76,13 @@ fn xmp_sidecars() {
     let img = Path::new("/photos/img.jpg");
     check(
         "new.xmp",
-        &xmp::render(img, None, &decided(), &xmp::XmpOptions::default())
+        &xmp::render(img, None, &decided(), &XmpOptions::default())
             .unwrap()
             .content,
     );
     for name in ["exiv2-darktable.xmp", "lightroom-style.xmp"] {
         let user = std::fs::read_to_string(fixtures().join("xmp").join(name)).unwrap();
-        let merged =
-            xmp::render(img, Some(&user), &decided(), &xmp::XmpOptions::default()).unwrap();
+        let merged = xmp::render(img, Some(&user), &decided(), &XmpOptions::default()).unwrap();
         check(&format!("merged-{name}"), &merged.content);
     }
 }
@@ -105,7 +106,7 @@ fn json_documents() {
     let doc = json::document(img, &"a".repeat(64), &decided(), &scores, None, &provenance);
     check(
         "doc.json",
-        &json::render(img, None, &doc, &json::JsonOptions::default())
+        &json::render(img, None, &doc, &JsonOptions::default())
             .unwrap()
             .content,
     );

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use iw_lab::adapter::openai::client::{CallError, Client, ClientConfig};
-use iw_lab::adapter::openai::mock::{MockServer, Step};
+use iw_lab::engine::openai::client::{CallError, Client, ClientConfig};
+use iw_lab::engine::openai::mock::{MockServer, Step};
 use serde_json::json;
 
 fn client(server: &MockServer) -> Client {
@@ -207,6 +207,6 @@ fn absurd_numbers_from_the_server_never_panic() {
     for want in ["a", "a", "b"] {
         let a = c.complete(&body()).unwrap();
         assert_eq!(a.text, want);
-        assert!(a.usage.prompt_tokens <= iw_lab::adapter::openai::client::MAX_USAGE_TOKENS);
+        assert!(a.usage.prompt_tokens <= iw_lab::engine::openai::client::MAX_USAGE_TOKENS);
     }
 }

@@ -623,8 +623,10 @@ fn a_killed_pass_leaves_whole_sidecars_and_a_rerun_finishes() {
                     n += 1;
                 }
                 Some("xmp") => {
-                    iw_lab::export::xmp::keywords(&std::fs::read_to_string(&path).unwrap())
-                        .unwrap_or_else(|e| panic!("{name}: {e}"));
+                    iw_lab::production::writers::xmp::keywords(
+                        &std::fs::read_to_string(&path).unwrap(),
+                    )
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
                 }
                 Some("txt") => assert!(
                     std::fs::read_to_string(&path).unwrap().ends_with('\n'),

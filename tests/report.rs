@@ -576,7 +576,7 @@ fn report_filters_from_the_url() {
 
 #[test]
 fn report_shows_captions_and_judge_verdicts() {
-    use iw_lab::adapter::openai::mock::{MockServer, Step};
+    use iw_lab::engine::openai::mock::{MockServer, Step};
     // A captioning variant judged by two LLMs: one always answers a choice, the other never
     // does (every verdict invalid: counted, not scored).
     let writer = MockServer::start(Step::answer("A <b>cat</b> on the grass.")).unwrap();

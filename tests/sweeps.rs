@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::{noise_images, Project};
-use iw_lab::adapter::openai::mock::{MockServer, Step};
+use iw_lab::engine::openai::mock::{MockServer, Step};
 use serde_json::Value;
 
 /// A project with three images tagged on disk and one `openai` model per server.

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::eval::{at_threshold, count, scores, Scores};
 use super::scores::VariantScores;
-use crate::duck::Connection;
+use crate::store::duck::Connection;
 
 /// The attributes one can group by.
 pub const ATTRIBUTES: &[&str] = &["folder", "generator", "sampler", "model", "lora"];

@@ -20,7 +20,7 @@ use super::metrics::{
     assemble, average_precision, NegativeRate, Prf, RepeatStats, SampleCounts, TagCounts,
     VariantMetrics,
 };
-use crate::duck::{lit, Connection};
+use crate::store::duck::{lit, Connection};
 
 /// What to score of one variant.
 #[derive(Debug, Clone, PartialEq)]

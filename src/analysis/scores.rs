@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use anyhow::Result;
 
 use crate::config::Category;
-use crate::duck::{lit, Connection};
+use crate::store::duck::{lit, Connection};
 
 /// One (image, tag) pair with a stored score or a ground-truth label (or both).
 #[derive(Debug, Clone, Copy, PartialEq)]

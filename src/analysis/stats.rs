@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::eval::{at_threshold, count};
 use super::scores::VariantScores;
-use crate::duck::{lit, Connection};
+use crate::store::duck::{lit, Connection};
 
 /// A tag's frequency.
 #[derive(Debug, Clone, Serialize)]

@@ -142,7 +142,7 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
         }
         names.retain(|n| only.contains(n));
     }
-    crate::libs::ensure_duckdb(&env.fetcher)?;
+    crate::store::duck::ensure(&env.fetcher)?;
     let db = crate::runner::open_db()?;
     let conn = db.connect()?;
     store::tables::open_run(&conn, &run)?;

@@ -62,7 +62,7 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
         let t = threshold_of(&m, &variant, args.threshold);
         sides.push((dir, m, variant, t));
     }
-    crate::libs::ensure_duckdb(&env.fetcher)?;
+    crate::store::duck::ensure(&env.fetcher)?;
     let db = crate::runner::open_db()?;
     let conn = db.connect()?;
     let mut loaded = Vec::new();

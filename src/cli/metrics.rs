@@ -65,7 +65,7 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
         }
         variants.retain(|v| only.contains(&v.variant));
     }
-    crate::libs::ensure_duckdb(&env.fetcher)?;
+    crate::store::duck::ensure(&env.fetcher)?;
     let db = crate::runner::open_db()?;
     let conn = db.connect()?;
     store::tables::open_run(&conn, &run)?;

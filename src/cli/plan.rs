@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::table::Table;
 use super::Env;
-use crate::adapter::Context;
+use crate::engine::Context;
 use crate::runner;
 use crate::store::lookup;
 use crate::ui;
@@ -26,9 +26,13 @@ pub struct Args {
 
 pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
     let path = env.project.experiment_path(&args.experiment)?;
-    let exp = crate::config::load_experiment(&env.project, &path)?;
+    let exp = crate::config::load_experiment(
+        &env.project,
+        &path,
+        &crate::prompt_scores::FromRuns(&env.project.root),
+    )?;
     let ctx = Context::new(env.fetcher.clone());
-    crate::libs::ensure_duckdb(&ctx.fetcher)?;
+    crate::store::duck::ensure(&ctx.fetcher)?;
     let staged = runner::stage(&env.project, exp, &ctx, args.limit, false)?;
     let db = runner::open_db()?;
     let conn = db.connect()?;

@@ -7,7 +7,7 @@ use anyhow::Result;
 use serde_json::{json, Map, Value};
 
 use super::Env;
-use crate::adapter::Context;
+use crate::engine::Context;
 use crate::ui;
 
 #[derive(Debug, clap::Args)]

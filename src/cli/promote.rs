@@ -7,8 +7,8 @@ use serde_json::json;
 
 use super::table::{num, Table};
 use super::Env;
-use crate::adapter::Context;
-use crate::promote;
+use crate::engine::Context;
+use crate::production::promote;
 use crate::ui;
 
 #[derive(Debug, clap::Args)]

@@ -9,8 +9,8 @@ use serde_json::{json, Map, Value};
 
 use super::table::Table;
 use super::Env;
-use crate::duck::types;
 use crate::store;
+use crate::store::duck::types;
 use crate::ui;
 
 #[derive(Debug, clap::Args)]
@@ -26,7 +26,7 @@ pub struct Args {
 
 pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
     let run = store::resolve_run(&env.project.runs_dir(), &args.run)?;
-    crate::libs::ensure_duckdb(&env.fetcher)?;
+    crate::store::duck::ensure(&env.fetcher)?;
     let db = crate::runner::open_db()?;
     let conn = db.connect()?;
     store::tables::open_run(&conn, &run)?;

@@ -41,7 +41,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = ThumbMode::Auto)]
     pub thumbs: ThumbMode,
     /// Longest side of a thumbnail, in pixels.
-    #[arg(long, default_value_t = report::thumbs::DEFAULT_SIZE, value_name = "PX")]
+    #[arg(long, default_value_t = crate::imaging::thumbs::DEFAULT_SIZE, value_name = "PX")]
     pub thumb_size: u32,
     /// Image cards per page of the grid.
     #[arg(long, default_value_t = 60, value_name = "N")]
@@ -83,7 +83,7 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
             out.display()
         );
     }
-    crate::libs::ensure_duckdb(&env.fetcher)?;
+    crate::store::duck::ensure(&env.fetcher)?;
     let db = crate::runner::open_db()?;
     let conn = db.connect()?;
     let opts = report::Options {

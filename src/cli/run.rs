@@ -7,8 +7,8 @@ use serde_json::json;
 
 use super::table::{num, Table};
 use super::Env;
-use crate::adapter::Context;
 use crate::analysis::VariantMetrics;
+use crate::engine::Context;
 use crate::runner::{self, RunOptions};
 use crate::ui;
 
@@ -29,7 +29,11 @@ pub struct Args {
 
 pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
     let path = env.project.experiment_path(&args.experiment)?;
-    let exp = crate::config::load_experiment(&env.project, &path)?;
+    let exp = crate::config::load_experiment(
+        &env.project,
+        &path,
+        &crate::prompt_scores::FromRuns(&env.project.root),
+    )?;
     let ctx = Context::new(env.fetcher.clone());
     let opts = RunOptions {
         no_cache: args.no_cache,

@@ -7,8 +7,8 @@ use anyhow::{bail, Result};
 use serde_json::json;
 
 use super::Env;
-use crate::adapter::Context;
-use crate::export::WriterKind;
+use crate::engine::Context;
+use crate::production::writers::WriterKind;
 use crate::production::{self, ImageReport};
 use crate::ui;
 
@@ -54,7 +54,7 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
             Some(out)
         }
     };
-    let loaded = crate::promote::load(&env.project, &args.config)?;
+    let loaded = crate::production::promote::load(&env.project, &args.config)?;
     let ctx = Context::new(env.fetcher.clone());
     let req = production::Request {
         paths: args.paths.clone(),

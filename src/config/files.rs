@@ -11,6 +11,12 @@ use std::collections::BTreeMap;
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use crate::words::{
+    Category, ChannelOrder, ChooseBy, Direction, EnsembleMethod, Filter, GroundTruthKind, Layout,
+    Metric, ModelKind, OutputActivation, OutputKind, Preset, Reference, ScoreRepeats,
+    SidecarFormat,
+};
+
 fn default_true() -> bool {
     true
 }
@@ -45,20 +51,6 @@ pub struct DatasetFile {
     pub description: Option<String>,
 }
 
-/// Kinds of ground-truth source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum GroundTruthKind {
-    /// Kohya-style `tag, tag, tag` text file beside each image (`IMG.txt`).
-    Txt,
-    /// `{"tags": [...]}` or `{"tags": {"tag": score}}` JSON file beside each image.
-    Json,
-    /// One labels file (CSV with `file` and `tags` columns, or JSON Lines).
-    Labels,
-    /// The tags of the generation prompt embedded in each AI image (docs/tags.md).
-    Prompt,
-}
-
 /// One ground-truth source.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -89,45 +81,6 @@ pub struct GroundTruthFile {
     /// For `labels`: the labels file, relative to the dataset file.
     #[serde(default)]
     pub file: Option<String>,
-}
-
-/// Model kinds (adapters).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum ModelKind {
-    /// Multi-label or classifier ONNX model run with ONNX Runtime.
-    OnnxTagger,
-    /// Predictions made by another tool, read from files.
-    Sidecar,
-    /// Any OpenAI-compatible chat-completions server (Ollama, LM Studio, vLLM, llama.cpp
-    /// server, hosted APIs).
-    Openai,
-    /// A local quantised LLM (llama-family GGUF) run in-process.
-    Gguf,
-    /// A sentence-embedding model (BERT family, e.g. all-MiniLM-L6-v2): maps free text onto a
-    /// tag vocabulary and scores caption similarity.
-    Embedding,
-    /// Combines other variants' outputs.
-    Ensemble,
-}
-
-impl ModelKind {
-    /// Kinds whose variants are prompted (LLMs and VLMs).
-    pub fn generative(self) -> bool {
-        matches!(self, ModelKind::Openai | ModelKind::Gguf)
-    }
-}
-
-/// Preprocessing presets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum Preset {
-    /// WD v1.4/v2/v3: white pad to square, bicubic, BGR, NHWC, 0–255.
-    Wd,
-    /// JoyTag: white pad, bicubic, RGB, NCHW, /255, CLIP mean/std, sigmoid.
-    Joytag,
-    /// Yahoo open_nsfw: resize 256 bilinear, JPEG round trip, centre crop 224, BGR, mean subtraction.
-    OpenNsfw,
 }
 
 /// `models/NAME.yaml`: one model (or one source of predictions).
@@ -285,25 +238,6 @@ pub struct EnsembleFile {
     pub merge_prompt: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum EnsembleMethod {
-    Union,
-    Intersection,
-    Vote,
-    Weighted,
-    Llm,
-}
-
-/// Sidecar prediction formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum SidecarFormat {
-    Auto,
-    Txt,
-    Json,
-}
-
 /// Labels: a file/source string, or an inline list.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(
@@ -325,59 +259,6 @@ pub enum LabelEntry {
         #[serde(default)]
         category: Option<Category>,
     },
-}
-
-/// Label categories (WD's `selected_tags.csv` numbers: 9 rating, 0 general, 4 character).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize, JsonSchema,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum Category {
-    General,
-    Character,
-    Rating,
-    Artist,
-    Copyright,
-    Meta,
-}
-
-impl Category {
-    /// From its name (`general`, `character`, ...).
-    pub fn parse(s: &str) -> Option<Category> {
-        Some(match s {
-            "general" => Category::General,
-            "character" => Category::Character,
-            "rating" => Category::Rating,
-            "artist" => Category::Artist,
-            "copyright" => Category::Copyright,
-            "meta" => Category::Meta,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Category::General => "general",
-            Category::Character => "character",
-            Category::Rating => "rating",
-            Category::Artist => "artist",
-            Category::Copyright => "copyright",
-            Category::Meta => "meta",
-        }
-    }
-
-    /// From a Danbooru / WD category number.
-    pub fn from_number(n: i64) -> Option<Category> {
-        Some(match n {
-            0 => Category::General,
-            1 => Category::Artist,
-            3 => Category::Copyright,
-            4 => Category::Character,
-            5 => Category::Meta,
-            9 => Category::Rating,
-            _ => return None,
-        })
-    }
 }
 
 /// Explicit preprocessing (each field optional; unset fields come from the preset).
@@ -418,39 +299,6 @@ pub struct PreprocessFile {
     /// `softmax-logits` (softmax applied).
     #[serde(default)]
     pub output: Option<OutputActivation>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum Filter {
-    Nearest,
-    Box,
-    Bilinear,
-    Hamming,
-    Bicubic,
-    Lanczos,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum ChannelOrder {
-    Rgb,
-    Bgr,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum Layout {
-    Nhwc,
-    Nchw,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum OutputActivation {
-    Probabilities,
-    Logits,
-    SoftmaxLogits,
 }
 
 /// Padding colour: a name or an RGB triple.
@@ -554,17 +402,6 @@ pub struct VariantFile {
     pub members: Option<Vec<String>>,
 }
 
-/// How the repeats of a variant are scored.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ScoreRepeats {
-    /// The mean of the per-repeat metrics, with their standard deviation.
-    #[default]
-    Mean,
-    /// The union of the repeats' answers (a tag's highest score over the repeats).
-    Union,
-}
-
 /// One value or a list of them.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged, expecting = "a value or a list of values")]
@@ -580,15 +417,6 @@ impl<T: Clone> OneOrMany<T> {
             OneOrMany::Many(v) => v.clone(),
         }
     }
-}
-
-/// What a generative model returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum OutputKind {
-    Caption,
-    Tags,
-    Json,
 }
 
 /// Mapping free-text tags onto the ground-truth vocabulary: exact match, then the alias
@@ -660,29 +488,12 @@ pub struct JudgeFile {
     pub choose_by: Option<ChooseBy>,
 }
 
-/// How a judge with `choices` reaches its verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ChooseBy {
-    /// Generate an answer (reasoning allowed) and parse the last choice it names.
-    Text,
-    /// Score each choice's log-probability after the rubric; take the most likely.
-    Likelihood,
-}
-
 /// A numeric verdict scale.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScaleFile {
     pub min: f64,
     pub max: f64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Reference {
-    Truth,
-    Prompt,
 }
 
 /// The winning criterion.
@@ -692,64 +503,6 @@ pub struct GoalFile {
     pub metric: Metric,
     #[serde(default)]
     pub direction: Option<Direction>,
-}
-
-/// Metrics a goal can name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Metric {
-    F1Micro,
-    F1Macro,
-    F1Samples,
-    PrecisionMicro,
-    PrecisionMacro,
-    PrecisionSamples,
-    RecallMicro,
-    RecallMacro,
-    RecallSamples,
-    Map,
-    /// Mean of the judges' scores (0–1).
-    JudgeScore,
-    /// Mean cosine similarity of captions to their reference (embedding judges).
-    CaptionSimilarity,
-    /// Agreement of an image's repeats (tags: mean pairwise Jaccard; captions: similarity).
-    Stability,
-}
-
-impl Metric {
-    pub fn name(self) -> &'static str {
-        match self {
-            Metric::F1Micro => "f1_micro",
-            Metric::F1Macro => "f1_macro",
-            Metric::F1Samples => "f1_samples",
-            Metric::PrecisionMicro => "precision_micro",
-            Metric::PrecisionMacro => "precision_macro",
-            Metric::PrecisionSamples => "precision_samples",
-            Metric::RecallMicro => "recall_micro",
-            Metric::RecallMacro => "recall_macro",
-            Metric::RecallSamples => "recall_samples",
-            Metric::Map => "map",
-            Metric::JudgeScore => "judge_score",
-            Metric::CaptionSimilarity => "caption_similarity",
-            Metric::Stability => "stability",
-        }
-    }
-
-    /// A score of generated text (judges, similarity, stability), not of tags against ground
-    /// truth: the same at every threshold, and defined without ground truth.
-    pub fn of_text(self) -> bool {
-        matches!(
-            self,
-            Metric::JudgeScore | Metric::CaptionSimilarity | Metric::Stability
-        )
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    Maximize,
-    Minimize,
 }
 
 /// A probability in [0, 1].

@@ -13,7 +13,23 @@ use super::resolve::*;
 use crate::templates::{Store, Template};
 
 /// Default least cosine similarity for an embedding vocabulary match.
-pub const DEFAULT_VOCAB_THRESHOLD: f64 = crate::vocab::DEFAULT_THRESHOLD as f64;
+pub const DEFAULT_VOCAB_THRESHOLD: f64 = crate::words::DEFAULT_VOCAB_THRESHOLD as f64;
+
+/// Where `NAME@best` comes from: the version of template `NAME` that scored best in the
+/// project's runs. Config never reads runs itself; the caller (above the store) answers, with
+/// the full hash of the best version, or `None` when no run scored one.
+pub trait BestVersions {
+    fn best_hash(&self, name: &str) -> Result<Option<String>, String>;
+}
+
+/// No runs to ask: `NAME@best` is refused with a clear message.
+pub struct NoRuns;
+
+impl BestVersions for NoRuns {
+    fn best_hash(&self, _name: &str) -> Result<Option<String>, String> {
+        Ok(None)
+    }
+}
 
 /// What resolving needs from the experiment being loaded.
 pub(super) struct Ctx<'a> {
@@ -21,6 +37,7 @@ pub(super) struct Ctx<'a> {
     pub path: &'a Path,
     pub text: &'a str,
     pub models: &'a mut HashMap<PathBuf, Arc<Model>>,
+    pub best: &'a dyn BestVersions,
 }
 
 impl Ctx<'_> {
@@ -43,7 +60,7 @@ impl Ctx<'_> {
 
     /// Resolves a template reference (`NAME`, `NAME@HASH`, `NAME@best`).
     pub fn template(&self, reference: &str, key: &str) -> Result<Template, ConfigError> {
-        resolve_template(&self.project.root, reference).map_err(|e| self.invalid(key, e))
+        resolve_template(&self.project.root, reference, self.best).map_err(|e| self.invalid(key, e))
     }
 }
 
@@ -52,18 +69,20 @@ pub fn store(root: &Path) -> Store {
     Store::new(root.join("prompts"))
 }
 
-/// Resolves `NAME`, `NAME@HASH` or `NAME@best` in the project's `prompts/`.
-pub fn resolve_template(root: &Path, reference: &str) -> Result<Template, String> {
+/// Resolves `NAME`, `NAME@HASH` or `NAME@best` (asking `best`) in the project's `prompts/`.
+pub fn resolve_template(
+    root: &Path,
+    reference: &str,
+    best: &dyn BestVersions,
+) -> Result<Template, String> {
     let store = store(root);
     let t = match reference.split_once('@') {
         Some((name, "best")) => {
-            let best = crate::prompt_scores::best_version(root, name)
-                .map_err(|e| format!("{e:#}"))?
-                .ok_or_else(|| {
-                    format!("`{name}@best`: no run has scored a version of prompt {name} yet")
-                })?;
+            let hash = best.best_hash(name)?.ok_or_else(|| {
+                format!("`{name}@best`: no run has scored a version of prompt {name} yet")
+            })?;
             store
-                .resolve(&format!("{name}@{}", best.hash))
+                .resolve(&format!("{name}@{hash}"))
                 .map_err(|e| format!("{e:#}"))?
         }
         _ => store.resolve(reference).map_err(|e| {

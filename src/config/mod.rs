@@ -7,6 +7,7 @@
 pub mod error;
 pub mod files;
 pub mod generative;
+pub mod production;
 pub mod resolve;
 
 pub use error::ConfigError;
@@ -25,7 +26,7 @@ pub fn schema(kind: &str) -> Option<serde_json::Value> {
         "dataset" => schemars::schema_for!(files::DatasetFile),
         "model" => schemars::schema_for!(files::ModelFile),
         "experiment" => schemars::schema_for!(files::ExperimentFile),
-        "production" => schemars::schema_for!(crate::promote::ProductionConfig),
+        "production" => schemars::schema_for!(production::ProductionConfig),
         _ => return None,
     };
     let mut value = serde_json::to_value(schema).ok()?;

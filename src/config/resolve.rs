@@ -12,8 +12,8 @@ use serde::Serialize;
 use super::error::{did_you_mean, locate_key, parse_file, ConfigError};
 use super::files::*;
 use crate::fetch::Source;
-use crate::imaging::PreprocessSpec;
 use crate::tags::Aliases;
+use crate::words::PreprocessSpec;
 
 /// Default decompression-bomb limit: Pillow's `MAX_IMAGE_PIXELS` × 2 (where Pillow errors).
 pub const DEFAULT_MAX_PIXELS: u64 = 178_956_970;
@@ -204,34 +204,7 @@ fn config_path(file: &Path, project: &Project, p: &str) -> PathBuf {
     }
 }
 
-/// A resolved dataset.
-#[derive(Debug, Clone, Serialize)]
-pub struct Dataset {
-    pub name: String,
-    pub file: PathBuf,
-    pub root: PathBuf,
-    pub recursive: bool,
-    pub extensions: Vec<String>,
-    pub exclude: Vec<String>,
-    pub max_pixels: u64,
-    pub ground_truth: Vec<GroundTruth>,
-    pub aliases: Aliases,
-}
-
-/// A resolved ground-truth source.
-#[derive(Debug, Clone, Serialize)]
-pub struct GroundTruth {
-    pub name: String,
-    pub kind: GroundTruthKind,
-    pub dir: Option<PathBuf>,
-    pub extension: String,
-    pub separator: String,
-    pub file: Option<PathBuf>,
-    /// For `prompt`: read negative-prompt tags as must-not-predict.
-    pub negative: bool,
-    /// For `prompt`: the least prompt weight that counts as asked for.
-    pub min_weight: f64,
-}
+pub use crate::dataset::{Dataset, GroundTruth};
 
 /// Where a model's labels come from.
 #[derive(Debug, Clone, Serialize)]
@@ -285,7 +258,7 @@ pub struct OpenaiSpec {
     pub timeout_s: f64,
     pub max_retries: u32,
     pub vision: bool,
-    pub image: crate::adapter::openai::image::ImageSpec,
+    pub image: crate::words::ImageSpec,
     pub prices: Option<PricesFile>,
 }
 
@@ -631,6 +604,51 @@ pub fn load_dataset(project: &Project, path: &Path) -> Result<Dataset, ConfigErr
     })
 }
 
+/// A model's preprocessing: its preset overlaid with explicit fields.
+pub fn preprocess_spec(preset: Option<Preset>, fields: Option<&PreprocessFile>) -> PreprocessSpec {
+    let mut s = PreprocessSpec::preset(preset);
+    let Some(f) = fields else { return s };
+    if let Some(v) = f.size {
+        s.size = Some(v.0 as u32);
+    }
+    if let Some(p) = &f.pad {
+        s.pad = match p {
+            PadFile::Named(PadName::White) => Some([255; 3]),
+            PadFile::Named(PadName::Black) => Some([0; 3]),
+            PadFile::Named(PadName::None) => None,
+            PadFile::Rgb(c) => Some(*c),
+        };
+    }
+    if let Some(v) = f.resize_filter {
+        s.filter = v;
+    }
+    if let Some(v) = f.resize {
+        s.resize = Some(v.0 as u32);
+    }
+    if let Some(v) = f.jpeg_quality {
+        s.jpeg_quality = Some(v.clamp(1, 100));
+    }
+    if let Some(v) = f.channels {
+        s.channels = v;
+    }
+    if let Some(v) = f.layout {
+        s.layout = v;
+    }
+    if let Some(v) = f.scale {
+        s.scale = v;
+    }
+    if let Some(v) = f.mean {
+        s.mean = v;
+    }
+    if let Some(v) = f.std {
+        s.std = v;
+    }
+    if let Some(v) = f.output {
+        s.output = v;
+    }
+    s
+}
+
 /// Loads a model file.
 pub fn load_model(project: &Project, path: &Path) -> Result<Model, ConfigError> {
     let path = &std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
@@ -678,7 +696,7 @@ pub fn build_model(
         source_parsed: None,
         sha256: f.sha256.map(|s| s.0),
         preset: f.preset,
-        preprocess: PreprocessSpec::from_config(f.preset, f.preprocess.as_ref()),
+        preprocess: preprocess_spec(f.preset, f.preprocess.as_ref()),
         labels: None,
         labels_parsed: None,
         aliases: Aliases::from_pairs(f.aliases.iter().map(|(a, c)| (a.as_str(), c.as_str()))),
@@ -870,15 +888,15 @@ pub fn build_model(
                 ],
                 "`onnx-tagger`/`sidecar`",
             )?;
-            let mut image = crate::adapter::openai::image::ImageSpec::default();
+            let mut image = crate::words::ImageSpec::default();
             if let Some(i) = &f.image {
                 if let Some(m) = i.max_side {
                     image.max_side = m.0.min(u32::MAX as u64) as u32;
                 }
                 if let Some(fmt) = i.format {
                     image.format = match fmt {
-                        ImageFormat::Jpeg => crate::adapter::openai::image::Format::Jpeg,
-                        ImageFormat::Png => crate::adapter::openai::image::Format::Png,
+                        ImageFormat::Jpeg => crate::words::Format::Jpeg,
+                        ImageFormat::Png => crate::words::Format::Png,
                     };
                 }
                 if let Some(q) = i.quality {
@@ -1037,7 +1055,11 @@ fn kind_name(k: ModelKind) -> &'static str {
 }
 
 /// Loads an experiment and everything it names.
-pub fn load_experiment(project: &Project, path: &Path) -> Result<Experiment, ConfigError> {
+pub fn load_experiment(
+    project: &Project,
+    path: &Path,
+    best: &dyn super::generative::BestVersions,
+) -> Result<Experiment, ConfigError> {
     let (f, text): (ExperimentFile, String) = parse_file(path)?;
     let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let dataset_path =
@@ -1092,6 +1114,7 @@ pub fn load_experiment(project: &Project, path: &Path) -> Result<Experiment, Con
             path: &path,
             text: &text,
             models: &mut models,
+            best,
         };
         let model = ctx.model(&v.model, &key)?;
         let generative = model.kind.generative() || model.kind == ModelKind::Ensemble;
@@ -1190,6 +1213,7 @@ pub fn load_experiment(project: &Project, path: &Path) -> Result<Experiment, Con
             path: &path,
             text: &text,
             models: &mut models,
+            best,
         };
         super::generative::judges(&mut ctx, &f.judges, &final_variants)?
     };

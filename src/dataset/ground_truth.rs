@@ -8,9 +8,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::config::files::GroundTruthKind;
-use crate::config::{Dataset, GroundTruth};
+use super::{Dataset, GroundTruth};
 use crate::tags::{self, Aliases};
+use crate::words::GroundTruthKind;
 
 use super::ImageEntry;
 

@@ -6,5 +6,7 @@
 pub mod ground_truth;
 pub mod names;
 pub mod scan;
+mod spec;
 
 pub use scan::{scan, ImageEntry, ImageMeta, Scan};
+pub use spec::{Dataset, GroundTruth};

@@ -5,15 +5,13 @@
 //! seconds of the scan are not trusted next time ("racily clean"), so an edit made in the same
 //! instant as a scan is still noticed.
 
-use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Dataset;
+use super::Dataset;
+use crate::hashing::{Index, Stamp};
 
 /// One image file of a dataset.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -132,31 +130,40 @@ pub struct Scan {
     pub previous: Vec<(String, String)>,
 }
 
-/// Version of the metadata reader whose results the index holds; an index line written by an
-/// older reader is re-read.
-const META_VERSION: u32 = 1;
+/// Version of what the index holds per image (the metadata reader's output included); a
+/// value written by an older version is computed again.
+const INDEX_VERSION: u32 = 2;
 
-#[derive(Serialize, Deserialize)]
-struct IndexLine {
-    p: String,
-    s: u64,
-    m: i64,
+/// What the scan remembers of an image in the hash index (`crate::hashing::Index`).
+#[derive(Clone, Serialize, Deserialize)]
+struct Scanned {
+    /// Content hash.
     h: String,
     #[serde(default)]
     f: Option<String>,
     #[serde(default)]
     w: Option<u32>,
-    #[serde(default, rename = "ht")]
+    #[serde(default)]
     ht: Option<u32>,
     /// Generation metadata.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     g: Option<Box<ImageMeta>>,
-    /// Metadata reader version (0: none read).
+    /// [`INDEX_VERSION`] when written.
     #[serde(default)]
-    mv: u32,
-    /// Racily clean: modified within 2 s of the scan, so not trusted for reuse.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    r: bool,
+    v: u32,
+}
+
+impl Scanned {
+    fn of(img: &ImageEntry) -> Scanned {
+        Scanned {
+            h: img.hash.clone(),
+            f: img.format.clone(),
+            w: img.width,
+            ht: img.height,
+            g: img.meta.clone(),
+            v: INDEX_VERSION,
+        }
+    }
 }
 
 /// Lists the dataset's image files (sorted by relative path), without reading them.
@@ -218,13 +225,6 @@ pub fn list_files(ds: &Dataset) -> Result<Vec<(String, PathBuf)>, std::io::Error
     Ok(out)
 }
 
-fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
-    meta.modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos() as i64)
-}
-
 /// Where the index of a dataset lives.
 pub fn index_path(state_dir: &Path, ds: &Dataset) -> PathBuf {
     let root_hash = blake3::hash(ds.root.to_string_lossy().as_bytes()).to_hex();
@@ -233,94 +233,70 @@ pub fn index_path(state_dir: &Path, ds: &Dataset) -> PathBuf {
         .join(format!("{}-{}.jsonl", ds.name, &root_hash[..12]))
 }
 
-fn load_index(path: &Path) -> HashMap<String, IndexLine> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return HashMap::new();
-    };
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<IndexLine>(l).ok())
-        .map(|l| (l.p.clone(), l))
-        .collect()
-}
-
-fn save_index(path: &Path, images: &[ImageEntry]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let now_ns = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64);
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    {
-        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
-        for img in images {
-            let line = IndexLine {
-                p: img.rel.clone(),
-                s: img.size,
-                m: img.mtime_ns,
-                h: img.hash.clone(),
-                f: img.format.clone(),
-                w: img.width,
-                ht: img.height,
-                g: img.meta.clone(),
-                mv: META_VERSION,
-                // Racily clean: a file modified within 2 s of now may change again unnoticed.
-                r: now_ns - img.mtime_ns < 2_000_000_000,
-            };
-            serde_json::to_writer(&mut w, &line)?;
-            w.write_all(b"\n")?;
-        }
-        w.flush()?;
-    }
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
-
-/// Hashes and probes one file, or reuses its index line when it is unchanged.
-fn scan_one(
-    rel: &str,
-    abs: &Path,
-    index: &HashMap<String, IndexLine>,
-    max_pixels: u64,
-) -> Result<(ImageEntry, bool), (String, String)> {
-    let meta = std::fs::metadata(abs).map_err(|e| (rel.to_string(), e.to_string()))?;
-    let (size, mtime) = (meta.len(), mtime_ns(&meta));
-    if let Some(line) = index
-        .get(rel)
-        .filter(|l| l.s == size && l.m == mtime && !l.r && l.mv == META_VERSION)
-    {
-        return Ok((
-            ImageEntry {
-                rel: rel.to_string(),
-                abs: abs.to_path_buf(),
-                size,
-                mtime_ns: mtime,
-                hash: line.h.clone(),
-                format: line.f.clone(),
-                width: line.w,
-                height: line.ht,
-                meta: line.g.clone(),
-            },
-            false,
-        ));
-    }
-    crate::panics::failpoint("scan.read", rel);
-    let bytes = std::fs::read(abs).map_err(|e| (rel.to_string(), e.to_string()))?;
-    let hash = blake3::hash(&bytes).to_hex().to_string();
-    let probed = crate::imaging::probe(&bytes).ok();
-    Ok((
+impl ImageEntry {
+    /// The entry of an image file whose bytes are in memory: content hash, format and size
+    /// from the header, and generation metadata (pixels, for stealth payloads, decoded only up
+    /// to `max_pixels`; `None` skips reading metadata). The one place an image is hashed.
+    pub fn from_bytes(
+        rel: String,
+        abs: PathBuf,
+        bytes: &[u8],
+        mtime_ns: i64,
+        max_pixels: Option<u64>,
+    ) -> ImageEntry {
+        let probed = crate::imaging::probe(bytes).ok();
         ImageEntry {
-            rel: rel.to_string(),
-            abs: abs.to_path_buf(),
+            rel,
+            abs,
             size: bytes.len() as u64,
-            mtime_ns: mtime,
-            hash,
+            mtime_ns,
+            hash: crate::hashing::content_hash(bytes),
             format: probed.map(|(f, _, _)| crate::imaging::decode::format_name(f).to_string()),
             width: probed.map(|(_, w, _)| w),
             height: probed.map(|(_, _, h)| h),
-            meta: ImageMeta::read(&bytes, max_pixels),
-        },
-        true,
-    ))
+            meta: max_pixels.and_then(|limit| ImageMeta::read(bytes, limit)),
+        }
+    }
+
+    fn from_index(rel: &str, abs: &Path, stamp: &Stamp, s: &Scanned) -> ImageEntry {
+        ImageEntry {
+            rel: rel.to_string(),
+            abs: abs.to_path_buf(),
+            size: stamp.size,
+            mtime_ns: stamp.mtime_ns,
+            hash: s.h.clone(),
+            format: s.f.clone(),
+            width: s.w,
+            height: s.ht,
+            meta: s.g.clone(),
+        }
+    }
+}
+
+/// Hashes and probes one file, or takes it from the index when it is unchanged. Returns the
+/// entry, its stamp, and whether it was read.
+fn scan_one(
+    rel: &str,
+    abs: &Path,
+    index: &Index<Scanned>,
+    max_pixels: u64,
+) -> Result<(ImageEntry, Stamp, bool), (String, String)> {
+    let stamp = std::fs::metadata(abs)
+        .map(|m| Stamp::of(&m))
+        .map_err(|e| (rel.to_string(), e.to_string()))?;
+    if let Some(s) = index.get(rel, &stamp).filter(|s| s.v == INDEX_VERSION) {
+        return Ok((ImageEntry::from_index(rel, abs, &stamp, s), stamp, false));
+    }
+    crate::panics::failpoint("scan.read", rel);
+    let bytes = std::fs::read(abs).map_err(|e| (rel.to_string(), e.to_string()))?;
+    let entry = ImageEntry::from_bytes(
+        rel.to_string(),
+        abs.to_path_buf(),
+        &bytes,
+        stamp.mtime_ns,
+        Some(max_pixels),
+    );
+    Ok((entry, stamp, true))
 }
 
 /// Scans the dataset: lists files, reuses index hashes for unchanged files, hashes the rest
@@ -331,9 +307,9 @@ pub fn scan(ds: &Dataset, state_dir: &Path, limit: Option<usize>) -> Result<Scan
         files.truncate(n);
     }
     let index_file = index_path(state_dir, ds);
-    let index = load_index(&index_file);
+    let mut index: Index<Scanned> = Index::load(&index_file);
     let bar = crate::ui::progress(files.len() as u64, "scanning");
-    let results: Vec<Result<(ImageEntry, bool), (String, String)>> = files
+    let results: Vec<Result<(ImageEntry, Stamp, bool), (String, String)>> = files
         .par_iter()
         .inspect(|_| bar.inc(1))
         .map(|(rel, abs)| {
@@ -344,18 +320,23 @@ pub fn scan(ds: &Dataset, state_dir: &Path, limit: Option<usize>) -> Result<Scan
         })
         .collect();
     bar.finish_and_clear();
-    let mut previous: Vec<(String, String)> =
-        index.values().map(|l| (l.p.clone(), l.h.clone())).collect();
+    let mut previous: Vec<(String, String)> = index
+        .iter()
+        .map(|(p, v)| (p.to_string(), v.h.clone()))
+        .collect();
     previous.sort();
     let mut scan = Scan {
         previous,
         ..Scan::default()
     };
+    let before = index.len();
+    let now = crate::hashing::now_ns();
     for r in results {
         match r {
-            Ok((entry, fresh)) => {
+            Ok((entry, stamp, fresh)) => {
                 if fresh {
                     scan.hashed += 1;
+                    index.insert(entry.rel.clone(), stamp, Scanned::of(&entry), now);
                 } else {
                     scan.reused += 1;
                 }
@@ -364,8 +345,14 @@ pub fn scan(ds: &Dataset, state_dir: &Path, limit: Option<usize>) -> Result<Scan
             Err(e) => scan.unreadable.push(e),
         }
     }
-    if scan.hashed > 0 || index.len() != scan.images.len() {
-        if let Err(e) = save_index(&index_file, &scan.images) {
+    // A limited scan keeps what it did not look at.
+    if limit.is_none() {
+        let present: std::collections::HashSet<&str> =
+            scan.images.iter().map(|i| i.rel.as_str()).collect();
+        index.retain(|p| present.contains(p));
+    }
+    if scan.hashed > 0 || index.len() != before {
+        if let Err(e) = index.save() {
             crate::ui::warn(format!(
                 "could not save the hash index {}: {e}",
                 index_file.display()

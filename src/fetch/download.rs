@@ -63,10 +63,7 @@ pub(crate) fn download(
         .and_then(|v| v.parse::<u64>().ok());
     let bar = crate::ui::download_progress(len, label);
     let mut reader = resp.into_reader();
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".download-")
-        .tempfile_in(dir)
-        .map_err(FetchError::io(dir))?;
+    let mut tmp = crate::atomic::stage_new(dest, &[], false).map_err(FetchError::io(dir))?;
     let mut sha256 = Sha256::new();
     let mut sha512 = Sha512::new();
     let mut buf = vec![0u8; 1 << 16];
@@ -82,8 +79,9 @@ pub(crate) fn download(
         if expect.sha512.is_some() {
             sha512.update(&buf[..n]);
         }
-        tmp.write_all(&buf[..n])
-            .map_err(FetchError::io(tmp.path()))?;
+        tmp.file()
+            .write_all(&buf[..n])
+            .map_err(FetchError::io(dest))?;
         bar.inc(n as u64);
     }
     bar.finish_and_clear();
@@ -105,29 +103,14 @@ pub(crate) fn download(
             });
         }
     }
-    tmp.as_file().sync_all().map_err(FetchError::io(dest))?;
-    tmp.persist(dest).map_err(|e| FetchError::Io {
-        path: dest.to_path_buf(),
-        source: e.error,
-    })?;
+    tmp.commit().map_err(FetchError::io(dest))?;
     Ok(dest.to_path_buf())
 }
 
-/// Writes `bytes` read from `reader` to `dest` atomically (temp file + rename).
+/// Writes what `reader` gives to `dest` atomically and durably.
 pub(crate) fn write_atomic(dest: &Path, reader: &mut dyn Read) -> Result<(), FetchError> {
-    let dir = dest.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(FetchError::io(dir))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".extract-")
-        .tempfile_in(dir)
-        .map_err(FetchError::io(dir))?;
-    std::io::copy(reader, &mut tmp).map_err(FetchError::io(dest))?;
-    tmp.as_file().sync_all().map_err(FetchError::io(dest))?;
-    tmp.persist(dest).map_err(|e| FetchError::Io {
-        path: dest.to_path_buf(),
-        source: e.error,
-    })?;
-    Ok(())
+    crate::atomic::write_with(dest, |f| std::io::copy(reader, f).map(drop))
+        .map_err(FetchError::io(dest))
 }
 
 /// The hex sha256 of a file.

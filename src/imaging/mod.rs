@@ -7,202 +7,71 @@
 pub mod decode;
 mod jpeg;
 pub mod resample;
+pub mod thumbs;
 
 use image::RgbImage;
-use serde::Serialize;
 
-use crate::config::files::{
-    ChannelOrder, Filter, Layout, OutputActivation, PadFile, PadName, PreprocessFile, Preset,
-};
+use crate::words::{ChannelOrder, Layout, OutputActivation, PreprocessSpec};
 
 pub use decode::{decode_rgb, probe, DecodeError};
 
-const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
-
-/// How an image becomes a tensor. Steps, in order: pad to a square (optional), resize to
-/// `resize` (default `size`), JPEG round trip (optional), centre crop to `size`, reorder
-/// channels, then `(value * scale - mean) / std` per channel, in `layout`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PreprocessSpec {
-    /// Input side; `None` until read from the model graph.
-    pub size: Option<u32>,
-    pub pad: Option<[u8; 3]>,
-    pub filter: Filter,
-    pub resize: Option<u32>,
-    pub jpeg_quality: Option<u8>,
-    pub channels: ChannelOrder,
-    pub layout: Layout,
-    pub scale: f32,
-    pub mean: [f32; 3],
-    pub std: [f32; 3],
-    pub output: OutputActivation,
-    /// Always true: EXIF orientation is applied before anything else.
-    pub exif_transpose: bool,
-    /// Always "white": transparency is composited on white.
-    pub alpha: &'static str,
+/// Prepares one upright RGB image, appending its tensor to `out`.
+/// `size` must be set (see [`Self::size`]).
+pub fn preprocess(spec: &PreprocessSpec, img: &RgbImage, out: &mut Vec<f32>) {
+    let size = spec.size.expect("input size resolved before preprocessing");
+    let target = spec.resize.unwrap_or(size).max(size);
+    let pad = spec.pad.filter(|_| img.width() != img.height());
+    let mut resized = resample::resize_padded(img, pad, target, target, spec.filter);
+    if let Some(q) = spec.jpeg_quality {
+        resized = jpeg_round_trip(&resized, q);
+    }
+    let off = ((target - size) / 2) as usize;
+    write_tensor(spec, &resized, off, size as usize, out);
 }
 
-impl PreprocessSpec {
-    /// A preset's spec, or the base for explicit fields (RGB, NCHW, /255, no padding).
-    pub fn preset(preset: Option<Preset>) -> PreprocessSpec {
-        let base = PreprocessSpec {
-            size: None,
-            pad: None,
-            filter: Filter::Bicubic,
-            resize: None,
-            jpeg_quality: None,
-            channels: ChannelOrder::Rgb,
-            layout: Layout::Nchw,
-            scale: 1.0 / 255.0,
-            mean: [0.0; 3],
-            std: [1.0; 3],
-            output: OutputActivation::Probabilities,
-            exif_transpose: true,
-            alpha: "white",
-        };
-        match preset {
-            None => base,
-            Some(Preset::Wd) => PreprocessSpec {
-                pad: Some([255; 3]),
-                channels: ChannelOrder::Bgr,
-                layout: Layout::Nhwc,
-                scale: 1.0,
-                ..base
-            },
-            Some(Preset::Joytag) => PreprocessSpec {
-                pad: Some([255; 3]),
-                mean: CLIP_MEAN,
-                std: CLIP_STD,
-                output: OutputActivation::Logits,
-                ..base
-            },
-            Some(Preset::OpenNsfw) => PreprocessSpec {
-                filter: Filter::Bilinear,
-                resize: Some(256),
-                jpeg_quality: Some(75),
-                channels: ChannelOrder::Bgr,
-                layout: Layout::Nhwc,
-                scale: 1.0,
-                mean: [104.0, 117.0, 123.0],
-                ..base
-            },
-        }
-    }
-
-    /// The preset overlaid with explicit fields.
-    pub fn from_config(preset: Option<Preset>, fields: Option<&PreprocessFile>) -> PreprocessSpec {
-        let mut s = Self::preset(preset);
-        let Some(f) = fields else { return s };
-        if let Some(v) = f.size {
-            s.size = Some(v.0 as u32);
-        }
-        if let Some(p) = &f.pad {
-            s.pad = match p {
-                PadFile::Named(PadName::White) => Some([255; 3]),
-                PadFile::Named(PadName::Black) => Some([0; 3]),
-                PadFile::Named(PadName::None) => None,
-                PadFile::Rgb(c) => Some(*c),
-            };
-        }
-        if let Some(v) = f.resize_filter {
-            s.filter = v;
-        }
-        if let Some(v) = f.resize {
-            s.resize = Some(v.0 as u32);
-        }
-        if let Some(v) = f.jpeg_quality {
-            s.jpeg_quality = Some(v.clamp(1, 100));
-        }
-        if let Some(v) = f.channels {
-            s.channels = v;
-        }
-        if let Some(v) = f.layout {
-            s.layout = v;
-        }
-        if let Some(v) = f.scale {
-            s.scale = v;
-        }
-        if let Some(v) = f.mean {
-            s.mean = v;
-        }
-        if let Some(v) = f.std {
-            s.std = v;
-        }
-        if let Some(v) = f.output {
-            s.output = v;
-        }
-        s
-    }
-
-    /// Number of floats one image takes.
-    pub fn tensor_len(&self) -> usize {
-        let side = self.size.unwrap_or(0) as usize;
-        side * side * 3
-    }
-
-    /// The model input's shape for a batch of `n`.
-    pub fn shape(&self, n: usize) -> [usize; 4] {
-        let side = self.size.unwrap_or(0) as usize;
-        match self.layout {
-            Layout::Nhwc => [n, side, side, 3],
-            Layout::Nchw => [n, 3, side, side],
-        }
-    }
-
-    /// Prepares one upright RGB image, appending its tensor to `out`.
-    /// `size` must be set (see [`Self::size`]).
-    pub fn apply(&self, img: &RgbImage, out: &mut Vec<f32>) {
-        let size = self.size.expect("input size resolved before preprocessing");
-        let target = self.resize.unwrap_or(size).max(size);
-        let pad = self.pad.filter(|_| img.width() != img.height());
-        let mut resized = resample::resize_padded(img, pad, target, target, self.filter);
-        if let Some(q) = self.jpeg_quality {
-            resized = jpeg_round_trip(&resized, q);
-        }
-        let off = ((target - size) / 2) as usize;
-        self.write_tensor(&resized, off, size as usize, out);
-    }
-
-    fn write_tensor(&self, img: &RgbImage, off: usize, size: usize, out: &mut Vec<f32>) {
-        let order: [usize; 3] = match self.channels {
-            ChannelOrder::Rgb => [0, 1, 2],
-            ChannelOrder::Bgr => [2, 1, 0],
-        };
-        // (v * scale - mean) / std as one multiply-add per value.
-        let a: [f32; 3] = std::array::from_fn(|c| self.scale / self.std[c]);
-        let b: [f32; 3] = std::array::from_fn(|c| -self.mean[c] / self.std[c]);
-        let stride = img.width() as usize * 3;
-        let raw = img.as_raw();
-        let rows = (0..size)
-            .map(|y| &raw[(y + off) * stride + off * 3..(y + off) * stride + (off + size) * 3]);
-        let start = out.len();
-        match self.layout {
-            Layout::Nhwc => {
-                out.reserve(size * size * 3);
-                for row in rows {
-                    for px in row.chunks_exact(3) {
-                        for c in 0..3 {
-                            out.push(px[order[c]] as f32 * a[c] + b[c]);
-                        }
-                    }
-                }
-            }
-            Layout::Nchw => {
-                out.resize(start + size * size * 3, 0.0);
-                let plane = size * size;
-                for (y, row) in rows.enumerate() {
-                    for (x, px) in row.chunks_exact(3).enumerate() {
-                        for c in 0..3 {
-                            out[start + c * plane + y * size + x] =
-                                px[order[c]] as f32 * a[c] + b[c];
-                        }
+fn write_tensor(
+    spec: &PreprocessSpec,
+    img: &RgbImage,
+    off: usize,
+    size: usize,
+    out: &mut Vec<f32>,
+) {
+    let order: [usize; 3] = match spec.channels {
+        ChannelOrder::Rgb => [0, 1, 2],
+        ChannelOrder::Bgr => [2, 1, 0],
+    };
+    // (v * scale - mean) / std as one multiply-add per value.
+    let a: [f32; 3] = std::array::from_fn(|c| spec.scale / spec.std[c]);
+    let b: [f32; 3] = std::array::from_fn(|c| -spec.mean[c] / spec.std[c]);
+    let stride = img.width() as usize * 3;
+    let raw = img.as_raw();
+    let rows = (0..size)
+        .map(|y| &raw[(y + off) * stride + off * 3..(y + off) * stride + (off + size) * 3]);
+    let start = out.len();
+    match spec.layout {
+        Layout::Nhwc => {
+            out.reserve(size * size * 3);
+            for row in rows {
+                for px in row.chunks_exact(3) {
+                    for c in 0..3 {
+                        out.push(px[order[c]] as f32 * a[c] + b[c]);
                     }
                 }
             }
         }
-        debug_assert_eq!(out.len() - start, size * size * 3);
+        Layout::Nchw => {
+            out.resize(start + size * size * 3, 0.0);
+            let plane = size * size;
+            for (y, row) in rows.enumerate() {
+                for (x, px) in row.chunks_exact(3).enumerate() {
+                    for c in 0..3 {
+                        out[start + c * plane + y * size + x] = px[order[c]] as f32 * a[c] + b[c];
+                    }
+                }
+            }
+        }
     }
+    debug_assert_eq!(out.len() - start, size * size * 3);
 }
 
 /// The size of a `w`×`h` image scaled so its longest side is at most `max_side` (never
@@ -290,6 +159,8 @@ pub fn activate(output: OutputActivation, values: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::words::image::{CLIP_MEAN, CLIP_STD};
+    use crate::words::Preset;
 
     #[test]
     fn pads_centred() {
@@ -307,7 +178,7 @@ mod tests {
         spec.size = Some(2);
         let img = RgbImage::from_pixel(2, 2, image::Rgb([10, 20, 30]));
         let mut out = Vec::new();
-        spec.apply(&img, &mut out);
+        preprocess(&spec, &img, &mut out);
         assert_eq!(&out[..3], &[30.0, 20.0, 10.0]);
         assert_eq!(out.len(), 12);
     }
@@ -318,7 +189,7 @@ mod tests {
         spec.size = Some(1);
         let img = RgbImage::from_pixel(1, 1, image::Rgb([255, 0, 0]));
         let mut out = Vec::new();
-        spec.apply(&img, &mut out);
+        preprocess(&spec, &img, &mut out);
         assert!((out[0] - (1.0 - CLIP_MEAN[0]) / CLIP_STD[0]).abs() < 1e-5);
         assert!((out[1] - (0.0 - CLIP_MEAN[1]) / CLIP_STD[1]).abs() < 1e-5);
     }

@@ -8,7 +8,7 @@
 
 use image::RgbImage;
 
-use crate::config::files::Filter;
+use crate::words::Filter;
 
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::export::WriterKind;
+use crate::production::writers::WriterKind;
 
 /// One tagged image.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -148,7 +148,7 @@ impl State {
                 serde_json::to_writer(&mut text, e).map_err(std::io::Error::other)?;
                 text.push(b'\n');
             }
-            crate::export::write_atomic(&self.file, &text)?;
+            crate::atomic::write(&self.file, &text)?;
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ use anyhow::{bail, Result};
 use crate::analysis::metrics::TextMetrics;
 use crate::analysis::{group, load, scores, VariantMetrics};
 use crate::config::files::Direction;
-use crate::duck::{lit, Connection};
+use crate::store::duck::{lit, Connection};
 use crate::store::{self, Manifest, RunDir};
 
 /// One run, loaded.

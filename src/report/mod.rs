@@ -11,7 +11,6 @@
 pub mod charts;
 pub mod data;
 pub mod html;
-pub mod thumbs;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -97,7 +96,7 @@ pub struct Page<'a> {
 
 /// Builds the report of `runs` (already resolved) and writes it to `opts.out`.
 pub fn build(
-    conn: &crate::duck::Connection<'_>,
+    conn: &crate::store::duck::Connection<'_>,
     dirs: Vec<crate::store::RunDir>,
     opts: &Options,
 ) -> Result<Summary> {
@@ -172,7 +171,7 @@ pub fn build(
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the folder {}", dir.display()))?;
     }
-    crate::store::manifest::write_atomic(&opts.out, html.as_bytes())
+    crate::atomic::write(&opts.out, html.as_bytes())
         .with_context(|| format!("cannot write {}", opts.out.display()))?;
     readable(&opts.out);
     timings.push(("write", t0.elapsed().as_secs_f64()));
@@ -529,7 +528,8 @@ fn client_data(
         m => m,
     };
     if mode != ThumbMode::None {
-        let made = thumbs::make_all(&opts.thumb_cache, &card_files, opts.thumb_size);
+        let made =
+            crate::imaging::thumbs::make_all(&opts.thumb_cache, &card_files, opts.thumb_size);
         let mut missing_reasons = Vec::new();
         match mode {
             ThumbMode::Embed => {
@@ -537,11 +537,11 @@ fn client_data(
                 let list: Vec<Option<String>> = made
                     .into_iter()
                     .map(|t| match t {
-                        thumbs::Thumb::Jpeg(b) => {
+                        crate::imaging::thumbs::Thumb::Jpeg(b) => {
                             n_ok += 1;
                             Some(b64.encode(b))
                         }
-                        thumbs::Thumb::Missing(why) => {
+                        crate::imaging::thumbs::Thumb::Missing(why) => {
                             n_missing += 1;
                             missing_reasons.push(why);
                             None
@@ -560,7 +560,7 @@ fn client_data(
                     .unwrap_or_default();
                 for (c, t) in made.into_iter().enumerate() {
                     match t {
-                        thumbs::Thumb::Jpeg(b) => {
+                        crate::imaging::thumbs::Thumb::Jpeg(b) => {
                             let name = format!("{}.jpg", cards[c].h);
                             let p = dir.join(&name);
                             if std::fs::read(&p).ok().as_deref() != Some(&b[..]) {
@@ -571,7 +571,7 @@ fn client_data(
                             cards[c].t = Some(format!("{}/{name}", url_escape(&dir_name)));
                             n_ok += 1;
                         }
-                        thumbs::Thumb::Missing(why) => {
+                        crate::imaging::thumbs::Thumb::Missing(why) => {
                             n_missing += 1;
                             missing_reasons.push(why);
                         }

@@ -14,13 +14,13 @@ use serde_json::{json, Value};
 
 use super::llm::{self, Answer, Call, Llm};
 use super::Staged;
-use crate::adapter::embedding::Embedder;
-use crate::adapter::{output, Context, TagScore};
 use crate::config::files::{EnsembleMethod, ModelKind, OutputKind};
 use crate::config::{Category, Model, Variant};
 use crate::dataset::ImageEntry;
-use crate::duck::Connection;
+use crate::engine::embedding::Embedder;
+use crate::engine::{output, Context, TagScore};
 use crate::plan::Cell;
+use crate::store::duck::Connection;
 use crate::store::writer::{FailureRow, PartWriter, TextRow};
 use crate::store::RunDir;
 use crate::ui;
@@ -157,7 +157,7 @@ pub type Output = (Vec<(String, f32)>, Option<String>);
 pub fn read_outputs(conn: &Connection<'_>, run: &RunDir, variant: &str) -> Result<Outputs> {
     crate::store::tables::open_run(conn, run)?;
     let mut out: Outputs = HashMap::new();
-    let lit = crate::duck::lit(variant);
+    let lit = crate::store::duck::lit(variant);
     conn.query(&format!(
         "SELECT path, repeat, tag, score FROM outputs WHERE variant = {lit} ORDER BY path, repeat, score DESC, tag"
     ))?
@@ -192,7 +192,7 @@ pub fn read_finished(conn: &Connection<'_>, run: &RunDir, variant: &str) -> Resu
     let mut out = Finished::new();
     conn.query(&format!(
         "SELECT path, repeat, bool_or(coalesce(fallback, false)) FROM cells WHERE variant = {} GROUP BY ALL",
-        crate::duck::lit(variant)
+        crate::store::duck::lit(variant)
     ))?
     .for_each_row(|r| {
         let key = (
@@ -275,7 +275,7 @@ struct Parsed {
 fn parse_answer(
     v: &Variant,
     text: &str,
-    vocab: Option<&crate::vocab::Vocabulary>,
+    vocab: Option<&crate::engine::vocab::Vocabulary>,
     post: Option<&crate::textpost::Prepared>,
     keep_unmapped: bool,
 ) -> Result<Parsed, String> {
@@ -557,7 +557,7 @@ fn generate_variant(
                 Some(m) => Some(models.embedder(m, staged)?),
                 None => None,
             };
-            Some(crate::vocab::Vocabulary::new(
+            Some(crate::engine::vocab::Vocabulary::new(
                 staged.vocabulary.clone(),
                 &spec.aliases,
                 emb,

@@ -14,12 +14,12 @@ use serde_json::{json, Value};
 use super::generate::{self, image_context, Models};
 use super::llm::{self, Call};
 use super::Staged;
-use crate::adapter::{output, Context};
 use crate::analysis::agreement;
 use crate::analysis::metrics::{GenerationStats, JudgeSummary, TextMetrics};
 use crate::config::files::Reference;
 use crate::config::{Judge, Verdict};
-use crate::duck::{path_list, Connection};
+use crate::engine::{output, Context};
+use crate::store::duck::{path_list, Connection};
 use crate::store::writer::{self, FailureRow, JUDGMENTS_SCHEMA};
 use crate::store::{lookup, RunDir};
 use crate::ui;
@@ -78,7 +78,7 @@ fn targets(
     let outs = generate::read_outputs(conn, run, variant)?;
     let mut out = Vec::new();
     let by_path = staged.index_by_path();
-    let lit = crate::duck::lit(variant);
+    let lit = crate::store::duck::lit(variant);
     conn.query(&format!(
         "SELECT path, repeat, cache_key FROM cells WHERE variant = {lit} ORDER BY path, repeat"
     ))?
@@ -430,7 +430,7 @@ impl JudgeRun<'_, '_, '_> {
             let n = misses.len();
             for (k, task) in misses.iter().enumerate() {
                 let t = &targets[task.target];
-                let sim = crate::adapter::embedding::cosine(&vecs[k], &vecs[k + n]) as f64;
+                let sim = crate::engine::embedding::cosine(&vecs[k], &vecs[k + n]) as f64;
                 self.tally.inferences += 1;
                 let base = self.base_row(t, task);
                 self.out.push(Row {
@@ -604,7 +604,7 @@ impl JudgeRun<'_, '_, '_> {
 /// rendered rubric, or the output and reference of a similarity judge), the image when sent,
 /// the parameters and the side.
 fn judge_key(
-    identity: &crate::adapter::Identity,
+    identity: &crate::engine::Identity,
     judge: &Judge,
     asked: &Value,
     image: Option<&str>,
@@ -623,7 +623,7 @@ fn judge_key(
     if judge.likelihood {
         k["choose_by"] = json!("likelihood");
     }
-    blake3::hash(crate::cache::canonical_json(&k).as_bytes())
+    blake3::hash(crate::plan::key::canonical_json(&k).as_bytes())
         .to_hex()
         .to_string()
 }
@@ -894,7 +894,7 @@ pub fn summarise(
                         let mut n = 0.0;
                         for a in 0..vecs.len() {
                             for b in a + 1..vecs.len() {
-                                sum += crate::adapter::embedding::cosine(&vecs[a], &vecs[b]) as f64;
+                                sum += crate::engine::embedding::cosine(&vecs[a], &vecs[b]) as f64;
                                 n += 1.0;
                             }
                         }
@@ -1025,8 +1025,8 @@ fn pairwise_consistency(conn: &Connection<'_>, judge: &str, variant: &str) -> Re
            WHERE judge = {} AND variant = {} AND valid
            GROUP BY path, repeat HAVING count(*) = 2
          )",
-        crate::duck::lit(judge),
-        crate::duck::lit(variant)
+        crate::store::duck::lit(judge),
+        crate::store::duck::lit(variant)
     ))?
     .for_each_row(|r| {
         share = r.f64(0)?.unwrap_or(0.0);

@@ -9,12 +9,12 @@ use std::time::Instant;
 use anyhow::{Context as _, Result};
 use serde_json::{json, Value};
 
-use crate::adapter::gguf::{Gguf, Sampling};
-use crate::adapter::openai::client::{Client, ClientConfig};
-use crate::adapter::{Context, Identity};
 use crate::config::files::ModelKind;
 use crate::config::{Model, OpenaiSpec};
 use crate::dataset::ImageEntry;
+use crate::engine::gguf::{Gguf, Sampling};
+use crate::engine::openai::client::{Client, ClientConfig};
+use crate::engine::{Context, Identity};
 
 /// Default `max_tokens` when neither the model nor the variant sets one.
 pub const DEFAULT_MAX_TOKENS: u64 = 256;
@@ -226,11 +226,11 @@ impl Llm {
             return Err("this model does not take images".into());
         };
         let bytes = std::fs::read(&img.abs).map_err(|e| format!("cannot read: {e}"))?;
-        if blake3::hash(&bytes).to_hex().as_str() != img.hash {
+        if crate::hashing::content_hash(&bytes) != img.hash {
             return Err("file changed since it was scanned; run again".into());
         }
         let rgb = crate::imaging::decode_rgb(&bytes, max_pixels).map_err(|e| e.to_string())?;
-        let enc = crate::adapter::openai::image::encode(&rgb, &spec.image)?;
+        let enc = crate::engine::openai::image::encode(&rgb, &spec.image)?;
         Ok(enc.data_url())
     }
 }

@@ -19,14 +19,14 @@ use std::time::Instant;
 use anyhow::{Context as _, Result};
 use rayon::prelude::*;
 
-use crate::adapter::{self, Context, Identity};
 use crate::analysis::load::Scored;
 use crate::analysis::{self, VariantMetrics};
 use crate::config::files::{Direction, ModelKind};
 use crate::config::{Experiment, Project};
 use crate::dataset::{self, ground_truth, ImageEntry, Scan};
-use crate::duck::{Connection, Database};
+use crate::engine::{self, Context, Identity};
 use crate::plan::{self, Plan};
+use crate::store::duck::{Connection, Database};
 use crate::store::manifest::{
     Best, Counts, DatasetRecord, FileRecord, Manifest, ModelRecord, Status, VariantInfo,
 };
@@ -136,7 +136,7 @@ pub fn stage(
     let scan_s = t.elapsed().as_secs_f64();
     let mut identities = HashMap::new();
     for model in exp.models() {
-        if let Some(id) = adapter::identify(&model, ctx, download)? {
+        if let Some(id) = engine::identify(&model, ctx, download)? {
             identities.insert(model.name.clone(), id);
         }
     }
@@ -147,7 +147,7 @@ pub fn stage(
                 .images
                 .par_iter()
                 .enumerate()
-                .map(|(i, img)| (i, adapter::cell_input(&model, img)))
+                .map(|(i, img)| (i, engine::cell_input(&model, img)))
                 .collect();
             for (i, input) in found {
                 if let Some(input) = input {
@@ -255,7 +255,7 @@ pub fn run(
     opts: &RunOptions,
 ) -> Result<Finished> {
     let t0 = Instant::now();
-    crate::libs::ensure_duckdb(&ctx.fetcher)?;
+    crate::store::duck::ensure(&ctx.fetcher)?;
     let staged = stage(project, exp, ctx, opts.limit, true)?;
     record_templates(project, &staged.exp)?;
     let db = open_db()?;
@@ -376,7 +376,7 @@ fn execute(
             .find(|m| &m.name == model_name)
             .expect("model of a variant");
         let identity = &staged.identities[model_name];
-        let engine = adapter::load(&model, identity, ctx)
+        let engine = engine::load(&model, identity, ctx)
             .with_context(|| format!("loading model `{model_name}`"))?;
         let jobs: Vec<pipeline::Job> = by_key
             .iter()
@@ -621,11 +621,11 @@ pub(crate) fn write_images<'a>(
                 let folder = img.rel.rsplit_once('/').map_or("", |(d, _)| d);
                 app.str(folder)?;
                 let m = img.meta.as_deref().cloned().unwrap_or_default();
-                let int = |app: &mut crate::duck::Appender<'_>, x: Option<u32>| match x {
+                let int = |app: &mut crate::store::duck::Appender<'_>, x: Option<u32>| match x {
                     Some(x) => app.i32(x.min(i32::MAX as u32) as i32).map(drop),
                     None => app.null().map(drop),
                 };
-                let float = |app: &mut crate::duck::Appender<'_>, x: Option<f64>| match x {
+                let float = |app: &mut crate::store::duck::Appender<'_>, x: Option<f64>| match x {
                     Some(x) => app.f64(x).map(drop),
                     None => app.null().map(drop),
                 };
@@ -731,7 +731,7 @@ fn score(
     if !agreement.is_null() && agreement.as_object().is_some_and(|o| !o.is_empty()) {
         doc["judge_agreement"] = agreement;
     }
-    crate::store::manifest::write_atomic(
+    crate::atomic::write(
         &run.file("metrics.json"),
         serde_json::to_string_pretty(&doc)?.as_bytes(),
     )?;

@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use anyhow::Result;
 
-use crate::adapter::{Adapter, Prepared, TagScore};
 use crate::dataset::ImageEntry;
+use crate::engine::{Adapter, Prepared, TagScore};
 
 /// One distinct cache key to compute.
 #[derive(Debug, Clone)]
@@ -59,7 +59,7 @@ fn prepare_stages(
         return adapter.prepare(img, None).map_err(|e| ("prepare", e));
     }
     let bytes = std::fs::read(&img.abs).map_err(|e| ("read", format!("cannot read: {e}")))?;
-    if blake3::hash(&bytes).to_hex().as_str() != img.hash {
+    if crate::hashing::content_hash(&bytes) != img.hash {
         return Err((
             "read",
             "file changed since it was scanned; run again".into(),
@@ -70,7 +70,7 @@ fn prepare_stages(
         crate::imaging::decode_rgb(&bytes, max_pixels).map_err(|e| ("decode", e.to_string()))?;
     drop(bytes);
     if let Some(dir) = &settings.thumbs {
-        crate::report::thumbs::store(dir, &img.hash, &rgb, crate::report::thumbs::DEFAULT_SIZE);
+        crate::imaging::thumbs::store(dir, &img.hash, &rgb, crate::imaging::thumbs::DEFAULT_SIZE);
     }
     stage.set("prepare");
     crate::panics::failpoint("adapter.prepare", &img.rel);

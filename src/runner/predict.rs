@@ -9,12 +9,12 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result};
 
 use super::pipeline::{self, Job, Outcome};
-use crate::adapter::{self, Context, Identity};
 use crate::config::resolve::{Goal, DEFAULT_MAX_PIXELS};
 use crate::config::{Category, Model, Project};
 use crate::dataset::ImageEntry;
-use crate::duck::{path_list, Connection};
+use crate::engine::{self, Context, Identity};
 use crate::plan::cache_key;
+use crate::store::duck::{path_list, Connection};
 use crate::store::manifest::{Counts, DatasetRecord, Manifest, Status, VariantInfo};
 use crate::store::writer::{CellRow, FailureRow, PartWriter};
 use crate::store::{self, lookup};
@@ -51,21 +51,16 @@ pub struct Inferred {
     pub inferences: usize,
 }
 
-/// An entry for a loose file (hashing its bytes).
+/// An entry for a loose file (hashing its bytes; no generation metadata is read).
 pub fn entry(path: &PathBuf) -> Result<ImageEntry, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
-    let probed = crate::imaging::probe(&bytes).ok();
-    Ok(ImageEntry {
-        rel: crate::dataset::names::rel_text(path),
-        abs: path.clone(),
-        size: bytes.len() as u64,
-        mtime_ns: 0,
-        hash: blake3::hash(&bytes).to_hex().to_string(),
-        format: probed.map(|p| crate::imaging::decode::format_name(p.0).to_string()),
-        width: probed.map(|p| p.1),
-        height: probed.map(|p| p.2),
-        meta: None,
-    })
+    Ok(ImageEntry::from_bytes(
+        crate::dataset::names::rel_text(path),
+        path.clone(),
+        &bytes,
+        0,
+        None,
+    ))
 }
 
 /// Predicts every tag score of `model` for `files`, in order.
@@ -75,7 +70,7 @@ pub fn predict(
     files: &[PathBuf],
     ctx: &Context,
 ) -> Result<Vec<Predicted>> {
-    let identity = adapter::identify(model, ctx, true)?.context("model identity")?;
+    let identity = engine::identify(model, ctx, true)?.context("model identity")?;
     let mut images: Vec<ImageEntry> = Vec::new();
     let mut slots: Vec<Result<usize, String>> = Vec::new();
     for f in files {
@@ -131,7 +126,7 @@ fn spelled_keys(
     images
         .iter()
         .map(|img| {
-            let input = adapter::cell_input(model, img);
+            let input = engine::cell_input(model, img);
             let k = cache_key(identity, &img.hash, input.as_deref(), model.score_floor, 0);
             (k.hash(), k.canonical())
         })
@@ -160,7 +155,7 @@ pub fn infer_cached(
     persist: bool,
     mut sink: Option<Sink<'_>>,
 ) -> Result<Inferred> {
-    crate::libs::ensure_duckdb(&ctx.fetcher)?;
+    crate::store::duck::ensure(&ctx.fetcher)?;
     let keys = spelled_keys(model, identity, images);
     let db = super::open_db()?;
     let conn = db.connect()?;
@@ -332,7 +327,7 @@ fn compute(
     errors: &mut HashMap<String, String>,
     mut sink: Option<Sink<'_>>,
 ) -> Result<Option<String>> {
-    let engine = adapter::load(model, identity, ctx)?;
+    let engine = engine::load(model, identity, ctx)?;
     let stored = if persist {
         let run = store::create_run(&project.runs_dir(), label)?;
         let manifest = new_manifest(&run, model, label, jobs.len());

@@ -13,7 +13,7 @@ use anyhow::Result;
 
 use super::writer::copy_to_parquet;
 use super::{list_parquet, list_runs, RunDir};
-use crate::duck::{path_list, Connection};
+use crate::store::duck::{path_list, Connection};
 
 /// Where a cached cell lives.
 #[derive(Debug, Clone)]
@@ -176,7 +176,7 @@ pub fn copy_outputs(conn: &Connection<'_>, run: &RunDir, cells: &[CachedCell<'_>
                  SELECT {run_id} AS run_id, h.variant, h.path, o.image_hash, h.repeat, o.cache_key, o.tag, o.score, o.category
                  FROM src o JOIN hits h ON o.cache_key = h.cache_key AND o.variant = h.source_variant",
                 files = path_list(&files),
-                run_id = crate::duck::lit(&run.id),
+                run_id = crate::store::duck::lit(&run.id),
             );
             copy_to_parquet(
                 conn,
@@ -198,7 +198,7 @@ pub fn copy_outputs(conn: &Connection<'_>, run: &RunDir, cells: &[CachedCell<'_>
                         o.prompt_tokens, o.completion_tokens, o.cost, o.finish, o.attempts, o.note
                  FROM src o JOIN hits h ON o.cache_key = h.cache_key AND o.source_variant = h.source_variant",
                 files = path_list(&texts),
-                run_id = crate::duck::lit(&run.id),
+                run_id = crate::store::duck::lit(&run.id),
             );
             copy_to_parquet(conn, &select, &free_part(&run.table_dir("texts"), "cached"))?;
         }

@@ -185,7 +185,7 @@ impl Manifest {
     /// Writes atomically (temporary file in the same folder, fsync, rename).
     pub fn write(&self, path: &Path) -> Result<()> {
         let text = serde_yaml::to_string(self)?;
-        write_atomic(path, text.as_bytes())
+        Ok(crate::atomic::write(path, text.as_bytes())?)
     }
 
     /// The status, with a `running` run whose process is gone read as `interrupted`.
@@ -196,17 +196,6 @@ impl Manifest {
             self.status
         }
     }
-}
-
-/// Writes a file atomically.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 pub fn hostname() -> String {

@@ -17,6 +17,7 @@
 //! visible to later runs only once its outputs are complete; a run killed at any instant loses
 //! only the cells in flight. Layout documented in `docs/runs.md`.
 
+pub mod duck;
 pub mod lookup;
 pub mod manifest;
 pub mod tables;

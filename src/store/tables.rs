@@ -13,7 +13,7 @@ use super::writer::{
     JUDGMENTS_SCHEMA, OUTPUTS_SCHEMA, TEXTS_SCHEMA,
 };
 use super::{list_parquet, list_runs, Manifest, RunDir};
-use crate::duck::{path_list, path_lit, Connection};
+use crate::store::duck::{path_list, path_lit, Connection};
 
 /// A query with no rows and every column of `schema`: unioned by name with a table's parts,
 /// it gives the columns that parts written by an older iw-lab lack (as NULL).

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::RunDir;
-use crate::adapter::TagScore;
-use crate::duck::{path_lit, Connection};
+use crate::engine::TagScore;
+use crate::store::duck::{path_lit, Connection};
 
 /// DuckDB column definitions of the run tables.
 pub const CELLS_SCHEMA: &str = "run_id VARCHAR, variant VARCHAR, path VARCHAR, image_hash VARCHAR, repeat INTEGER, cache_key VARCHAR, key_json VARCHAR, origin_run VARCHAR, n_tags INTEGER, infer_ms DOUBLE, created_at VARCHAR, fallback BOOLEAN";
@@ -306,7 +306,7 @@ pub fn write_table(
     conn: &Connection<'_>,
     dest: &Path,
     schema: &str,
-    fill: impl FnOnce(&mut crate::duck::Appender<'_>) -> crate::duck::Result<()>,
+    fill: impl FnOnce(&mut crate::store::duck::Appender<'_>) -> crate::store::duck::Result<()>,
 ) -> Result<()> {
     let table = "w_single";
     conn.execute(&format!(

@@ -3,34 +3,11 @@
 
 use std::path::Path;
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 
-use super::Rendered;
+use super::{JsonOptions, Rendered};
 use crate::postprocess::Decided;
-
-/// JSON writer options.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct JsonOptions {
-    /// Sidecar extension (default `.json`): `img.png` → `img.json`.
-    pub extension: String,
-}
-
-impl Default for JsonOptions {
-    fn default() -> Self {
-        JsonOptions {
-            extension: ".json".into(),
-        }
-    }
-}
-
-impl JsonOptions {
-    pub fn path(&self, image: &Path) -> std::path::PathBuf {
-        image.with_extension(self.extension.trim_start_matches('.'))
-    }
-}
 
 /// Where a sidecar's tags came from.
 #[derive(Debug, Clone, Serialize)]

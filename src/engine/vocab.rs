@@ -4,7 +4,7 @@
 //! Owns the order of the attempts — exact match after [`crate::tags::normalise`], then the
 //! alias table, then embedding similarity at or above a threshold — and the record of which
 //! one decided ([`Mapping`]). Does not own the embeddings themselves
-//! ([`crate::adapter::embedding`]) or where vocabularies and aliases come from (config and
+//! ([`crate::engine::embedding`]) or where vocabularies and aliases come from (config and
 //! ground truth).
 
 use std::collections::hash_map::Entry;
@@ -14,7 +14,7 @@ use std::sync::Arc;
 use anyhow::{ensure, Result};
 use serde::Serialize;
 
-use crate::adapter::embedding::{cosine, Embedder};
+use crate::engine::embedding::{cosine, Embedder};
 use crate::tags::normalise;
 
 /// The similarity at or above which an embedding match counts, chosen for all-MiniLM-L6-v2.

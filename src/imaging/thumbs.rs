@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use image::RgbImage;
 use rayon::prelude::*;
 
-use crate::config::files::Filter;
 use crate::imaging::decode::decode_rgb_reduced;
 use crate::imaging::resample;
+use crate::words::Filter;
 
 /// One thumbnail, or why there is none.
 pub enum Thumb {
@@ -51,7 +51,7 @@ fn make(cache: &Path, file: &Path, hash: &str, size: u32, max_pixels: u64) -> Th
         Ok(b) => b,
         Err(e) => return Thumb::Missing(format!("cannot read {}: {e}", file.display())),
     };
-    if blake3::hash(&bytes).to_hex().as_str() != hash {
+    if crate::hashing::content_hash(&bytes) != hash {
         return Thumb::Missing(format!(
             "{} has changed since the run (its content hash differs)",
             file.display()
@@ -74,7 +74,7 @@ fn make(cache: &Path, file: &Path, hash: &str, size: u32, max_pixels: u64) -> Th
     };
     if let Some(p) = cached {
         // best effort: a cache that cannot be written only costs time next report
-        let _ = write_atomic(&p, &jpeg);
+        let _ = crate::atomic::write(&p, &jpeg);
     }
     Thumb::Jpeg(jpeg)
 }
@@ -113,21 +113,12 @@ pub fn store(cache: &Path, hash: &str, img: &RgbImage, size: u32) {
         return;
     }
     if let Ok(jpeg) = encode(img, size) {
-        let _ = write_atomic(&p, &jpeg);
+        let _ = crate::atomic::write(&p, &jpeg);
     }
 }
 
 /// The thumbnail size a run caches and `iw-lab report` uses by default.
 pub const DEFAULT_SIZE: u32 = 224;
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().expect("cache path has a parent");
-    std::fs::create_dir_all(dir)?;
-    let tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::fs::write(tmp.path(), bytes)?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
 
 #[cfg(test)]
 mod tests {

@@ -609,3 +609,16 @@ pub fn path_list(paths: &[PathBuf]) -> String {
     let items: Vec<String> = paths.iter().map(|p| path_lit(p)).collect();
     format!("[{}]", items.join(", "))
 }
+
+static DUCK_READY: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+
+/// Finds DuckDB's library ([`crate::libs::duckdb_library`]) and loads it, once per process.
+pub fn ensure(fetcher: &crate::fetch::Fetcher) -> anyhow::Result<()> {
+    if DUCK_READY.get().is_some() {
+        return Ok(());
+    }
+    let path = crate::libs::duckdb_library(fetcher)?;
+    init(&path)?;
+    let _ = DUCK_READY.set(());
+    Ok(())
+}

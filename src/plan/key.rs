@@ -46,25 +46,7 @@ impl CacheKey {
     }
 }
 
-/// Serialises `v` with sorted object keys (serde_json preserves insertion order here).
-pub fn canonical_json(v: &Value) -> String {
-    fn sorted(v: &Value) -> Value {
-        match v {
-            Value::Object(m) => {
-                let mut keys: Vec<&String> = m.keys().collect();
-                keys.sort();
-                let mut out = serde_json::Map::new();
-                for k in keys {
-                    out.insert(k.clone(), sorted(&m[k]));
-                }
-                Value::Object(out)
-            }
-            Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
-            other => other.clone(),
-        }
-    }
-    serde_json::to_string(&sorted(v)).expect("JSON values serialise")
-}
+pub use crate::hashing::canonical_json;
 
 #[cfg(test)]
 mod tests {

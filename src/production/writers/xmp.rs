@@ -10,14 +10,12 @@
 //! containers are both handled; namespaces are matched by URI, not prefix.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use quick_xml::events::Event;
 use quick_xml::Reader;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 
-use super::{diff, Rendered};
+use super::{diff, Rendered, XmpOptions};
 use crate::postprocess::Decided;
 
 const NS_RDF: &str = "http://www.w3.org/1999/02/22-rdf-syntax-ns#";
@@ -25,66 +23,6 @@ const NS_DC: &str = "http://purl.org/dc/elements/1.1/";
 const NS_LR: &str = "http://ns.adobe.com/lightroom/1.0/";
 /// iw-lab's own namespace (only `iwlab:added`).
 pub const NS_IW: &str = "https://iw-lab.dev/ns/xmp/1.0/";
-
-/// Sidecar naming.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum XmpNaming {
-    /// `IMG_0001.xmp` (Lightroom, Capture One; default).
-    Stem,
-    /// `IMG_0001.JPG.xmp` (darktable, digiKam).
-    Full,
-}
-
-/// XMP writer options.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct XmpOptions {
-    /// Name of a new sidecar: `stem` (default) or `full`. An existing sidecar under either name
-    /// is merged into instead.
-    pub naming: XmpNaming,
-    /// Hierarchical keywords are written as `<prefix>|<tag>` (default `iw`).
-    pub prefix: String,
-    /// Also write `lr:hierarchicalSubject` (default true).
-    pub hierarchical: bool,
-    /// Include the rating tag among the keywords (default false).
-    pub rating: bool,
-}
-
-impl Default for XmpOptions {
-    fn default() -> Self {
-        XmpOptions {
-            naming: XmpNaming::Stem,
-            prefix: "iw".into(),
-            hierarchical: true,
-            rating: false,
-        }
-    }
-}
-
-impl XmpOptions {
-    /// The sidecar of `image`: an existing one under either naming, else the configured name.
-    pub fn path(&self, image: &Path) -> PathBuf {
-        self.path_with(image, |p| p.exists())
-    }
-
-    /// [`Self::path`] with a given existence test (the production pass lists folders once).
-    pub fn path_with(&self, image: &Path, exists: impl Fn(&Path) -> bool) -> PathBuf {
-        let stem = image.with_extension("xmp");
-        let mut full = image.as_os_str().to_owned();
-        full.push(".xmp");
-        let full = PathBuf::from(full);
-        let (preferred, other) = match self.naming {
-            XmpNaming::Stem => (stem, full),
-            XmpNaming::Full => (full, stem),
-        };
-        if !exists(&preferred) && exists(&other) {
-            other
-        } else {
-            preferred
-        }
-    }
-}
 
 /// Why an existing sidecar could not be merged into (it is then left untouched).
 #[derive(Debug, thiserror::Error)]

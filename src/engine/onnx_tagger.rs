@@ -1,6 +1,6 @@
 //! `onnx-tagger`: multi-label taggers and classifiers in ONNX, run with ONNX Runtime.
 //!
-//! Preprocessing is data (`crate::imaging::PreprocessSpec`); the input size comes from the
+//! Preprocessing is data (`crate::words::PreprocessSpec`); the input size comes from the
 //! graph unless set. Batches when the batch dimension is dynamic. A failed batch is retried
 //! image by image so one bad input fails alone.
 
@@ -16,7 +16,8 @@ use super::{Adapter, Capabilities, Context, Identity, Prepared, TagScore};
 use crate::config::files::Layout;
 use crate::config::{Labels, Model};
 use crate::dataset::ImageEntry;
-use crate::imaging::{self, PreprocessSpec};
+use crate::imaging;
+use crate::words::PreprocessSpec;
 
 /// Bump when preprocessing or output handling changes (invalidates cached outputs).
 pub const VERSION: u32 = 1;
@@ -248,7 +249,7 @@ impl Adapter for OnnxTagger {
     fn prepare(&self, _image: &ImageEntry, pixels: Option<&RgbImage>) -> Result<Prepared, String> {
         let img = pixels.ok_or("no pixels")?;
         let mut out = Vec::with_capacity(self.spec.tensor_len());
-        self.spec.apply(img, &mut out);
+        imaging::preprocess(&self.spec, img, &mut out);
         Ok(Prepared::Tensor(out))
     }
 

@@ -14,113 +14,17 @@
 //! changes production.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
-use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::atomic::write as write_atomic;
 use crate::config::files::ModelFile;
+pub use crate::config::production::{Params, ProductionConfig, PromotedFrom, PromotedModel};
 use crate::config::{ConfigError, Model, Project};
-use crate::export::Writers;
 use crate::postprocess::PostProcess;
-use crate::store::{self, manifest::write_atomic, Manifest};
-
-/// Where a promoted config came from.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PromotedFrom {
-    pub run_id: String,
-    pub experiment: String,
-    pub variant: String,
-    /// The metrics of the variant at the promoted threshold (`f1_micro`, `map`, ...).
-    #[serde(default)]
-    pub metrics: BTreeMap<String, f64>,
-    /// Images those metrics were computed on.
-    #[serde(default)]
-    pub images: Option<u64>,
-}
-
-/// The frozen model.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PromotedModel {
-    pub name: String,
-    /// Content fingerprint of the model's files; `iw-lab tag` refuses a different one.
-    pub fingerprint: String,
-    pub adapter_version: u32,
-    /// The model definition, as in `models/*.yaml` (local paths made absolute).
-    pub definition: ModelFile,
-}
-
-/// Cache and inference parameters.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Params {
-    pub score_floor: f64,
-}
-
-/// A production config (`promoted/<alias>.yaml`).
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ProductionConfig {
-    /// Format version (1).
-    pub version: u32,
-    pub alias: String,
-    pub promoted_at: String,
-    pub tool_version: String,
-    pub from: PromotedFrom,
-    pub model: PromotedModel,
-    /// The prompt (name, hash, text) for generative models; none for taggers.
-    #[serde(default)]
-    pub prompt: Option<serde_json::Value>,
-    pub params: Params,
-    pub postprocess: PostProcess,
-    #[serde(default)]
-    pub writers: Writers,
-}
-
-impl ProductionConfig {
-    /// blake3 of everything that shapes the sidecars: the model's fingerprint and definition,
-    /// parameters, post-processing and writer options (not the choice of writers, nor where
-    /// the config came from).
-    pub fn hash(&self) -> String {
-        let mut writers = serde_json::to_value(&self.writers).unwrap_or_default();
-        if let Some(o) = writers.as_object_mut() {
-            o.remove("write");
-        }
-        let v = serde_json::json!({
-            "fingerprint": self.model.fingerprint,
-            "definition": self.model.definition,
-            "prompt": self.prompt,
-            "params": self.params,
-            "postprocess": self.postprocess,
-            "writers": writers,
-        });
-        blake3::hash(crate::cache::canonical_json(&v).as_bytes())
-            .to_hex()
-            .to_string()
-    }
-
-    /// The model, resolved as if from `models/<name>.yaml`.
-    pub fn resolve_model(
-        &self,
-        project: &Project,
-        file: &Path,
-        text: &str,
-    ) -> Result<Model, ConfigError> {
-        let mut m = crate::config::resolve::build_model(
-            project,
-            file,
-            self.model.definition.clone(),
-            text,
-            Some("model.definition"),
-        )?;
-        m.name = self.model.name.clone();
-        m.score_floor = self.params.score_floor;
-        Ok(m)
-    }
-}
+use crate::store::{self, Manifest};
 
 /// A loaded production config and its file.
 pub struct Loaded {
@@ -326,7 +230,7 @@ fn best_threshold(run: &store::RunDir, manifest: &Manifest, variant: &str) -> Op
 /// Freezes a run's variant into `promoted/<alias>.yaml` and records it in the history.
 pub fn promote(
     project: &Project,
-    ctx: &crate::adapter::Context,
+    ctx: &crate::engine::Context,
     req: &Request<'_>,
 ) -> Result<(ProductionConfig, PathBuf)> {
     validate_alias(req.alias)?;
@@ -370,7 +274,7 @@ pub fn promote(
         );
     }
     // The model's files and preprocessing must still be the ones the run used.
-    let id = crate::adapter::identify(&model, ctx, true)?.context("model identity")?;
+    let id = crate::engine::identify(&model, ctx, true)?.context("model identity")?;
     if id.fingerprint != record.fingerprint || id.spec != record.spec {
         bail!(
             "model `{}` ({}) has changed since run {}: its files or preprocessing differ; rerun the experiment before promoting",
@@ -431,7 +335,7 @@ pub fn promote(
 
 /// A model definition equivalent to a resolved model, with absolute local paths and the
 /// files' sha256 pinned.
-fn model_file_from(m: &Model, files: &[crate::adapter::FileInfo]) -> ModelFile {
+fn model_file_from(m: &Model, files: &[crate::engine::FileInfo]) -> ModelFile {
     use crate::config::files::{LabelEntry, LabelsFile, PreprocessFile};
     let p = &m.preprocess;
     let preprocess = PreprocessFile {

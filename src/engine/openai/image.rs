@@ -6,38 +6,8 @@
 use base64::Engine;
 use image::{ImageEncoder, RgbImage};
 
-use crate::config::files::Filter;
 use crate::imaging::resample;
-
-/// The encoding sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    Jpeg,
-    Png,
-}
-
-/// How images are sent (part of the cache key: a different size is a different input).
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ImageSpec {
-    pub max_side: u32,
-    pub format: Format,
-    /// JPEG quality to start from.
-    pub quality: u8,
-    /// The most bytes the encoded image may take (before base64).
-    pub max_bytes: usize,
-}
-
-impl Default for ImageSpec {
-    fn default() -> Self {
-        ImageSpec {
-            max_side: 1024,
-            format: Format::Jpeg,
-            quality: 90,
-            max_bytes: 4 << 20,
-        }
-    }
-}
+use crate::words::{Filter, Format, ImageSpec};
 
 /// The encoded image: bytes and MIME type, and the size sent.
 #[derive(Debug, Clone)]

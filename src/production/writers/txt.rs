@@ -5,128 +5,9 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-
-use super::{diff, Rendered};
-use crate::config::Category;
+use super::{diff, ExistingMode, Rendered, TxtOptions};
 use crate::postprocess::Decided;
 use crate::tags;
-
-/// Where the rating tag goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum RatingPlacement {
-    /// Left out (default).
-    Omit,
-    First,
-    Last,
-}
-
-/// What to do with a `.txt` that is already there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ExistingMode {
-    /// Keep the user's tags (everything iw-lab did not add last time) and add ours (default).
-    Keep,
-    /// Keep the whole file and append our tags that are not in it yet.
-    Append,
-    /// Replace the file with our tags.
-    Overwrite,
-}
-
-/// `.txt` writer options.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct TxtOptions {
-    /// Sidecar extension (default `.txt`): `img.png` → `img.txt`.
-    pub extension: String,
-    /// Between tags (default `", "`).
-    pub separator: String,
-    /// Written first, always (e.g. a LoRA's activation word).
-    pub trigger_words: Vec<String>,
-    /// Character tags before general ones (default true).
-    pub character_first: bool,
-    /// `omit` (default), `first` or `last`.
-    pub rating: RatingPlacement,
-    /// Write `long_hair` instead of `long hair` (kaomoji like `^_^` are never changed).
-    pub underscores: bool,
-    /// Write `\(` `\)` so captions can be pasted into prompts (default false).
-    pub escape_parentheses: bool,
-    /// `keep` (default), `append` or `overwrite`.
-    pub existing: ExistingMode,
-}
-
-impl Default for TxtOptions {
-    fn default() -> Self {
-        TxtOptions {
-            extension: ".txt".into(),
-            separator: ", ".into(),
-            trigger_words: Vec::new(),
-            character_first: true,
-            rating: RatingPlacement::Omit,
-            underscores: false,
-            escape_parentheses: false,
-            existing: ExistingMode::Keep,
-        }
-    }
-}
-
-impl TxtOptions {
-    /// The sidecar of `image`.
-    pub fn path(&self, image: &Path) -> std::path::PathBuf {
-        image.with_extension(self.extension.trim_start_matches('.'))
-    }
-
-    /// How one tag is spelt in the file. A tag holding the separator loses it (a caption item
-    /// is one tag): `hello, "world"` is written `hello "world"`.
-    pub fn spell(&self, tag: &str) -> String {
-        let sep = self.separator.trim();
-        let sep = if sep.is_empty() { "," } else { sep };
-        let tag = if tag.contains(sep) {
-            tag.replace(sep, " ")
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-        } else {
-            tag.to_string()
-        };
-        let tag = tag.as_str();
-        let mut t = if self.underscores && !tags::is_kaomoji(tag) {
-            tag.replace(' ', "_")
-        } else {
-            tag.to_string()
-        };
-        if self.escape_parentheses {
-            t = t.replace('(', "\\(").replace(')', "\\)");
-        }
-        t
-    }
-
-    /// Our tags in file order.
-    pub fn ordered(&self, decided: &[Decided]) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .trigger_words
-            .iter()
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty())
-            .collect();
-        let rating = decided.iter().find(|d| d.category == Category::Rating);
-        if let (RatingPlacement::First, Some(r)) = (self.rating, rating) {
-            out.push(self.spell(&r.tag));
-        }
-        let body = decided.iter().filter(|d| d.category != Category::Rating);
-        let (chars, rest): (Vec<&Decided>, Vec<&Decided>) =
-            body.partition(|d| self.character_first && d.category == Category::Character);
-        out.extend(chars.into_iter().chain(rest).map(|d| self.spell(&d.tag)));
-        if let (RatingPlacement::Last, Some(r)) = (self.rating, rating) {
-            out.push(self.spell(&r.tag));
-        }
-        let mut seen = HashSet::new();
-        out.retain(|t| seen.insert(tags::normalise(t).unwrap_or_default()));
-        out
-    }
-}
 
 fn split(text: &str, separator: &str) -> Vec<String> {
     let sep = separator.trim();
@@ -199,7 +80,9 @@ pub fn render(
 
 #[cfg(test)]
 mod tests {
+    use super::super::RatingPlacement;
     use super::*;
+    use crate::config::Category;
 
     fn d(tag: &str, score: f32, category: Category) -> Decided {
         Decided {

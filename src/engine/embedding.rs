@@ -4,7 +4,7 @@
 //! Owns: finding a model folder ([`Embedder::fetch`]), loading it ([`Embedder::load`]),
 //! tokenising with the model's own `tokenizer.json`, the encoder forward pass, pooling per
 //! `1_Pooling/config.json` (mean or CLS) and L2 normalisation, and [`cosine`]. Does not own:
-//! what the vectors are compared for (`crate::vocab` maps free-text tags with them).
+//! what the vectors are compared for (`crate::engine::vocab` maps free-text tags with them).
 //!
 //! The model folder holds `config.json`, `tokenizer.json`, `model.safetensors`, and optionally
 //! `1_Pooling/config.json` (default: mean pooling) and `sentence_bert_config.json` (its

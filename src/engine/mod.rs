@@ -13,27 +13,18 @@ mod onnx_tagger;
 pub mod openai;
 pub mod output;
 mod sidecar;
+pub mod vocab;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
 use image::RgbImage;
-use serde::Serialize;
 
-use crate::config::files::ModelKind;
-use crate::config::{Category, Model};
+use crate::config::Model;
 use crate::dataset::ImageEntry;
 use crate::fetch::Fetcher;
 use crate::hashing::FileHashes;
-
-/// One tag with its score.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TagScore {
-    pub tag: Arc<str>,
-    pub score: f32,
-    pub category: Category,
-}
+pub use crate::words::{Category, FileInfo, Identity, ModelKind, TagScore};
 
 /// An input made ready on a worker thread.
 pub enum Prepared {
@@ -52,43 +43,18 @@ pub struct Capabilities {
     pub max_batch: usize,
 }
 
-/// Everything that identifies an adapter's outputs, for cache keys and run manifests.
-#[derive(Debug, Clone, Serialize)]
-pub struct Identity {
-    pub kind: &'static str,
-    /// Bumped when the adapter's preprocessing or parsing changes.
-    pub version: u32,
-    /// blake3 over the content of the model's files and everything that shapes its outputs.
-    pub fingerprint: String,
-    /// Preprocessing and other settings that enter the cache key.
-    pub spec: serde_json::Value,
-    pub files: Vec<FileInfo>,
-}
-
-impl Identity {
-    /// An adapter without model files (a server, an ensemble): identified by its settings,
-    /// fingerprinted by their canonical JSON.
-    fn of_spec(kind: &'static str, spec: serde_json::Value) -> Identity {
-        Identity {
-            kind,
-            version: 1,
-            fingerprint: blake3::hash(crate::cache::canonical_json(&spec).as_bytes())
-                .to_hex()
-                .to_string(),
-            spec,
-            files: Vec::new(),
-        }
+/// The identity of an engine without model files (a server, an ensemble): identified by its
+/// settings, fingerprinted by their canonical JSON.
+fn identity_of_spec(kind: &'static str, spec: serde_json::Value) -> Identity {
+    Identity {
+        kind,
+        version: 1,
+        fingerprint: blake3::hash(crate::plan::key::canonical_json(&spec).as_bytes())
+            .to_hex()
+            .to_string(),
+        spec,
+        files: Vec::new(),
     }
-}
-
-/// A file an adapter depends on.
-#[derive(Debug, Clone, Serialize)]
-pub struct FileInfo {
-    pub role: &'static str,
-    pub source: String,
-    pub path: PathBuf,
-    pub blake3: String,
-    pub sha256: String,
 }
 
 /// The shared services adapters need: downloads and file digests.
@@ -239,11 +205,11 @@ pub fn identify(model: &Model, ctx: &Context, download: bool) -> Result<Option<I
                 "model": o.model,
                 "image": o.image,
             });
-            Ok(Some(Identity::of_spec("openai", spec)))
+            Ok(Some(identity_of_spec("openai", spec)))
         }
         ModelKind::Ensemble => {
             let spec = serde_json::to_value(&model.ensemble).unwrap_or_default();
-            Ok(Some(Identity::of_spec("ensemble", spec)))
+            Ok(Some(identity_of_spec("ensemble", spec)))
         }
     }
 }

@@ -6,10 +6,12 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::adapter::Identity;
-use crate::cache::{CacheKey, SCHEMA};
+use crate::words::Identity;
+pub mod key;
+
 use crate::config::Experiment;
 use crate::dataset::ImageEntry;
+use key::{CacheKey, SCHEMA};
 
 /// One unit of work.
 #[derive(Debug, Clone, Serialize)]
