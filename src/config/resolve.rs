@@ -1232,3 +1232,85 @@ pub fn load_experiment(
         judges,
     })
 }
+/// A model definition equivalent to a resolved model, with absolute local paths and the
+/// files' sha256 pinned.
+pub fn model_file_of(m: &Model, files: &[crate::words::FileInfo]) -> ModelFile {
+    use crate::config::files::{LabelEntry, LabelsFile, PreprocessFile};
+    let p = &m.preprocess;
+    let preprocess = PreprocessFile {
+        size: p.size.map(|s| crate::config::files::Positive(s as u64)),
+        pad: Some(match p.pad {
+            Some(c) => crate::config::files::PadFile::Rgb(c),
+            None => crate::config::files::PadFile::Named(crate::config::files::PadName::None),
+        }),
+        resize_filter: Some(p.filter),
+        resize: p.resize.map(|r| crate::config::files::Positive(r as u64)),
+        jpeg_quality: p.jpeg_quality,
+        channels: Some(p.channels),
+        layout: Some(p.layout),
+        scale: Some(p.scale),
+        mean: Some(p.mean),
+        std: Some(p.std),
+        output: Some(p.output),
+    };
+    let labels = m.labels.as_ref().map(|l| match l {
+        crate::config::Labels::Source { source, .. } => LabelsFile::Source(source.clone()),
+        crate::config::Labels::Inline(list) => LabelsFile::Inline(
+            list.iter()
+                .map(|(name, category)| match category {
+                    Some(c) => LabelEntry::Full {
+                        name: name.clone(),
+                        category: Some(*c),
+                    },
+                    None => LabelEntry::Name(name.clone()),
+                })
+                .collect(),
+        ),
+    });
+    let labels_sha256 = match &m.labels {
+        Some(crate::config::Labels::Source {
+            sha256: Some(s), ..
+        }) => Some(crate::config::files::Sha256(s.clone())),
+        _ => None,
+    };
+    let sidecar = m.kind == crate::config::files::ModelKind::Sidecar;
+    let file_sha = |role: &str| {
+        files
+            .iter()
+            .find(|f| f.role == role)
+            .map(|f| crate::config::files::Sha256(f.sha256.clone()))
+    };
+    ModelFile {
+        kind: m.kind,
+        source: m.source.clone(),
+        sha256: m
+            .sha256
+            .clone()
+            .map(crate::config::files::Sha256)
+            .or_else(|| file_sha("weights")),
+        preset: m.preset,
+        preprocess: (!sidecar).then_some(preprocess),
+        labels,
+        labels_sha256: labels_sha256.or_else(|| file_sha("labels")),
+        aliases: m.aliases.0.clone(),
+        score_floor: Some(crate::config::files::Probability(m.score_floor)),
+        batch_size: (!sidecar).then_some(crate::config::files::Positive(m.batch_size as u64)),
+        threads: m.threads.map(|t| crate::config::files::Positive(t as u64)),
+        path: m.sidecar_dir.as_ref().map(|d| d.display().to_string()),
+        format: sidecar.then_some(m.sidecar_format),
+        base_url: None,
+        model: None,
+        api_key_env: None,
+        concurrency: None,
+        requests_per_minute: None,
+        tokens_per_minute: None,
+        timeout: None,
+        max_retries: None,
+        vision: None,
+        image: None,
+        prices: None,
+        params: Default::default(),
+        ensemble: None,
+        description: None,
+    }
+}
