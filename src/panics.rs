@@ -1,9 +1,9 @@
-//! Panics as recorded failures: [`catch`] runs a piece of work (an adapter's inference, a
+//! Panics as recorded failures: [`catch`] runs a piece of work (an engine's inference, a
 //! model call, a parser) and turns a panic into an error message, so one bad image or answer
 //! fails its own cell and the run goes on. A panic hook remembers where each caught panic
 //! happened, so the message says `panicked at src/x.rs:26: ...`.
 //!
-//! [`failpoint`] lets tests make named places panic (`IW_LAB_FAILPOINTS=adapter.infer=a.png`);
+//! [`failpoint`] lets tests make named places panic (`IW_LAB_FAILPOINTS=engine.infer=a.png`);
 //! it does nothing in release builds.
 
 use std::cell::{Cell, RefCell};

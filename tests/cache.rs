@@ -376,7 +376,7 @@ fn a_panic_fails_its_cell_never_the_run() {
     );
     p.env.push((
         "IW_LAB_FAILPOINTS".into(),
-        "adapter.infer=noise_0002,adapter.prepare=noise_0004,scan.read=noise_0005".into(),
+        "engine.infer=noise_0002,engine.prepare=noise_0004,scan.read=noise_0005".into(),
     ));
     let out = p.run(&["run", "e", "--json", "--quiet"]);
     assert_eq!(
@@ -403,12 +403,12 @@ fn a_panic_fails_its_cell_never_the_run() {
     let (stage, reason) = stage_of("noise_0002.png");
     assert_eq!(stage, "infer");
     assert!(
-        reason.contains("panicked at") && reason.contains("failpoint adapter.infer"),
+        reason.contains("panicked at") && reason.contains("failpoint engine.infer"),
         "{reason}"
     );
     let (stage, reason) = stage_of("noise_0004.png");
     assert_eq!(stage, "prepare");
-    assert!(reason.contains("failpoint adapter.prepare"), "{reason}");
+    assert!(reason.contains("failpoint engine.prepare"), "{reason}");
     let (stage, reason) = stage_of("noise_0005.png");
     assert_eq!(stage, "read");
     assert!(reason.contains("failpoint scan.read"), "{reason}");

@@ -87,7 +87,7 @@ pub struct GroundTruthFile {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelFile {
-    /// Which adapter runs it.
+    /// Which engine runs it.
     pub kind: ModelKind,
     /// `onnx-tagger`: local path (relative to this file), `hf://owner/repo@revision/file`, or
     /// `pypi://package==version/path/in/wheel`.

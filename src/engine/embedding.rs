@@ -310,6 +310,81 @@ fn gather(fetcher: &Fetcher, source: &str, files: &[(&str, PathBuf)]) -> Result<
     Ok(dir)
 }
 
+/// Identified by the content of its files. Without `download` the folder is not fetched, so
+/// the model stays unidentified (for `plan`).
+pub(crate) fn identify(
+    model: &crate::config::Model,
+    ctx: &super::Context,
+    download: bool,
+) -> Result<Option<super::Identity>> {
+    let source = model.source.as_deref().expect("resolved embedding source");
+    if !download {
+        return Ok(None);
+    }
+    let dir = Embedder::fetch(&ctx.fetcher, source)
+        .with_context(|| format!("model `{}`: getting its files", model.name))?;
+    let mut files = Vec::new();
+    let mut h = blake3::Hasher::new();
+    for name in REQUIRED.iter().chain(&OPTIONAL[..1]) {
+        let p = dir.join(name);
+        if !p.is_file() {
+            continue;
+        }
+        let d = ctx.hashes.digests(&p)?;
+        h.update(name.as_bytes());
+        h.update(d.blake3.as_bytes());
+        files.push(super::FileInfo {
+            role: "embedding",
+            source: format!("{}/{name}", source.trim_end_matches('/')),
+            path: p,
+            blake3: d.blake3,
+            sha256: d.sha256,
+        });
+    }
+    Ok(Some(super::Identity {
+        kind: "embedding",
+        version: 1,
+        fingerprint: h.finalize().to_hex().to_string(),
+        spec: serde_json::json!({}),
+        files,
+    }))
+}
+
+/// What an embedding model can do.
+pub(crate) fn capabilities() -> super::Capabilities {
+    super::Capabilities {
+        embed: true,
+        ..super::Capabilities::default()
+    }
+}
+
+/// Loads the model folder of `identity` (the folder of its `config.json`).
+pub(crate) fn load(model: &crate::config::Model, identity: &super::Identity) -> Result<Embedder> {
+    let dir = identity
+        .files
+        .iter()
+        .find(|f| {
+            f.path.ends_with("config.json") && !f.path.to_string_lossy().contains("1_Pooling")
+        })
+        .and_then(|f| f.path.parent())
+        .with_context(|| format!("model `{}` has no config.json", model.name))?;
+    Embedder::load(dir).with_context(|| format!("loading model `{}`", model.name))
+}
+
+impl super::Engine for Embedder {
+    fn capabilities(&self) -> super::Capabilities {
+        capabilities()
+    }
+
+    fn kind(&self) -> &'static str {
+        "embedding"
+    }
+
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, super::EngineError> {
+        Embedder::embed(self, texts).map_err(|e| super::EngineError::Model(format!("{e:#}")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

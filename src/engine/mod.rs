@@ -1,12 +1,21 @@
-//! Adapters: one small trait, many backends, chosen by a model's `kind:` through one factory.
+//! Engines: one trait for every model kind, chosen by a model's `kind:` through one factory.
 //!
-//! An adapter has two halves. Its *identity* ([`identify`]) — kind, version, a fingerprint of
-//! its files and its preprocessing spec — is known without loading anything heavy, so `plan`
-//! can compute cache keys for free. Its *engine* ([`load`]) prepares inputs on worker threads
-//! and runs inference on batches. The rest of the program sees only [`Adapter`]; model quirks
-//! live inside their adapter.
+//! An engine has two halves. Its *identity* ([`identify`]): kind, version, a fingerprint of
+//! its files and its preprocessing spec, known without loading anything heavy, so `plan` can
+//! compute cache keys for free; and its *capabilities* ([`capabilities_of`]), known from the
+//! model's settings, so the runner can route its cells before loading it. Then the engine
+//! itself ([`load`]): the one [`Engine`] trait, whose methods cover the four things models do
+//! here (tags with scores from an image, text from a prompt, a choice among options,
+//! embeddings of texts) plus combining other variants' tags. A method an engine lacks answers
+//! [`EngineError::Unsupported`]. Model quirks (a server's request shape, a tagger's layout,
+//! a tokenizer's template) stay inside their engine.
+//!
+//! Where a new model kind goes: a module here with `identify`, `capabilities` and an
+//! `impl Engine`, and one arm in each of [`identify`], [`capabilities_of`] and [`load`].
 
+pub mod call;
 pub mod embedding;
+mod ensemble;
 pub mod gguf;
 pub mod labels;
 mod onnx_tagger;
@@ -22,34 +31,87 @@ use image::RgbImage;
 
 use crate::config::Model;
 use crate::dataset::ImageEntry;
+use crate::ensemble::Combine;
 use crate::fetch::Fetcher;
 use crate::hashing::FileHashes;
 pub use crate::words::{Category, FileInfo, Identity, ModelKind, TagScore};
+pub use call::{seed_of, Answer, Call, DEFAULT_MAX_TOKENS};
 
 /// An input made ready on a worker thread.
 pub enum Prepared {
     /// A model input tensor for one image.
     Tensor(Vec<f32>),
-    /// Predictions already complete (adapters that read them rather than compute them).
+    /// Predictions already complete (engines that read them rather than compute them).
     Done(Vec<TagScore>),
 }
 
-/// What an adapter can do. Defaults are the safe answer for a new adapter.
-#[derive(Debug, Clone, Copy)]
+/// What an engine can do. The default is nothing: each engine names what it adds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Capabilities {
+    /// Tags with scores for an image ([`Engine::prepare`] and [`Engine::infer`]).
+    pub tags: bool,
+    /// Text from a prompt ([`Engine::generate`]).
+    pub text: bool,
+    /// Reads an image with the prompt ([`Engine::image_url`]).
+    pub vision: bool,
+    /// Chooses among named options by likelihood (a [`Call`] with `choices`).
+    pub choose: bool,
+    /// Embeds texts ([`Engine::embed`]).
+    pub embed: bool,
+    /// Combines other variants' tags ([`Engine::combine`]).
+    pub combine: bool,
     /// Whether `prepare` needs decoded pixels (false: the runner never decodes for it).
     pub needs_pixels: bool,
     /// Images per `infer` call.
     pub max_batch: usize,
+    /// Calls in flight at once.
+    pub parallelism: usize,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Capabilities {
+            tags: false,
+            text: false,
+            vision: false,
+            choose: false,
+            embed: false,
+            combine: false,
+            needs_pixels: false,
+            max_batch: 1,
+            parallelism: 1,
+        }
+    }
+}
+
+/// Why an engine gave no result. The runner records the message as the cell's failure, under
+/// the stage it was in.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EngineError {
+    /// The engine cannot do this (asked for text from a tagger, say).
+    #[error("a `{kind}` model cannot {what}")]
+    Unsupported {
+        kind: &'static str,
+        what: &'static str,
+    },
+    /// The input could not be made ready: unreadable, changed since the scan, malformed.
+    #[error("{0}")]
+    Input(String),
+    /// The model ran and failed.
+    #[error("{0}")]
+    Model(String),
+    /// A server call failed after its retries.
+    #[error("{0}")]
+    Call(String),
 }
 
 /// The identity of an engine without model files (a server, an ensemble): identified by its
 /// settings, fingerprinted by their canonical JSON.
-fn identity_of_spec(kind: &'static str, spec: serde_json::Value) -> Identity {
+pub(crate) fn identity_of_spec(kind: &'static str, spec: serde_json::Value) -> Identity {
     Identity {
         kind,
         version: 1,
-        fingerprint: blake3::hash(crate::plan::key::canonical_json(&spec).as_bytes())
+        fingerprint: blake3::hash(crate::hashing::canonical_json(&spec).as_bytes())
             .to_hex()
             .to_string(),
         spec,
@@ -57,7 +119,7 @@ fn identity_of_spec(kind: &'static str, spec: serde_json::Value) -> Identity {
     }
 }
 
-/// The shared services adapters need: downloads and file digests.
+/// The shared services engines need: downloads and file digests.
 pub struct Context {
     pub fetcher: Fetcher,
     pub hashes: FileHashes,
@@ -118,9 +180,21 @@ impl Context {
     }
 }
 
-/// An adapter's engine.
-pub trait Adapter: Send + Sync {
+/// A loaded model of any kind. Every method but `capabilities` and `kind` has a default that
+/// answers [`EngineError::Unsupported`]; an engine overrides what its capabilities promise.
+pub trait Engine: Send + Sync {
     fn capabilities(&self) -> Capabilities;
+
+    /// The model kind, as configs spell it (for messages).
+    fn kind(&self) -> &'static str;
+
+    /// The error of a method this engine lacks.
+    fn unsupported(&self, what: &'static str) -> EngineError {
+        EngineError::Unsupported {
+            kind: self.kind(),
+            what,
+        }
+    }
 
     /// Identity of a per-image input that is not the image itself (e.g. a predictions file),
     /// for the cache key. Default: none.
@@ -128,94 +202,99 @@ pub trait Adapter: Send + Sync {
         None
     }
 
-    /// Prepares one image (runs on worker threads, in parallel).
-    fn prepare(&self, image: &ImageEntry, pixels: Option<&RgbImage>) -> Result<Prepared, String>;
+    /// Prepares one image for [`Engine::infer`] (runs on worker threads, in parallel).
+    fn prepare(
+        &self,
+        _image: &ImageEntry,
+        _pixels: Option<&RgbImage>,
+    ) -> Result<Prepared, EngineError> {
+        Err(self.unsupported("tag images"))
+    }
 
     /// Runs a batch; one result per input, in order. Scores below `floor` are dropped, except
     /// for ratings, which are always kept (they are decided by argmax).
-    fn infer(&self, batch: Vec<Prepared>, floor: f32) -> Vec<Result<Vec<TagScore>, String>>;
+    fn infer(&self, batch: Vec<Prepared>, _floor: f32) -> Vec<Result<Vec<TagScore>, EngineError>> {
+        batch
+            .iter()
+            .map(|_| Err(self.unsupported("tag images")))
+            .collect()
+    }
+
+    /// Answers one call; `image_url` is the image's data URL when the call sends one.
+    fn generate(&self, _call: &Call, _image_url: Option<&str>) -> Result<Answer, EngineError> {
+        Err(self.unsupported("write text"))
+    }
+
+    /// Reads, checks and encodes an image for a call.
+    fn image_url(&self, _image: &ImageEntry, _max_pixels: u64) -> Result<String, EngineError> {
+        Err(self.unsupported("read images"))
+    }
+
+    /// One unit-length vector per text, in order.
+    fn embed(&self, _texts: &[&str]) -> Result<Vec<Vec<f32>>, EngineError> {
+        Err(self.unsupported("embed texts"))
+    }
+
+    /// Combines one image's member outputs (`None`: the member failed on it) under `how`.
+    fn combine(
+        &self,
+        _how: &Combine,
+        _members: &[Option<Vec<(String, f32)>>],
+    ) -> Result<Vec<(String, f32)>, EngineError> {
+        Err(self.unsupported("combine tags"))
+    }
+
+    /// Prices per million input and output tokens, when known.
+    fn prices(&self) -> Option<(f64, f64)> {
+        None
+    }
 }
 
-/// The identity of a model's adapter. With `download` false, remote files that are not cached
+/// The identity of a model's engine. With `download` false, remote files that are not cached
 /// give `Ok(None)` (for `plan`, which must not download).
 pub fn identify(model: &Model, ctx: &Context, download: bool) -> Result<Option<Identity>> {
     match model.kind {
         ModelKind::OnnxTagger => onnx_tagger::identify(model, ctx, download),
         ModelKind::Sidecar => Ok(Some(sidecar::identify(model))),
-        ModelKind::Gguf => {
-            let source = model.source_parsed.as_ref().expect("resolved gguf source");
-            let Some(file) = ctx.file("model", model, source, model.sha256.as_deref(), download)?
-            else {
-                return Ok(None);
-            };
-            Ok(Some(Identity {
-                kind: "gguf",
-                version: 1,
-                fingerprint: file.blake3.clone(),
-                spec: serde_json::json!({}),
-                files: vec![file],
-            }))
-        }
-        ModelKind::Embedding => {
-            let source = model.source.as_deref().expect("resolved embedding source");
-            if !download {
-                return Ok(None);
-            }
-            let dir = embedding::Embedder::fetch(&ctx.fetcher, source)
-                .with_context(|| format!("model `{}`: getting its files", model.name))?;
-            let mut files = Vec::new();
-            let mut h = blake3::Hasher::new();
-            for name in [
-                "config.json",
-                "tokenizer.json",
-                "model.safetensors",
-                "1_Pooling/config.json",
-            ] {
-                let p = dir.join(name);
-                if !p.is_file() {
-                    continue;
-                }
-                let d = ctx.hashes.digests(&p)?;
-                h.update(name.as_bytes());
-                h.update(d.blake3.as_bytes());
-                files.push(FileInfo {
-                    role: "embedding",
-                    source: format!(
-                        "{}{}",
-                        source.trim_end_matches('/'),
-                        format_args!("/{name}")
-                    ),
-                    path: p,
-                    blake3: d.blake3,
-                    sha256: d.sha256,
-                });
-            }
-            Ok(Some(Identity {
-                kind: "embedding",
-                version: 1,
-                fingerprint: h.finalize().to_hex().to_string(),
-                spec: serde_json::json!({}),
-                files,
-            }))
-        }
-        ModelKind::Openai => {
-            let o = model.openai.as_ref().expect("resolved openai spec");
-            let spec = serde_json::json!({
-                "base_url": o.base_url,
-                "model": o.model,
-                "image": o.image,
-            });
-            Ok(Some(identity_of_spec("openai", spec)))
-        }
-        ModelKind::Ensemble => {
-            let spec = serde_json::to_value(&model.ensemble).unwrap_or_default();
-            Ok(Some(identity_of_spec("ensemble", spec)))
-        }
+        ModelKind::Gguf => gguf::engine::identify(model, ctx, download),
+        ModelKind::Embedding => embedding::identify(model, ctx, download),
+        ModelKind::Openai => Ok(Some(openai::engine::identify(model))),
+        ModelKind::Ensemble => Ok(Some(ensemble::identify(model))),
     }
 }
 
-/// The per-image input identity of a cell (see [`Adapter::cell_input`]), without loading
-/// the model.
+/// What a model's engine can do, from its settings alone (nothing is loaded): the runner
+/// routes cells by it. A loaded engine's [`Engine::capabilities`] may refine the numbers (a
+/// tagger whose graph has a fixed batch of 1).
+pub fn capabilities_of(model: &Model) -> Capabilities {
+    match model.kind {
+        ModelKind::OnnxTagger => onnx_tagger::capabilities(model),
+        ModelKind::Sidecar => sidecar::capabilities(),
+        ModelKind::Gguf => gguf::engine::capabilities(),
+        ModelKind::Embedding => embedding::capabilities(),
+        ModelKind::Openai => openai::engine::capabilities(model),
+        ModelKind::Ensemble => ensemble::capabilities(),
+    }
+}
+
+/// The per-image input identities of `model`'s cells (see [`Engine::cell_input`]), without
+/// loading the model: `(image index, input)` for the images that have one.
+pub fn cell_inputs(model: &Model, images: &[ImageEntry]) -> Vec<(usize, String)> {
+    use rayon::prelude::*;
+    match model.kind {
+        ModelKind::Sidecar => {
+            let engine = sidecar::Sidecar::new(model);
+            images
+                .par_iter()
+                .enumerate()
+                .filter_map(|(i, img)| Some((i, engine.cell_input(img)?)))
+                .collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The per-image input identity of one cell (see [`Engine::cell_input`]).
 pub fn cell_input(model: &Model, image: &ImageEntry) -> Option<String> {
     match model.kind {
         ModelKind::Sidecar => sidecar::Sidecar::new(model).cell_input(image),
@@ -224,17 +303,15 @@ pub fn cell_input(model: &Model, image: &ImageEntry) -> Option<String> {
 }
 
 /// Loads a model's engine.
-pub fn load(model: &Model, identity: &Identity, ctx: &Context) -> Result<Box<dyn Adapter>> {
-    match model.kind {
-        ModelKind::OnnxTagger => Ok(Box::new(onnx_tagger::OnnxTagger::load(
-            model, identity, ctx,
-        )?)),
-        ModelKind::Sidecar => Ok(Box::new(sidecar::Sidecar::new(model))),
-        other => bail!(
-            "model `{}` is a `{other:?}` model: it is run by the generation step, not the image pipeline",
-            model.name
-        ),
-    }
+pub fn load(model: &Model, identity: &Identity, ctx: &Context) -> Result<Arc<dyn Engine>> {
+    Ok(match model.kind {
+        ModelKind::OnnxTagger => Arc::new(onnx_tagger::OnnxTagger::load(model, identity, ctx)?),
+        ModelKind::Sidecar => Arc::new(sidecar::Sidecar::new(model)),
+        ModelKind::Gguf => Arc::new(gguf::engine::GgufEngine::load(model, identity)?),
+        ModelKind::Embedding => Arc::new(embedding::load(model, identity)?),
+        ModelKind::Openai => Arc::new(openai::engine::OpenaiEngine::load(model)?),
+        ModelKind::Ensemble => Arc::new(ensemble::EnsembleEngine),
+    })
 }
 
 /// Keeps scores at or above `floor` (and all ratings), merging duplicate tags by max score.

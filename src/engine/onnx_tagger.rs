@@ -12,7 +12,7 @@ use ort::session::Session;
 use ort::value::{Tensor, ValueType};
 
 use super::labels::{self, Label};
-use super::{Adapter, Capabilities, Context, Identity, Prepared, TagScore};
+use super::{Capabilities, Context, Engine, EngineError, Identity, Prepared, TagScore};
 use crate::config::files::Layout;
 use crate::config::{Labels, Model};
 use crate::dataset::ImageEntry;
@@ -60,6 +60,17 @@ pub(super) fn identify(model: &Model, ctx: &Context, download: bool) -> Result<O
         spec: serde_json::json!({ "preprocess": model.preprocess }),
         files,
     }))
+}
+
+/// What an ONNX tagger can do: tags with scores from pixels, in batches of up to
+/// `batch_size` (1 when the graph's batch dimension is fixed, known once loaded).
+pub(super) fn capabilities(model: &Model) -> Capabilities {
+    Capabilities {
+        tags: true,
+        needs_pixels: true,
+        max_batch: model.batch_size.max(1),
+        ..Capabilities::default()
+    }
 }
 
 /// A loaded ONNX tagger.
@@ -238,22 +249,32 @@ fn input_shape(
     Ok((spec, dims[0] < 0, outputs))
 }
 
-impl Adapter for OnnxTagger {
+impl Engine for OnnxTagger {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
+            tags: true,
             needs_pixels: true,
             max_batch: self.batch,
+            ..Capabilities::default()
         }
     }
 
-    fn prepare(&self, _image: &ImageEntry, pixels: Option<&RgbImage>) -> Result<Prepared, String> {
-        let img = pixels.ok_or("no pixels")?;
+    fn kind(&self) -> &'static str {
+        "onnx-tagger"
+    }
+
+    fn prepare(
+        &self,
+        _image: &ImageEntry,
+        pixels: Option<&RgbImage>,
+    ) -> Result<Prepared, EngineError> {
+        let img = pixels.ok_or_else(|| EngineError::Input("no pixels".into()))?;
         let mut out = Vec::with_capacity(self.spec.tensor_len());
         imaging::preprocess(&self.spec, img, &mut out);
         Ok(Prepared::Tensor(out))
     }
 
-    fn infer(&self, batch: Vec<Prepared>, floor: f32) -> Vec<Result<Vec<TagScore>, String>> {
+    fn infer(&self, batch: Vec<Prepared>, floor: f32) -> Vec<Result<Vec<TagScore>, EngineError>> {
         let tensors: Vec<Vec<f32>> = batch
             .into_iter()
             .map(|p| match p {
@@ -268,9 +289,10 @@ impl Adapter for OnnxTagger {
                 .map(|t| {
                     self.run(std::slice::from_ref(t), floor)
                         .map(|mut r| r.remove(0))
+                        .map_err(EngineError::Model)
                 })
                 .collect(),
-            Err(e) => vec![Err(format!("inference failed: {e}"))],
+            Err(e) => vec![Err(EngineError::Model(format!("inference failed: {e}")))],
         }
     }
 }

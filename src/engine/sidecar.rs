@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use image::RgbImage;
 
-use super::{Adapter, Capabilities, Identity, Prepared, TagScore};
+use super::{Capabilities, Engine, EngineError, Identity, Prepared, TagScore};
 use crate::config::files::SidecarFormat;
 use crate::config::{Category, Model};
 use crate::dataset::ImageEntry;
@@ -32,6 +32,15 @@ pub(super) fn identify(model: &Model) -> Identity {
         fingerprint: blake3::hash(src.as_bytes()).to_hex().to_string(),
         spec: serde_json::json!({ "format": model.sidecar_format }),
         files: Vec::new(),
+    }
+}
+
+/// What a sidecar model can do: tags, read from files, no pixels needed.
+pub(super) fn capabilities() -> Capabilities {
+    Capabilities {
+        tags: true,
+        max_batch: 64,
+        ..Capabilities::default()
     }
 }
 
@@ -130,12 +139,13 @@ fn parse_json_scores(text: &str) -> Result<Vec<(String, f32)>, String> {
     }
 }
 
-impl Adapter for Sidecar {
+impl Engine for Sidecar {
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            needs_pixels: false,
-            max_batch: 64,
-        }
+        capabilities()
+    }
+
+    fn kind(&self) -> &'static str {
+        "sidecar"
     }
 
     fn cell_input(&self, image: &ImageEntry) -> Option<String> {
@@ -152,7 +162,11 @@ impl Adapter for Sidecar {
         ))
     }
 
-    fn prepare(&self, image: &ImageEntry, _pixels: Option<&RgbImage>) -> Result<Prepared, String> {
+    fn prepare(
+        &self,
+        image: &ImageEntry,
+        _pixels: Option<&RgbImage>,
+    ) -> Result<Prepared, EngineError> {
         let Some(path) = self.find(&image.rel) else {
             let looked: Vec<String> = self
                 .candidates(&image.rel)
@@ -160,25 +174,29 @@ impl Adapter for Sidecar {
                 .take(2)
                 .map(|p| p.display().to_string())
                 .collect();
-            return Err(format!(
+            return Err(EngineError::Input(format!(
                 "no prediction file (looked for {})",
                 looked.join(", ")
-            ));
+            )));
         };
-        let bytes =
-            std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let bytes = std::fs::read(&path)
+            .map_err(|e| EngineError::Input(format!("cannot read {}: {e}", path.display())))?;
         let text = String::from_utf8_lossy(&bytes);
-        self.parse(&path, &text).map(Prepared::Done)
+        self.parse(&path, &text)
+            .map(Prepared::Done)
+            .map_err(EngineError::Input)
     }
 
-    fn infer(&self, batch: Vec<Prepared>, floor: f32) -> Vec<Result<Vec<TagScore>, String>> {
+    fn infer(&self, batch: Vec<Prepared>, floor: f32) -> Vec<Result<Vec<TagScore>, EngineError>> {
         batch
             .into_iter()
             .map(|p| match p {
                 Prepared::Done(scores) => {
                     Ok(scores.into_iter().filter(|s| s.score >= floor).collect())
                 }
-                Prepared::Tensor(_) => Err("sidecar adapter got a tensor".into()),
+                Prepared::Tensor(_) => {
+                    Err(EngineError::Input("a sidecar model got a tensor".into()))
+                }
             })
             .collect()
     }

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use anyhow::{ensure, Result};
 use serde::Serialize;
 
-use crate::engine::embedding::{cosine, Embedder};
+use crate::engine::embedding::cosine;
+use crate::engine::Engine;
 use crate::tags::normalise;
 
 /// The similarity at or above which an embedding match counts, chosen for all-MiniLM-L6-v2.
@@ -67,7 +68,7 @@ pub struct Vocabulary {
     /// Normalised alias → index of its canonical tag (aliases to tags outside the
     /// vocabulary are dropped: they could never map onto it).
     aliases: HashMap<String, usize>,
-    embedder: Option<Arc<Embedder>>,
+    embedder: Option<Arc<dyn Engine>>,
     /// One unit vector per entry of `tags` (empty without an embedder).
     vectors: Vec<Vec<f32>>,
     threshold: f32,
@@ -83,7 +84,7 @@ impl Vocabulary {
     pub fn new(
         tags: Vec<String>,
         aliases: &BTreeMap<String, String>,
-        embedder: Option<Arc<Embedder>>,
+        embedder: Option<Arc<dyn Engine>>,
         threshold: f32,
     ) -> Result<Vocabulary> {
         ensure!(

@@ -1,6 +1,6 @@
 //! The generation step: prompted variants (LLMs and VLMs) and ensembles, after the image
 //! models have run. Each cell's prompt is rendered from the image's context, sent through the
-//! model's [`Llm`] by a pool of workers (as many as the model allows in flight), and its
+//! model's engine by a pool of workers (as many as the model allows in flight), and its
 //! answer parsed into a caption or tags. Tags are mapped onto the ground-truth vocabulary and
 //! post-processed; the raw answer, the prompt, the parameters and the tokens are kept in the
 //! `texts` table. A call that fails or an answer that cannot be parsed is a failure: recorded,
@@ -9,67 +9,20 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use serde_json::{json, Value};
 
-use super::llm::{self, Answer, Call, Llm};
+use super::engines::Engines;
 use super::Staged;
-use crate::config::files::{EnsembleMethod, ModelKind, OutputKind};
-use crate::config::{Category, Model, Variant};
+use crate::config::files::{EnsembleMethod, OutputKind};
+use crate::config::{Category, Variant};
 use crate::dataset::ImageEntry;
-use crate::engine::embedding::Embedder;
-use crate::engine::{output, Context, TagScore};
+use crate::engine::{output, seed_of, Answer, Call, Context, Engine, TagScore};
 use crate::plan::Cell;
 use crate::store::duck::Connection;
 use crate::store::writer::{FailureRow, PartWriter, TextRow};
 use crate::store::RunDir;
 use crate::ui;
-
-/// Loaded language and embedding models, shared by variants and judges.
-#[derive(Default)]
-pub struct Models {
-    llms: HashMap<String, Arc<Llm>>,
-    embedders: HashMap<String, Arc<Embedder>>,
-}
-
-impl Models {
-    pub fn llm(&mut self, model: &Model, staged: &Staged, ctx: &Context) -> Result<Arc<Llm>> {
-        if let Some(l) = self.llms.get(&model.name) {
-            return Ok(l.clone());
-        }
-        let identity = staged
-            .identities
-            .get(&model.name)
-            .with_context(|| format!("model `{}` was not identified", model.name))?;
-        let l = Arc::new(Llm::load(model, identity, ctx)?);
-        self.llms.insert(model.name.clone(), l.clone());
-        Ok(l)
-    }
-
-    pub fn embedder(&mut self, model: &Model, staged: &Staged) -> Result<Arc<Embedder>> {
-        if let Some(e) = self.embedders.get(&model.name) {
-            return Ok(e.clone());
-        }
-        let identity = staged
-            .identities
-            .get(&model.name)
-            .with_context(|| format!("model `{}` was not identified", model.name))?;
-        let dir = identity
-            .files
-            .iter()
-            .find(|f| {
-                f.path.ends_with("config.json") && !f.path.to_string_lossy().contains("1_Pooling")
-            })
-            .and_then(|f| f.path.parent())
-            .with_context(|| format!("model `{}` has no config.json", model.name))?
-            .to_path_buf();
-        let e = Arc::new(
-            Embedder::load(&dir).with_context(|| format!("loading model `{}`", model.name))?,
-        );
-        self.embedders.insert(model.name.clone(), e.clone());
-        Ok(e)
-    }
-}
 
 /// The variables a prompt template sees for one image (documented in docs/prompts.md).
 pub fn image_context(staged: &Staged, ii: usize) -> serde_json::Map<String, Value> {
@@ -371,15 +324,10 @@ fn parse_answer(
     })
 }
 
-/// Cost of an answer under `prices` (per million tokens).
-pub fn cost(prices: Option<(f64, f64)>, a: &Answer) -> Option<f64> {
-    prices.map(|(i, o)| (a.prompt_tokens as f64 * i + a.completion_tokens as f64 * o) / 1e6)
-}
-
 /// Runs `jobs` through `llm` with up to `llm.parallelism()` in flight; `on_done` gets each
 /// result on the calling thread, in completion order.
 pub fn run_calls(
-    llm: &Llm,
+    llm: &dyn Engine,
     jobs: Vec<(Call, Option<&ImageEntry>)>,
     max_pixels: u64,
     mut on_done: impl FnMut(usize, Result<Answer, (&'static str, String)>) -> Result<()>,
@@ -387,7 +335,7 @@ pub fn run_calls(
     if jobs.is_empty() {
         return Ok(());
     }
-    let workers = llm.parallelism().clamp(1, jobs.len());
+    let workers = llm.capabilities().parallelism.clamp(1, jobs.len());
     let next = std::sync::atomic::AtomicUsize::new(0);
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (tx, rx) = crossbeam_channel::unbounded();
@@ -423,14 +371,14 @@ pub fn run_calls(
 /// One call: the image read and encoded (when sent), then the model asked. A panic in
 /// either is a failure of that stage.
 fn call_one(
-    llm: &Llm,
+    llm: &dyn Engine,
     call: &Call,
     img: Option<&ImageEntry>,
     max_pixels: u64,
 ) -> Result<Answer, (&'static str, String)> {
     let url = match img {
         Some(img) => Some(
-            crate::panics::catch(|| llm.image_url(img, max_pixels))
+            crate::panics::catch(|| llm.image_url(img, max_pixels).map_err(|e| e.to_string()))
                 .and_then(|r| r)
                 .map_err(|e| ("decode", e))?,
         ),
@@ -438,7 +386,8 @@ fn call_one(
     };
     crate::panics::catch(|| {
         crate::panics::failpoint("llm.call", &call.user);
-        llm.call(call, url.as_deref())
+        llm.generate(call, url.as_deref())
+            .map_err(|e| e.to_string())
     })
     .and_then(|r| r)
     .map_err(|e| ("call", e))
@@ -459,7 +408,7 @@ pub fn run_variants(
     conn: &Connection<'_>,
     writer: &mut PartWriter<'_, '_>,
     ctx: &Context,
-    models: &mut Models,
+    engines: &mut Engines,
     misses: &[&Cell],
     tally: &mut Tally,
 ) -> Result<()> {
@@ -491,11 +440,11 @@ pub fn run_variants(
         let bar = ui::progress(cells.len() as u64, &v.name);
         if v.gen.is_some() {
             generate_variant(
-                staged, run, writer, ctx, models, v, &cells, &inputs, tally, &bar,
+                staged, run, writer, ctx, engines, v, &cells, &inputs, tally, &bar,
             )?;
         } else {
             ensemble_variant(
-                staged, run, writer, ctx, models, v, &cells, &inputs, tally, &bar,
+                staged, run, writer, ctx, engines, v, &cells, &inputs, tally, &bar,
             )?;
         }
         bar.finish_and_clear();
@@ -541,7 +490,7 @@ fn generate_variant(
     run: &RunDir,
     writer: &mut PartWriter<'_, '_>,
     ctx: &Context,
-    models: &mut Models,
+    engines: &mut Engines,
     v: &Variant,
     cells: &[&Cell],
     inputs: &Derived,
@@ -550,11 +499,11 @@ fn generate_variant(
 ) -> Result<()> {
     let g = v.gen.as_ref().expect("generative");
     let images = staged.images();
-    let llm = models.llm(&v.model, staged, ctx)?;
+    let llm = engines.get(&v.model, staged, ctx)?;
     let vocab = match &g.vocabulary {
         Some(spec) => {
             let emb = match &spec.embedding {
-                Some(m) => Some(models.embedder(m, staged)?),
+                Some(m) => Some(engines.get(m, staged, ctx)?),
                 None => None,
             };
             Some(crate::engine::vocab::Vocabulary::new(
@@ -606,7 +555,7 @@ fn generate_variant(
                         user,
                         image: g.image.then_some(c.image),
                         params: g.params.clone(),
-                        seed: llm::seed_of(&g.params, c.repeat),
+                        seed: seed_of(&g.params, c.repeat),
                         choices: None,
                     },
                     g.image.then_some(img),
@@ -622,63 +571,68 @@ fn generate_variant(
         }
     }
     let prices = llm.prices();
-    run_calls(&llm, jobs, staged.exp.dataset.max_pixels, |i, result| {
-        let c = job_cells[i];
-        let img = &images[c.image];
-        tally.inferences += 1;
-        match result {
-            Ok(answer) => match crate::panics::catch(|| {
-                crate::panics::failpoint("parse", &answer.text);
-                parse_answer(
-                    v,
-                    &answer.text,
-                    vocab.as_ref(),
-                    post.as_ref(),
-                    keep_unmapped,
-                )
-            })
-            .and_then(|r| r)
-            {
-                Ok(p) => {
-                    let mut row =
-                        super::cell_row(staged, c, run.id.clone(), p.tags.len(), answer.ms);
-                    row.fallback = job_fallback[i].is_some();
-                    let text = TextRow {
-                        prompt_name: g.prompt.name.clone(),
-                        prompt_hash: g.prompt.hash.clone(),
-                        prompt: prompts[i].clone(),
-                        params: params_json.clone(),
-                        raw: answer.text.clone(),
-                        caption: p.caption,
-                        mapping: p.mapping,
-                        prompt_tokens: answer.prompt_tokens,
-                        completion_tokens: answer.completion_tokens,
-                        cost: cost(prices, &answer),
-                        finish: answer.finish.clone(),
-                        attempts: answer.attempts,
-                        note: job_fallback[i].as_deref().map(fallback_note),
-                    };
-                    writer.add_text_cell(row, p.tags, text);
-                }
-                Err(e) => {
-                    let snippet: String = answer.text.chars().take(200).collect();
-                    writer.add_failure(failure(
+    run_calls(
+        llm.as_ref(),
+        jobs,
+        staged.exp.dataset.max_pixels,
+        |i, result| {
+            let c = job_cells[i];
+            let img = &images[c.image];
+            tally.inferences += 1;
+            match result {
+                Ok(answer) => match crate::panics::catch(|| {
+                    crate::panics::failpoint("parse", &answer.text);
+                    parse_answer(
                         v,
-                        img,
-                        "parse",
-                        format!("{e} (answer: {snippet:?})"),
-                    ));
+                        &answer.text,
+                        vocab.as_ref(),
+                        post.as_ref(),
+                        keep_unmapped,
+                    )
+                })
+                .and_then(|r| r)
+                {
+                    Ok(p) => {
+                        let mut row =
+                            super::cell_row(staged, c, run.id.clone(), p.tags.len(), answer.ms);
+                        row.fallback = job_fallback[i].is_some();
+                        let text = TextRow {
+                            prompt_name: g.prompt.name.clone(),
+                            prompt_hash: g.prompt.hash.clone(),
+                            prompt: prompts[i].clone(),
+                            params: params_json.clone(),
+                            raw: answer.text.clone(),
+                            caption: p.caption,
+                            mapping: p.mapping,
+                            prompt_tokens: answer.prompt_tokens,
+                            completion_tokens: answer.completion_tokens,
+                            cost: answer.cost(prices),
+                            finish: answer.finish.clone(),
+                            attempts: answer.attempts,
+                            note: job_fallback[i].as_deref().map(fallback_note),
+                        };
+                        writer.add_text_cell(row, p.tags, text);
+                    }
+                    Err(e) => {
+                        let snippet: String = answer.text.chars().take(200).collect();
+                        writer.add_failure(failure(
+                            v,
+                            img,
+                            "parse",
+                            format!("{e} (answer: {snippet:?})"),
+                        ));
+                        tally.failures += 1;
+                    }
+                },
+                Err((stage, e)) => {
+                    writer.add_failure(failure(v, img, stage, e));
                     tally.failures += 1;
                 }
-            },
-            Err((stage, e)) => {
-                writer.add_failure(failure(v, img, stage, e));
-                tally.failures += 1;
             }
-        }
-        bar.inc(1);
-        writer.maybe_flush()
-    })
+            bar.inc(1);
+            writer.maybe_flush()
+        },
+    )
 }
 
 fn failure(v: &Variant, img: &ImageEntry, stage: &str, reason: String) -> FailureRow {
@@ -697,7 +651,7 @@ fn ensemble_variant(
     run: &RunDir,
     writer: &mut PartWriter<'_, '_>,
     ctx: &Context,
-    models: &mut Models,
+    engines: &mut Engines,
     v: &Variant,
     cells: &[&Cell],
     inputs: &Derived,
@@ -742,6 +696,7 @@ fn ensemble_variant(
         }
     }
     let combine = e.combine();
+    let ensemble = engines.get(&v.model, staged, ctx)?;
     let to_scores = |tags: Vec<(String, f32)>| -> Vec<TagScore> {
         tags.into_iter()
             .map(|(t, s)| TagScore {
@@ -755,9 +710,12 @@ fn ensemble_variant(
         for (c, fallback) in ready {
             let img = &images[c.image];
             tally.inferences += 1;
-            let combined =
-                crate::panics::catch(|| crate::ensemble::combine(&combine, &member_outputs(c)))
-                    .and_then(|r| r);
+            let combined = crate::panics::catch(|| {
+                ensemble
+                    .combine(&combine, &member_outputs(c))
+                    .map_err(|e| e.to_string())
+            })
+            .and_then(|r| r);
             match combined {
                 Ok(tags) => {
                     let tags = to_scores(tags);
@@ -779,7 +737,7 @@ fn ensemble_variant(
     // marked (`cells.fallback`, `texts.note`), and never cached, so the next run asks again.
     let merge_model = e.merge_model.as_ref().expect("merge model");
     let template = e.merge_prompt.as_ref().expect("merge prompt");
-    let llm = models.llm(merge_model, staged, ctx)?;
+    let llm = engines.get(merge_model, staged, ctx)?;
     let params: BTreeMap<String, Value> = merge_model.params.clone();
     let mut jobs = Vec::new();
     let mut job_cells = Vec::new();
@@ -787,7 +745,7 @@ fn ensemble_variant(
     let mut prompts = Vec::new();
     for (c, input_fallback) in ready {
         let members = member_outputs(c);
-        let union = crate::ensemble::combine(&combine, &members).unwrap_or_default();
+        let union = ensemble.combine(&combine, &members).unwrap_or_default();
         let mut context = image_context(staged, c.image);
         context.insert(
             "members".into(),
@@ -808,7 +766,7 @@ fn ensemble_variant(
                         user,
                         image: None,
                         params: params.clone(),
-                        seed: llm::seed_of(&params, c.repeat),
+                        seed: seed_of(&params, c.repeat),
                         choices: None,
                     },
                     None,
@@ -833,41 +791,46 @@ fn ensemble_variant(
             }
         }
     }
-    run_calls(&llm, jobs, staged.exp.dataset.max_pixels, |i, result| {
-        let (c, input_fallback) = &job_cells[i];
-        tally.inferences += 1;
-        let merged = merge_answer(result, &unions[i]);
-        let note = merged
-            .note
-            .or_else(|| input_fallback.as_deref().map(fallback_note));
-        let tags: Vec<(String, f32)> = merged
-            .tags
-            .into_iter()
-            .filter_map(|(t, s)| Some((crate::tags::normalise(&t)?, s)))
-            .collect();
-        let tags = to_scores(tags);
-        let a = merged.answer.unwrap_or_default();
-        let text = TextRow {
-            prompt_name: template.name.clone(),
-            prompt_hash: template.hash.clone(),
-            prompt: prompts[i].clone(),
-            params: serde_json::to_string(&params).unwrap_or_default(),
-            raw: merged.raw,
-            caption: None,
-            mapping: None,
-            prompt_tokens: a.prompt_tokens,
-            completion_tokens: a.completion_tokens,
-            cost: cost(llm.prices(), &a),
-            finish: a.finish.clone(),
-            attempts: a.attempts,
-            note: note.clone(),
-        };
-        let mut row = super::cell_row(staged, c, run.id.clone(), tags.len(), a.ms);
-        row.fallback = note.is_some();
-        writer.add_text_cell(row, tags, text);
-        bar.inc(1);
-        writer.maybe_flush()
-    })
+    run_calls(
+        llm.as_ref(),
+        jobs,
+        staged.exp.dataset.max_pixels,
+        |i, result| {
+            let (c, input_fallback) = &job_cells[i];
+            tally.inferences += 1;
+            let merged = merge_answer(result, &unions[i]);
+            let note = merged
+                .note
+                .or_else(|| input_fallback.as_deref().map(fallback_note));
+            let tags: Vec<(String, f32)> = merged
+                .tags
+                .into_iter()
+                .filter_map(|(t, s)| Some((crate::tags::normalise(&t)?, s)))
+                .collect();
+            let tags = to_scores(tags);
+            let a = merged.answer.unwrap_or_default();
+            let text = TextRow {
+                prompt_name: template.name.clone(),
+                prompt_hash: template.hash.clone(),
+                prompt: prompts[i].clone(),
+                params: serde_json::to_string(&params).unwrap_or_default(),
+                raw: merged.raw,
+                caption: None,
+                mapping: None,
+                prompt_tokens: a.prompt_tokens,
+                completion_tokens: a.completion_tokens,
+                cost: a.cost(llm.prices()),
+                finish: a.finish.clone(),
+                attempts: a.attempts,
+                note: note.clone(),
+            };
+            let mut row = super::cell_row(staged, c, run.id.clone(), tags.len(), a.ms);
+            row.fallback = note.is_some();
+            writer.add_text_cell(row, tags, text);
+            bar.inc(1);
+            writer.maybe_flush()
+        },
+    )
 }
 
 /// What an LLM merge gave: its tags, or the union when the call or its answer failed.
@@ -907,9 +870,4 @@ fn merge_answer(result: Result<Answer, (&'static str, String)>, union: &[(String
         },
         Err((_, err)) => fallback(String::new(), format!("the merge call failed: {err}"), None),
     }
-}
-
-/// Whether a model kind is run by this step.
-pub fn handles(kind: ModelKind) -> bool {
-    kind.generative() || kind == ModelKind::Ensemble
 }

@@ -11,14 +11,14 @@ use std::collections::{BTreeMap, HashMap};
 use anyhow::Result;
 use serde_json::{json, Value};
 
-use super::generate::{self, image_context, Models};
-use super::llm::{self, Call};
+use super::engines::Engines;
+use super::generate::{self, image_context};
 use super::Staged;
 use crate::analysis::agreement;
 use crate::analysis::metrics::{GenerationStats, JudgeSummary, TextMetrics};
 use crate::config::files::Reference;
 use crate::config::{Judge, Verdict};
-use crate::engine::{output, Context};
+use crate::engine::{output, seed_of, Call, Context, Engine};
 use crate::store::duck::{path_list, Connection};
 use crate::store::writer::{self, FailureRow, JUDGMENTS_SCHEMA};
 use crate::store::{lookup, RunDir};
@@ -258,7 +258,7 @@ pub fn run_judges(
     run: &RunDir,
     conn: &Connection<'_>,
     ctx: &Context,
-    models: &mut Models,
+    engines: &mut Engines,
     no_cache: bool,
 ) -> Result<Judged> {
     let mut tally = Judged::default();
@@ -278,8 +278,8 @@ pub fn run_judges(
             tally: &mut tally,
         };
         match judge.verdict {
-            Verdict::Similarity => j.similarity(models, &targets)?,
-            _ => j.llm(ctx, models, &targets)?,
+            Verdict::Similarity => j.similarity(ctx, engines, &targets)?,
+            _ => j.llm(ctx, engines, &targets)?,
         }
         out.flush()?;
     }
@@ -367,7 +367,12 @@ impl JudgeRun<'_, '_, '_> {
 
     /// An embedding judge: cosine similarity of each output to its reference, cached by a key
     /// over the model, the output and the reference.
-    fn similarity(&mut self, models: &mut Models, targets: &[Target]) -> Result<()> {
+    fn similarity(
+        &mut self,
+        ctx: &Context,
+        engines: &mut Engines,
+        targets: &[Target],
+    ) -> Result<()> {
         let judge = self.judge;
         let identity = &self.staged.identities[&judge.model.name];
         let bar = ui::progress(targets.len() as u64, &format!("judge {}", judge.name));
@@ -403,16 +408,15 @@ impl JudgeRun<'_, '_, '_> {
             if misses.is_empty() {
                 continue;
             }
-            let emb = models.embedder(&judge.model, self.staged)?;
+            let emb = engines.get(&judge.model, self.staged, ctx)?;
             let mut texts: Vec<String> = misses
                 .iter()
                 .map(|t| output_text(&targets[t.target]))
                 .collect();
             texts.extend(misses.iter().map(|t| t.prompt.clone()));
             let all: Vec<&str> = texts.iter().map(String::as_str).collect();
-            let vecs = crate::panics::catch(|| emb.embed(&all))
-                .map_err(anyhow::Error::msg)
-                .and_then(|r| r);
+            let vecs =
+                crate::panics::catch(|| emb.embed(&all).map_err(|e| e.to_string())).and_then(|r| r);
             let vecs = match vecs {
                 Ok(v) => v,
                 Err(e) => {
@@ -516,7 +520,7 @@ impl JudgeRun<'_, '_, '_> {
     }
 
     /// An LLM judge: cached verdicts served, the rest asked chunk by chunk.
-    fn llm(&mut self, ctx: &Context, models: &mut Models, targets: &[Target]) -> Result<()> {
+    fn llm(&mut self, ctx: &Context, engines: &mut Engines, targets: &[Target]) -> Result<()> {
         let judge = self.judge;
         let baseline: Option<HashMap<(usize, u32), Target>> = match &judge.pairwise {
             Some(b) => Some(
@@ -540,8 +544,8 @@ impl JudgeRun<'_, '_, '_> {
             if misses.is_empty() {
                 continue;
             }
-            let model = models.llm(&judge.model, self.staged, ctx)?;
-            self.ask(&model, targets, misses, &bar)?;
+            let model = engines.get(&judge.model, self.staged, ctx)?;
+            self.ask(model.as_ref(), targets, misses, &bar)?;
         }
         bar.finish_and_clear();
         Ok(())
@@ -550,7 +554,7 @@ impl JudgeRun<'_, '_, '_> {
     /// Asks the judge model `tasks`; each verdict (or failure) is written as it arrives.
     fn ask(
         &mut self,
-        model: &super::llm::Llm,
+        model: &dyn Engine,
         targets: &[Target],
         tasks: Vec<Task>,
         bar: &indicatif::ProgressBar,
@@ -567,7 +571,7 @@ impl JudgeRun<'_, '_, '_> {
                         user: task.prompt.clone(),
                         image: judge.image.then_some(t.image),
                         params: judge.params.clone(),
-                        seed: llm::seed_of(&judge.params, 0),
+                        seed: seed_of(&judge.params, 0),
                         choices: match &judge.verdict {
                             Verdict::Choices(c) if judge.likelihood => {
                                 Some(c.iter().map(|(name, _)| name.clone()).collect())
@@ -630,7 +634,7 @@ fn judge_key(
 
 /// A verdict row from an answer: parsed (a panic in the parser is an invalid verdict), scored
 /// 0–1, and for pairwise judges turned into the judged variant's score.
-fn verdict_row(judge: &Judge, base: Row, a: super::llm::Answer) -> Row {
+fn verdict_row(judge: &Judge, base: Row, a: crate::engine::Answer) -> Row {
     let parsed = crate::panics::catch(|| parse_verdict(&judge.verdict, &a.text)).and_then(|r| r);
     let (verdict, score, valid, error) = match parsed {
         Ok((label, s)) => (Some(label), Some(s), true, None),
@@ -754,7 +758,8 @@ pub fn summarise(
     conn: &Connection<'_>,
     run: &RunDir,
     staged: &Staged,
-    models: &mut Models,
+    ctx: &Context,
+    engines: &mut Engines,
 ) -> Result<(BTreeMap<String, TextMetrics>, Value)> {
     crate::store::tables::open_run(conn, run)?;
     let exp = &staged.exp;
@@ -872,8 +877,8 @@ pub fn summarise(
     let embedder = exp
         .models()
         .into_iter()
-        .find(|m| m.kind == crate::config::files::ModelKind::Embedding)
-        .and_then(|m| models.embedder(&m, staged).ok());
+        .find(|m| crate::engine::capabilities_of(m).embed)
+        .and_then(|m| engines.get(&m, staged, ctx).ok());
     for v in exp.variants.iter().filter(|v| v.repeats > 1) {
         let outs = generate::read_outputs(conn, run, &v.name)?;
         let mut by_path: BTreeMap<&str, Vec<&generate::Output>> = BTreeMap::new();

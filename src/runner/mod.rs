@@ -6,9 +6,9 @@
 //! on; score the run; write the manifest. `stage` (everything before any inference) is shared
 //! with `iw-lab plan`.
 
+pub mod engines;
 pub mod generate;
 pub mod judge;
-pub mod llm;
 pub mod pipeline;
 pub mod predict;
 
@@ -17,11 +17,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
-use rayon::prelude::*;
 
 use crate::analysis::load::Scored;
 use crate::analysis::{self, VariantMetrics};
-use crate::config::files::{Direction, ModelKind};
+use crate::config::files::Direction;
 use crate::config::{Experiment, Project};
 use crate::dataset::{self, ground_truth, ImageEntry, Scan};
 use crate::engine::{self, Context, Identity};
@@ -142,18 +141,8 @@ pub fn stage(
     }
     let mut inputs = HashMap::new();
     for model in exp.variant_models() {
-        if model.kind == ModelKind::Sidecar {
-            let found: Vec<(usize, Option<String>)> = scan
-                .images
-                .par_iter()
-                .enumerate()
-                .map(|(i, img)| (i, engine::cell_input(&model, img)))
-                .collect();
-            for (i, input) in found {
-                if let Some(input) = input {
-                    inputs.insert((model.name.clone(), i), input);
-                }
-            }
+        for (i, input) in engine::cell_inputs(&model, &scan.images) {
+            inputs.insert((model.name.clone(), i), input);
         }
     }
     let vocabulary = {
@@ -357,7 +346,7 @@ fn execute(
         .filter(|c| !hits.contains_key(&c.key))
     {
         let v = &exp.variants[c.variant];
-        if generate::handles(v.model.kind) {
+        if !engine::capabilities_of(&v.model).tags {
             generated.push(c);
             continue;
         }
@@ -424,7 +413,7 @@ fn execute(
         bar.finish_and_clear();
     }
     // Prompted variants and ensembles, then the judges.
-    let mut models = generate::Models::default();
+    let mut engines = engines::Engines::default();
     {
         // Each distinct key once: repeats and shared keys are separate cells here only when
         // their keys differ.
@@ -445,7 +434,7 @@ fn execute(
             conn,
             &mut writer,
             ctx,
-            &mut models,
+            &mut engines,
             &firsts,
             &mut tally,
         )?;
@@ -471,7 +460,7 @@ fn execute(
     }
     writer.flush()?;
     drop(writer);
-    let judged = judge::run_judges(staged, run, conn, ctx, &mut models, opts.no_cache)?;
+    let judged = judge::run_judges(staged, run, conn, ctx, &mut engines, opts.no_cache)?;
     counts.judge_calls += judged.inferences;
     counts.failures += judged.failures;
     counts.judge_cached += judged.cached;
@@ -479,7 +468,7 @@ fn execute(
 
     // Scores.
     let t_metrics = Instant::now();
-    let metrics = score(conn, run, staged, &mut models)?;
+    let metrics = score(conn, run, staged, ctx, &mut engines)?;
     manifest.best = best(&metrics, exp);
     manifest.counts = counts;
     manifest.timings = crate::store::manifest::Timings {
@@ -678,7 +667,8 @@ fn score(
     conn: &Connection<'_>,
     run: &RunDir,
     staged: &Staged,
-    models: &mut generate::Models,
+    ctx: &Context,
+    engines: &mut engines::Engines,
 ) -> Result<Vec<VariantMetrics>> {
     let generative = staged
         .exp
@@ -716,7 +706,7 @@ fn score(
     };
     let mut agreement = serde_json::Value::Null;
     if generative || !staged.exp.judges.is_empty() {
-        let (text, agree) = judge::summarise(conn, run, staged, models)?;
+        let (text, agree) = judge::summarise(conn, run, staged, ctx, engines)?;
         agreement = agree;
         for m in &mut metrics {
             if let Some(v) = staged.exp.variants.iter().find(|v| v.name == m.variant) {

@@ -1,6 +1,6 @@
-//! The inference pipeline for one adapter: worker threads read, verify, decode and prepare
+//! The inference pipeline for one engine: worker threads read, verify, decode and prepare
 //! images in parallel while the calling thread batches the prepared inputs through the
-//! adapter and hands each outcome to a callback. A bounded channel keeps memory flat
+//! engine and hands each outcome to a callback. A bounded channel keeps memory flat
 //! whatever the number of images.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::Result;
 
 use crate::dataset::ImageEntry;
-use crate::engine::{Adapter, Prepared, TagScore};
+use crate::engine::{Engine, EngineError, Prepared, TagScore};
 
 /// One distinct cache key to compute.
 #[derive(Debug, Clone)]
@@ -37,26 +37,28 @@ pub struct Settings {
 /// Reads, decodes and prepares one image; a panic anywhere in it is a failure of the stage
 /// it happened in.
 fn prepare_one(
-    adapter: &dyn Adapter,
+    engine: &dyn Engine,
     img: &ImageEntry,
     settings: &Settings,
 ) -> Result<Prepared, (&'static str, String)> {
     let stage = std::cell::Cell::new("read");
-    crate::panics::catch(|| prepare_stages(adapter, img, settings, &stage))
+    crate::panics::catch(|| prepare_stages(engine, img, settings, &stage))
         .unwrap_or_else(|panic| Err((stage.get(), panic)))
 }
 
 fn prepare_stages(
-    adapter: &dyn Adapter,
+    engine: &dyn Engine,
     img: &ImageEntry,
     settings: &Settings,
     stage: &std::cell::Cell<&'static str>,
 ) -> Result<Prepared, (&'static str, String)> {
     let max_pixels = settings.max_pixels;
-    if !adapter.capabilities().needs_pixels {
+    if !engine.capabilities().needs_pixels {
         stage.set("prepare");
-        crate::panics::failpoint("adapter.prepare", &img.rel);
-        return adapter.prepare(img, None).map_err(|e| ("prepare", e));
+        crate::panics::failpoint("engine.prepare", &img.rel);
+        return engine
+            .prepare(img, None)
+            .map_err(|e| ("prepare", e.to_string()));
     }
     let bytes = std::fs::read(&img.abs).map_err(|e| ("read", format!("cannot read: {e}")))?;
     if crate::hashing::content_hash(&bytes) != img.hash {
@@ -73,14 +75,16 @@ fn prepare_stages(
         crate::imaging::thumbs::store(dir, &img.hash, &rgb, crate::imaging::thumbs::DEFAULT_SIZE);
     }
     stage.set("prepare");
-    crate::panics::failpoint("adapter.prepare", &img.rel);
-    adapter.prepare(img, Some(&rgb)).map_err(|e| ("prepare", e))
+    crate::panics::failpoint("engine.prepare", &img.rel);
+    engine
+        .prepare(img, Some(&rgb))
+        .map_err(|e| ("prepare", e.to_string()))
 }
 
-/// Runs `jobs` through `adapter`, calling `on_done` for each (in completion order).
+/// Runs `jobs` through `engine`, calling `on_done` for each (in completion order).
 /// An error from `on_done` stops the pass and is returned.
 pub fn execute(
-    adapter: &dyn Adapter,
+    engine: &dyn Engine,
     jobs: &[Job],
     images: &[ImageEntry],
     settings: &Settings,
@@ -89,7 +93,7 @@ pub fn execute(
     if jobs.is_empty() {
         return Ok(());
     }
-    let max_batch = adapter.capabilities().max_batch.max(1);
+    let max_batch = engine.capabilities().max_batch.max(1);
     let workers = settings.workers.clamp(1, jobs.len());
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
@@ -106,7 +110,7 @@ pub fn execute(
                 }
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(job) = jobs.get(i) else { break };
-                let prepared = prepare_one(adapter, &images[job.image], settings);
+                let prepared = prepare_one(engine, &images[job.image], settings);
                 if tx.send((i, prepared)).is_err() {
                     break;
                 }
@@ -122,23 +126,25 @@ pub fn execute(
             }
             let (idx, inputs): (Vec<usize>, Vec<Prepared>) = batch.drain(..).unzip();
             let start = Instant::now();
-            // A panic in the adapter fails the batch's cells, not the run.
+            // A panic in the engine fails the batch's cells, not the run.
             let results = crate::panics::catch(|| {
                 for &i in &idx {
-                    crate::panics::failpoint("adapter.infer", &images[jobs[i].image].rel);
+                    crate::panics::failpoint("engine.infer", &images[jobs[i].image].rel);
                 }
-                adapter.infer(inputs, settings.floor)
+                engine.infer(inputs, settings.floor)
             })
-            .unwrap_or_else(|panic| vec![Err(panic); idx.len()]);
+            .unwrap_or_else(|panic| vec![Err(EngineError::Model(panic)); idx.len()]);
             let mut results = results;
-            results.resize_with(idx.len(), || Err("the adapter gave no result".into()));
+            results.resize_with(idx.len(), || {
+                Err(EngineError::Model("the engine gave no result".into()))
+            });
             let ms = start.elapsed().as_secs_f64() * 1000.0 / idx.len() as f64;
             for (i, r) in idx.into_iter().zip(results) {
                 let outcome = match r {
                     Ok(tags) => Outcome::Done { tags, infer_ms: ms },
-                    Err(reason) => Outcome::Failed {
+                    Err(e) => Outcome::Failed {
                         stage: "infer",
-                        reason,
+                        reason: e.to_string(),
                     },
                 };
                 on_done(&jobs[i], outcome)?;

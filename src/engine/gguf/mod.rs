@@ -15,6 +15,8 @@ mod metadata;
 mod requant;
 mod tokenizer;
 
+pub mod engine;
+
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
