@@ -100,6 +100,19 @@ impl Staged {
     pub fn dest(&self) -> &Path {
         &self.dest
     }
+
+    /// The temporary file's path, for a writer that writes by name (DuckDB's `COPY`); then
+    /// [`Staged::commit_written`].
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// Commits what a writer wrote at [`Staged::path`] (it may have replaced the file, so the
+    /// file at that path is synced, not the one this handle opened).
+    pub fn commit_written(self) -> std::io::Result<()> {
+        std::fs::File::open(self.tmp.path())?.sync_all()?;
+        self.rename()
+    }
 }
 
 /// fsyncs a folder so a rename in it is durable (best effort: not every file system allows

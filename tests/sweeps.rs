@@ -584,3 +584,85 @@ fn the_goal_compares_variants_on_the_images_they_share() {
     let show = p.json(&["runs", "show", "latest", "--json"], 0);
     assert_eq!(show["best"]["variant"], "b", "{show}");
 }
+
+/// Post-processing is applied to answers, cached or not, and is not in the key: banning a tag
+/// asks the tagging model nothing again. A captioner whose prompt shows those tags is keyed by
+/// the prompt as rendered, so it is asked again only for the images whose prompt changed.
+#[test]
+fn post_processing_asks_nothing_again_and_inputs_re_ask_only_changed_prompts() {
+    let vlm = MockServer::start(Step::Status {
+        status: 500,
+        retry_after: None,
+    })
+    .unwrap();
+    let cap = MockServer::start(Step::answer("a caption {n}")).unwrap();
+    let p = project(&[("cap", &cap)]);
+    // One call at a time, so the scripted answers go to the images in order.
+    p.write(
+        "models/vlm.yaml",
+        &format!(
+            "kind: openai\nbase_url: {}\nmodel: vlm\nvision: false\nmax_retries: 0\nconcurrency: 1\n",
+            vlm.base_url
+        ),
+    );
+    vlm.script([
+        Step::answer("cat, grass"),
+        Step::answer("cat, sky"),
+        Step::answer("dog, grass"),
+    ]);
+    p.write(
+        "prompts/caption.j2",
+        "Describe an image tagged: {{ inputs.vlm.tags | join(', ') }}.\n",
+    );
+    let experiment = |post: &str| {
+        format!(
+            "dataset: d\nvariants:\n  - model: vlm\n    prompt: tag\n    output: tags\n{post}  - model: cap\n    prompt: caption\n    inputs: [vlm]\n"
+        )
+    };
+    p.write("experiments/e.yaml", &experiment(""));
+    let first = p.json(&["run", "e", "--json", "--quiet"], 0);
+    assert_eq!(first["inferences"], 6, "{first}");
+    assert_eq!((vlm.received().len(), cap.received().len()), (3, 3));
+
+    p.write(
+        "experiments/e.yaml",
+        &experiment("    postprocess: {ban: [grass]}\n"),
+    );
+    let plan = p.json(&["plan", "e", "--json"], 0);
+    assert_eq!(variant(&plan, "vlm")["cache_hits"], 3, "{plan}");
+    assert_eq!(variant(&plan, "cap")["pending"], 3, "{plan}");
+    let second = p.json(&["run", "e", "--json", "--quiet"], 0);
+    assert_eq!(vlm.received().len(), 3, "the ban asked the tagger nothing");
+    assert_eq!(
+        cap.received().len(),
+        5,
+        "only the two images that had `grass` have a new caption prompt"
+    );
+    assert_eq!(
+        (second["inferences"].clone(), second["cache_hits"].clone()),
+        (2.into(), 4.into()),
+        "{second}"
+    );
+    let tags = rows(
+        &p,
+        "SELECT path, string_agg(tag, ', ' ORDER BY tag) AS tags FROM outputs WHERE variant = 'vlm' GROUP BY path ORDER BY path",
+    );
+    let tags: Vec<&str> = tags.iter().map(|r| r["tags"].as_str().unwrap()).collect();
+    assert_eq!(tags, ["cat", "cat, sky", "dog"]);
+    let prompts = rows(
+        &p,
+        "SELECT prompt FROM texts WHERE variant = 'cap' ORDER BY path",
+    );
+    let prompts: Vec<&str> = prompts
+        .iter()
+        .map(|r| r["prompt"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        prompts,
+        [
+            "Describe an image tagged: cat.",
+            "Describe an image tagged: cat, sky.",
+            "Describe an image tagged: dog."
+        ]
+    );
+}

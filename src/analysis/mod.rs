@@ -9,6 +9,7 @@ pub mod bootstrap;
 pub mod diff;
 pub mod eval;
 pub mod group;
+pub mod judges;
 pub mod load;
 pub mod metrics;
 pub mod postprocess;

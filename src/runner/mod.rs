@@ -97,13 +97,13 @@ impl Staged {
         }
     }
 
-    /// Distinct keys of the plan.
+    /// Distinct keys of the plan (cells keyed when planned).
     pub fn keys(&self) -> Vec<&str> {
         let mut seen = std::collections::HashSet::new();
         self.plan
             .cells
             .iter()
-            .map(|c| c.key.as_str())
+            .filter_map(|c| c.key.as_deref())
             .filter(|k| seen.insert(*k))
             .collect()
     }
@@ -267,6 +267,17 @@ pub fn run(
     })
 }
 
+/// A run at work: what its steps share.
+struct Work<'a, 'c, 'db> {
+    staged: &'a Staged,
+    run: &'a RunDir,
+    conn: &'c Connection<'db>,
+    ctx: &'a Context,
+    opts: &'a RunOptions,
+    writer: PartWriter<'c, 'db>,
+    counts: Counts,
+}
+
 fn execute(
     staged: &Staged,
     run: &RunDir,
@@ -276,201 +287,38 @@ fn execute(
     opts: &RunOptions,
     t0: Instant,
 ) -> Result<Vec<VariantMetrics>> {
-    let exp = &staged.exp;
-    let images = staged.images();
     write_inputs(conn, run, staged)?;
-    let mut counts = Counts {
-        images: images.len(),
+    let counts = Counts {
+        images: staged.images().len(),
         labelled: staged.labelled().iter().filter(|l| **l).count(),
         cells: staged.plan.cells.len(),
         ..Counts::default()
     };
     manifest.counts = counts.clone();
     manifest.write(&run.manifest_path())?;
-
-    // Cache lookup and copy.
-    let t_lookup = Instant::now();
-    let keys = staged.keys();
-    let hits = if opts.no_cache {
-        HashMap::new()
-    } else {
-        lookup::find_hits(
-            conn,
-            run.path.parent().unwrap_or(&run.path),
-            lookup::Scope::Except(&run.id),
-            &keys,
-        )?
+    let mut work = Work {
+        staged,
+        run,
+        conn,
+        ctx,
+        opts,
+        writer: PartWriter::new(conn, run.clone())?,
+        counts,
     };
-    let mut writer = PartWriter::new(conn, run.clone())?;
-    let hit_cells: Vec<&plan::Cell> = staged
-        .plan
-        .cells
-        .iter()
-        .filter(|c| hits.contains_key(&c.key))
-        .collect();
-    copy_hits(staged, run, conn, &mut writer, &hit_cells, &hits)?;
-    counts.cache_hits = hit_cells.len();
-    writer.flush()?;
+    let t_lookup = Instant::now();
+    let misses = work.serve_tagger_hits()?;
     let lookup_s = t_lookup.elapsed().as_secs_f64();
-
-    // Unreadable files and ground-truth problems are failures of the input, not of a cell.
-    for (path, reason) in &staged.scan.unreadable {
-        writer.add_failure(FailureRow {
-            variant: None,
-            image_hash: None,
-            path: path.clone(),
-            stage: "read".into(),
-            reason: reason.clone(),
-        });
-        counts.failures += 1;
-    }
-    for (path, reason) in &staged.gt_problems {
-        writer.add_failure(FailureRow {
-            variant: None,
-            image_hash: None,
-            path: path.clone(),
-            stage: "ground_truth".into(),
-            reason: reason.clone(),
-        });
-        counts.failures += 1;
-    }
-
-    // Misses, grouped by model and floor; each distinct key computed once.
+    work.record_input_failures();
     let t_infer = Instant::now();
-    let mut groups: BTreeMap<(String, u64), BTreeMap<&str, Vec<&plan::Cell>>> = BTreeMap::new();
-    let mut generated: Vec<&plan::Cell> = Vec::new();
-    for c in staged
-        .plan
-        .cells
-        .iter()
-        .filter(|c| !hits.contains_key(&c.key))
-    {
-        let v = &exp.variants[c.variant];
-        if !engine::capabilities_of(&v.model).tags {
-            generated.push(c);
-            continue;
-        }
-        groups
-            .entry((v.model.name.clone(), v.score_floor.to_bits()))
-            .or_default()
-            .entry(c.key.as_str())
-            .or_default()
-            .push(c);
-    }
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    for ((model_name, floor_bits), by_key) in &groups {
-        let model = exp
-            .models()
-            .into_iter()
-            .find(|m| &m.name == model_name)
-            .expect("model of a variant");
-        let identity = &staged.identities[model_name];
-        let engine = engine::load(&model, identity, ctx)
-            .with_context(|| format!("loading model `{model_name}`"))?;
-        let jobs: Vec<pipeline::Job> = by_key
-            .iter()
-            .map(|(key, cells)| pipeline::Job {
-                key: key.to_string(),
-                image: cells[0].image,
-            })
-            .collect();
-        let label = variant_label(exp, model_name);
-        let bar = ui::progress(jobs.len() as u64, &label);
-        let settings = pipeline::Settings {
-            max_pixels: exp.dataset.max_pixels,
-            floor: f64::from_bits(*floor_bits) as f32,
-            workers,
-            thumbs: opts.thumbs.clone(),
-        };
-        pipeline::execute(engine.as_ref(), &jobs, images, &settings, |job, outcome| {
-            let cells = &by_key[job.key.as_str()];
-            counts.inferences += 1;
-            counts.shared += cells.len() - 1;
-            match outcome {
-                pipeline::Outcome::Done { tags, infer_ms } => {
-                    for c in cells {
-                        let row = cell_row(staged, c, run.id.clone(), tags.len(), infer_ms);
-                        writer.add_cell(row, tags.clone());
-                    }
-                }
-                pipeline::Outcome::Failed { stage, reason } => {
-                    for c in cells {
-                        let img = &images[c.image];
-                        writer.add_failure(FailureRow {
-                            variant: Some(exp.variants[c.variant].name.clone()),
-                            image_hash: Some(img.hash.clone()),
-                            path: img.rel.clone(),
-                            stage: stage.to_string(),
-                            reason: reason.clone(),
-                        });
-                        counts.failures += 1;
-                    }
-                }
-            }
-            bar.inc(1);
-            writer.maybe_flush()
-        })?;
-        bar.finish_and_clear();
-    }
-    // Prompted variants and ensembles, then the judges.
+    work.run_taggers(&misses)?;
     let mut engines = engines::Engines::default();
-    {
-        // Each distinct key once: repeats and shared keys are separate cells here only when
-        // their keys differ.
-        let mut seen = std::collections::HashSet::new();
-        let mut firsts = Vec::new();
-        let mut dupes = Vec::new();
-        for c in generated {
-            if seen.insert(c.key.as_str()) {
-                firsts.push(c);
-            } else {
-                dupes.push(c);
-            }
-        }
-        let mut tally = generate::Tally::default();
-        generate::run_variants(
-            staged,
-            run,
-            conn,
-            &mut writer,
-            ctx,
-            &mut engines,
-            &firsts,
-            &mut tally,
-        )?;
-        counts.inferences += tally.inferences;
-        counts.failures += tally.failures;
-        counts.shared += dupes.len();
-        writer.flush()?;
-        if !dupes.is_empty() {
-            // Cells sharing a key with one computed above: copy its outputs.
-            let keys: Vec<&str> = dupes.iter().map(|c| c.key.as_str()).collect();
-            let own = lookup::find_hits(
-                conn,
-                run.path.parent().unwrap_or(&run.path),
-                lookup::Scope::Only(&run.id),
-                &keys,
-            )?;
-            let found: Vec<&plan::Cell> = dupes
-                .into_iter()
-                .filter(|c| own.contains_key(&c.key))
-                .collect();
-            copy_hits(staged, run, conn, &mut writer, &found, &own)?;
-        }
-    }
-    writer.flush()?;
-    drop(writer);
-    let judged = judge::run_judges(staged, run, conn, ctx, &mut engines, opts.no_cache)?;
-    counts.judge_calls += judged.inferences;
-    counts.failures += judged.failures;
-    counts.judge_cached += judged.cached;
+    work.generate(&mut engines)?;
+    work.judge(&mut engines)?;
     let infer_s = t_infer.elapsed().as_secs_f64();
-
-    // Scores.
     let t_metrics = Instant::now();
     let metrics = score(conn, run, staged, ctx, &mut engines)?;
-    manifest.best = best(&metrics, exp);
-    manifest.counts = counts;
+    manifest.best = best(&metrics, &staged.exp);
+    manifest.counts = work.counts;
     manifest.timings = crate::store::manifest::Timings {
         scan_s: staged.scan_s,
         lookup_s,
@@ -484,39 +332,242 @@ fn execute(
     Ok(metrics)
 }
 
-/// Commits `cells` as copies of their `hits`: outputs and texts copied into this run, then the
-/// cells themselves, which keep the run that first computed them as their origin.
-fn copy_hits(
+/// The tagger cells still to compute, by (model, score floor) and then by key (cells sharing
+/// a key are computed once).
+type TaggerMisses<'a> = BTreeMap<(String, u64), BTreeMap<String, Vec<&'a plan::Cell>>>;
+
+impl<'a> Work<'a, '_, '_> {
+    /// Copies the cached cells of the taggers (image models and sidecars) into the run and
+    /// returns the rest. Prompted variants and ensembles look theirs up in the generation
+    /// step, which applies this run's post-processing to cached answers.
+    fn serve_tagger_hits(&mut self) -> Result<TaggerMisses<'a>> {
+        let staged = self.staged;
+        let exp = &staged.exp;
+        let tagged: Vec<&plan::Cell> = staged
+            .plan
+            .cells
+            .iter()
+            .filter(|c| engine::capabilities_of(&exp.variants[c.variant].model).tags)
+            .collect();
+        let keys: Vec<&str> = tagged.iter().filter_map(|c| c.key.as_deref()).collect();
+        let hits = if self.opts.no_cache {
+            HashMap::new()
+        } else {
+            let runs_dir = self.run.path.parent().unwrap_or(&self.run.path);
+            lookup::find_hits(
+                self.conn,
+                runs_dir,
+                lookup::Scope::Except(&self.run.id),
+                &keys,
+            )?
+        };
+        let mut served = Vec::new();
+        let mut misses = TaggerMisses::new();
+        for c in tagged {
+            let hash = c.key.clone().expect("taggers are keyed when planned");
+            if hits.contains_key(&hash) {
+                served.push((c, tagger_key(staged, c)));
+                continue;
+            }
+            let v = &exp.variants[c.variant];
+            misses
+                .entry((v.model.name.clone(), v.score_floor.to_bits()))
+                .or_default()
+                .entry(hash)
+                .or_default()
+                .push(c);
+        }
+        let copied: Vec<(&plan::Cell, &Key, bool)> =
+            served.iter().map(|(c, k)| (*c, k, false)).collect();
+        copy_hits(
+            staged,
+            self.run,
+            self.conn,
+            &mut self.writer,
+            &copied,
+            &hits,
+        )?;
+        self.counts.cache_hits += copied.len();
+        self.writer.flush()?;
+        Ok(misses)
+    }
+
+    /// Unreadable files and ground-truth problems are failures of the input, not of a cell.
+    fn record_input_failures(&mut self) {
+        let staged = self.staged;
+        let problems = staged
+            .scan
+            .unreadable
+            .iter()
+            .map(|p| ("read", p))
+            .chain(staged.gt_problems.iter().map(|p| ("ground_truth", p)));
+        for (stage, (path, reason)) in problems {
+            self.writer.add_failure(FailureRow {
+                variant: None,
+                image_hash: None,
+                path: path.clone(),
+                stage: stage.into(),
+                reason: reason.clone(),
+            });
+            self.counts.failures += 1;
+        }
+    }
+
+    /// Computes the tagger misses, one model (and floor) at a time, through the pipeline.
+    fn run_taggers(&mut self, misses: &TaggerMisses<'_>) -> Result<()> {
+        for ((model_name, floor_bits), by_key) in misses {
+            let staged = self.staged;
+            let exp = &staged.exp;
+            let model = exp
+                .models()
+                .into_iter()
+                .find(|m| &m.name == model_name)
+                .expect("model of a variant");
+            let identity = &staged.identities[model_name];
+            let engine = engine::load(&model, identity, self.ctx)
+                .with_context(|| format!("loading model `{model_name}`"))?;
+            let jobs: Vec<pipeline::Job> = by_key
+                .iter()
+                .map(|(key, cells)| pipeline::Job {
+                    key: key.clone(),
+                    image: cells[0].image,
+                })
+                .collect();
+            let bar = ui::progress(jobs.len() as u64, &variant_label(exp, model_name));
+            let settings = pipeline::Settings {
+                max_pixels: exp.dataset.max_pixels,
+                floor: f64::from_bits(*floor_bits) as f32,
+                workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+                thumbs: self.opts.thumbs.clone(),
+            };
+            pipeline::execute(
+                engine.as_ref(),
+                &jobs,
+                staged.images(),
+                &settings,
+                |job, outcome| {
+                    self.tagger_outcome(&by_key[job.key.as_str()], outcome);
+                    bar.inc(1);
+                    self.writer.maybe_flush()
+                },
+            )?;
+            bar.finish_and_clear();
+        }
+        Ok(())
+    }
+
+    /// Writes one computed key's outcome for each of its cells.
+    fn tagger_outcome(&mut self, cells: &[&plan::Cell], outcome: pipeline::Outcome) {
+        let staged = self.staged;
+        self.counts.inferences += 1;
+        self.counts.shared += cells.len() - 1;
+        match outcome {
+            pipeline::Outcome::Done { tags, infer_ms } => {
+                for c in cells {
+                    let key = tagger_key(staged, c);
+                    let row = cell_row(staged, c, &key, self.run.id.clone(), tags.len(), infer_ms);
+                    self.writer.add_cell(row, tags.clone());
+                }
+            }
+            pipeline::Outcome::Failed { stage, reason } => {
+                for c in cells {
+                    let img = &staged.images()[c.image];
+                    self.writer.add_failure(FailureRow {
+                        variant: Some(staged.exp.variants[c.variant].name.clone()),
+                        image_hash: Some(img.hash.clone()),
+                        path: img.rel.clone(),
+                        stage: stage.to_string(),
+                        reason: reason.clone(),
+                    });
+                    self.counts.failures += 1;
+                }
+            }
+        }
+    }
+
+    /// Prompted variants and ensembles.
+    fn generate(&mut self, engines: &mut engines::Engines) -> Result<()> {
+        let mut step = generate::Step {
+            staged: self.staged,
+            run: self.run,
+            conn: self.conn,
+            writer: &mut self.writer,
+            ctx: self.ctx,
+            engines,
+            no_cache: self.opts.no_cache,
+            tally: generate::Tally::default(),
+        };
+        step.run_variants()?;
+        let tally = step.tally;
+        self.counts.inferences += tally.inferences;
+        self.counts.failures += tally.failures;
+        self.counts.cache_hits += tally.cache_hits;
+        self.counts.shared += tally.shared;
+        self.writer.flush()
+    }
+
+    /// The judges, once every variant has its outputs.
+    fn judge(&mut self, engines: &mut engines::Engines) -> Result<()> {
+        self.writer.flush()?;
+        let judged = judge::run_judges(
+            self.staged,
+            self.run,
+            self.conn,
+            self.ctx,
+            engines,
+            self.opts.no_cache,
+        )?;
+        self.counts.judge_calls += judged.inferences;
+        self.counts.failures += judged.failures;
+        self.counts.judge_cached += judged.cached;
+        Ok(())
+    }
+}
+
+/// The key of a tagger's cell, spelled out.
+fn tagger_key(staged: &Staged, c: &plan::Cell) -> Key {
+    staged
+        .plan_inputs()
+        .key(c.variant, c.image, c.repeat)
+        .expect("taggers are keyed when planned")
+        .into()
+}
+
+/// Commits `cells` (each with its key, and whether it derives from a fallback) as copies of
+/// their `hits`: outputs and texts copied into this run, then the cells themselves, which keep
+/// the run that first computed them as their origin.
+pub(crate) fn copy_hits(
     staged: &Staged,
     run: &RunDir,
     conn: &Connection<'_>,
     writer: &mut PartWriter<'_, '_>,
-    cells: &[&plan::Cell],
+    cells: &[(&plan::Cell, &Key, bool)],
     hits: &HashMap<String, lookup::Hit>,
 ) -> Result<()> {
     let exp = &staged.exp;
     let images = staged.images();
     let cached: Vec<lookup::CachedCell<'_>> = cells
         .iter()
-        .map(|c| lookup::CachedCell {
+        .map(|(c, key, _)| lookup::CachedCell {
             variant: &exp.variants[c.variant].name,
             path: &images[c.image].rel,
             repeat: c.repeat,
-            key: &c.key,
-            hit: &hits[&c.key],
+            key: &key.hash,
+            hit: &hits[&key.hash],
         })
         .collect();
     lookup::copy_outputs(conn, run, &cached)?;
-    for c in cells {
-        let hit = &hits[&c.key];
+    for (c, key, from_fallback) in cells {
+        let hit = &hits[&key.hash];
         let mut row = cell_row(
             staged,
             c,
+            key,
             hit.origin_run.clone(),
             hit.n_tags as usize,
             hit.infer_ms,
         );
-        row.fallback = hit.fallback;
+        row.fallback = hit.fallback || *from_fallback;
         writer.add_cell_without_outputs(row);
     }
     Ok(())
@@ -532,27 +583,39 @@ fn variant_label(exp: &Experiment, model: &str) -> String {
     names.join(",")
 }
 
+/// A cell's key, hashed and spelled out (the row keeps both).
+pub struct Key {
+    pub hash: String,
+    pub json: String,
+}
+
+impl From<plan::CacheKey> for Key {
+    fn from(k: plan::CacheKey) -> Key {
+        let json = k.canonical();
+        Key {
+            hash: plan::key::digest(&json),
+            json,
+        }
+    }
+}
+
 pub(crate) fn cell_row(
     staged: &Staged,
     c: &plan::Cell,
+    key: &Key,
     origin_run: String,
     n_tags: usize,
     infer_ms: f64,
 ) -> CellRow {
     let v = &staged.exp.variants[c.variant];
     let img = &staged.scan.images[c.image];
-    let key_json = staged
-        .plan
-        .key(&staged.plan_inputs(), c.variant, c.image, c.repeat)
-        .map(|k| k.canonical())
-        .unwrap_or_default();
     CellRow {
         variant: v.name.clone(),
         path: img.rel.clone(),
         image_hash: img.hash.clone(),
         repeat: c.repeat,
-        cache_key: c.key.clone(),
-        key_json,
+        cache_key: key.hash.clone(),
+        key_json: key.json.clone(),
         origin_run,
         n_tags,
         infer_ms,
@@ -813,34 +876,7 @@ pub fn best(metrics: &[VariantMetrics], exp: &Experiment) -> Option<Best> {
 
 fn new_manifest(staged: &Staged, run: &RunDir, opts: &RunOptions) -> Manifest {
     let exp = &staged.exp;
-    let models = exp
-        .models()
-        .iter()
-        .filter_map(|m| {
-            let id = staged.identities.get(&m.name)?;
-            Some((
-                m.name.clone(),
-                ModelRecord {
-                    file: m.file.clone(),
-                    kind: id.kind.to_string(),
-                    adapter_version: id.version,
-                    fingerprint: id.fingerprint.clone(),
-                    spec: id.spec.clone(),
-                    files: id
-                        .files
-                        .iter()
-                        .map(|f| FileRecord {
-                            role: f.role.to_string(),
-                            source: f.source.clone(),
-                            path: f.path.clone(),
-                            blake3: f.blake3.clone(),
-                            sha256: f.sha256.clone(),
-                        })
-                        .collect(),
-                },
-            ))
-        })
-        .collect();
+    let models = model_records(staged);
     let resolved_models: BTreeMap<String, Arc<crate::config::Model>> = exp
         .models()
         .into_iter()
@@ -872,31 +908,63 @@ fn new_manifest(staged: &Staged, run: &RunDir, opts: &RunOptions) -> Manifest {
             max_pixels: Some(exp.dataset.max_pixels),
         },
         goal: exp.goal,
-        variants: exp
-            .variants
-            .iter()
-            .map(|v| VariantInfo {
-                name: v.name.clone(),
-                model: v.model.name.clone(),
-                thresholds: v.thresholds.clone(),
-                score_floor: v.score_floor,
-                prompt: v
-                    .gen
-                    .as_ref()
-                    .map(|g| crate::store::manifest::PromptRecord {
-                        name: g.prompt.name.clone(),
-                        hash: g.prompt.hash.clone(),
-                    }),
-                params: v.gen.as_ref().map(|g| serde_json::json!(g.params)),
-                repeats: v.repeats,
-                score_repeats: v.score_repeats,
-            })
-            .collect(),
+        variants: exp.variants.iter().map(variant_info).collect(),
         models,
         counts: Counts::default(),
         timings: Default::default(),
         best: None,
         error: None,
         resolved,
+    }
+}
+
+/// Each identified model as the manifest records it: kind, version, fingerprint and files.
+fn model_records(staged: &Staged) -> BTreeMap<String, ModelRecord> {
+    let exp = &staged.exp;
+    exp.models()
+        .iter()
+        .filter_map(|m| {
+            let id = staged.identities.get(&m.name)?;
+            let files = id
+                .files
+                .iter()
+                .map(|f| FileRecord {
+                    role: f.role.to_string(),
+                    source: f.source.clone(),
+                    path: f.path.clone(),
+                    blake3: f.blake3.clone(),
+                    sha256: f.sha256.clone(),
+                })
+                .collect();
+            let record = ModelRecord {
+                file: m.file.clone(),
+                kind: id.kind.to_string(),
+                adapter_version: id.version,
+                fingerprint: id.fingerprint.clone(),
+                spec: id.spec.clone(),
+                files,
+            };
+            Some((m.name.clone(), record))
+        })
+        .collect()
+}
+
+/// A variant as the manifest records it.
+fn variant_info(v: &crate::config::Variant) -> VariantInfo {
+    VariantInfo {
+        name: v.name.clone(),
+        model: v.model.name.clone(),
+        thresholds: v.thresholds.clone(),
+        score_floor: v.score_floor,
+        prompt: v
+            .gen
+            .as_ref()
+            .map(|g| crate::store::manifest::PromptRecord {
+                name: g.prompt.name.clone(),
+                hash: g.prompt.hash.clone(),
+            }),
+        params: v.gen.as_ref().map(|g| serde_json::json!(g.params)),
+        repeats: v.repeats,
+        score_repeats: v.score_repeats,
     }
 }

@@ -118,38 +118,11 @@ pub fn execute(
         }
         drop(tx);
         let mut batch: Vec<(usize, Prepared)> = Vec::with_capacity(max_batch);
-        let run_batch = |batch: &mut Vec<(usize, Prepared)>,
-                         on_done: &mut dyn FnMut(&Job, Outcome) -> Result<()>|
-         -> Result<()> {
-            if batch.is_empty() {
-                return Ok(());
-            }
-            let (idx, inputs): (Vec<usize>, Vec<Prepared>) = batch.drain(..).unzip();
-            let start = Instant::now();
-            // A panic in the engine fails the batch's cells, not the run.
-            let results = crate::panics::catch(|| {
-                for &i in &idx {
-                    crate::panics::failpoint("engine.infer", &images[jobs[i].image].rel);
-                }
-                engine.infer(inputs, settings.floor)
-            })
-            .unwrap_or_else(|panic| vec![Err(EngineError::Model(panic)); idx.len()]);
-            let mut results = results;
-            results.resize_with(idx.len(), || {
-                Err(EngineError::Model("the engine gave no result".into()))
-            });
-            let ms = start.elapsed().as_secs_f64() * 1000.0 / idx.len() as f64;
-            for (i, r) in idx.into_iter().zip(results) {
-                let outcome = match r {
-                    Ok(tags) => Outcome::Done { tags, infer_ms: ms },
-                    Err(e) => Outcome::Failed {
-                        stage: "infer",
-                        reason: e.to_string(),
-                    },
-                };
-                on_done(&jobs[i], outcome)?;
-            }
-            Ok(())
+        let pass = Pass {
+            engine,
+            jobs,
+            images,
+            settings,
         };
         let result = (|| -> Result<()> {
             for (i, prepared) in rx.iter() {
@@ -157,13 +130,13 @@ pub fn execute(
                     Ok(p) => {
                         batch.push((i, p));
                         if batch.len() >= max_batch {
-                            run_batch(&mut batch, &mut on_done)?;
+                            pass.run_batch(&mut batch, &mut on_done)?;
                         }
                     }
                     Err((stage, reason)) => on_done(&jobs[i], Outcome::Failed { stage, reason })?,
                 }
             }
-            run_batch(&mut batch, &mut on_done)
+            pass.run_batch(&mut batch, &mut on_done)
         })();
         if result.is_err() {
             stop.store(true, Ordering::Relaxed);
@@ -171,4 +144,50 @@ pub fn execute(
         }
         result
     })
+}
+
+/// One pass's inputs, for running its batches.
+struct Pass<'a> {
+    engine: &'a dyn Engine,
+    jobs: &'a [Job],
+    images: &'a [ImageEntry],
+    settings: &'a Settings,
+}
+
+impl Pass<'_> {
+    /// Runs the prepared inputs of `batch` through the engine and hands each outcome on. A
+    /// panic in the engine fails the batch's cells, not the run.
+    fn run_batch(
+        &self,
+        batch: &mut Vec<(usize, Prepared)>,
+        on_done: &mut dyn FnMut(&Job, Outcome) -> Result<()>,
+    ) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (idx, inputs): (Vec<usize>, Vec<Prepared>) = batch.drain(..).unzip();
+        let start = Instant::now();
+        let mut results = crate::panics::catch(|| {
+            for &i in &idx {
+                crate::panics::failpoint("engine.infer", &self.images[self.jobs[i].image].rel);
+            }
+            self.engine.infer(inputs, self.settings.floor)
+        })
+        .unwrap_or_else(|panic| vec![Err(EngineError::Model(panic)); idx.len()]);
+        results.resize_with(idx.len(), || {
+            Err(EngineError::Model("the engine gave no result".into()))
+        });
+        let ms = start.elapsed().as_secs_f64() * 1000.0 / idx.len() as f64;
+        for (i, r) in idx.into_iter().zip(results) {
+            let outcome = match r {
+                Ok(tags) => Outcome::Done { tags, infer_ms: ms },
+                Err(e) => Outcome::Failed {
+                    stage: "infer",
+                    reason: e.to_string(),
+                },
+            };
+            on_done(&self.jobs[i], outcome)?;
+        }
+        Ok(())
+    }
 }

@@ -10,17 +10,17 @@ use anyhow::{Context as _, Result};
 
 use super::pipeline::{self, Job, Outcome};
 use crate::config::resolve::{Goal, DEFAULT_MAX_PIXELS};
-use crate::config::{Category, Model, Project};
+use crate::config::{Model, Project};
 use crate::dataset::ImageEntry;
 use crate::engine::{self, Context, Identity};
-use crate::plan::cache_key;
-use crate::store::duck::{path_list, Connection};
+use crate::plan::key;
+use crate::store::duck::Connection;
 use crate::store::manifest::{Counts, DatasetRecord, Manifest, Status, VariantInfo};
 use crate::store::writer::{CellRow, FailureRow, PartWriter};
 use crate::store::{self, lookup};
 
 /// Stored (tag, score, category) rows.
-pub type Scores = Vec<(String, f32, Category)>;
+pub use crate::store::lookup::Scores;
 
 /// The outcome for one image of `iw-lab predict`.
 pub struct Predicted {
@@ -127,7 +127,7 @@ fn spelled_keys(
         .iter()
         .map(|img| {
             let input = engine::cell_input(model, img);
-            let k = cache_key(identity, &img.hash, input.as_deref(), model.score_floor, 0);
+            let k = key::tagger(identity, &img.hash, input.as_deref(), model.score_floor, 0);
             (k.hash(), k.canonical())
         })
         .collect()
@@ -160,19 +160,14 @@ pub fn infer_cached(
     let db = super::open_db()?;
     let conn = db.connect()?;
     let key_refs: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
-    let hits = lookup::find_hits(
-        &conn,
-        &project.runs_dir(),
-        lookup::Scope::Except(""),
-        &key_refs,
-    )?;
-    let mut scores = read_hits(&conn, &hits)?;
+    let scope = lookup::Scope::Except("");
+    let hits = lookup::find_hits(&conn, &project.runs_dir(), scope, &key_refs)?;
+    let mut scores = lookup::read_scores(&conn, &hits)?;
     if let Some(sink) = sink.as_mut() {
         for (k, s) in scores.drain() {
             sink(&k, Ok(s), &hits[&k].origin_run);
         }
     }
-    let mut errors = HashMap::new();
     let mut seen = std::collections::HashSet::new();
     let misses: Vec<Job> = keys
         .iter()
@@ -187,29 +182,32 @@ pub fn infer_cached(
         .iter()
         .map(|(k, h)| (k.clone(), h.origin_run.clone()))
         .collect();
+    let mut work = Computation {
+        model,
+        images,
+        keys: &keys,
+        sink,
+        scores,
+        errors: HashMap::new(),
+        stored: None,
+        failures: 0,
+    };
     let mut run_id = None;
     if !misses.is_empty() {
-        run_id = compute(
-            project,
-            model,
-            identity,
-            images,
-            &keys,
-            &misses,
-            ctx,
-            &conn,
-            label,
-            persist,
-            &mut scores,
-            &mut errors,
-            sink,
-        )?;
+        if persist {
+            work.stored = Some(Stored::create(
+                project, &conn, model, images, label, &misses,
+            )?);
+        }
+        work.compute(identity, ctx, &misses)?;
+        run_id = work.finish(misses.len())?;
         if let Some(id) = &run_id {
             for j in &misses {
                 origins.insert(j.key.clone(), id.clone());
             }
         }
     }
+    let (scores, errors) = (work.scores, work.errors);
     Ok(Inferred {
         keys: keys.into_iter().map(|k| k.0).collect(),
         scores,
@@ -220,50 +218,151 @@ pub fn infer_cached(
     })
 }
 
-fn read_hits(
-    conn: &Connection<'_>,
-    hits: &HashMap<String, lookup::Hit>,
-) -> Result<HashMap<String, Scores>> {
-    let mut by_run: HashMap<&PathBuf, Vec<(&str, &str)>> = HashMap::new();
-    for (k, h) in hits {
-        by_run.entry(&h.run).or_default().push((k, &h.variant));
+/// The run new predictions are stored in.
+struct Stored<'c, 'db> {
+    run: store::RunDir,
+    manifest: Manifest,
+    writer: PartWriter<'c, 'db>,
+}
+
+impl<'c, 'db> Stored<'c, 'db> {
+    /// Creates the run `label` for the images of `jobs`.
+    fn create(
+        project: &Project,
+        conn: &'c Connection<'db>,
+        model: &Model,
+        images: &[ImageEntry],
+        label: &str,
+        jobs: &[Job],
+    ) -> Result<Self> {
+        let run = store::create_run(&project.runs_dir(), label)?;
+        let manifest = new_manifest(&run, model, label, jobs.len());
+        manifest.write(&run.manifest_path())?;
+        super::write_images(conn, &run, jobs.iter().map(|j| (&images[j.image], false)))?;
+        let writer = PartWriter::new(conn, run.clone())?;
+        Ok(Stored {
+            run,
+            manifest,
+            writer,
+        })
     }
-    let mut out: HashMap<String, Scores> = HashMap::new();
-    for (run, keys) in by_run {
-        let files = store::list_parquet(&run.join("outputs"));
-        if files.is_empty() {
-            continue;
-        }
-        conn.execute("CREATE OR REPLACE TEMP TABLE p_keys (cache_key VARCHAR, variant VARCHAR)")?;
-        {
-            let mut app = conn.appender("p_keys")?;
-            for (k, v) in &keys {
-                app.str(k)?.str(v)?;
-                app.end_row()?;
+}
+
+/// Predictions being computed: where they go.
+struct Computation<'a, 's, 'c, 'db> {
+    model: &'a Model,
+    images: &'a [ImageEntry],
+    /// Per image: its key, hashed and spelled out.
+    keys: &'a [(String, String)],
+    sink: Option<Sink<'s>>,
+    scores: HashMap<String, Scores>,
+    errors: HashMap<String, String>,
+    stored: Option<Stored<'c, 'db>>,
+    failures: usize,
+}
+
+impl Computation<'_, '_, '_, '_> {
+    /// Runs `jobs` through the model's engine.
+    fn compute(&mut self, identity: &Identity, ctx: &Context, jobs: &[Job]) -> Result<()> {
+        let engine = engine::load(self.model, identity, ctx)?;
+        let settings = pipeline::Settings {
+            max_pixels: DEFAULT_MAX_PIXELS,
+            floor: self.model.score_floor as f32,
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            thumbs: None,
+        };
+        let bar = crate::ui::progress(jobs.len() as u64, &self.model.name);
+        pipeline::execute(
+            engine.as_ref(),
+            jobs,
+            self.images,
+            &settings,
+            |job, outcome| {
+                match outcome {
+                    Outcome::Done { tags, infer_ms } => self.done(job, tags, infer_ms),
+                    Outcome::Failed { stage, reason } => self.failed(job, stage, reason),
+                }
+                bar.inc(1);
+                match self.stored.as_mut() {
+                    Some(s) => s.writer.maybe_flush(),
+                    None => Ok(()),
+                }
+            },
+        )?;
+        bar.finish_and_clear();
+        Ok(())
+    }
+
+    fn run_id(&self) -> String {
+        self.stored
+            .as_ref()
+            .map(|s| s.run.id.clone())
+            .unwrap_or_default()
+    }
+
+    fn done(&mut self, job: &Job, tags: Vec<crate::engine::TagScore>, infer_ms: f64) {
+        let run_id = self.run_id();
+        let scores: Scores = tags
+            .iter()
+            .map(|t| (t.tag.to_string(), t.score, t.category))
+            .collect();
+        match self.sink.as_mut() {
+            Some(sink) => sink(&job.key, Ok(scores), &run_id),
+            None => {
+                self.scores.insert(job.key.clone(), scores);
             }
-            app.finish()?;
         }
-        let sql = format!(
-            "SELECT o.cache_key, o.tag, any_value(o.score), any_value(o.category) FROM read_parquet({}, union_by_name = true) o
-             SEMI JOIN p_keys k ON o.cache_key = k.cache_key AND o.variant = k.variant
-             GROUP BY o.cache_key, o.tag",
-            path_list(&files)
-        );
-        conn.query(&sql)?.for_each_row(|r| {
-            out.entry(r.str(0)?.unwrap_or_default().to_string())
-                .or_default()
-                .push((
-                    r.str(1)?.unwrap_or_default().to_string(),
-                    r.f64(2)?.unwrap_or(0.0) as f32,
-                    Category::parse(r.str(3)?.unwrap_or_default()).unwrap_or(Category::General),
-                ));
-            Ok(())
-        })?;
+        let img = &self.images[job.image];
+        if let Some(s) = self.stored.as_mut() {
+            let row = CellRow {
+                variant: self.model.name.clone(),
+                path: img.rel.clone(),
+                image_hash: img.hash.clone(),
+                repeat: 0,
+                cache_key: job.key.clone(),
+                key_json: self.keys[job.image].1.clone(),
+                origin_run: run_id,
+                n_tags: tags.len(),
+                infer_ms,
+                fallback: false,
+            };
+            s.writer.add_cell(row, tags);
+        }
     }
-    for k in hits.keys() {
-        out.entry(k.clone()).or_default();
+
+    fn failed(&mut self, job: &Job, stage: &str, reason: String) {
+        self.failures += 1;
+        let run_id = self.run_id();
+        let message = format!("{stage}: {reason}");
+        if let Some(sink) = self.sink.as_mut() {
+            sink(&job.key, Err(message.clone()), &run_id);
+        }
+        self.errors.insert(job.key.clone(), message);
+        let img = &self.images[job.image];
+        if let Some(s) = self.stored.as_mut() {
+            s.writer.add_failure(FailureRow {
+                variant: Some(self.model.name.clone()),
+                image_hash: Some(img.hash.clone()),
+                path: img.rel.clone(),
+                stage: stage.into(),
+                reason,
+            });
+        }
     }
-    Ok(out)
+
+    /// Commits the stored run, if any, and returns its id.
+    fn finish(&mut self, inferences: usize) -> Result<Option<String>> {
+        let Some(mut s) = self.stored.take() else {
+            return Ok(None);
+        };
+        s.writer.flush()?;
+        s.manifest.counts.inferences = inferences;
+        s.manifest.counts.failures = self.failures;
+        s.manifest.status = Status::Complete;
+        s.manifest.finished_at = Some(store::time_now().iso());
+        s.manifest.write(&s.run.manifest_path())?;
+        Ok(Some(s.run.id))
+    }
 }
 
 fn new_manifest(run: &store::RunDir, model: &Model, label: &str, n: usize) -> Manifest {
@@ -309,110 +408,4 @@ fn new_manifest(run: &store::RunDir, model: &Model, label: &str, n: usize) -> Ma
         error: None,
         resolved: serde_yaml::to_value(model).unwrap_or_default(),
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn compute(
-    project: &Project,
-    model: &Model,
-    identity: &Identity,
-    images: &[ImageEntry],
-    keys: &[(String, String)],
-    jobs: &[Job],
-    ctx: &Context,
-    conn: &Connection<'_>,
-    label: &str,
-    persist: bool,
-    found: &mut HashMap<String, Scores>,
-    errors: &mut HashMap<String, String>,
-    mut sink: Option<Sink<'_>>,
-) -> Result<Option<String>> {
-    let engine = engine::load(model, identity, ctx)?;
-    let stored = if persist {
-        let run = store::create_run(&project.runs_dir(), label)?;
-        let manifest = new_manifest(&run, model, label, jobs.len());
-        manifest.write(&run.manifest_path())?;
-        super::write_images(conn, &run, jobs.iter().map(|j| (&images[j.image], false)))?;
-        let w = PartWriter::new(conn, run.clone())?;
-        Some((run, manifest, w))
-    } else {
-        None
-    };
-    let (run, mut manifest, mut w) = match stored {
-        Some((r, m, w)) => (Some(r), Some(m), Some(w)),
-        None => (None, None, None),
-    };
-    let settings = pipeline::Settings {
-        max_pixels: DEFAULT_MAX_PIXELS,
-        floor: model.score_floor as f32,
-        workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
-        thumbs: None,
-    };
-    let bar = crate::ui::progress(jobs.len() as u64, &model.name);
-    let mut failures = 0;
-    let run_id = run.as_ref().map(|r| r.id.clone()).unwrap_or_default();
-    pipeline::execute(engine.as_ref(), jobs, images, &settings, |job, outcome| {
-        let img = &images[job.image];
-        match outcome {
-            Outcome::Done { tags, infer_ms } => {
-                let scores: Scores = tags
-                    .iter()
-                    .map(|t| (t.tag.to_string(), t.score, t.category))
-                    .collect();
-                match sink.as_mut() {
-                    Some(sink) => sink(&job.key, Ok(scores), &run_id),
-                    None => {
-                        found.insert(job.key.clone(), scores);
-                    }
-                }
-                if let Some(w) = w.as_mut() {
-                    let row = CellRow {
-                        variant: model.name.clone(),
-                        path: img.rel.clone(),
-                        image_hash: img.hash.clone(),
-                        repeat: 0,
-                        cache_key: job.key.clone(),
-                        key_json: keys[job.image].1.clone(),
-                        origin_run: run_id.clone(),
-                        n_tags: tags.len(),
-                        infer_ms,
-                        fallback: false,
-                    };
-                    w.add_cell(row, tags);
-                }
-            }
-            Outcome::Failed { stage, reason } => {
-                failures += 1;
-                if let Some(sink) = sink.as_mut() {
-                    sink(&job.key, Err(format!("{stage}: {reason}")), &run_id);
-                }
-                errors.insert(job.key.clone(), format!("{stage}: {reason}"));
-                if let Some(w) = w.as_mut() {
-                    w.add_failure(FailureRow {
-                        variant: Some(model.name.clone()),
-                        image_hash: Some(img.hash.clone()),
-                        path: img.rel.clone(),
-                        stage: stage.into(),
-                        reason,
-                    });
-                }
-            }
-        }
-        bar.inc(1);
-        match w.as_mut() {
-            Some(w) => w.maybe_flush(),
-            None => Ok(()),
-        }
-    })?;
-    bar.finish_and_clear();
-    if let (Some(run), Some(manifest), Some(mut w)) = (run, manifest.as_mut(), w) {
-        w.flush()?;
-        manifest.counts.inferences = jobs.len();
-        manifest.counts.failures = failures;
-        manifest.status = Status::Complete;
-        manifest.finished_at = Some(store::time_now().iso());
-        manifest.write(&run.manifest_path())?;
-        return Ok(Some(run.id));
-    }
-    Ok(None)
 }

@@ -13,7 +13,8 @@ use anyhow::Result;
 
 use super::writer::copy_to_parquet;
 use super::{list_parquet, list_runs, RunDir};
-use crate::store::duck::{path_list, Connection};
+use crate::store::duck::{path_list, Connection, Row};
+use crate::words::Category;
 
 /// Where a cached cell lives.
 #[derive(Debug, Clone)]
@@ -69,6 +70,55 @@ pub fn with_wanted<T>(
     out
 }
 
+/// The newest row per wanted key among `files`, read with `columns` (over `c`, the rows of
+/// `files` with their `filename`), kept by `filter`; each row goes to `f`. The one query every
+/// lookup of this module runs.
+fn newest_by_key(
+    conn: &Connection<'_>,
+    files: &[PathBuf],
+    keys: &[&str],
+    query: &Newest<'_>,
+    mut f: impl FnMut(&Row<'_>) -> crate::store::duck::Result<()>,
+) -> Result<()> {
+    if files.is_empty() || keys.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "SELECT {columns} FROM (
+           SELECT *, row_number() OVER (PARTITION BY c.cache_key ORDER BY {order}) AS rn
+           FROM (SELECT * FROM read_parquet({files}, filename = true, union_by_name = true)
+                 UNION ALL BY NAME {missing}) c
+           SEMI JOIN wanted w ON c.cache_key = w.cache_key
+           WHERE {filter}
+         ) c WHERE rn = 1",
+        columns = query.columns,
+        order = query.order,
+        files = path_list(files),
+        missing = query.missing,
+        filter = query.filter,
+    );
+    with_wanted(conn, keys, || Ok(conn.query(&sql)?.for_each_row(&mut f)?))
+}
+
+/// What [`newest_by_key`] reads.
+struct Newest<'a> {
+    columns: &'a str,
+    /// Newest first.
+    order: &'a str,
+    /// An empty select naming columns that older parts may lack (`NULL::T AS name WHERE false`).
+    missing: &'a str,
+    filter: &'a str,
+}
+
+/// The run directory of a part file (`.../runs/<id>/cells/part.parquet` → `.../runs/<id>`).
+fn run_of(part: &str) -> PathBuf {
+    Path::new(part)
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
 /// Looks `keys` up in the cells of the runs under `runs_dir` that `scope` selects; for each
 /// key found, the most recent committed cell.
 pub fn find_hits(
@@ -78,53 +128,179 @@ pub fn find_hits(
     keys: &[&str],
 ) -> Result<HashMap<String, Hit>> {
     let files = table_files(runs_dir, scope, "cells");
-    if files.is_empty() || keys.is_empty() {
-        return Ok(HashMap::new());
-    }
     // Fallback outputs are scored where they were made but never reused by another run;
     // parts written before the column existed have none.
-    let reuse = match scope {
-        Scope::Except(_) => "WHERE NOT coalesce(c.fallback, false)",
-        Scope::Only(_) => "",
+    let query = Newest {
+        columns:
+            "cache_key, filename, variant, origin_run, n_tags, infer_ms, coalesce(fallback, false)",
+        order: "c.created_at DESC, c.filename DESC",
+        missing: "SELECT NULL::BOOLEAN AS fallback WHERE false",
+        filter: match scope {
+            Scope::Except(_) => "NOT coalesce(c.fallback, false)",
+            Scope::Only(_) => "true",
+        },
     };
-    let sql = format!(
-        "SELECT cache_key, filename, variant, origin_run, n_tags, infer_ms, fallback FROM (
-           SELECT c.cache_key, c.filename, c.variant, c.origin_run, c.n_tags, c.infer_ms,
-                  coalesce(c.fallback, false) AS fallback,
-                  row_number() OVER (PARTITION BY c.cache_key ORDER BY c.created_at DESC, c.filename DESC) AS rn
-           FROM (SELECT * FROM read_parquet({}, filename = true, union_by_name = true)
-                 UNION ALL BY NAME SELECT NULL::BOOLEAN AS fallback WHERE false) c
-           SEMI JOIN wanted w ON c.cache_key = w.cache_key
-           {reuse}
-         ) WHERE rn = 1",
-        path_list(&files)
-    );
-    with_wanted(conn, keys, || {
-        let mut hits = HashMap::new();
-        conn.query(&sql)?.for_each_row(|row| {
-            let key = row.str(0)?.unwrap_or_default().to_string();
-            let file = PathBuf::from(row.str(1)?.unwrap_or_default());
-            // .../runs/<id>/cells/part.parquet → .../runs/<id>
-            let run = file
-                .parent()
-                .and_then(Path::parent)
-                .map(Path::to_path_buf)
-                .unwrap_or_default();
-            hits.insert(
-                key,
-                Hit {
-                    run,
-                    variant: row.str(2)?.unwrap_or_default().to_string(),
-                    origin_run: row.str(3)?.unwrap_or_default().to_string(),
-                    n_tags: row.i64(4)?.unwrap_or(0),
-                    infer_ms: row.f64(5)?.unwrap_or(0.0),
-                    fallback: row.bool(6)?.unwrap_or(false),
-                },
-            );
-            Ok(())
+    let mut hits = HashMap::new();
+    newest_by_key(conn, &files, keys, &query, |row| {
+        hits.insert(
+            row.str(0)?.unwrap_or_default().to_string(),
+            Hit {
+                run: run_of(row.str(1)?.unwrap_or_default()),
+                variant: row.str(2)?.unwrap_or_default().to_string(),
+                origin_run: row.str(3)?.unwrap_or_default().to_string(),
+                n_tags: row.i64(4)?.unwrap_or(0),
+                infer_ms: row.f64(5)?.unwrap_or(0.0),
+                fallback: row.bool(6)?.unwrap_or(false),
+            },
+        );
+        Ok(())
+    })?;
+    Ok(hits)
+}
+
+/// A verdict served from an earlier run.
+#[derive(Debug, Clone, Default)]
+pub struct CachedVerdict {
+    pub raw: String,
+    pub verdict: Option<String>,
+    pub score: Option<f64>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub ms: f64,
+    pub origin_run: String,
+}
+
+/// Looks verdict `keys` up in the judgments of the runs under `runs_dir` that `scope`
+/// selects. Only *valid* verdicts are served: an answer that did not parse is kept in its run
+/// for the record, and the next run asks again.
+pub fn find_verdicts(
+    conn: &Connection<'_>,
+    runs_dir: &Path,
+    scope: Scope<'_>,
+    keys: &[&str],
+) -> Result<HashMap<String, CachedVerdict>> {
+    let files = table_files(runs_dir, scope, "judgments");
+    let query = Newest {
+        columns: "cache_key, raw, verdict, score, prompt_tokens, completion_tokens, ms, origin_run",
+        order: "c.filename DESC",
+        missing: "SELECT NULL::VARCHAR AS cache_key WHERE false",
+        filter: "c.valid AND c.cache_key <> ''",
+    };
+    let mut out = HashMap::new();
+    newest_by_key(conn, &files, keys, &query, |r| {
+        out.insert(
+            r.str(0)?.unwrap_or_default().to_string(),
+            CachedVerdict {
+                raw: r.str(1)?.unwrap_or_default().to_string(),
+                verdict: r.str(2)?.map(str::to_string),
+                score: r.f64(3)?,
+                prompt_tokens: r.i64(4)?.unwrap_or(0) as u64,
+                completion_tokens: r.i64(5)?.unwrap_or(0) as u64,
+                ms: r.f64(6)?.unwrap_or(0.0),
+                origin_run: r.str(7)?.unwrap_or_default().to_string(),
+            },
+        );
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// A prompted model's answer served from an earlier run: what was said, and what it cost.
+#[derive(Debug, Clone, Default)]
+pub struct CachedAnswer {
+    pub raw: String,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost: Option<f64>,
+    pub finish: String,
+    pub attempts: u32,
+}
+
+/// The raw answers of `hits` (prompted models' cells), read from the runs that hold them.
+pub fn read_answers(
+    conn: &Connection<'_>,
+    hits: &HashMap<String, Hit>,
+) -> Result<HashMap<String, CachedAnswer>> {
+    let mut out = HashMap::new();
+    for (run, keys) in by_run(hits) {
+        let query = Newest {
+            columns: "cache_key, raw, prompt_tokens, completion_tokens, cost, finish, attempts",
+            order: "c.filename DESC",
+            missing: "SELECT NULL::VARCHAR AS cache_key WHERE false",
+            filter: "c.raw IS NOT NULL",
+        };
+        newest_by_key(
+            conn,
+            &list_parquet(&run.join("texts")),
+            &keys,
+            &query,
+            |r| {
+                out.insert(
+                    r.str(0)?.unwrap_or_default().to_string(),
+                    CachedAnswer {
+                        raw: r.str(1)?.unwrap_or_default().to_string(),
+                        prompt_tokens: r.i64(2)?.unwrap_or(0) as u64,
+                        completion_tokens: r.i64(3)?.unwrap_or(0) as u64,
+                        cost: r.f64(4)?,
+                        finish: r.str(5)?.unwrap_or_default().to_string(),
+                        attempts: r.i64(6)?.unwrap_or(0) as u32,
+                    },
+                );
+                Ok(())
+            },
+        )?;
+    }
+    Ok(out)
+}
+
+/// Stored (tag, score, category) rows of one cell.
+pub type Scores = Vec<(String, f32, Category)>;
+
+/// The scores of `hits` (taggers' cells), read from the runs that hold them; a hit with no
+/// tags gets an empty list.
+pub fn read_scores(
+    conn: &Connection<'_>,
+    hits: &HashMap<String, Hit>,
+) -> Result<HashMap<String, Scores>> {
+    let mut out: HashMap<String, Scores> = HashMap::new();
+    for (run, keys) in by_run(hits) {
+        let files = list_parquet(&run.join("outputs"));
+        if files.is_empty() {
+            continue;
+        }
+        let sql = format!(
+            "SELECT o.cache_key, o.tag, any_value(o.score), any_value(o.category)
+             FROM read_parquet({}, union_by_name = true) o
+             SEMI JOIN wanted w ON o.cache_key = w.cache_key
+             GROUP BY o.cache_key, o.tag",
+            path_list(&files)
+        );
+        with_wanted(conn, &keys, || {
+            Ok(conn.query(&sql)?.for_each_row(|r| {
+                out.entry(r.str(0)?.unwrap_or_default().to_string())
+                    .or_default()
+                    .push((
+                        r.str(1)?.unwrap_or_default().to_string(),
+                        r.f64(2)?.unwrap_or(0.0) as f32,
+                        Category::parse(r.str(3)?.unwrap_or_default()).unwrap_or(Category::General),
+                    ));
+                Ok(())
+            })?)
         })?;
-        Ok(hits)
-    })
+    }
+    for k in hits.keys() {
+        out.entry(k.clone()).or_default();
+    }
+    Ok(out)
+}
+
+/// The keys of `hits` by the run that holds them.
+fn by_run(hits: &HashMap<String, Hit>) -> BTreeMap<&Path, Vec<&str>> {
+    let mut out: BTreeMap<&Path, Vec<&str>> = BTreeMap::new();
+    for (k, h) in hits {
+        out.entry(h.run.as_path()).or_default().push(k);
+    }
+    out
 }
 
 /// A cell of the new run served from the cache.

@@ -18,8 +18,10 @@
 //! only the cells in flight. Layout documented in `docs/runs.md`.
 
 pub mod duck;
+pub mod judgments;
 pub mod lookup;
 pub mod manifest;
+pub mod reads;
 pub mod tables;
 pub mod writer;
 

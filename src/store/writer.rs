@@ -5,14 +5,14 @@
 //! committed before the cells that own them, so a reader that sees a cell always finds its
 //! outputs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
 use super::RunDir;
 use crate::engine::TagScore;
-use crate::store::duck::{path_lit, Connection};
+use crate::store::duck::{path_lit, Appender, Connection};
 
 /// DuckDB column definitions of the run tables.
 pub const CELLS_SCHEMA: &str = "run_id VARCHAR, variant VARCHAR, path VARCHAR, image_hash VARCHAR, repeat INTEGER, cache_key VARCHAR, key_json VARCHAR, origin_run VARCHAR, n_tags INTEGER, infer_ms DOUBLE, created_at VARCHAR, fallback BOOLEAN";
@@ -144,7 +144,8 @@ impl<'c, 'db> PartWriter<'c, 'db> {
         Ok(())
     }
 
-    /// Writes buffered rows as one part per table: outputs, then cells, then failures.
+    /// Writes buffered rows as one part per table: outputs and texts, then the cells that own
+    /// them, then failures.
     pub fn flush(&mut self) -> Result<()> {
         self.last_flush = Instant::now();
         if self.cells.is_empty() && self.failures.is_empty() {
@@ -152,103 +153,108 @@ impl<'c, 'db> PartWriter<'c, 'db> {
         }
         self.seq += 1;
         let name = format!("part-{:06}.parquet", self.seq);
-        let run_id = self.run.id.clone();
         let now = super::time_now().iso();
         if self.outputs.iter().any(|(_, o)| !o.is_empty()) {
-            let mut app = self.conn.appender("w_outputs")?;
-            for (ci, scores) in &self.outputs {
-                let c = &self.cells[*ci];
-                for s in scores {
-                    app.str(&run_id)?
-                        .str(&c.variant)?
-                        .str(&c.path)?
-                        .str(&c.image_hash)?
-                        .i32(c.repeat as i32)?
-                        .str(&c.cache_key)?;
-                    app.str(&s.tag)?.f32(s.score)?.str(s.category.as_str())?;
-                    app.end_row()?;
-                }
-            }
-            app.finish()?;
+            self.append_outputs()?;
             self.commit("w_outputs", "outputs", &name, "")?;
         }
         if !self.texts.is_empty() {
-            let mut app = self.conn.appender("w_texts")?;
-            for (ci, t) in &self.texts {
-                let c = &self.cells[*ci];
-                app.str(&run_id)?
-                    .str(&c.variant)?
-                    .str(&c.path)?
-                    .str(&c.image_hash)?
-                    .i32(c.repeat as i32)?
-                    .str(&c.cache_key)?;
-                app.str(&t.prompt_name)?
-                    .str(&t.prompt_hash)?
-                    .str(&t.prompt)?
-                    .str(&t.params)?
-                    .str(&t.raw)?
-                    .opt_str(t.caption.as_deref())?
-                    .opt_str(t.mapping.as_deref())?
-                    .i64(t.prompt_tokens as i64)?
-                    .i64(t.completion_tokens as i64)?;
-                match t.cost {
-                    Some(c) => app.f64(c)?,
-                    None => app.null()?,
-                };
-                app.str(&t.finish)?
-                    .i32(t.attempts as i32)?
-                    .opt_str(t.note.as_deref())?;
-                app.end_row()?;
-            }
-            app.finish()?;
+            self.append_texts()?;
             self.commit("w_texts", "texts", &name, "")?;
         }
         if !self.cells.is_empty() {
-            let mut app = self.conn.appender("w_cells")?;
-            for c in &self.cells {
-                app.str(&run_id)?
-                    .str(&c.variant)?
-                    .str(&c.path)?
-                    .str(&c.image_hash)?
-                    .i32(c.repeat as i32)?
-                    .str(&c.cache_key)?;
-                app.str(&c.key_json)?
-                    .str(&c.origin_run)?
-                    .i32(c.n_tags as i32)?
-                    .f64(c.infer_ms)?
-                    .str(&now)?
-                    .bool(c.fallback)?;
-                app.end_row()?;
-            }
-            app.finish()?;
-            self.commit(
-                "w_cells",
-                "cells",
-                &name,
-                "REPLACE (created_at::TIMESTAMP AS created_at)",
-            )?;
+            self.append_cells(&now)?;
+            let replace = "REPLACE (created_at::TIMESTAMP AS created_at)";
+            self.commit("w_cells", "cells", &name, replace)?;
         }
         if !self.failures.is_empty() {
-            let mut app = self.conn.appender("w_failures")?;
-            for f in &self.failures {
-                app.str(&run_id)?
-                    .opt_str(f.variant.as_deref())?
-                    .opt_str(f.image_hash.as_deref())?;
-                app.str(&f.path)?.str(&f.stage)?.str(&f.reason)?.str(&now)?;
-                app.end_row()?;
-            }
-            app.finish()?;
-            self.commit(
-                "w_failures",
-                "failures",
-                &name,
-                "REPLACE (created_at::TIMESTAMP AS created_at)",
-            )?;
+            self.append_failures(&now)?;
+            let replace = "REPLACE (created_at::TIMESTAMP AS created_at)";
+            self.commit("w_failures", "failures", &name, replace)?;
         }
         self.cells.clear();
         self.outputs.clear();
         self.texts.clear();
         self.failures.clear();
+        Ok(())
+    }
+
+    /// Appends the columns every per-cell table starts with.
+    fn cell_columns(&self, app: &mut Appender<'_>, c: &CellRow) -> crate::store::duck::Result<()> {
+        app.str(&self.run.id)?
+            .str(&c.variant)?
+            .str(&c.path)?
+            .str(&c.image_hash)?
+            .i32(c.repeat as i32)?
+            .str(&c.cache_key)?;
+        Ok(())
+    }
+
+    fn append_outputs(&self) -> Result<()> {
+        let mut app = self.conn.appender("w_outputs")?;
+        for (ci, scores) in &self.outputs {
+            for s in scores {
+                self.cell_columns(&mut app, &self.cells[*ci])?;
+                app.str(&s.tag)?.f32(s.score)?.str(s.category.as_str())?;
+                app.end_row()?;
+            }
+        }
+        app.finish()?;
+        Ok(())
+    }
+
+    fn append_texts(&self) -> Result<()> {
+        let mut app = self.conn.appender("w_texts")?;
+        for (ci, t) in &self.texts {
+            self.cell_columns(&mut app, &self.cells[*ci])?;
+            app.str(&t.prompt_name)?
+                .str(&t.prompt_hash)?
+                .str(&t.prompt)?
+                .str(&t.params)?
+                .str(&t.raw)?
+                .opt_str(t.caption.as_deref())?
+                .opt_str(t.mapping.as_deref())?
+                .i64(t.prompt_tokens as i64)?
+                .i64(t.completion_tokens as i64)?;
+            match t.cost {
+                Some(c) => app.f64(c)?,
+                None => app.null()?,
+            };
+            app.str(&t.finish)?
+                .i32(t.attempts as i32)?
+                .opt_str(t.note.as_deref())?;
+            app.end_row()?;
+        }
+        app.finish()?;
+        Ok(())
+    }
+
+    fn append_cells(&self, now: &str) -> Result<()> {
+        let mut app = self.conn.appender("w_cells")?;
+        for c in &self.cells {
+            self.cell_columns(&mut app, c)?;
+            app.str(&c.key_json)?
+                .str(&c.origin_run)?
+                .i32(c.n_tags as i32)?
+                .f64(c.infer_ms)?
+                .str(now)?
+                .bool(c.fallback)?;
+            app.end_row()?;
+        }
+        app.finish()?;
+        Ok(())
+    }
+
+    fn append_failures(&self, now: &str) -> Result<()> {
+        let mut app = self.conn.appender("w_failures")?;
+        for f in &self.failures {
+            app.str(&self.run.id)?
+                .opt_str(f.variant.as_deref())?
+                .opt_str(f.image_hash.as_deref())?;
+            app.str(&f.path)?.str(&f.stage)?.str(&f.reason)?.str(now)?;
+            app.end_row()?;
+        }
+        app.finish()?;
         Ok(())
     }
 
@@ -282,22 +288,16 @@ impl Drop for PartWriter<'_, '_> {
 /// Writes the result of `select` to `dest` as Parquet, atomically (temporary name in the same
 /// folder, fsync, rename).
 pub fn copy_to_parquet(conn: &Connection<'_>, select: &str, dest: &Path) -> Result<()> {
-    let dir = dest.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp: PathBuf = dir.join(format!(
-        ".{}.{}.tmp",
-        dest.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
+    let staged = crate::atomic::stage_new(dest, &[], false)
+        .with_context(|| format!("writing {}", dest.display()))?;
     conn.execute(&format!(
         "COPY ({select}) TO {} (FORMAT parquet, COMPRESSION zstd)",
-        path_lit(&tmp)
+        path_lit(staged.path())
     ))
     .with_context(|| format!("writing {}", dest.display()))?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all())?;
-    std::fs::rename(&tmp, dest).with_context(|| format!("renaming into {}", dest.display()))?;
+    staged
+        .commit_written()
+        .with_context(|| format!("renaming into {}", dest.display()))?;
     Ok(())
 }
 
