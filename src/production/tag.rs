@@ -19,11 +19,12 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::writers::{self, encoding::Encoding, json::Provenance, Rendered, WriterKind};
-use crate::config::Project;
+use crate::config::{Model, Project};
 use crate::dataset::ImageEntry;
-use crate::engine::Context;
+use crate::engine::{Context, Identity};
 use crate::postprocess::{self, Excluder};
 use crate::production::promote::Loaded;
+use crate::runner::predict::Scores;
 
 /// What `iw-lab tag` was asked to do.
 #[derive(Debug, Clone, Default)]
@@ -56,6 +57,19 @@ pub struct ImageReport {
     pub tags: Vec<String>,
     pub changes: Vec<Change>,
     pub errors: Vec<String>,
+}
+
+impl ImageReport {
+    /// The report of an image that failed before any sidecar was rendered.
+    fn failed(file: PathBuf, error: String) -> ImageReport {
+        ImageReport {
+            file,
+            status: "failed",
+            tags: Vec::new(),
+            changes: Vec::new(),
+            errors: vec![error],
+        }
+    }
 }
 
 /// The end summary.
@@ -304,55 +318,62 @@ struct Job<'a> {
     writers: &'a [WriterKind],
     alias: &'a str,
     config_hash: &'a str,
-    model_name: &'a str,
-    fingerprint: &'a str,
+    model: &'a Model,
+    identity: &'a Identity,
     dry_run: bool,
     now: String,
     listings: Listings,
 }
 
+/// One image's outcome: its report, the state entry to record once its sidecars are in
+/// place, and the staged sidecars.
+type Processed = (
+    ImageReport,
+    Option<state::Entry>,
+    Vec<(WriterKind, crate::atomic::Staged)>,
+);
+
+/// One image being processed, with the tags decided for it.
+struct Image<'a> {
+    img: &'a ImageEntry,
+    scores: &'a Scores,
+    decided: Vec<postprocess::Decided>,
+    provenance: Provenance,
+    /// Its state entry from earlier passes.
+    previous: Option<&'a state::Entry>,
+}
+
+/// What the writer thread shares with the end of the pass.
+struct Shared {
+    state: state::State,
+    reports: Vec<ImageReport>,
+    summary: Summary,
+}
+
 impl Job<'_> {
     /// Decides one image's tags, renders its sidecars and (unless a dry run) stages them.
-    /// Returns the report, the state entry to record once they are in place, and the staged
-    /// sidecars.
     fn process(
         &self,
         img: &ImageEntry,
-        result: Result<std::sync::Arc<crate::runner::predict::Scores>, String>,
+        result: Result<std::sync::Arc<Scores>, String>,
         origin: &str,
         previous: Option<&state::Entry>,
-    ) -> (
-        ImageReport,
-        Option<state::Entry>,
-        Vec<(WriterKind, crate::atomic::Staged)>,
-    ) {
-        let cfg = self.cfg;
+    ) -> Processed {
         let scores = match result {
             Ok(s) => s,
-            Err(e) => {
-                let rep = ImageReport {
-                    file: img.abs.clone(),
-                    status: "failed",
-                    tags: Vec::new(),
-                    changes: Vec::new(),
-                    errors: vec![e],
-                };
-                return (rep, None, Vec::new());
-            }
+            Err(e) => return (ImageReport::failed(img.abs.clone(), e), None, Vec::new()),
         };
-        let decided = postprocess::decide(&scores, &cfg.postprocess, self.excluder);
-        let provenance = Provenance {
-            config: self.alias.to_string(),
-            config_hash: self.config_hash.to_string(),
-            model: self.model_name.to_string(),
-            model_fingerprint: self.fingerprint.to_string(),
-            run_id: (!origin.is_empty()).then(|| origin.to_string()),
-            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        let it = Image {
+            img,
+            scores: &scores,
+            decided: postprocess::decide(&scores, &self.cfg.postprocess, self.excluder),
+            provenance: self.provenance(origin),
+            previous,
         };
         let mut rep = ImageReport {
             file: img.abs.clone(),
             status: "tagged",
-            tags: decided.iter().map(|d| d.tag.clone()).collect(),
+            tags: it.decided.iter().map(|d| d.tag.clone()).collect(),
             changes: Vec::new(),
             errors: Vec::new(),
         };
@@ -360,80 +381,20 @@ impl Job<'_> {
         let mut txt_ours = Vec::new();
         let mut staged = Vec::new();
         for &kind in self.writers {
-            let path = match kind {
-                WriterKind::Xmp => cfg
-                    .writers
-                    .xmp
-                    .path_with(&img.abs, |p| self.listings.exists(p)),
-                _ => sidecar_path(kind, &img.abs, &cfg.writers),
-            };
-            let on_disk = self.listings.exists(&path);
-            let existing = match read_existing(&path, &img.abs, kind, on_disk) {
+            let (r, created) = match self.sidecar(&it, kind, &mut staged) {
                 Ok(x) => x,
                 Err(e) => {
                     rep.errors.push(e);
                     continue;
                 }
             };
-            let encoding = existing.as_ref().map(|d| d.encoding);
-            let existing = existing.map(|d| d.text);
-            let rendered: Result<Rendered, String> = match kind {
-                WriterKind::Txt => {
-                    let prev: &[String] = previous.map(|p| p.txt_ours.as_slice()).unwrap_or(&[]);
-                    Ok(writers::txt::render(
-                        &img.abs,
-                        existing.as_deref(),
-                        prev,
-                        &decided,
-                        &cfg.writers.txt,
-                    ))
-                }
-                WriterKind::Xmp => {
-                    writers::xmp::render(&img.abs, existing.as_deref(), &decided, &cfg.writers.xmp)
-                        .map_err(|e| e.to_string())
-                }
-                WriterKind::Json => {
-                    let doc = writers::json::document(
-                        &img.abs,
-                        &img.hash,
-                        &decided,
-                        &scores,
-                        None,
-                        &provenance,
-                    );
-                    writers::json::render(&img.abs, existing.as_deref(), &doc, &cfg.writers.json)
-                        .map_err(|e| e.to_string())
-                }
-            };
-            let mut r = match rendered {
-                Ok(r) => r,
-                Err(e) => {
-                    rep.errors.push(e);
-                    continue;
-                }
-            };
-            // Written back in the encoding it was read in (new files: UTF-8).
-            if let Some(enc) = encoding.filter(|e| *e != Encoding::Utf8 { bom: false }) {
-                let text = String::from_utf8_lossy(&r.content).into_owned();
-                r.content = writers::encoding::encode(&text, enc);
-            }
-            if !self.dry_run && !r.unchanged {
-                match crate::atomic::stage_new(&r.path, &r.content, on_disk) {
-                    Ok(st) => staged.push((kind, st)),
-                    Err(e) => {
-                        rep.errors
-                            .push(format!("cannot write {}: {e}", r.path.display()));
-                        continue;
-                    }
-                }
-            }
             if kind == WriterKind::Txt {
                 txt_ours = r.ours.clone();
             }
             sidecars.insert(kind, r.path.clone());
             rep.changes.push(Change {
                 writer: kind,
-                created: existing.is_none(),
+                created,
                 unchanged: r.unchanged,
                 path: r.path,
                 added: r.added,
@@ -450,6 +411,101 @@ impl Job<'_> {
         if !rep.errors.is_empty() || self.dry_run {
             return (rep, None, staged);
         }
+        let entry = self.state_entry(img, previous, sidecars, txt_ours);
+        (rep, Some(entry), staged)
+    }
+
+    /// Where an image's tags came from, for the JSON sidecar.
+    fn provenance(&self, origin: &str) -> Provenance {
+        Provenance {
+            config: self.alias.to_string(),
+            config_hash: self.config_hash.to_string(),
+            model: self.model.name.to_string(),
+            model_fingerprint: self.identity.fingerprint.to_string(),
+            run_id: (!origin.is_empty()).then(|| origin.to_string()),
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+
+    /// Renders one sidecar of an image and (unless a dry run, or it is unchanged) stages it.
+    /// Returns it and whether it is a new file; an error leaves the sidecar alone.
+    fn sidecar(
+        &self,
+        it: &Image<'_>,
+        kind: WriterKind,
+        staged: &mut Vec<(WriterKind, crate::atomic::Staged)>,
+    ) -> Result<(Rendered, bool), String> {
+        let abs = &it.img.abs;
+        let path = match kind {
+            WriterKind::Xmp => self
+                .cfg
+                .writers
+                .xmp
+                .path_with(abs, |p| self.listings.exists(p)),
+            _ => sidecar_path(kind, abs, &self.cfg.writers),
+        };
+        let on_disk = self.listings.exists(&path);
+        let existing = read_existing(&path, abs, kind, on_disk)?;
+        let encoding = existing.as_ref().map(|d| d.encoding);
+        let existing = existing.map(|d| d.text);
+        let mut r = self.render(it, kind, existing.as_deref())?;
+        // Written back in the encoding it was read in (new files: UTF-8).
+        if let Some(enc) = encoding.filter(|e| *e != Encoding::Utf8 { bom: false }) {
+            let text = String::from_utf8_lossy(&r.content).into_owned();
+            r.content = writers::encoding::encode(&text, enc);
+        }
+        if !self.dry_run && !r.unchanged {
+            let st = crate::atomic::stage_new(&r.path, &r.content, on_disk)
+                .map_err(|e| format!("cannot write {}: {e}", r.path.display()))?;
+            staged.push((kind, st));
+        }
+        Ok((r, existing.is_none()))
+    }
+
+    /// One sidecar's new content, given its current text.
+    fn render(
+        &self,
+        it: &Image<'_>,
+        kind: WriterKind,
+        existing: Option<&str>,
+    ) -> Result<Rendered, String> {
+        let (abs, w) = (&it.img.abs, &self.cfg.writers);
+        match kind {
+            WriterKind::Txt => {
+                let prev: &[String] = it.previous.map(|p| p.txt_ours.as_slice()).unwrap_or(&[]);
+                Ok(writers::txt::render(
+                    abs,
+                    existing,
+                    prev,
+                    &it.decided,
+                    &w.txt,
+                ))
+            }
+            WriterKind::Xmp => {
+                writers::xmp::render(abs, existing, &it.decided, &w.xmp).map_err(|e| e.to_string())
+            }
+            WriterKind::Json => {
+                let doc = writers::json::document(
+                    abs,
+                    &it.img.hash,
+                    &it.decided,
+                    it.scores,
+                    None,
+                    &it.provenance,
+                );
+                writers::json::render(abs, existing, &doc, &w.json).map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// The state entry of an image whose sidecars were all written.
+    fn state_entry(
+        &self,
+        img: &ImageEntry,
+        previous: Option<&state::Entry>,
+        mut sidecars: BTreeMap<WriterKind, PathBuf>,
+        txt_ours: Vec<String>,
+    ) -> state::Entry {
         let mut all_writers: HashSet<WriterKind> = self.writers.iter().copied().collect();
         // Sidecars written earlier under the same config still count as done.
         if let Some(p) =
@@ -463,10 +519,12 @@ impl Job<'_> {
         }
         let mut ws: Vec<WriterKind> = all_writers.into_iter().collect();
         ws.sort();
-        if !self.writers.contains(&WriterKind::Txt) {
-            txt_ours = previous.map(|p| p.txt_ours.clone()).unwrap_or_default();
-        }
-        let entry = state::Entry {
+        let txt_ours = if self.writers.contains(&WriterKind::Txt) {
+            txt_ours
+        } else {
+            previous.map(|p| p.txt_ours.clone()).unwrap_or_default()
+        };
+        state::Entry {
             path: img.abs.clone(),
             size: img.size,
             mtime_ns: img.mtime_ns,
@@ -477,9 +535,142 @@ impl Job<'_> {
             txt_ours,
             at: self.now.clone(),
             pending: false,
-        };
-        (rep, Some(entry), staged)
+        }
     }
+
+    /// Infers the images (through the run cache) and streams each result to one writer
+    /// thread, which renders and commits the sidecars (they wait on fsync, so they overlap
+    /// inference instead of following it).
+    fn infer_and_write(
+        &self,
+        project: &Project,
+        ctx: &Context,
+        images: &[ImageEntry],
+        shared: &std::sync::Mutex<Shared>,
+    ) -> Result<crate::runner::predict::Inferred> {
+        let keys = crate::runner::predict::cache_keys(self.model, self.identity, images);
+        let mut by_key: std::collections::HashMap<&str, Vec<usize>> =
+            std::collections::HashMap::new();
+        for (i, k) in keys.iter().enumerate() {
+            by_key.entry(k.as_str()).or_default().push(i);
+        }
+        let (tx, rx) = crossbeam_channel::bounded::<Item>(256);
+        std::thread::scope(|scope| -> Result<crate::runner::predict::Inferred> {
+            let writer = scope.spawn(move || self.write_results(rx, images, shared));
+            let mut sink = |key: &str, result: Result<Scores, String>, origin: &str| {
+                let result = result.map(std::sync::Arc::new);
+                for &i in by_key.get(key).map(Vec::as_slice).unwrap_or(&[]) {
+                    let _ = tx.send((i, result.clone(), origin.to_string()));
+                }
+            };
+            let inferred = crate::runner::predict::infer_cached(
+                project,
+                self.model,
+                self.identity,
+                images,
+                ctx,
+                &format!("tag-{}", self.alias),
+                !self.dry_run,
+                Some(&mut sink),
+            );
+            drop(tx);
+            writer
+                .join()
+                .map_err(|_| anyhow::anyhow!("the sidecar writer thread panicked"))??;
+            inferred
+        })
+    }
+
+    /// The writer thread: sidecars are staged as results arrive and committed in groups
+    /// (fsync all, then rename all), which keeps file-system work from competing with
+    /// decoding.
+    fn write_results(
+        &self,
+        rx: crossbeam_channel::Receiver<Item>,
+        images: &[ImageEntry],
+        shared: &std::sync::Mutex<Shared>,
+    ) -> Result<()> {
+        let mut pending: Vec<Processed> = Vec::new();
+        for (i, result, origin) in rx {
+            let img = &images[i];
+            let previous = lock(shared).state.entries.get(&img.abs).cloned();
+            pending.push(self.process(img, result, &origin, previous.as_ref()));
+            if pending.len() >= GROUP {
+                commit_group(&mut pending, shared)?;
+            }
+        }
+        commit_group(&mut pending, shared)
+    }
+}
+
+/// One inference result on its way to the writer thread: the image's index, its scores (or
+/// why there are none) and the run that computed them.
+type Item = (usize, Result<std::sync::Arc<Scores>, String>, String);
+
+/// Commits a group of processed images: syncs their staged sidecars, durably records
+/// iw-lab's tags in them, renames them into place, then records each image as done.
+fn commit_group(pending: &mut Vec<Processed>, shared: &std::sync::Mutex<Shared>) -> Result<()> {
+    for (rep, _, files) in pending.iter_mut() {
+        for (_, st) in files.iter() {
+            if let Err(e) = st.sync() {
+                rep.errors
+                    .push(format!("cannot write {}: {e}", st.dest().display()));
+            }
+        }
+    }
+    let mut guard = lock(shared);
+    let Shared {
+        state,
+        reports,
+        summary,
+    } = &mut *guard;
+    record_intents(state, pending)?;
+    crate::panics::failpoint("tag.rename", "");
+    for (mut rep, entry, files) in pending.drain(..) {
+        let synced = rep.errors.is_empty();
+        for (kind, st) in files {
+            if !synced {
+                continue; // dropped: the temporary file is removed
+            }
+            let dest = st.dest().to_path_buf();
+            match st.rename() {
+                Ok(()) => *summary.written.entry(kind.name()).or_default() += 1,
+                Err(e) => rep
+                    .errors
+                    .push(format!("cannot write {}: {e}", dest.display())),
+            }
+        }
+        if !rep.errors.is_empty() {
+            rep.status = "failed";
+        }
+        match rep.status {
+            "failed" => summary.failed += 1,
+            "unchanged" => summary.unchanged += 1,
+            _ => summary.tagged += 1,
+        }
+        if let (true, Some(e)) = (rep.errors.is_empty(), entry) {
+            state.record(e)?;
+        }
+        reports.push(rep);
+    }
+    Ok(())
+}
+
+/// Ownership first: before any sidecar of the group is renamed into place, the log durably
+/// names iw-lab's tags in it, old and new.
+fn record_intents(state: &mut state::State, pending: &[Processed]) -> Result<()> {
+    let mut intents = 0;
+    for (rep, entry, files) in pending {
+        if let (true, Some(e), false) = (rep.errors.is_empty(), entry, files.is_empty()) {
+            let p = e.pending(state.entries.get(&e.path));
+            state.record(p)?;
+            intents += 1;
+        }
+    }
+    if intents > 0 {
+        state.sync()?;
+    }
+    Ok(())
 }
 
 /// Runs the production pass, calling `report` for every image that was not skipped.
@@ -492,39 +683,10 @@ pub fn tag(
 ) -> Result<Summary> {
     let start = Instant::now();
     let cfg = &loaded.config;
-    let writers: Vec<WriterKind> = {
-        let mut w = req
-            .write
-            .clone()
-            .unwrap_or_else(|| cfg.writers.write.clone());
-        w.sort();
-        w.dedup();
-        w
-    };
-    if writers.is_empty() {
-        bail!(
-            "no sidecars to write: pass --write txt,xmp,json or set `writers.write` in {}",
-            loaded.path.display()
-        );
-    }
+    let writers = writers_to_write(loaded, req)?;
     let model = cfg.resolve_model(project, &loaded.path, &loaded.text)?;
     let excluder = Excluder::new(&cfg.postprocess.exclude)?;
-
-    // The model must be the promoted one.
-    let identity = crate::engine::identify(&model, ctx, true)?.context("model identity")?;
-    let drifted = identity.fingerprint != cfg.model.fingerprint
-        || identity.version != cfg.model.adapter_version;
-    if drifted && !req.allow_drift {
-        bail!(
-            "model `{}` differs from the one promoted in {}: fingerprint {} (adapter v{}) now, {} (v{}) promoted\nhint: re-promote after checking the new model, or pass --allow-drift to tag with it anyway",
-            model.name,
-            loaded.path.display(),
-            identity.fingerprint.get(..16).unwrap_or(&identity.fingerprint),
-            identity.version,
-            cfg.model.fingerprint.get(..16).unwrap_or(&cfg.model.fingerprint),
-            cfg.model.adapter_version
-        );
-    }
+    let identity = promoted_identity(loaded, &model, ctx, req.allow_drift)?;
     let mut effective = cfg.clone();
     effective.model.fingerprint = identity.fingerprint.clone();
     let config_hash = effective.hash();
@@ -543,26 +705,147 @@ pub fn tag(
         dry_run: req.dry_run,
         ..Summary::default()
     };
+    drop_clashes(&mut files, &clashes, &mut summary, &mut report);
+    let (todo, skipped) = to_do(&files, &state, &config_hash, &writers, req.force);
+    summary.skipped += skipped;
+    if todo.is_empty() {
+        summary.seconds = start.elapsed().as_secs_f64();
+        return Ok(summary);
+    }
+    let images = hashed_images(&todo, &mut summary, &mut report);
+    if !req.dry_run {
+        clean_stale_temps(&images);
+    }
+    let job = Job {
+        cfg,
+        excluder: &excluder,
+        writers: &writers,
+        alias,
+        config_hash: &config_hash,
+        model: &model,
+        identity: &identity,
+        dry_run: req.dry_run,
+        now: crate::store::time_now().iso(),
+        listings: Listings::default(),
+    };
+    let shared = std::sync::Mutex::new(Shared {
+        state,
+        reports: Vec::new(),
+        summary,
+    });
+    let inferred = job.infer_and_write(project, ctx, &images, &shared)?;
+    let Shared {
+        state,
+        mut reports,
+        mut summary,
+    } = shared.into_inner().unwrap_or_else(|e| e.into_inner());
+    summary.inferences = inferred.inferences;
+    summary.run_id = inferred.run_id.clone();
+    reports.sort_by(|a, b| a.file.cmp(&b.file));
+    for r in &reports {
+        report(r);
+    }
+    state.finish()?;
+    summary.seconds = start.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// Leaves out the files whose sidecars would be another image's too, reporting them as failed.
+fn drop_clashes(
+    files: &mut Vec<PathBuf>,
+    clashes: &BTreeMap<PathBuf, String>,
+    summary: &mut Summary,
+    report: &mut impl FnMut(&ImageReport),
+) {
     files.retain(|f| match clashes.get(f) {
         None => true,
         Some(why) => {
             summary.failed += 1;
-            report(&ImageReport {
-                file: f.clone(),
-                status: "failed",
-                tags: Vec::new(),
-                changes: Vec::new(),
-                errors: vec![why.clone()],
-            });
+            report(&ImageReport::failed(f.clone(), why.clone()));
             false
         }
     });
+}
 
-    // Skip what is done; reuse known hashes of unchanged files.
-    let mut todo: Vec<(PathBuf, Option<String>, u64, i64)> = Vec::new();
-    for f in &files {
+/// Removes the temporary files an interrupted pass left in the images' folders.
+fn clean_stale_temps(images: &[ImageEntry]) {
+    let dirs: std::collections::BTreeSet<&Path> =
+        images.iter().filter_map(|i| i.abs.parent()).collect();
+    for d in dirs {
+        crate::atomic::clean_stale_temps(d);
+    }
+}
+
+/// The sidecars to write: those asked for, else the config's; at least one.
+fn writers_to_write(loaded: &Loaded, req: &Request) -> Result<Vec<WriterKind>> {
+    let mut w = req
+        .write
+        .clone()
+        .unwrap_or_else(|| loaded.config.writers.write.clone());
+    w.sort();
+    w.dedup();
+    if w.is_empty() {
+        bail!(
+            "no sidecars to write: pass --write txt,xmp,json or set `writers.write` in {}",
+            loaded.path.display()
+        );
+    }
+    Ok(w)
+}
+
+/// The model's identity now. The model must be the promoted one, unless drift is allowed.
+fn promoted_identity(
+    loaded: &Loaded,
+    model: &Model,
+    ctx: &Context,
+    allow_drift: bool,
+) -> Result<Identity> {
+    let cfg = &loaded.config;
+    let identity = crate::engine::identify(model, ctx, true)?.context("model identity")?;
+    let drifted = identity.fingerprint != cfg.model.fingerprint
+        || identity.version != cfg.model.adapter_version;
+    if drifted && !allow_drift {
+        bail!(
+            "model `{}` differs from the one promoted in {}: fingerprint {} (adapter v{}) now, {} (v{}) promoted\nhint: re-promote after checking the new model, or pass --allow-drift to tag with it anyway",
+            model.name,
+            loaded.path.display(),
+            identity.fingerprint.get(..16).unwrap_or(&identity.fingerprint),
+            identity.version,
+            cfg.model.fingerprint.get(..16).unwrap_or(&cfg.model.fingerprint),
+            cfg.model.adapter_version
+        );
+    }
+    Ok(identity)
+}
+
+/// A file that may need tagging: its hash when the state knows the file unchanged, its size
+/// and modification time (0 when they could not be read).
+struct Todo {
+    path: PathBuf,
+    hash: Option<String>,
+    size: u64,
+    mtime: i64,
+}
+
+/// Skips what is done (same content and config, sidecars still there; unless `force`) and
+/// reuses the known hashes of unchanged files. Returns the rest and how many were skipped.
+fn to_do(
+    files: &[PathBuf],
+    state: &state::State,
+    config_hash: &str,
+    writers: &[WriterKind],
+    force: bool,
+) -> (Vec<Todo>, usize) {
+    let mut todo = Vec::new();
+    let mut skipped = 0;
+    for f in files {
         let Some((size, mtime)) = stat(f) else {
-            todo.push((f.clone(), None, 0, 0));
+            todo.push(Todo {
+                path: f.clone(),
+                hash: None,
+                size: 0,
+                mtime: 0,
+            });
             continue;
         };
         let known = state
@@ -575,40 +858,49 @@ pub fn tag(
                     .iter()
                     .all(|w| e.writers.contains(w) && e.sidecars.get(w).is_some_and(|p| p.exists()))
         });
-        if done && !req.force {
-            summary.skipped += 1;
+        if done && !force {
+            skipped += 1;
             continue;
         }
-        todo.push((f.clone(), known.map(|e| e.hash.clone()), size, mtime));
+        todo.push(Todo {
+            path: f.clone(),
+            hash: known.map(|e| e.hash.clone()),
+            size,
+            mtime,
+        });
     }
-    if todo.is_empty() {
-        summary.seconds = start.elapsed().as_secs_f64();
-        return Ok(summary);
-    }
+    (todo, skipped)
+}
 
-    // Hash what we must, in parallel.
+/// The image entries of the files to do, hashing (in parallel) those whose hash is not
+/// known; a file that cannot be read is reported as failed.
+fn hashed_images(
+    todo: &[Todo],
+    summary: &mut Summary,
+    report: &mut impl FnMut(&ImageReport),
+) -> Vec<ImageEntry> {
     let bar = crate::ui::progress(todo.len() as u64, "hashing");
     let entries: Vec<Result<ImageEntry, (PathBuf, String)>> = todo
         .par_iter()
         .inspect(|_| bar.inc(1))
-        .map(|(path, hash, size, mtime)| match hash {
+        .map(|t| match &t.hash {
             Some(h) => Ok(ImageEntry {
-                rel: crate::dataset::names::rel_text(path),
-                abs: path.clone(),
-                size: *size,
-                mtime_ns: *mtime,
+                rel: crate::dataset::names::rel_text(&t.path),
+                abs: t.path.clone(),
+                size: t.size,
+                mtime_ns: t.mtime,
                 hash: h.clone(),
                 format: None,
                 width: None,
                 height: None,
                 meta: None,
             }),
-            None => crate::runner::predict::entry(path)
+            None => crate::runner::predict::entry(&t.path)
                 .map(|mut e| {
-                    e.mtime_ns = *mtime;
+                    e.mtime_ns = t.mtime;
                     e
                 })
-                .map_err(|r| (path.clone(), r)),
+                .map_err(|r| (t.path.clone(), r)),
         })
         .collect();
     bar.finish_and_clear();
@@ -618,161 +910,9 @@ pub fn tag(
             Ok(img) => images.push(img),
             Err((path, reason)) => {
                 summary.failed += 1;
-                report(&ImageReport {
-                    file: path,
-                    status: "failed",
-                    tags: Vec::new(),
-                    changes: Vec::new(),
-                    errors: vec![reason],
-                });
+                report(&ImageReport::failed(path, reason));
             }
         }
     }
-    // Results stream from inference to writer threads (sidecar writes wait on fsync, so they
-    // overlap inference instead of following it).
-    let keys = crate::runner::predict::cache_keys(&model, &identity, &images);
-    let mut by_key: std::collections::HashMap<&str, Vec<usize>> = std::collections::HashMap::new();
-    for (i, k) in keys.iter().enumerate() {
-        by_key.entry(k.as_str()).or_default().push(i);
-    }
-    if !req.dry_run {
-        let dirs: std::collections::BTreeSet<&Path> =
-            images.iter().filter_map(|i| i.abs.parent()).collect();
-        for d in dirs {
-            crate::atomic::clean_stale_temps(d);
-        }
-    }
-    let job = Job {
-        cfg,
-        excluder: &excluder,
-        writers: &writers,
-        alias,
-        config_hash: &config_hash,
-        model_name: &model.name,
-        fingerprint: &identity.fingerprint,
-        dry_run: req.dry_run,
-        now: crate::store::time_now().iso(),
-        listings: Listings::default(),
-    };
-    let shared = std::sync::Mutex::new((state, Vec::<ImageReport>::new(), summary));
-    type Item = (
-        usize,
-        Result<std::sync::Arc<crate::runner::predict::Scores>, String>,
-        String,
-    );
-    let (tx, rx) = crossbeam_channel::bounded::<Item>(256);
-    let inferred = std::thread::scope(|scope| -> Result<crate::runner::predict::Inferred> {
-        // One writer: sidecars are staged as results arrive and committed in groups (fsync all,
-        // then rename all), which keeps file-system work from competing with decoding.
-        let writer = {
-            let (job, images, shared) = (&job, &images, &shared);
-            let rx = rx.clone();
-            scope.spawn(move || -> Result<()> {
-                type Pending = (
-                    ImageReport,
-                    Option<state::Entry>,
-                    Vec<(WriterKind, crate::atomic::Staged)>,
-                );
-                let flush = |pending: &mut Vec<Pending>| -> Result<()> {
-                    for (rep, _, files) in pending.iter_mut() {
-                        for (_, st) in files.iter() {
-                            if let Err(e) = st.sync() {
-                                rep.errors
-                                    .push(format!("cannot write {}: {e}", st.dest().display()));
-                            }
-                        }
-                    }
-                    let mut guard = lock(shared);
-                    let (state, reports, summary) = &mut *guard;
-                    // Ownership first: before any sidecar of the group is renamed into place,
-                    // the log durably names iw-lab's tags in it, old and new.
-                    let mut intents = 0;
-                    for (rep, entry, files) in pending.iter() {
-                        if let (true, Some(e), false) =
-                            (rep.errors.is_empty(), entry, files.is_empty())
-                        {
-                            let p = e.pending(state.entries.get(&e.path));
-                            state.record(p)?;
-                            intents += 1;
-                        }
-                    }
-                    if intents > 0 {
-                        state.sync()?;
-                    }
-                    crate::panics::failpoint("tag.rename", "");
-                    for (mut rep, entry, files) in pending.drain(..) {
-                        let synced = rep.errors.is_empty();
-                        for (kind, st) in files {
-                            if !synced {
-                                continue; // dropped: the temporary file is removed
-                            }
-                            let dest = st.dest().to_path_buf();
-                            match st.rename() {
-                                Ok(()) => *summary.written.entry(kind.name()).or_default() += 1,
-                                Err(e) => rep
-                                    .errors
-                                    .push(format!("cannot write {}: {e}", dest.display())),
-                            }
-                        }
-                        if !rep.errors.is_empty() {
-                            rep.status = "failed";
-                        }
-                        match rep.status {
-                            "failed" => summary.failed += 1,
-                            "unchanged" => summary.unchanged += 1,
-                            _ => summary.tagged += 1,
-                        }
-                        if let (true, Some(e)) = (rep.errors.is_empty(), entry) {
-                            state.record(e)?;
-                        }
-                        reports.push(rep);
-                    }
-                    Ok(())
-                };
-                let mut pending: Vec<Pending> = Vec::new();
-                for (i, result, origin) in rx {
-                    let img = &images[i];
-                    let previous = lock(shared).0.entries.get(&img.abs).cloned();
-                    pending.push(job.process(img, result, &origin, previous.as_ref()));
-                    if pending.len() >= GROUP {
-                        flush(&mut pending)?;
-                    }
-                }
-                flush(&mut pending)
-            })
-        };
-        drop(rx);
-        let mut sink =
-            |key: &str, result: Result<crate::runner::predict::Scores, String>, origin: &str| {
-                let result = result.map(std::sync::Arc::new);
-                for &i in by_key.get(key).map(Vec::as_slice).unwrap_or(&[]) {
-                    let _ = tx.send((i, result.clone(), origin.to_string()));
-                }
-            };
-        let inferred = crate::runner::predict::infer_cached(
-            project,
-            &model,
-            &identity,
-            &images,
-            ctx,
-            &format!("tag-{alias}"),
-            !req.dry_run,
-            Some(&mut sink),
-        );
-        drop(tx);
-        writer
-            .join()
-            .map_err(|_| anyhow::anyhow!("the sidecar writer thread panicked"))??;
-        inferred
-    })?;
-    let (state, mut reports, mut summary) = shared.into_inner().unwrap_or_else(|e| e.into_inner());
-    summary.inferences = inferred.inferences;
-    summary.run_id = inferred.run_id.clone();
-    reports.sort_by(|a, b| a.file.cmp(&b.file));
-    for r in &reports {
-        report(r);
-    }
-    state.finish()?;
-    summary.seconds = start.elapsed().as_secs_f64();
-    Ok(summary)
+    images
 }

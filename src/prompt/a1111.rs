@@ -380,93 +380,148 @@ pub(crate) fn attention_str(text: &str) -> Vec<Piece> {
 /// (`(x:1.2.3)`) makes the `:` literal text and the `)` an ordinary ×1.1 close; brackets
 /// nested deeper than [`MAX_DEPTH`] are literal; `BREAK` markers are never multiplied.
 pub(crate) fn attention(input: &[Ch]) -> Vec<Piece> {
-    let mut res: Vec<Piece> = Vec::new();
-    let mut round: Vec<usize> = Vec::new();
-    let mut square: Vec<usize> = Vec::new();
-    let mut groups = 0u32;
-    let mut group = 0u32;
-    let n = input.len();
+    let mut st = Emphasis::default();
     let mut i = 0;
-    while i < n {
-        let open = !(round.is_empty() && square.is_empty());
-        let g = if open { group } else { 0 };
-        let c = input[i].c;
-        match c {
-            '\\' => {
-                if i + 1 < n && matches!(input[i + 1].c, '(' | ')' | '[' | ']' | '\\') {
-                    push_chars(&mut res, &input[i + 1..i + 2], g);
-                    i += 2;
-                } else {
-                    res.push(Piece::new("", 1.0, input[i].flags, g));
-                    i += 1;
-                }
-            }
+    while i < input.len() {
+        i = match input[i].c {
+            '\\' => st.backslash(input, i),
             '(' | '[' => {
-                if round.len() + square.len() >= MAX_DEPTH {
-                    push_chars(&mut res, &input[i..i + 1], g);
+                st.open(input, i);
+                i + 1
+            }
+            ':' => st.weight(input, i),
+            ')' | ']' => {
+                st.close(input, i);
+                i + 1
+            }
+            _ => st.plain(input, i),
+        };
+    }
+    st.finish()
+}
+
+/// The parse so far: the pieces, where each open `(` and `[` starts, and the group counter.
+#[derive(Default)]
+struct Emphasis {
+    res: Vec<Piece>,
+    round: Vec<usize>,
+    square: Vec<usize>,
+    groups: u32,
+    group: u32,
+}
+
+impl Emphasis {
+    /// Whether a bracket is open.
+    fn any_open(&self) -> bool {
+        !(self.round.is_empty() && self.square.is_empty())
+    }
+
+    /// The group of text added now (0 outside brackets).
+    fn text_group(&self) -> u32 {
+        if self.any_open() {
+            self.group
+        } else {
+            0
+        }
+    }
+
+    /// Adds characters as literal text.
+    fn literal(&mut self, chars: &[Ch]) {
+        let g = self.text_group();
+        push_chars(&mut self.res, chars, g);
+    }
+
+    /// A `\` at `i`: a bracket or backslash after it is text; a lone one is an empty piece
+    /// (keeping its flags). Returns the index after it.
+    fn backslash(&mut self, input: &[Ch], i: usize) -> usize {
+        if i + 1 < input.len() && matches!(input[i + 1].c, '(' | ')' | '[' | ']' | '\\') {
+            self.literal(&input[i + 1..i + 2]);
+            i + 2
+        } else {
+            let g = self.text_group();
+            self.res.push(Piece::new("", 1.0, input[i].flags, g));
+            i + 1
+        }
+    }
+
+    /// Opens the `(` or `[` at `i` (a new group when none is open); text when nested too
+    /// deep.
+    fn open(&mut self, input: &[Ch], i: usize) {
+        if self.round.len() + self.square.len() >= MAX_DEPTH {
+            self.literal(&input[i..i + 1]);
+            return;
+        }
+        if !self.any_open() {
+            self.groups += 1;
+            self.group = self.groups;
+        }
+        if input[i].c == '(' {
+            self.round.push(self.res.len());
+        } else {
+            self.square.push(self.res.len());
+        }
+    }
+
+    /// The `:` at `i`: `:1.2)` closes the innermost `(` with that weight; otherwise text.
+    /// Returns the index after what was read.
+    fn weight(&mut self, input: &[Ch], i: usize) -> usize {
+        match weight_close(input, i) {
+            Some((weight, end)) => {
+                if self.round.is_empty() {
+                    // No open `(`: the whole `:1.2)` token is text.
+                    self.literal(&input[i..end]);
+                    end
+                } else if let Some(w) = weight {
+                    let from = self.round.pop().unwrap_or(0);
+                    multiply_range(&mut self.res, from, w);
+                    end
                 } else {
-                    if !open {
-                        groups += 1;
-                        group = groups;
-                    }
-                    if c == '(' {
-                        round.push(res.len());
-                    } else {
-                        square.push(res.len());
-                    }
+                    self.literal(&input[i..i + 1]);
+                    i + 1
                 }
-                i += 1;
             }
-            ':' => match weight_close(input, i) {
-                Some((weight, end)) => {
-                    if round.is_empty() {
-                        // No open `(`: the whole `:1.2)` token is text.
-                        push_chars(&mut res, &input[i..end], g);
-                        i = end;
-                    } else if let Some(w) = weight {
-                        let from = round.pop().unwrap_or(0);
-                        multiply_range(&mut res, from, w);
-                        i = end;
-                    } else {
-                        push_chars(&mut res, &input[i..i + 1], g);
-                        i += 1;
-                    }
-                }
-                None => {
-                    push_chars(&mut res, &input[i..i + 1], g);
-                    i += 1;
-                }
-            },
-            ')' => {
-                match round.pop() {
-                    Some(from) => multiply_range(&mut res, from, 1.1),
-                    None => push_chars(&mut res, &input[i..i + 1], g),
-                }
-                i += 1;
-            }
-            ']' => {
-                match square.pop() {
-                    Some(from) => multiply_range(&mut res, from, 1.0 / 1.1),
-                    None => push_chars(&mut res, &input[i..i + 1], g),
-                }
-                i += 1;
-            }
-            _ => {
-                let start = i;
-                while i < n && !matches!(input[i].c, '\\' | '(' | ')' | '[' | ']' | ':') {
-                    i += 1;
-                }
-                push_plain(&mut res, &input[start..i], g);
+            None => {
+                self.literal(&input[i..i + 1]);
+                i + 1
             }
         }
     }
-    for from in round {
-        multiply_range(&mut res, from, 1.1);
+
+    /// The `)` (×1.1) or `]` (÷1.1) at `i` closes the innermost bracket of its kind; an
+    /// unmatched one is text.
+    fn close(&mut self, input: &[Ch], i: usize) {
+        let (open, w) = if input[i].c == ')' {
+            (&mut self.round, 1.1)
+        } else {
+            (&mut self.square, 1.0 / 1.1)
+        };
+        match open.pop() {
+            Some(from) => multiply_range(&mut self.res, from, w),
+            None => self.literal(&input[i..i + 1]),
+        }
     }
-    for from in square {
-        multiply_range(&mut res, from, 1.0 / 1.1);
+
+    /// The text from `start` to the next special character; returns the index there.
+    fn plain(&mut self, input: &[Ch], start: usize) -> usize {
+        let mut i = start;
+        while i < input.len() && !matches!(input[i].c, '\\' | '(' | ')' | '[' | ']' | ':') {
+            i += 1;
+        }
+        let g = self.text_group();
+        push_plain(&mut self.res, &input[start..i], g);
+        i
     }
-    res
+
+    /// Applies the brackets still open to the end of the text.
+    fn finish(mut self) -> Vec<Piece> {
+        for from in self.round {
+            multiply_range(&mut self.res, from, 1.1);
+        }
+        for from in self.square {
+            multiply_range(&mut self.res, from, 1.0 / 1.1);
+        }
+        self.res
+    }
 }
 
 /// `:\s*([+-]?[.\d]+)\s*\)` at `i`: the parsed weight (`None` when `float()` would fail)

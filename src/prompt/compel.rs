@@ -23,7 +23,15 @@ pub(crate) fn parse(text: &str) -> CompelOut {
         loras: Vec::new(),
         groups: 0,
     };
-    p.seq(0, s.len(), 0, 0, None);
+    p.seq(
+        0,
+        s.len(),
+        Scope {
+            depth: 0,
+            flags: 0,
+            group: None,
+        },
+    );
     CompelOut {
         pieces: p.out,
         loras: p.loras,
@@ -57,6 +65,26 @@ enum Suffix {
     Swap(usize, usize),
 }
 
+/// Where a span is parsed: its nesting depth, and the flags and group its pieces get (`None`
+/// outside any emphasis: each emphasised part there starts a group of its own).
+#[derive(Clone, Copy)]
+struct Scope {
+    depth: usize,
+    flags: u8,
+    group: Option<u32>,
+}
+
+impl Scope {
+    /// The scope inside an emphasis in this one: group `g`, `flags` added.
+    fn inner(self, g: u32, flags: u8) -> Scope {
+        Scope {
+            depth: self.depth + 1,
+            flags: self.flags | flags,
+            group: Some(g),
+        }
+    }
+}
+
 struct Parser<'a> {
     s: &'a [char],
     close: Vec<Option<usize>>,
@@ -73,13 +101,13 @@ impl Parser<'_> {
         })
     }
 
-    fn flush(&mut self, plain: &mut String, flags: u8, group: Option<u32>) {
+    fn flush(&mut self, plain: &mut String, sc: Scope) {
         if !plain.is_empty() {
             self.out.push(Piece::new(
                 std::mem::take(plain),
                 1.0,
-                flags,
-                group.unwrap_or(0),
+                sc.flags,
+                sc.group.unwrap_or(0),
             ));
         }
     }
@@ -95,125 +123,126 @@ impl Parser<'_> {
         self.close.get(i).copied().flatten().filter(|&m| m < to)
     }
 
-    fn seq(&mut self, from: usize, to: usize, depth: usize, flags: u8, group: Option<u32>) {
+    fn seq(&mut self, from: usize, to: usize, sc: Scope) {
         let s = self.s;
         let mut plain = String::new();
         let mut i = from;
         while i < to {
             let c = s[i];
-            if c == '\\' && i + 1 < to && matches!(s[i + 1], '(' | ')' | '"' | '\\') {
+            i = if c == '\\' && i + 1 < to && matches!(s[i + 1], '(' | ')' | '"' | '\\') {
                 plain.push(s[i + 1]);
-                i += 2;
-                continue;
-            }
-            if c == '(' {
-                match self.closing(i, to) {
-                    Some(m) if depth < MAX_DEPTH => {
-                        self.flush(&mut plain, flags, group);
-                        i = self.group(i, m, to, depth, flags, group);
-                    }
-                    _ => {
-                        plain.push(c);
-                        i += 1;
-                    }
-                }
-                continue;
-            }
-            if c.is_whitespace() || matches!(c, ',' | ')' | '"' | '\\') {
-                if c == '"' {
-                    if let Some(q) = find_quote(s, i + 1, to) {
-                        let (suffix, after) = self.suffix(q + 1, to);
-                        if !matches!(suffix, Suffix::Weight(w) if w == 1.0) || after > q + 1 {
-                            self.flush(&mut plain, flags, group);
-                            i = self.apply(i + 1, q, suffix, after, depth, flags, group);
-                            continue;
-                        }
-                    }
-                }
-                plain.push(c);
-                i += 1;
-                continue;
-            }
-            // A word.
-            let mut j = i;
-            while j < to && !(s[j].is_whitespace() || matches!(s[j], ',' | '(' | ')' | '"' | '\\'))
-            {
-                j += 1;
-            }
-            let word: String = s[i..j].iter().collect();
-            if word == "withLora" && j < to && s[j] == '(' {
-                if let Some(m) = self.closing(j, to) {
-                    let args: String = s[j + 1..m].iter().collect();
-                    let mut parts = args.split(',').map(|a| a.trim().trim_matches(['"', '\'']));
-                    let name = parts.next().unwrap_or("").to_string();
-                    if !name.is_empty() {
-                        let weight = parts
-                            .next()
-                            .and_then(|w| w.parse::<f64>().ok())
-                            .filter(|w| w.is_finite())
-                            .unwrap_or(1.0);
-                        self.loras.push(Lora {
-                            name,
-                            weight: Some(weight),
-                            ..Lora::default()
-                        });
-                    }
-                    i = m + 1;
-                    continue;
-                }
-            }
-            let last = word.chars().last().unwrap_or(' ');
-            let signs = if last == '+' || last == '-' {
-                word.chars().rev().take_while(|&c| c == last).count()
+                i + 2
+            } else if c == '(' {
+                self.paren(i, to, sc, &mut plain)
+            } else if c.is_whitespace() || matches!(c, ',' | ')' | '"' | '\\') {
+                self.separator(i, to, sc, &mut plain)
             } else {
-                0
+                self.word(i, to, sc, &mut plain)
             };
-            let stem_len = word.chars().count() - signs;
-            if signs > 0 && stem_len > 0 {
-                self.flush(&mut plain, flags, group);
-                let stem: String = word.chars().take(stem_len).collect();
-                let factor = if last == '+' { 1.1 } else { 0.9 };
-                let g = self.new_group(group);
-                self.out
-                    .push(Piece::new(stem, factor_pow(factor, signs), flags, g));
-            } else {
-                plain.push_str(&word);
-            }
-            i = j;
         }
-        self.flush(&mut plain, flags, group);
+        self.flush(&mut plain, sc);
+    }
+
+    /// The `(` at `i`: a group when it is closed (and not nested too deep), else text.
+    /// Returns where parsing goes on.
+    fn paren(&mut self, i: usize, to: usize, sc: Scope, plain: &mut String) -> usize {
+        match self.closing(i, to) {
+            Some(m) if sc.depth < MAX_DEPTH => {
+                self.flush(plain, sc);
+                self.group(i, m, to, sc)
+            }
+            _ => {
+                plain.push('(');
+                i + 1
+            }
+        }
+    }
+
+    /// A separator character at `i`; a `"` that opens a quoted prompt with a suffix
+    /// (`"a"+`, `"a".blend(…)`) applies it. Returns where parsing goes on.
+    fn separator(&mut self, i: usize, to: usize, sc: Scope, plain: &mut String) -> usize {
+        let c = self.s[i];
+        if c == '"' {
+            if let Some(q) = find_quote(self.s, i + 1, to) {
+                let (suffix, after) = self.suffix(q + 1, to);
+                if !matches!(suffix, Suffix::Weight(w) if w == 1.0) || after > q + 1 {
+                    self.flush(plain, sc);
+                    return self.apply(i + 1, q, suffix, after, sc);
+                }
+            }
+        }
+        plain.push(c);
+        i + 1
+    }
+
+    /// The word at `i`: `withLora(…)`, a signed word (`word++`), or text. Returns the index
+    /// after it.
+    fn word(&mut self, i: usize, to: usize, sc: Scope, plain: &mut String) -> usize {
+        let s = self.s;
+        let mut j = i;
+        while j < to && !(s[j].is_whitespace() || matches!(s[j], ',' | '(' | ')' | '"' | '\\')) {
+            j += 1;
+        }
+        let word: String = s[i..j].iter().collect();
+        if word == "withLora" && j < to && s[j] == '(' {
+            if let Some(after) = self.with_lora(j, to) {
+                return after;
+            }
+        }
+        let last = word.chars().last().unwrap_or(' ');
+        let signs = if last == '+' || last == '-' {
+            word.chars().rev().take_while(|&c| c == last).count()
+        } else {
+            0
+        };
+        let stem_len = word.chars().count() - signs;
+        if signs > 0 && stem_len > 0 {
+            self.flush(plain, sc);
+            let stem: String = word.chars().take(stem_len).collect();
+            let factor = if last == '+' { 1.1 } else { 0.9 };
+            let g = self.new_group(sc.group);
+            self.out
+                .push(Piece::new(stem, factor_pow(factor, signs), sc.flags, g));
+        } else {
+            plain.push_str(&word);
+        }
+        j
+    }
+
+    /// `withLora(name, weight)` with its `(` at `j`: notes the LoRA and returns the index
+    /// after `)`; `None` when the `(` is not closed.
+    fn with_lora(&mut self, j: usize, to: usize) -> Option<usize> {
+        let m = self.closing(j, to)?;
+        let args: String = self.s[j + 1..m].iter().collect();
+        let mut parts = args.split(',').map(|a| a.trim().trim_matches(['"', '\'']));
+        let name = parts.next().unwrap_or("").to_string();
+        if !name.is_empty() {
+            let weight = parts
+                .next()
+                .and_then(|w| w.parse::<f64>().ok())
+                .filter(|w| w.is_finite())
+                .unwrap_or(1.0);
+            self.loras.push(Lora {
+                name,
+                weight: Some(weight),
+                ..Lora::default()
+            });
+        }
+        Some(m + 1)
     }
 
     /// `(` at `i` closed at `m`, then its suffix; returns where parsing goes on.
-    fn group(
-        &mut self,
-        i: usize,
-        m: usize,
-        to: usize,
-        depth: usize,
-        flags: u8,
-        group: Option<u32>,
-    ) -> usize {
+    fn group(&mut self, i: usize, m: usize, to: usize, sc: Scope) -> usize {
         let (suffix, after) = self.suffix(m + 1, to);
-        self.apply(i + 1, m, suffix, after, depth, flags, group)
+        self.apply(i + 1, m, suffix, after, sc)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn apply(
-        &mut self,
-        a: usize,
-        b: usize,
-        suffix: Suffix,
-        after: usize,
-        depth: usize,
-        flags: u8,
-        group: Option<u32>,
-    ) -> usize {
+    fn apply(&mut self, a: usize, b: usize, suffix: Suffix, after: usize, sc: Scope) -> usize {
         match suffix {
             Suffix::Weight(w) => {
-                let g = self.new_group(group);
+                let g = self.new_group(sc.group);
                 let start = self.out.len();
-                self.seq(a, b, depth + 1, flags, Some(g));
+                self.seq(a, b, sc.inner(g, 0));
                 multiply_range(&mut self.out, start, w);
             }
             Suffix::Blend(weights) => {
@@ -226,9 +255,9 @@ impl Parser<'_> {
                     if k > 0 {
                         self.sep();
                     }
-                    let g = self.new_group(group);
+                    let g = self.new_group(sc.group);
                     let start = self.out.len();
-                    self.seq(x, y, depth + 1, flags, Some(g));
+                    self.seq(x, y, sc.inner(g, 0));
                     multiply_range(&mut self.out, start, weights.get(k).copied().unwrap_or(1.0));
                 }
                 self.sep();
@@ -236,11 +265,11 @@ impl Parser<'_> {
             Suffix::Swap(x, y) => {
                 let (x, y) = strip_quotes(self.s, x, y);
                 self.sep();
-                let g = self.new_group(group);
-                self.seq(a, b, depth + 1, flags | SCHEDULED, Some(g));
+                let g = self.new_group(sc.group);
+                self.seq(a, b, sc.inner(g, SCHEDULED));
                 self.sep();
-                let g = self.new_group(group);
-                self.seq(x, y, depth + 1, flags | SCHEDULED, Some(g));
+                let g = self.new_group(sc.group);
+                self.seq(x, y, sc.inner(g, SCHEDULED));
                 self.sep();
             }
         }

@@ -163,7 +163,17 @@ pub fn parse_with_embeddings(text: &str, dialect: Dialect, known_embeddings: &[&
         out.captions.push(trimmed.to_string());
         return out;
     }
+    let text = take_out_extras(text, dialect, &mut out);
+    let acc = split_into_tags(&text, dialect, &mut out);
+    out.tags = acc.tags;
+    out.captions.extend(acc.captions);
+    settle_embeddings(&mut out, known_embeddings);
+    out
+}
 
+/// Step 2: takes comments (A1111), templates (all but NovelAI) and extra networks out of the
+/// text, noting them in `out`; returns the text left.
+fn take_out_extras(text: &str, dialect: Dialect, out: &mut Parsed) -> String {
     let mut text = if dialect == Dialect::A1111 {
         extras::strip_comments(text)
     } else {
@@ -177,15 +187,19 @@ pub fn parse_with_embeddings(text: &str, dialect: Dialect, known_embeddings: &[&
         out.breaks += t.breaks;
     }
     let nets = extras::extract_networks(&text, dialect);
-    text = nets.text;
     out.loras.extend(nets.loras);
     out.embeddings.extend(nets.embeddings);
     out.templates.extend(nets.templates);
+    nets.text
+}
 
+/// Steps 3 to 5: the dialect's sub-prompts, variants and attention, split into tags and
+/// captions; breaks, embeddings and Compel LoRAs are noted in `out`.
+fn split_into_tags(text: &str, dialect: Dialect, out: &mut Parsed) -> Accumulator {
     let mut acc = Accumulator::default();
     match dialect {
         Dialect::A1111 => {
-            let subs = a1111::split_and(&text);
+            let subs = a1111::split_and(text);
             if subs.len() > 1 {
                 out.and_weights = subs.iter().map(|s| s.1).collect();
             }
@@ -202,9 +216,9 @@ pub fn parse_with_embeddings(text: &str, dialect: Dialect, known_embeddings: &[&
         }
         Dialect::Comfyui | Dialect::Novelai => {
             let pieces = if dialect == Dialect::Comfyui {
-                comfy::attention(&text)
+                comfy::attention(text)
             } else {
-                novelai::attention(&text)
+                novelai::attention(text)
             };
             let pieces = extras::split_breaks(pieces);
             out.breaks += count_breaks(&pieces);
@@ -216,7 +230,7 @@ pub fn parse_with_embeddings(text: &str, dialect: Dialect, known_embeddings: &[&
             acc.add(split::split(&pieces, 1.0));
         }
         Dialect::Compel => {
-            let parsed = compel::parse(&text);
+            let parsed = compel::parse(text);
             out.loras.extend(parsed.loras);
             let pieces = extras::split_breaks(parsed.pieces);
             out.breaks += count_breaks(&pieces);
@@ -224,35 +238,38 @@ pub fn parse_with_embeddings(text: &str, dialect: Dialect, known_embeddings: &[&
             acc.add(split::split(&pieces, 1.0));
         }
     }
-    out.tags = acc.tags;
-    out.captions.extend(acc.captions);
+    acc
+}
 
+/// Drops repeated embeddings, then moves the tags that name a known embedding to
+/// `embeddings`.
+fn settle_embeddings(out: &mut Parsed, known_embeddings: &[&str]) {
     let mut seen = std::collections::HashSet::new();
     out.embeddings.retain(|e| seen.insert(embedding_key(e)));
-    if !known_embeddings.is_empty() {
-        let keys: Vec<(String, &str)> = known_embeddings
-            .iter()
-            .map(|k| (embedding_key(k), *k))
-            .filter(|(k, _)| !k.is_empty())
-            .collect();
-        let mut moved = Vec::new();
-        out.tags.retain(|t| {
-            let key = embedding_key(&t.tag);
-            match keys.iter().find(|(k, _)| *k == key) {
-                Some((_, name)) => {
-                    moved.push(extras::strip_extension(name.trim()).to_string());
-                    false
-                }
-                None => true,
+    if known_embeddings.is_empty() {
+        return;
+    }
+    let keys: Vec<(String, &str)> = known_embeddings
+        .iter()
+        .map(|k| (embedding_key(k), *k))
+        .filter(|(k, _)| !k.is_empty())
+        .collect();
+    let mut moved = Vec::new();
+    out.tags.retain(|t| {
+        let key = embedding_key(&t.tag);
+        match keys.iter().find(|(k, _)| *k == key) {
+            Some((_, name)) => {
+                moved.push(extras::strip_extension(name.trim()).to_string());
+                false
             }
-        });
-        for name in moved {
-            if seen.insert(embedding_key(&name)) {
-                out.embeddings.push(name);
-            }
+            None => true,
+        }
+    });
+    for name in moved {
+        if seen.insert(embedding_key(&name)) {
+            out.embeddings.push(name);
         }
     }
-    out
 }
 
 /// The weighted runs a dialect's attention parser produces, adjacent equal weights merged —

@@ -14,106 +14,138 @@ const STEP: f64 = 1.05;
 pub(crate) fn attention(text: &str) -> Vec<Piece> {
     let s: Vec<char> = text.chars().collect();
     let n = s.len();
-    let mut res: Vec<Piece> = Vec::new();
-    let mut curly: Vec<usize> = Vec::new();
-    let mut square: Vec<usize> = Vec::new();
-    let mut numeric: Option<(usize, f64)> = None;
-    let mut groups = 0u32;
-    let mut group = 0u32;
-    let mut plain = String::new();
+    let mut st = Emphasis::default();
     let mut i = 0;
-
-    macro_rules! flush {
-        () => {
-            if !plain.is_empty() {
-                let open = !(curly.is_empty() && square.is_empty() && numeric.is_none());
-                res.push(Piece::new(
-                    std::mem::take(&mut plain),
-                    1.0,
-                    0,
-                    if open { group } else { 0 },
-                ));
-            }
-        };
-    }
-    macro_rules! open_group {
-        () => {
-            if curly.is_empty() && square.is_empty() && numeric.is_none() {
-                groups += 1;
-                group = groups;
-            }
-        };
-    }
-
     while i < n {
         let c = s[i];
         match c {
             '\\' if i + 1 < n && matches!(s[i + 1], '{' | '}' | '[' | ']' | '(' | ')' | '\\') => {
-                plain.push(s[i + 1]);
+                st.plain.push(s[i + 1]);
                 i += 2;
             }
-            '{' | '[' if curly.len() + square.len() < MAX_DEPTH => {
-                flush!();
-                open_group!();
-                if c == '{' {
-                    curly.push(res.len());
-                } else {
-                    square.push(res.len());
-                }
+            '{' | '[' if st.curly.len() + st.square.len() < MAX_DEPTH => {
+                st.open_bracket(c);
                 i += 1;
             }
-            '}' if !curly.is_empty() => {
-                flush!();
-                if let Some(from) = curly.pop() {
-                    multiply_range(&mut res, from, STEP);
-                }
+            '}' if !st.curly.is_empty() => {
+                st.close_bracket(c);
                 i += 1;
             }
-            ']' if !square.is_empty() => {
-                flush!();
-                if let Some(from) = square.pop() {
-                    multiply_range(&mut res, from, 1.0 / STEP);
-                }
+            ']' if !st.square.is_empty() => {
+                st.close_bracket(c);
                 i += 1;
             }
-            ':' if i + 1 < n && s[i + 1] == ':' && numeric.is_some() => {
-                flush!();
-                if let Some((from, w)) = numeric.take() {
-                    multiply_range(&mut res, from, w);
-                }
+            ':' if i + 1 < n && s[i + 1] == ':' && st.numeric.is_some() => {
+                st.flush();
+                st.close_numeric();
                 i += 2;
             }
             ':' if i + 1 < n && s[i + 1] == ':' => {
-                plain.push_str("::");
+                st.plain.push_str("::");
                 i += 2;
             }
             _ => {
                 if let Some((w, end)) = numeric_open(&s, i) {
-                    flush!();
-                    if let Some((from, w0)) = numeric.take() {
-                        multiply_range(&mut res, from, w0);
-                    }
-                    open_group!();
-                    numeric = Some((res.len(), w));
+                    st.open_numeric(w);
                     i = end;
                 } else {
-                    plain.push(c);
+                    st.plain.push(c);
                     i += 1;
                 }
             }
         }
     }
-    flush!();
-    if let Some((from, w)) = numeric {
-        multiply_range(&mut res, from, w);
+    st.finish()
+}
+
+/// The parse so far: the pieces, where each open `{`, `[` and numeric emphasis starts, the
+/// group counter, and the plain text not yet made a piece.
+#[derive(Default)]
+struct Emphasis {
+    res: Vec<Piece>,
+    curly: Vec<usize>,
+    square: Vec<usize>,
+    /// The first piece and the weight of the open numeric emphasis.
+    numeric: Option<(usize, f64)>,
+    groups: u32,
+    group: u32,
+    plain: String,
+}
+
+impl Emphasis {
+    /// Whether any emphasis is open.
+    fn any_open(&self) -> bool {
+        !(self.curly.is_empty() && self.square.is_empty() && self.numeric.is_none())
     }
-    for from in curly {
-        multiply_range(&mut res, from, STEP);
+
+    /// Makes the pending plain text a piece, in the open group if any.
+    fn flush(&mut self) {
+        if !self.plain.is_empty() {
+            let group = if self.any_open() { self.group } else { 0 };
+            self.res
+                .push(Piece::new(std::mem::take(&mut self.plain), 1.0, 0, group));
+        }
     }
-    for from in square {
-        multiply_range(&mut res, from, 1.0 / STEP);
+
+    /// Starts a new group when no emphasis is open (nested emphasis stays in its group).
+    fn open_group(&mut self) {
+        if !self.any_open() {
+            self.groups += 1;
+            self.group = self.groups;
+        }
     }
-    res
+
+    /// Opens a `{` or `[`.
+    fn open_bracket(&mut self, c: char) {
+        self.flush();
+        self.open_group();
+        if c == '{' {
+            self.curly.push(self.res.len());
+        } else {
+            self.square.push(self.res.len());
+        }
+    }
+
+    /// Closes the innermost `{` (for `}`) or `[` (for `]`), weighting what it holds.
+    fn close_bracket(&mut self, c: char) {
+        self.flush();
+        let (open, w) = if c == '}' {
+            (&mut self.curly, STEP)
+        } else {
+            (&mut self.square, 1.0 / STEP)
+        };
+        if let Some(from) = open.pop() {
+            multiply_range(&mut self.res, from, w);
+        }
+    }
+
+    /// Closes the open numeric emphasis, if any, weighting what it holds.
+    fn close_numeric(&mut self) {
+        if let Some((from, w)) = self.numeric.take() {
+            multiply_range(&mut self.res, from, w);
+        }
+    }
+
+    /// Opens numeric emphasis of weight `w`, closing the one open (they do not nest).
+    fn open_numeric(&mut self, w: f64) {
+        self.flush();
+        self.close_numeric();
+        self.open_group();
+        self.numeric = Some((self.res.len(), w));
+    }
+
+    /// Applies whatever is still open to the end of the prompt.
+    fn finish(mut self) -> Vec<Piece> {
+        self.flush();
+        self.close_numeric();
+        for from in self.curly {
+            multiply_range(&mut self.res, from, STEP);
+        }
+        for from in self.square {
+            multiply_range(&mut self.res, from, 1.0 / STEP);
+        }
+        self.res
+    }
 }
 
 /// `-?(\d+(\.\d*)?|\.\d+)::` at `i`, at the start of the prompt or after whitespace,

@@ -90,6 +90,15 @@ impl Tiff {
             u32::from_le_bytes(a)
         }
     }
+    /// Decodes a 12-byte IFD entry.
+    fn entry<'e>(&self, e: &'e [u8]) -> Entry<'e> {
+        Entry {
+            tag: self.u16(&e[0..2]),
+            typ: self.u16(&e[2..4]),
+            cnt: self.u32(&e[4..8]) as u64,
+            field: &e[8..12],
+        }
+    }
 }
 
 /// What a TIFF parse gives beyond the carriers: the image size (for TIFF files).
@@ -111,7 +120,7 @@ pub(crate) fn strip_exif_prefix(data: &[u8]) -> &[u8] {
 /// Parses one TIFF structure and appends its text tags to `out`. Problems become warnings
 /// (prefixed `exif:`); only I/O errors of the underlying reader are returned.
 pub(crate) fn parse_tiff<S: Source>(src: &mut S, out: &mut Carriers) -> io::Result<TiffInfo> {
-    let mut info = TiffInfo::default();
+    let info = TiffInfo::default();
     let head = src.read_at(0, 8)?;
     if head.len() < 8 {
         out.warnings.push(format!(
@@ -134,137 +143,136 @@ pub(crate) fn parse_tiff<S: Source>(src: &mut S, out: &mut Carriers) -> io::Resu
         }
     };
     let ifd0 = t.u32(&head[4..8]) as u64;
-    let mut visited: Vec<u64> = Vec::new();
-    let mut exif_ifd = None;
-    parse_ifd(
+    let mut parser = Parser {
         src,
-        &t,
-        ifd0,
-        "IFD0",
-        &mut visited,
+        t,
+        visited: Vec::new(),
         out,
-        &mut exif_ifd,
-        &mut info,
-    )?;
-    if let Some(off) = exif_ifd {
-        let mut nested = None;
-        parse_ifd(
-            src,
-            &t,
-            off,
-            "ExifIFD",
-            &mut visited,
-            out,
-            &mut nested,
-            &mut info,
-        )?;
+        info,
+    };
+    if let Some(off) = parser.parse_ifd(ifd0, "IFD0")? {
+        parser.parse_ifd(off, "ExifIFD")?;
     }
-    Ok(info)
+    Ok(parser.info)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn parse_ifd<S: Source>(
-    src: &mut S,
-    t: &Tiff,
-    off: u64,
-    name: &str,
-    visited: &mut Vec<u64>,
-    out: &mut Carriers,
-    exif_ifd: &mut Option<u64>,
-    info: &mut TiffInfo,
-) -> io::Result<()> {
-    if visited.contains(&off) {
-        out.warnings.push(format!(
-            "exif: {name} at offset {off} points back to an IFD already read (loop)"
-        ));
-        return Ok(());
-    }
-    visited.push(off);
-    let len = src.len();
-    if off < 8 || off.saturating_add(2) > len {
-        out.warnings.push(format!(
-            "exif: {name} offset {off} is outside the data ({len} bytes)"
-        ));
-        return Ok(());
-    }
-    let c = src.read_at(off, 2)?;
-    if c.len() < 2 {
-        out.warnings.push(format!("exif: {name} truncated"));
-        return Ok(());
-    }
-    let count = t.u16(&c) as u64;
-    let fits = (len - off - 2) / 12;
-    if count > fits {
-        out.warnings.push(format!(
-            "exif: {name} claims {count} entries, only {fits} fit in the data"
-        ));
-    }
-    let n = count.min(fits);
-    let entries = src.read_at(off + 2, (n * 12) as usize)?;
-    let location = format!("exif:{name}");
-    for e in entries.chunks_exact(12) {
-        let tag = t.u16(&e[0..2]);
-        let typ = t.u16(&e[2..4]);
-        let cnt = t.u32(&e[4..8]) as u64;
-        let field = &e[8..12];
-        match tag {
-            0x8769 if name == "IFD0" => {
-                *exif_ifd = Some(t.u32(field) as u64);
+/// One TIFF structure being parsed: its bytes and byte order, the IFDs already read (to cut
+/// loops), and where its carriers, warnings and size go.
+struct Parser<'a, S> {
+    src: &'a mut S,
+    t: Tiff,
+    visited: Vec<u64>,
+    out: &'a mut Carriers,
+    info: TiffInfo,
+}
+
+/// One 12-byte IFD entry.
+struct Entry<'e> {
+    tag: u16,
+    typ: u16,
+    cnt: u64,
+    /// The value itself when it fits in 4 bytes, else its offset.
+    field: &'e [u8],
+}
+
+impl<S: Source> Parser<'_, S> {
+    /// Reads the IFD at `off`; returns the Exif SubIFD's offset when IFD0 points to one.
+    fn parse_ifd(&mut self, off: u64, name: &str) -> io::Result<Option<u64>> {
+        let len = self.src.len();
+        let Some(n) = self.entry_count(off, name, len)? else {
+            return Ok(None);
+        };
+        let entries = self.src.read_at(off + 2, (n * 12) as usize)?;
+        let mut exif_ifd = None;
+        for e in entries.chunks_exact(12) {
+            let entry = self.t.entry(e);
+            if name == "IFD0" && self.ifd0_tag(&entry, &mut exif_ifd) {
                 continue;
             }
-            0x0100 | 0x0101 if name == "IFD0" => {
-                let v = match typ {
-                    3 => Some(t.u16(field) as u32),
-                    4 => Some(t.u32(field)),
+            self.text_tag(&entry, name, len)?;
+        }
+        Ok(exif_ifd)
+    }
+
+    /// How many entries of the IFD at `off` to read: `None` (with a warning) when it was
+    /// already read or lies outside the data; fewer than it claims when they don't fit.
+    fn entry_count(&mut self, off: u64, name: &str, len: u64) -> io::Result<Option<u64>> {
+        if self.visited.contains(&off) {
+            self.out.warnings.push(format!(
+                "exif: {name} at offset {off} points back to an IFD already read (loop)"
+            ));
+            return Ok(None);
+        }
+        self.visited.push(off);
+        if off < 8 || off.saturating_add(2) > len {
+            self.out.warnings.push(format!(
+                "exif: {name} offset {off} is outside the data ({len} bytes)"
+            ));
+            return Ok(None);
+        }
+        let c = self.src.read_at(off, 2)?;
+        if c.len() < 2 {
+            self.out.warnings.push(format!("exif: {name} truncated"));
+            return Ok(None);
+        }
+        let count = self.t.u16(&c) as u64;
+        let fits = (len - off - 2) / 12;
+        if count > fits {
+            self.out.warnings.push(format!(
+                "exif: {name} claims {count} entries, only {fits} fit in the data"
+            ));
+        }
+        Ok(Some(count.min(fits)))
+    }
+
+    /// IFD0's structural tags: the Exif SubIFD pointer and the image size. False for any
+    /// other tag.
+    fn ifd0_tag(&mut self, e: &Entry<'_>, exif_ifd: &mut Option<u64>) -> bool {
+        let t = &self.t;
+        match e.tag {
+            0x8769 => *exif_ifd = Some(t.u32(e.field) as u64),
+            0x0100 | 0x0101 => {
+                let v = match e.typ {
+                    3 => Some(t.u16(e.field) as u32),
+                    4 => Some(t.u32(e.field)),
                     _ => None,
                 };
-                if tag == 0x0100 {
-                    info.width = v;
+                if e.tag == 0x0100 {
+                    self.info.width = v;
                 } else {
-                    info.height = v;
+                    self.info.height = v;
                 }
-                continue;
             }
-            _ => {}
+            _ => return false,
         }
-        let Some(tag_name) = tag_name(tag) else {
-            continue;
+        true
+    }
+
+    /// A tag read as a carrier (see [`tag_name`]), when it holds text.
+    fn text_tag(&mut self, e: &Entry<'_>, name: &str, len: u64) -> io::Result<()> {
+        let Some(tag_name) = tag_name(e.tag) else {
+            return Ok(());
         };
-        let Some(size) = type_size(typ).and_then(|s| s.checked_mul(cnt)) else {
-            out.warnings.push(format!(
+        let (tag, typ) = (e.tag, e.typ);
+        let Some(size) = type_size(typ).and_then(|s| s.checked_mul(e.cnt)) else {
+            self.out.warnings.push(format!(
                 "exif: {name} tag 0x{tag:04x} has unknown type {typ}"
             ));
-            continue;
+            return Ok(());
         };
         if !matches!(typ, 1 | 2 | 7 | 129) {
-            continue; // a text tag written as numbers: nothing to read as text
+            return Ok(()); // a text tag written as numbers: nothing to read as text
         }
         let bytes = if size <= 4 {
-            field[..size as usize].to_vec()
+            e.field[..size as usize].to_vec()
         } else {
-            let voff = t.u32(field) as u64;
-            if size > MAX_CHUNK {
-                out.warnings
-                    .push(format!("exif: {tag_name} claims {size} bytes; skipped"));
-                continue;
+            match self.value_at_offset(e, tag_name, size, len)? {
+                Some(b) => b,
+                None => return Ok(()),
             }
-            if voff >= len {
-                out.warnings.push(format!(
-                    "exif: {tag_name} value offset {voff} is outside the data ({len} bytes)"
-                ));
-                continue;
-            }
-            let b = src.read_at(voff, size as usize)?;
-            if (b.len() as u64) < size {
-                out.warnings.push(format!(
-                    "exif: {tag_name} truncated ({} of {size} bytes)",
-                    b.len()
-                ));
-            }
-            b
         };
         let value = match (tag, typ) {
-            (0x9286, _) => Some(text::user_comment(&bytes, t.be)),
+            (0x9286, _) => Some(text::user_comment(&bytes, self.t.be)),
             (0x927C, 7 | 1) => text::strict_text(&bytes),
             (_, 129) => {
                 Some(String::from_utf8_lossy(text::trim_trailing_nuls(&bytes)).into_owned())
@@ -272,14 +280,46 @@ fn parse_ifd<S: Source>(
             _ => Some(text::exif_ascii(&bytes)),
         };
         if let Some(value) = value.filter(|v| !v.is_empty()) {
-            out.entries.push(Carrier {
+            self.out.entries.push(Carrier {
                 key: format!("exif:{tag_name}"),
-                location: location.clone(),
+                location: format!("exif:{name}"),
                 value,
             });
         }
+        Ok(())
     }
-    Ok(())
+
+    /// The bytes of a value too long for its entry, read at the offset the entry holds;
+    /// `None` (with a warning) when over [`MAX_CHUNK`] or outside the data.
+    fn value_at_offset(
+        &mut self,
+        e: &Entry<'_>,
+        tag_name: &str,
+        size: u64,
+        len: u64,
+    ) -> io::Result<Option<Vec<u8>>> {
+        let voff = self.t.u32(e.field) as u64;
+        if size > MAX_CHUNK {
+            self.out
+                .warnings
+                .push(format!("exif: {tag_name} claims {size} bytes; skipped"));
+            return Ok(None);
+        }
+        if voff >= len {
+            self.out.warnings.push(format!(
+                "exif: {tag_name} value offset {voff} is outside the data ({len} bytes)"
+            ));
+            return Ok(None);
+        }
+        let b = self.src.read_at(voff, size as usize)?;
+        if (b.len() as u64) < size {
+            self.out.warnings.push(format!(
+                "exif: {tag_name} truncated ({} of {size} bytes)",
+                b.len()
+            ));
+        }
+        Ok(Some(b))
+    }
 }
 
 #[cfg(test)]

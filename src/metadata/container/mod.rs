@@ -132,6 +132,26 @@ pub(crate) struct Budget {
     pub max_pixels: u64,
 }
 
+/// How reading a chunk's body ended (PNG, WebP).
+#[derive(PartialEq)]
+enum Body {
+    Complete,
+    Truncated,
+    /// Truncated, and the reader has already said so.
+    TruncatedWarned,
+}
+
+impl Body {
+    /// `Complete` or `Truncated`.
+    fn of(complete: bool) -> Self {
+        if complete {
+            Body::Complete
+        } else {
+            Body::Truncated
+        }
+    }
+}
+
 /// The container a file's first bytes announce, and the magic's length. A file shorter than
 /// the magic that is a prefix of it counts as that (truncated) container.
 fn sniff(head: &[u8]) -> Option<(Container, u64)> {

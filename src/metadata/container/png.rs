@@ -2,7 +2,7 @@
 //! `iTXt`, also after `IDAT`), `eXIf` and `caBX`; everything else (pixel data) is skipped by
 //! its length. CRCs are not verified.
 
-use super::{c2pa, exif, inflate, stealth, text, Budget, Input, MAX_CHUNK};
+use super::{c2pa, exif, inflate, stealth, text, Body, Budget, Input, MAX_CHUNK};
 use crate::metadata::{Carrier, Carriers};
 use std::io::{self, Read, Seek};
 
@@ -19,16 +19,30 @@ pub(crate) struct Ihdr {
 /// The most of a `caBX` chunk read to summarise the C2PA manifest.
 const MAX_C2PA: u64 = 4 << 20;
 
+/// A chunk's header: where it starts, its type (and the type as text) and its length.
+struct Chunk {
+    at: u64,
+    ty: [u8; 4],
+    name: String,
+    len: u64,
+}
+
+/// What the walk gathers across chunks.
+#[derive(Default)]
+struct Walk {
+    ihdr: Option<Ihdr>,
+    after_idat: bool,
+    first_idat: Option<u64>,
+    idat_total: u64,
+    seen_c2pa: bool,
+}
+
 pub(crate) fn read<R: Read + Seek>(
     input: &mut Input<'_, R>,
     out: &mut Carriers,
     budget: &mut Budget,
 ) -> io::Result<()> {
-    let mut ihdr: Option<Ihdr> = None;
-    let mut after_idat = false;
-    let mut first_idat: Option<u64> = None;
-    let mut idat_total: u64 = 0;
-    let mut seen_c2pa = false;
+    let mut walk = Walk::default();
     let mut first = true;
     loop {
         if input.remaining() == 0 {
@@ -39,126 +53,176 @@ pub(crate) fn read<R: Read + Seek>(
             });
             break;
         }
-        let at = input.pos();
-        let h = input.read_up_to(8)?;
-        if h.len() < 8 {
-            out.warnings
-                .push(format!("png: chunk header at offset {at} truncated"));
+        let Some(chunk) = chunk_header(input, out)? else {
             break;
-        }
-        let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as u64;
-        let ty: [u8; 4] = [h[4], h[5], h[6], h[7]];
-        let name = text::latin1(&ty);
-        if len > 0x7FFF_FFFF || !ty.iter().all(u8::is_ascii_alphabetic) {
-            out.warnings.push(format!(
-                "png: corrupt chunk header at offset {at} (type {:02x?}, length {len}); stopped",
-                ty
-            ));
-            break;
-        }
-        if first && &ty != b"IHDR" {
+        };
+        if first && &chunk.ty != b"IHDR" {
             out.warnings
-                .push(format!("png: first chunk is {name}, not IHDR"));
+                .push(format!("png: first chunk is {}, not IHDR", chunk.name));
         }
         first = false;
-        let mut reported = false;
-        let body_ok = match &ty {
-            b"IHDR" => {
-                let d = input.read_up_to(len.min(13))?;
-                if d.len() >= 13 {
-                    let h = Ihdr {
-                        width: u32::from_be_bytes([d[0], d[1], d[2], d[3]]),
-                        height: u32::from_be_bytes([d[4], d[5], d[6], d[7]]),
-                        bit_depth: d[8],
-                        color_type: d[9],
-                        interlace: d[12],
-                    };
-                    if ihdr.is_none() {
-                        out.pixel_width = Some(h.width);
-                        out.pixel_height = Some(h.height);
-                        ihdr = Some(h);
-                    }
-                } else {
-                    out.warnings
-                        .push(format!("png: IHDR too short ({} bytes)", d.len()));
-                }
-                input.skip(len - d.len() as u64)?
-            }
-            b"IDAT" => {
-                after_idat = true;
-                first_idat.get_or_insert(at);
-                idat_total = idat_total.saturating_add(len);
-                input.skip(len)?
-            }
-            b"IEND" => break,
-            b"tEXt" | b"zTXt" | b"iTXt" | b"eXIf" | b"caBX" => {
-                if len > MAX_CHUNK {
-                    out.warnings.push(format!(
-                        "png: {name} chunk of {len} bytes skipped (over the limit)"
-                    ));
-                    input.skip(len)?
-                } else if &ty == b"caBX" && seen_c2pa {
-                    input.skip(len)?
-                } else {
-                    let want = if &ty == b"caBX" {
-                        len.min(MAX_C2PA)
-                    } else {
-                        len
-                    };
-                    let data = input.read_up_to(want)?;
-                    let complete = data.len() as u64 == want;
-                    if !complete {
-                        out.warnings.push(format!(
-                            "png: {name} chunk at offset {at} truncated ({} of {len} bytes)",
-                            data.len()
-                        ));
-                        reported = true;
-                    }
-                    let location = if after_idat {
-                        format!("png:{name} (after IDAT)")
-                    } else {
-                        format!("png:{name}")
-                    };
-                    match &ty {
-                        b"eXIf" => {
-                            exif::parse_tiff(&mut exif::strip_exif_prefix(&data), out)?;
-                        }
-                        b"caBX" => {
-                            seen_c2pa = true;
-                            out.entries.push(Carrier {
-                                key: "c2pa".into(),
-                                location,
-                                value: c2pa::summary(&data),
-                            });
-                        }
-                        _ => text_chunk(&ty, &data, location, out, budget),
-                    }
-                    complete && input.skip(len - want)?
-                }
-            }
-            _ => input.skip(len)?,
-        };
+        if &chunk.ty == b"IEND" {
+            break;
+        }
+        let body = read_chunk(input, out, budget, &mut walk, &chunk)?;
         // The CRC.
-        if !body_ok || !input.skip(4)? {
-            if !reported {
-                out.warnings
-                    .push(format!("png: {name} chunk at offset {at} truncated"));
+        if body != Body::Complete || !input.skip(4)? {
+            if body != Body::TruncatedWarned {
+                out.warnings.push(format!(
+                    "png: {} chunk at offset {} truncated",
+                    chunk.name, chunk.at
+                ));
             }
             break;
         }
     }
-    let Some(ihdr) = ihdr else {
+    let Some(ihdr) = walk.ihdr else {
         if !first {
             out.warnings.push("png: no IHDR chunk".into());
         }
         return Ok(());
     };
-    if let Some(first_idat) = first_idat {
+    if let Some(first_idat) = walk.first_idat {
         if stealth::worth_trying(out) {
-            stealth::from_png(input, first_idat, idat_total, ihdr, out, budget)?;
+            stealth::from_png(input, first_idat, walk.idat_total, ihdr, out, budget)?;
         }
     }
     Ok(())
+}
+
+/// Reads a chunk header; `None` (with a warning) when it is truncated or corrupt.
+fn chunk_header<R: Read + Seek>(
+    input: &mut Input<'_, R>,
+    out: &mut Carriers,
+) -> io::Result<Option<Chunk>> {
+    let at = input.pos();
+    let h = input.read_up_to(8)?;
+    if h.len() < 8 {
+        out.warnings
+            .push(format!("png: chunk header at offset {at} truncated"));
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as u64;
+    let ty: [u8; 4] = [h[4], h[5], h[6], h[7]];
+    if len > 0x7FFF_FFFF || !ty.iter().all(u8::is_ascii_alphabetic) {
+        out.warnings.push(format!(
+            "png: corrupt chunk header at offset {at} (type {:02x?}, length {len}); stopped",
+            ty
+        ));
+        return Ok(None);
+    }
+    let name = text::latin1(&ty);
+    Ok(Some(Chunk { at, ty, name, len }))
+}
+
+/// Reads the body of one chunk (other than `IEND`), skipping the chunks that hold no
+/// metadata.
+fn read_chunk<R: Read + Seek>(
+    input: &mut Input<'_, R>,
+    out: &mut Carriers,
+    budget: &mut Budget,
+    walk: &mut Walk,
+    chunk: &Chunk,
+) -> io::Result<Body> {
+    let complete = match &chunk.ty {
+        b"IHDR" => read_ihdr(input, out, &mut walk.ihdr, chunk.len)?,
+        b"IDAT" => {
+            walk.after_idat = true;
+            walk.first_idat.get_or_insert(chunk.at);
+            walk.idat_total = walk.idat_total.saturating_add(chunk.len);
+            input.skip(chunk.len)?
+        }
+        b"tEXt" | b"zTXt" | b"iTXt" | b"eXIf" | b"caBX" => {
+            return read_carrier_chunk(input, out, budget, walk, chunk)
+        }
+        _ => input.skip(chunk.len)?,
+    };
+    Ok(Body::of(complete))
+}
+
+/// `IHDR`: the first one gives the image size and the header the stealth decoder needs.
+fn read_ihdr<R: Read + Seek>(
+    input: &mut Input<'_, R>,
+    out: &mut Carriers,
+    ihdr: &mut Option<Ihdr>,
+    len: u64,
+) -> io::Result<bool> {
+    let d = input.read_up_to(len.min(13))?;
+    if d.len() >= 13 {
+        let h = Ihdr {
+            width: u32::from_be_bytes([d[0], d[1], d[2], d[3]]),
+            height: u32::from_be_bytes([d[4], d[5], d[6], d[7]]),
+            bit_depth: d[8],
+            color_type: d[9],
+            interlace: d[12],
+        };
+        if ihdr.is_none() {
+            out.pixel_width = Some(h.width);
+            out.pixel_height = Some(h.height);
+            *ihdr = Some(h);
+        }
+    } else {
+        out.warnings
+            .push(format!("png: IHDR too short ({} bytes)", d.len()));
+    }
+    input.skip(len - d.len() as u64)
+}
+
+/// The text, `eXIf` and `caBX` chunks: read (within the caps) and turned into carriers.
+fn read_carrier_chunk<R: Read + Seek>(
+    input: &mut Input<'_, R>,
+    out: &mut Carriers,
+    budget: &mut Budget,
+    walk: &mut Walk,
+    chunk: &Chunk,
+) -> io::Result<Body> {
+    let Chunk { at, ty, name, len } = chunk;
+    let (at, len) = (*at, *len);
+    if len > MAX_CHUNK {
+        out.warnings.push(format!(
+            "png: {name} chunk of {len} bytes skipped (over the limit)"
+        ));
+        return Ok(Body::of(input.skip(len)?));
+    }
+    if ty == b"caBX" && walk.seen_c2pa {
+        return Ok(Body::of(input.skip(len)?));
+    }
+    let want = if ty == b"caBX" {
+        len.min(MAX_C2PA)
+    } else {
+        len
+    };
+    let data = input.read_up_to(want)?;
+    let complete = data.len() as u64 == want;
+    if !complete {
+        out.warnings.push(format!(
+            "png: {name} chunk at offset {at} truncated ({} of {len} bytes)",
+            data.len()
+        ));
+    }
+    let location = if walk.after_idat {
+        format!("png:{name} (after IDAT)")
+    } else {
+        format!("png:{name}")
+    };
+    match ty {
+        b"eXIf" => {
+            exif::parse_tiff(&mut exif::strip_exif_prefix(&data), out)?;
+        }
+        b"caBX" => {
+            walk.seen_c2pa = true;
+            out.entries.push(Carrier {
+                key: "c2pa".into(),
+                location,
+                value: c2pa::summary(&data),
+            });
+        }
+        _ => text_chunk(ty, &data, location, out, budget),
+    }
+    if !complete {
+        return Ok(Body::TruncatedWarned);
+    }
+    Ok(Body::of(input.skip(len - want)?))
 }
 
 /// `tEXt` / `zTXt` / `iTXt` (spec A1.1).
@@ -179,69 +243,78 @@ fn text_chunk(
     let key = text::utf8_or_latin1(&data[..nul]);
     let rest = &data[nul + 1..];
     let value = match ty {
-        b"tEXt" => text::utf8_or_latin1(rest),
-        b"zTXt" => {
-            let Some((&method, z)) = rest.split_first() else {
-                out.warnings
-                    .push(format!("png: zTXt '{key}' has no compression method"));
-                return;
-            };
-            if method != 0 {
-                out.warnings.push(format!(
-                    "png: zTXt '{key}' has unknown compression method {method}"
-                ));
-                return;
-            }
-            let (raw, problem) = inflate(z, true, budget);
-            if let Some(p) = problem {
-                out.warnings.push(format!("png: zTXt '{key}': {p}"));
-                if raw.is_empty() {
-                    return;
-                }
-            }
-            text::utf8_or_latin1(&raw)
-        }
-        _ => {
-            // iTXt: flag, method, language \0, translated keyword \0, text.
-            if rest.len() < 2 {
-                out.warnings.push(format!("png: iTXt '{key}' truncated"));
-                return;
-            }
-            let (flag, method) = (rest[0], rest[1]);
-            let mut tail = &rest[2..];
-            for _ in 0..2 {
-                match tail.iter().position(|&b| b == 0) {
-                    Some(i) => tail = &tail[i + 1..],
-                    None => {
-                        out.warnings
-                            .push(format!("png: iTXt '{key}' truncated in its header"));
-                        return;
-                    }
-                }
-            }
-            if flag == 0 {
-                String::from_utf8_lossy(tail).into_owned()
-            } else {
-                if method != 0 {
-                    out.warnings.push(format!(
-                        "png: iTXt '{key}' has unknown compression method {method}"
-                    ));
-                    return;
-                }
-                let (raw, problem) = inflate(tail, true, budget);
-                if let Some(p) = problem {
-                    out.warnings.push(format!("png: iTXt '{key}': {p}"));
-                    if raw.is_empty() {
-                        return;
-                    }
-                }
-                String::from_utf8_lossy(&raw).into_owned()
-            }
-        }
+        b"tEXt" => Some(text::utf8_or_latin1(rest)),
+        b"zTXt" => ztxt_value(&key, rest, out, budget),
+        _ => itxt_value(&key, rest, out, budget),
     };
-    out.entries.push(Carrier {
-        key,
-        location,
-        value,
-    });
+    if let Some(value) = value {
+        out.entries.push(Carrier {
+            key,
+            location,
+            value,
+        });
+    }
+}
+
+/// The text of a `zTXt` chunk after its keyword: a method byte and zlib data.
+fn ztxt_value(key: &str, rest: &[u8], out: &mut Carriers, budget: &mut Budget) -> Option<String> {
+    let Some((&method, z)) = rest.split_first() else {
+        out.warnings
+            .push(format!("png: zTXt '{key}' has no compression method"));
+        return None;
+    };
+    let raw = inflate_text("zTXt", key, method, z, out, budget)?;
+    Some(text::utf8_or_latin1(&raw))
+}
+
+/// The text of an `iTXt` chunk after its keyword: flag, method, language \0, translated
+/// keyword \0, text.
+fn itxt_value(key: &str, rest: &[u8], out: &mut Carriers, budget: &mut Budget) -> Option<String> {
+    if rest.len() < 2 {
+        out.warnings.push(format!("png: iTXt '{key}' truncated"));
+        return None;
+    }
+    let (flag, method) = (rest[0], rest[1]);
+    let mut tail = &rest[2..];
+    for _ in 0..2 {
+        match tail.iter().position(|&b| b == 0) {
+            Some(i) => tail = &tail[i + 1..],
+            None => {
+                out.warnings
+                    .push(format!("png: iTXt '{key}' truncated in its header"));
+                return None;
+            }
+        }
+    }
+    if flag == 0 {
+        return Some(String::from_utf8_lossy(tail).into_owned());
+    }
+    let raw = inflate_text("iTXt", key, method, tail, out, budget)?;
+    Some(String::from_utf8_lossy(&raw).into_owned())
+}
+
+/// Decompresses a compressed text chunk's text; `None` (with a warning) for an unknown
+/// method or when nothing could be inflated.
+fn inflate_text(
+    kind: &str,
+    key: &str,
+    method: u8,
+    z: &[u8],
+    out: &mut Carriers,
+    budget: &mut Budget,
+) -> Option<Vec<u8>> {
+    if method != 0 {
+        out.warnings.push(format!(
+            "png: {kind} '{key}' has unknown compression method {method}"
+        ));
+        return None;
+    }
+    let (raw, problem) = inflate(z, true, budget);
+    if let Some(p) = problem {
+        out.warnings.push(format!("png: {kind} '{key}': {p}"));
+        if raw.is_empty() {
+            return None;
+        }
+    }
+    Some(raw)
 }

@@ -121,6 +121,22 @@ impl Planes {
         Some(out)
     }
 
+    /// Appends the LSBs of one unfiltered PNG row (of 8- or 16-bit samples).
+    fn push_png_row(&mut self, row: &[u8], layout: &PngLayout) {
+        self.px.reserve(self.w as usize);
+        for px in row.chunks_exact(layout.bpp) {
+            let s = |c: usize| px[c * layout.bps]; // the high byte of 16-bit samples
+            let (r, g, b, a) = match layout.color_type {
+                2 => (s(0), s(1), s(2), 0),
+                4 => (s(0), s(0), s(0), s(1)),
+                _ => (s(0), s(1), s(2), s(3)),
+            };
+            self.px
+                .push(((r & 1) << 3) | ((g & 1) << 2) | ((b & 1) << 1) | (a & 1));
+        }
+        self.rows += 1;
+    }
+
     /// The signature, as the reference reader checks it: RGB first (its 120 bits end at
     /// pixel 40), then alpha (pixel 120).
     fn signature(&self) -> Option<(Mode, &'static str)> {
@@ -267,6 +283,20 @@ fn unfilter(filter: u8, cur: &mut [u8], prev: &[u8], bpp: usize) -> Result<(), S
     Ok(())
 }
 
+/// How a PNG's rows are laid out, as far as the stealth decode needs.
+struct PngLayout {
+    color_type: u8,
+    has_alpha: bool,
+    /// Bytes per sample (1 or 2).
+    bps: usize,
+    /// Bytes per pixel.
+    bpp: usize,
+    /// Bytes per row, without the filter byte.
+    stride: u64,
+    /// The rows holding the signature's pixels.
+    sig_rows: u64,
+}
+
 /// Looks for a stealth payload in a PNG whose chunks were already walked.
 pub(crate) fn from_png<R: Read + Seek>(
     input: &mut Input<'_, R>,
@@ -276,19 +306,42 @@ pub(crate) fn from_png<R: Read + Seek>(
     out: &mut Carriers,
     budget: &mut Budget,
 ) -> io::Result<()> {
+    let Some(layout) = png_layout(&ihdr, idat_total, out, budget) else {
+        return Ok(());
+    };
+    if ihdr.interlace != 0 {
+        return from_whole_file(input, image::ImageFormat::Png, out, budget);
+    }
+    input.seek_to(first_idat)?;
+    let (planes, found) = png_rows(input, &ihdr, &layout, out);
+    if let Some((mode, sig)) = found {
+        extract(&planes, mode, sig, out, budget);
+    }
+    Ok(())
+}
+
+/// The layout of a PNG worth checking; `None` for the images the reference readers cannot
+/// read, ones too small for a signature, and (with a warning) ones too large or whose pixel
+/// data is too short.
+fn png_layout(
+    ihdr: &Ihdr,
+    idat_total: u64,
+    out: &mut Carriers,
+    budget: &Budget,
+) -> Option<PngLayout> {
     let channels: u64 = match ihdr.color_type {
         2 => 3,
         4 => 2,
         6 => 4,
-        _ => return Ok(()), // grey and palette images: the reference readers cannot read them
+        _ => return None, // grey and palette images: the reference readers cannot read them
     };
     if !matches!(ihdr.bit_depth, 8 | 16) {
-        return Ok(());
+        return None;
     }
     let (w, h) = (ihdr.width as u64, ihdr.height as u64);
     let has_alpha = ihdr.color_type != 2;
     if w * h < 40 {
-        return Ok(()); // too small for any signature
+        return None; // too small for any signature
     }
     let bps = ihdr.bit_depth as u64 / 8;
     let bpp = (channels * bps) as usize;
@@ -296,7 +349,7 @@ pub(crate) fn from_png<R: Read + Seek>(
     if w * h > budget.max_pixels || stride > MAX_CHUNK {
         out.warnings
             .push(format!("stealth: {w}x{h} image is too large to check"));
-        return Ok(());
+        return None;
     }
     // Deflate expands at most ~1032:1: pixel data far too short for the rows is not decoded.
     // The rows holding the signature's pixels: the first 120 (alpha) or 40 (RGB) pixels in
@@ -305,58 +358,57 @@ pub(crate) fn from_png<R: Read + Seek>(
     if (stride + 1) * sig_rows / 1032 > idat_total + 64 {
         out.warnings
             .push("stealth: pixel data too short for the image size; not checked".into());
-        return Ok(());
+        return None;
     }
-    if ihdr.interlace != 0 {
-        return from_whole_file(input, image::ImageFormat::Png, out, budget);
-    }
-    input.seek_to(first_idat)?;
+    Some(PngLayout {
+        color_type: ihdr.color_type,
+        has_alpha,
+        bps: bps as usize,
+        bpp,
+        stride,
+        sig_rows,
+    })
+}
+
+/// Decodes a non-interlaced PNG's rows from the first `IDAT` on, stopping after the
+/// signature's rows when they hold none. Returns the LSB planes and the signature found.
+fn png_rows<R: Read + Seek>(
+    input: &mut Input<'_, R>,
+    ihdr: &Ihdr,
+    layout: &PngLayout,
+    out: &mut Carriers,
+) -> (Planes, Option<(Mode, &'static str)>) {
     let idat = IdatReader {
         input,
         left: 0,
         done: false,
     };
     let mut z = flate2::read::ZlibDecoder::new(idat);
-    let mut planes = Planes::new(ihdr.width, ihdr.height, has_alpha);
-    let mut prev = vec![0u8; stride as usize];
-    let mut cur = vec![0u8; stride as usize + 1];
+    let mut planes = Planes::new(ihdr.width, ihdr.height, layout.has_alpha);
+    let mut prev = vec![0u8; layout.stride as usize];
+    let mut cur = vec![0u8; layout.stride as usize + 1];
     let mut found = None;
-    for y in 0..h {
+    for y in 0..ihdr.height as u64 {
         if let Err(e) = z.read_exact(&mut cur) {
             out.warnings
                 .push(format!("stealth: pixel data unreadable at row {y}: {e}"));
             break;
         }
         let (filter, row) = cur.split_first_mut().expect("row has a filter byte");
-        if let Err(e) = unfilter(*filter, row, &prev, bpp) {
+        if let Err(e) = unfilter(*filter, row, &prev, layout.bpp) {
             out.warnings.push(format!("stealth: row {y}: {e}"));
             break;
         }
-        planes.px.reserve(w as usize);
-        for px in row.chunks_exact(bpp) {
-            let s = |c: usize| px[c * bps as usize]; // the high byte of 16-bit samples
-            let (r, g, b, a) = match ihdr.color_type {
-                2 => (s(0), s(1), s(2), 0),
-                4 => (s(0), s(0), s(0), s(1)),
-                _ => (s(0), s(1), s(2), s(3)),
-            };
-            planes
-                .px
-                .push(((r & 1) << 3) | ((g & 1) << 2) | ((b & 1) << 1) | (a & 1));
-        }
-        planes.rows += 1;
+        planes.push_png_row(row, layout);
         prev.copy_from_slice(row);
-        if planes.rows == sig_rows {
+        if planes.rows == layout.sig_rows {
             found = planes.signature();
             if found.is_none() {
-                return Ok(());
+                break;
             }
         }
     }
-    if let Some((mode, sig)) = found {
-        extract(&planes, mode, sig, out, budget);
-    }
-    Ok(())
+    (planes, found)
 }
 
 /// Looks for a stealth payload in a lossless WebP of the given size.
@@ -380,9 +432,7 @@ pub(crate) fn from_webp<R: Read + Seek>(
             .push(format!("stealth: {w}x{h} image is too large to check"));
         return Ok(());
     }
-    if input.len() > MAX_WHOLE_FILE {
-        out.warnings
-            .push("stealth: file too large to decode; not checked".into());
+    if !small_enough_to_read_whole(input, out) {
         return Ok(());
     }
     input.seek_to(0)?;
@@ -417,24 +467,8 @@ pub(crate) fn from_webp<R: Read + Seek>(
             if planes.signature().is_none() {
                 return Ok(());
             }
-            if dec.rows() >= h as u64 {
-                break;
-            }
-            // A payload: decode (and read) the rest.
-            loop {
-                let chunk = input.read_up_to(64 * 1024)?;
-                if chunk.is_empty() {
-                    break;
-                }
-                match dec.append(&chunk) {
-                    Step::More => {}
-                    Step::Done => break,
-                    Step::Failed(e) => {
-                        out.warnings
-                            .push(format!("stealth: pixels could not be decoded: {e}"));
-                        break;
-                    }
-                }
+            if dec.rows() < h as u64 {
+                decode_rest(input, &mut dec, out)?;
             }
             break;
         }
@@ -444,6 +478,40 @@ pub(crate) fn from_webp<R: Read + Seek>(
         extract(&planes, mode, sig, out, budget);
     }
     Ok(())
+}
+
+/// A payload was found: decodes (and reads) the rest of the file.
+fn decode_rest<R: Read + Seek>(
+    input: &mut Input<'_, R>,
+    dec: &mut WebpRows,
+    out: &mut Carriers,
+) -> io::Result<()> {
+    loop {
+        let chunk = input.read_up_to(64 * 1024)?;
+        if chunk.is_empty() {
+            break;
+        }
+        match dec.append(&chunk) {
+            Step::More => {}
+            Step::Done => break,
+            Step::Failed(e) => {
+                out.warnings
+                    .push(format!("stealth: pixels could not be decoded: {e}"));
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether the file is small enough to be read whole for a decode; warns when not.
+fn small_enough_to_read_whole<R: Read + Seek>(input: &Input<'_, R>, out: &mut Carriers) -> bool {
+    if input.len() > MAX_WHOLE_FILE {
+        out.warnings
+            .push("stealth: file too large to decode; not checked".into());
+        return false;
+    }
+    true
 }
 
 /// Whether a WebP has an alpha channel, from its first bytes (`None`: need more bytes).
@@ -557,9 +625,7 @@ fn from_whole_file<R: Read + Seek>(
     out: &mut Carriers,
     budget: &mut Budget,
 ) -> io::Result<()> {
-    if input.len() > MAX_WHOLE_FILE {
-        out.warnings
-            .push("stealth: file too large to decode; not checked".into());
+    if !small_enough_to_read_whole(input, out) {
         return Ok(());
     }
     input.seek_to(0)?;

@@ -378,34 +378,53 @@ pub fn to_genmeta(info: &Infotext) -> GenMeta {
         ..GenMeta::default()
     };
     let mut used: Vec<&'static str> = Vec::new();
-    m.steps = take(info, &mut used, "Steps")
+    read_fields(info, &mut used, &mut m);
+    let mut loras = named_loras(info, &mut used);
+    add_civitai_resources(info, &mut m, &mut loras);
+    add_hashes(info, &mut m, &mut loras);
+    m.loras = Some(loras);
+
+    for (k, v) in &info.params {
+        if !used.contains(&k.as_str()) {
+            m.params.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    m
+}
+
+/// The generation settings, each from the first of its keys present.
+fn read_fields(info: &Infotext, used: &mut Vec<&'static str>, m: &mut GenMeta) {
+    m.steps = take(info, used, "Steps")
         .and_then(parse_u64)
         .and_then(|n| u32::try_from(n).ok());
-    m.sampler = take(info, &mut used, "Sampler").map(str::to_string);
-    m.scheduler = take(info, &mut used, "Schedule type")
-        .or_else(|| take(info, &mut used, "Scheduler"))
-        .or_else(|| take(info, &mut used, "Sampler sigma"))
+    m.sampler = take(info, used, "Sampler").map(str::to_string);
+    m.scheduler = take(info, used, "Schedule type")
+        .or_else(|| take(info, used, "Scheduler"))
+        .or_else(|| take(info, used, "Sampler sigma"))
         .map(str::to_string);
-    m.cfg = take(info, &mut used, "CFG scale")
-        .or_else(|| take(info, &mut used, "CFG Scale"))
+    m.cfg = take(info, used, "CFG scale")
+        .or_else(|| take(info, used, "CFG Scale"))
         .and_then(parse_f64);
-    m.seed = take(info, &mut used, "Seed").and_then(parse_u64);
+    m.seed = take(info, used, "Seed").and_then(parse_u64);
     if let Some((w, h)) = info.get("Size").and_then(size_of) {
         used.push("Size");
         m.width = Some(w);
         m.height = Some(h);
     }
-    m.model = take(info, &mut used, "Model").map(str::to_string);
-    m.model_hash = take(info, &mut used, "Model hash").map(str::to_string);
-    m.vae = take(info, &mut used, "VAE").map(str::to_string);
-    m.denoise = take(info, &mut used, "Denoising strength").and_then(parse_f64);
-    m.clip_skip = take(info, &mut used, "Clip skip")
+    m.model = take(info, used, "Model").map(str::to_string);
+    m.model_hash = take(info, used, "Model hash").map(str::to_string);
+    m.vae = take(info, used, "VAE").map(str::to_string);
+    m.denoise = take(info, used, "Denoising strength").and_then(parse_f64);
+    m.clip_skip = take(info, used, "Clip skip")
         .and_then(parse_u64)
         .and_then(|n| u32::try_from(n).ok());
+}
 
-    // LoRAs: prompt tags, then what only the parameter line names.
+/// LoRAs: prompt tags, then what only the parameter line names (`Lora hashes`, `Hypernet`,
+/// the AddNet keys).
+fn named_loras(info: &Infotext, used: &mut Vec<&'static str>) -> Vec<Lora> {
     let mut loras = prompt_networks(&info.prompt);
-    if let Some(hashes) = take(info, &mut used, "Lora hashes") {
+    if let Some(hashes) = take(info, used, "Lora hashes") {
         for (name, hash) in name_hash_pairs(hashes) {
             match loras.iter_mut().find(|l| l.name == name) {
                 Some(l) => l.hash = Some(hash),
@@ -417,71 +436,75 @@ pub fn to_genmeta(info: &Infotext) -> GenMeta {
             }
         }
     }
-    if let Some(name) = take(info, &mut used, "Hypernet") {
+    if let Some(name) = take(info, used, "Hypernet") {
         if !loras.iter().any(|l| l.name == name) {
             loras.push(Lora {
                 name: name.to_string(),
-                weight: take(info, &mut used, "Hypernet strength").and_then(parse_f64),
+                weight: take(info, used, "Hypernet strength").and_then(parse_f64),
                 ..Lora::default()
             });
         }
     }
     add_addnet_loras(info, &mut loras);
+    loras
+}
+
+/// Civitai's `Civitai resources` JSON: the checkpoint when no model was named, and the LoRAs
+/// not named yet.
+fn add_civitai_resources(info: &Infotext, m: &mut GenMeta, loras: &mut Vec<Lora>) {
     let civitai = info
         .get("Civitai resources")
         .and_then(|v| serde_json::from_str::<Value>(v).ok());
-    if let Some(resources) = civitai.as_ref().and_then(Value::as_array) {
-        for r in resources {
-            let kind = r.get("type").and_then(Value::as_str).unwrap_or("");
-            let name = r.get("modelName").and_then(Value::as_str).unwrap_or("");
-            let version = r.get("modelVersionName").and_then(Value::as_str);
-            let full = match version {
-                Some(v) if !v.is_empty() && !name.is_empty() => format!("{name} {v}"),
-                _ => name.to_string(),
-            };
-            if full.is_empty() {
-                continue;
+    let Some(resources) = civitai.as_ref().and_then(Value::as_array) else {
+        return;
+    };
+    for r in resources {
+        let kind = r.get("type").and_then(Value::as_str).unwrap_or("");
+        let name = r.get("modelName").and_then(Value::as_str).unwrap_or("");
+        let version = r.get("modelVersionName").and_then(Value::as_str);
+        let full = match version {
+            Some(v) if !v.is_empty() && !name.is_empty() => format!("{name} {v}"),
+            _ => name.to_string(),
+        };
+        if full.is_empty() {
+            continue;
+        }
+        match kind.to_ascii_lowercase().as_str() {
+            "checkpoint" if m.model.is_none() => m.model = Some(full),
+            "lora" | "locon" | "lycoris" | "dora"
+                if !loras.iter().any(|l| l.name == full || l.name == name) =>
+            {
+                loras.push(Lora {
+                    name: full,
+                    weight: r.get("weight").and_then(super::util::num_f64),
+                    ..Lora::default()
+                });
             }
-            match kind.to_ascii_lowercase().as_str() {
-                "checkpoint" if m.model.is_none() => m.model = Some(full),
-                "lora" | "locon" | "lycoris" | "dora"
-                    if !loras.iter().any(|l| l.name == full || l.name == name) =>
-                {
-                    loras.push(Lora {
-                        name: full,
-                        weight: r.get("weight").and_then(super::util::num_f64),
-                        ..Lora::default()
-                    });
-                }
-                _ => {}
-            }
+            _ => {}
         }
     }
-    if let Some(hashes) = info
+}
+
+/// The `Hashes` JSON: the model's hash and the LoRAs' (`lora:<name>`) where not known yet.
+fn add_hashes(info: &Infotext, m: &mut GenMeta, loras: &mut [Lora]) {
+    let Some(hashes) = info
         .get("Hashes")
         .and_then(|v| serde_json::from_str::<Value>(v).ok())
-    {
-        if m.model_hash.is_none() {
-            m.model_hash = hashes
-                .get("model")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-        }
-        for l in loras.iter_mut().filter(|l| l.hash.is_none()) {
-            l.hash = hashes
-                .get(format!("lora:{}", l.name))
-                .and_then(Value::as_str)
-                .map(str::to_string);
-        }
+    else {
+        return;
+    };
+    if m.model_hash.is_none() {
+        m.model_hash = hashes
+            .get("model")
+            .and_then(Value::as_str)
+            .map(str::to_string);
     }
-    m.loras = Some(loras);
-
-    for (k, v) in &info.params {
-        if !used.contains(&k.as_str()) {
-            m.params.entry(k.clone()).or_insert_with(|| v.clone());
-        }
+    for l in loras.iter_mut().filter(|l| l.hash.is_none()) {
+        l.hash = hashes
+            .get(format!("lora:{}", l.name))
+            .and_then(Value::as_str)
+            .map(str::to_string);
     }
-    m
 }
 
 /// A key's value, noted as mapped onto a field.

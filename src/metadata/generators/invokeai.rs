@@ -89,8 +89,29 @@ fn parse_v3(ctx: &mut Ctx) -> GenMeta {
         Some(v) => nonempty_text(v),
         None => None,
     };
-    let loras = d
-        .get("loras")
+    m.loras = Some(v3_loras(&d));
+    const MAPPED: &[&str] = &[
+        "positive_prompt",
+        "negative_prompt",
+        "width",
+        "height",
+        "seed",
+        "cfg_scale",
+        "steps",
+        "scheduler",
+        "clip_skip",
+        "strength",
+        "model",
+        "vae",
+        "loras",
+    ];
+    add_params(&mut m, &d, MAPPED, "");
+    m
+}
+
+/// The `loras` of a ≥3 record: each a model (an object or a name) with a weight.
+fn v3_loras(d: &Map<String, Value>) -> Vec<Lora> {
+    d.get("loras")
         .and_then(Value::as_array)
         .map(|list| {
             list.iter()
@@ -110,25 +131,7 @@ fn parse_v3(ctx: &mut Ctx) -> GenMeta {
                 })
                 .collect()
         })
-        .unwrap_or_default();
-    m.loras = Some(loras);
-    const MAPPED: &[&str] = &[
-        "positive_prompt",
-        "negative_prompt",
-        "width",
-        "height",
-        "seed",
-        "cfg_scale",
-        "steps",
-        "scheduler",
-        "clip_skip",
-        "strength",
-        "model",
-        "vae",
-        "loras",
-    ];
-    add_params(&mut m, &d, MAPPED, "");
-    m
+        .unwrap_or_default()
 }
 
 fn model_name(o: &Map<String, Value>) -> Option<String> {

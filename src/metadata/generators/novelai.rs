@@ -51,7 +51,40 @@ pub fn parse(ctx: &mut Ctx) -> GenMeta {
         generator: Some("novelai".into()),
         ..GenMeta::default()
     };
-    // Assemble one record: PNG chunks win over EXIF JSON, which wins over stealth.
+    let record = assemble_record(ctx);
+    let description = record
+        .get("Description")
+        .and_then(Value::as_str)
+        .map(|d| d.trim_start_matches('\0').to_string());
+    let c = comment_of(&record, &mut m.warnings).unwrap_or_default();
+    let v4 = c.get("v4_prompt");
+    let v4_neg = c.get("v4_negative_prompt");
+    m.prompt = c
+        .get("prompt")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or_else(|| base_caption(v4))
+        .or(description);
+    m.negative_prompt = c
+        .get("uc")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or_else(|| base_caption(v4_neg));
+    let img2img = read_settings(&mut m, &c);
+    if let Some(source) = record.get("Source").and_then(Value::as_str) {
+        let (model, hash) = split_source(source, v4.is_some());
+        m.model = Some(model);
+        m.model_hash = hash;
+    }
+    m.loras = Some(Vec::new());
+    m.extra_prompts = characters(v4, v4_neg);
+    keep_unmapped(&mut m, &c, &record, img2img);
+    m
+}
+
+/// Assembles one record: PNG chunks win over EXIF JSON, which wins over stealth, which wins
+/// over the WebP EXIF copies of the fields.
+fn assemble_record(ctx: &mut Ctx) -> Map<String, Value> {
     let mut record: Map<String, Value> = Map::new();
     for key in RECORD_KEYS {
         if let Some(v) = ctx.take(key) {
@@ -70,7 +103,12 @@ pub fn parse(ctx: &mut Ctx) -> GenMeta {
             record.entry(k).or_insert(v);
         }
     }
-    // WebP EXIF copies of the record fields.
+    merge_exif_fields(ctx, &mut record);
+    record
+}
+
+/// Fills the record fields still missing from their WebP EXIF copies.
+fn merge_exif_fields(ctx: &mut Ctx, record: &mut Map<String, Value>) {
     for key in [
         "exif:Software",
         "exif:DocumentName",
@@ -89,43 +127,38 @@ pub fn parse(ctx: &mut Ctx) -> GenMeta {
                 .or_insert_with(|| Value::String(clean.to_string()));
         }
     }
+}
 
-    let description = record
-        .get("Description")
-        .and_then(Value::as_str)
-        .map(|d| d.trim_start_matches('\0').to_string());
-    let comment = match record.get("Comment") {
+/// The record's `Comment` as a JSON object (it is a string in PNG chunks, an object in JSON
+/// records); warns when it is a string that is not one.
+fn comment_of(
+    record: &Map<String, Value>,
+    warnings: &mut Vec<String>,
+) -> Option<Map<String, Value>> {
+    match record.get("Comment") {
         Some(Value::String(s)) => match parse_json_object(s) {
             Some(Value::Object(c)) => Some(c),
             _ => {
-                m.warnings
-                    .push("NovelAI Comment is not a JSON object; only Description read".into());
+                warnings.push("NovelAI Comment is not a JSON object; only Description read".into());
                 None
             }
         },
         Some(Value::Object(c)) => Some(c.clone()),
         _ => None,
-    };
-    let c = comment.unwrap_or_default();
-    let v4 = c.get("v4_prompt");
-    let v4_neg = c.get("v4_negative_prompt");
-    let base = |v: Option<&Value>| {
-        v.and_then(|p| p.get("caption"))
-            .and_then(|cap| cap.get("base_caption"))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
-    m.prompt = c
-        .get("prompt")
+    }
+}
+
+/// The base caption of a V4 (negative) prompt.
+fn base_caption(v: Option<&Value>) -> Option<String> {
+    v.and_then(|p| p.get("caption"))
+        .and_then(|cap| cap.get("base_caption"))
         .and_then(Value::as_str)
         .map(str::to_string)
-        .or_else(|| base(v4))
-        .or(description);
-    m.negative_prompt = c
-        .get("uc")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .or_else(|| base(v4_neg));
+}
+
+/// The sampling settings from the comment; returns whether it was an img2img request (whose
+/// `strength` is the denoise).
+fn read_settings(m: &mut GenMeta, c: &Map<String, Value>) -> bool {
     m.steps = c.get("steps").and_then(num_u32);
     m.cfg = c.get("scale").and_then(num_f64);
     m.seed = c.get("seed").and_then(seed_of);
@@ -140,14 +173,17 @@ pub fn parse(ctx: &mut Ctx) -> GenMeta {
     if img2img {
         m.denoise = c.get("strength").and_then(num_f64);
     }
-    if let Some(source) = record.get("Source").and_then(Value::as_str) {
-        let (model, hash) = split_source(source, v4.is_some());
-        m.model = Some(model);
-        m.model_hash = hash;
-    }
-    m.loras = Some(Vec::new());
-    m.extra_prompts = characters(v4, v4_neg);
+    img2img
+}
 
+/// Keeps the comment keys not mapped to a field, and the record's title and generation time,
+/// as params.
+fn keep_unmapped(
+    m: &mut GenMeta,
+    c: &Map<String, Value>,
+    record: &Map<String, Value>,
+    img2img: bool,
+) {
     const MAPPED: &[&str] = &[
         "prompt",
         "uc",
@@ -161,7 +197,7 @@ pub fn parse(ctx: &mut Ctx) -> GenMeta {
         "v4_prompt",
         "v4_negative_prompt",
     ];
-    for (k, v) in &c {
+    for (k, v) in c {
         if MAPPED.contains(&k.as_str()) || (img2img && k == "strength") {
             continue;
         }
@@ -174,7 +210,6 @@ pub fn parse(ctx: &mut Ctx) -> GenMeta {
             m.params.insert(key.to_string(), t);
         }
     }
-    m
 }
 
 /// `Source` → (model, hash). Legacy sources (`Stable Diffusion 1D44365E`) split into name and

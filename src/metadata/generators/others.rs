@@ -136,38 +136,10 @@ pub fn parse_stability_matrix(ctx: &mut Ctx) -> GenMeta {
             .and_then(comfyui::from_api_graph)
             .filter(has_sampler);
     }
-    let mut m = GenMeta::default();
-    match pj.and_then(parse_json_object) {
-        Some(Value::Object(d)) => {
-            m.prompt = d.get("PositivePrompt").and_then(text_of);
-            m.negative_prompt = d.get("NegativePrompt").and_then(text_of);
-            m.steps = d.get("Steps").and_then(num_u32);
-            m.cfg = d.get("CfgScale").and_then(num_f64);
-            m.seed = d.get("Seed").and_then(seed_of);
-            m.width = d.get("Width").and_then(num_u32).filter(|&w| w > 0);
-            m.height = d.get("Height").and_then(num_u32).filter(|&h| h > 0);
-            m.model = d.get("ModelName").and_then(nonempty_text);
-            m.model_hash = d.get("ModelHash").and_then(nonempty_text);
-            m.sampler = d.get("Sampler").and_then(nonempty_text);
-            m.loras = Some(Vec::new());
-            rest_to_params(
-                &mut m,
-                &d,
-                &[
-                    "PositivePrompt",
-                    "NegativePrompt",
-                    "Steps",
-                    "CfgScale",
-                    "Seed",
-                    "Width",
-                    "Height",
-                    "ModelName",
-                    "ModelHash",
-                    "Sampler",
-                ],
-            );
-        }
+    let mut m = match pj.and_then(parse_json_object) {
+        Some(Value::Object(d)) => from_parameters_json(&d),
         _ => {
+            let mut m = GenMeta::default();
             if pj.is_some() {
                 m.warnings
                     .push("parameters-json is not a JSON object".into());
@@ -175,52 +147,13 @@ pub fn parse_stability_matrix(ctx: &mut Ctx) -> GenMeta {
             if let Some(text) = infotext_text {
                 m = infotext::to_genmeta(&infotext::parse(text));
             }
+            m
         }
-    }
-    m.generator = Some("stability-matrix".into());
-    let project_sampler = |field: &str| {
-        sm.as_ref()
-            .and_then(|p| p.pointer(&format!("/State/Sampler/{field}/Name")))
-            .and_then(nonempty_text)
     };
-    if let Some(w) = walked {
-        if w.sampler.is_some() {
-            m.sampler = w.sampler;
-        }
-        if w.scheduler.is_some() {
-            m.scheduler = w.scheduler;
-        }
-        if w.clip_skip.is_some() {
-            m.clip_skip = w.clip_skip;
-        }
-        if w.width.is_some() && w.height.is_some() {
-            m.width = w.width;
-            m.height = w.height;
-        }
-        if w.vae.is_some() {
-            m.vae = w.vae;
-        }
-        if w.loras.is_some() {
-            m.loras = w.loras;
-        }
-        m.extra_prompts = w.extra_prompts;
-    } else {
-        if let Some(s) = project_sampler("SelectedSampler") {
-            m.sampler = Some(s);
-        }
-        if let Some(s) = project_sampler("SelectedScheduler") {
-            m.scheduler = Some(s);
-        }
-        let model = sm.as_ref().and_then(|p| p.pointer("/State/Model"));
-        let enabled = model
-            .and_then(|md| md.get("IsClipSkipEnabled"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        if enabled {
-            m.clip_skip = model
-                .and_then(|md| md.get("ClipSkip"))
-                .and_then(clip_skip_of);
-        }
+    m.generator = Some("stability-matrix".into());
+    match walked {
+        Some(w) => take_from_graph(&mut m, w),
+        None => take_from_project(&mut m, sm.as_ref()),
     }
     if m.loras.is_none() {
         m.loras = Some(Vec::new());
@@ -229,6 +162,90 @@ pub fn parse_stability_matrix(ctx: &mut Ctx) -> GenMeta {
         m.warnings.extend(g.warnings);
     }
     m
+}
+
+/// The fields Stability Matrix's `parameters-json` states.
+fn from_parameters_json(d: &Map<String, Value>) -> GenMeta {
+    let mut m = GenMeta {
+        prompt: d.get("PositivePrompt").and_then(text_of),
+        negative_prompt: d.get("NegativePrompt").and_then(text_of),
+        steps: d.get("Steps").and_then(num_u32),
+        cfg: d.get("CfgScale").and_then(num_f64),
+        seed: d.get("Seed").and_then(seed_of),
+        width: d.get("Width").and_then(num_u32).filter(|&w| w > 0),
+        height: d.get("Height").and_then(num_u32).filter(|&h| h > 0),
+        model: d.get("ModelName").and_then(nonempty_text),
+        model_hash: d.get("ModelHash").and_then(nonempty_text),
+        sampler: d.get("Sampler").and_then(nonempty_text),
+        loras: Some(Vec::new()),
+        ..GenMeta::default()
+    };
+    rest_to_params(
+        &mut m,
+        d,
+        &[
+            "PositivePrompt",
+            "NegativePrompt",
+            "Steps",
+            "CfgScale",
+            "Seed",
+            "Width",
+            "Height",
+            "ModelName",
+            "ModelHash",
+            "Sampler",
+        ],
+    );
+    m
+}
+
+/// The fields the walked ComfyUI graph knows better: sampler, scheduler, clip skip, size, VAE,
+/// LoRAs, extra prompts.
+fn take_from_graph(m: &mut GenMeta, w: GenMeta) {
+    if w.sampler.is_some() {
+        m.sampler = w.sampler;
+    }
+    if w.scheduler.is_some() {
+        m.scheduler = w.scheduler;
+    }
+    if w.clip_skip.is_some() {
+        m.clip_skip = w.clip_skip;
+    }
+    if w.width.is_some() && w.height.is_some() {
+        m.width = w.width;
+        m.height = w.height;
+    }
+    if w.vae.is_some() {
+        m.vae = w.vae;
+    }
+    if w.loras.is_some() {
+        m.loras = w.loras;
+    }
+    m.extra_prompts = w.extra_prompts;
+}
+
+/// Without a graph: sampler, scheduler and clip skip from the `smproj` project.
+fn take_from_project(m: &mut GenMeta, sm: Option<&Value>) {
+    let project_sampler = |field: &str| {
+        sm.and_then(|p| p.pointer(&format!("/State/Sampler/{field}/Name")))
+            .and_then(nonempty_text)
+    };
+    if let Some(s) = project_sampler("SelectedSampler") {
+        m.sampler = Some(s);
+    }
+    if let Some(s) = project_sampler("SelectedScheduler") {
+        m.scheduler = Some(s);
+    }
+    let model = sm.and_then(|p| p.pointer("/State/Model"));
+    let enabled = model
+        .and_then(|md| md.get("IsClipSkipEnabled"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if enabled {
+        m.clip_skip = model
+            .and_then(|md| md.get("ClipSkip"))
+            .and_then(clip_skip_of);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -270,28 +287,7 @@ pub fn parse_tensorart(ctx: &mut Ctx) -> GenMeta {
         m.model = base.get("modelFileName").and_then(nonempty_text);
         m.model_hash = base.get("hash").and_then(nonempty_text);
     }
-    let loras: Vec<Lora> = ["models", "loras", "loraModels"]
-        .iter()
-        .filter_map(|k| d.get(*k).and_then(Value::as_array))
-        .flatten()
-        .filter(|l| {
-            l.get("type")
-                .and_then(Value::as_str)
-                .is_none_or(|t| t.to_ascii_uppercase().contains("LORA"))
-        })
-        .filter_map(|l| {
-            Some(Lora {
-                name: l
-                    .get("modelFileName")
-                    .or_else(|| l.get("name"))
-                    .or_else(|| l.get("label"))
-                    .and_then(nonempty_text)?,
-                weight: l.get("weight").and_then(num_f64),
-                hash: l.get("hash").and_then(nonempty_text),
-                ..Lora::default()
-            })
-        })
-        .collect();
+    let loras = tensorart_loras(&d);
     m.loras = Some(loras);
     if let Some(ensd) = d.get("etaNoiseSeedDelta").and_then(param_text) {
         m.params.insert("ENSD".into(), ensd);
@@ -332,6 +328,32 @@ pub fn parse_tensorart(ctx: &mut Ctx) -> GenMeta {
         m.warnings.extend(g.warnings);
     }
     m
+}
+
+/// The LoRAs of `models`, `loras` and `loraModels` (entries of another type left out).
+fn tensorart_loras(d: &Map<String, Value>) -> Vec<Lora> {
+    ["models", "loras", "loraModels"]
+        .iter()
+        .filter_map(|k| d.get(*k).and_then(Value::as_array))
+        .flatten()
+        .filter(|l| {
+            l.get("type")
+                .and_then(Value::as_str)
+                .is_none_or(|t| t.to_ascii_uppercase().contains("LORA"))
+        })
+        .filter_map(|l| {
+            Some(Lora {
+                name: l
+                    .get("modelFileName")
+                    .or_else(|| l.get("name"))
+                    .or_else(|| l.get("label"))
+                    .and_then(nonempty_text)?,
+                weight: l.get("weight").and_then(num_f64),
+                hash: l.get("hash").and_then(nonempty_text),
+                ..Lora::default()
+            })
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -429,6 +451,40 @@ pub fn detect_easydiffusion(ctx: &Ctx) -> Option<EdSource> {
 }
 
 pub fn parse_easydiffusion(ctx: &mut Ctx, source: EdSource) -> GenMeta {
+    let record = ed_record(ctx, source);
+    let mut by: Map<String, Value> = Map::new();
+    for (k, v) in &record {
+        by.entry(ed_key(k)).or_insert_with(|| v.clone());
+    }
+    let get = |names: &[&str]| ed_get(&by, names);
+    let mut m = GenMeta {
+        generator: Some("easydiffusion".into()),
+        prompt: get(&["prompt"]).and_then(text_of),
+        negative_prompt: get(&["negative_prompt"]).and_then(text_of),
+        seed: get(&["seed"]).and_then(seed_of),
+        model: get(&["stable_diffusion_model"])
+            .and_then(nonempty_text)
+            .map(|p| last_path_component(&p).to_string()),
+        vae: get(&["vae_model"])
+            .and_then(nonempty_text)
+            .map(|p| last_path_component(&p).to_string()),
+        sampler: get(&["sampler_name", "sampler"]).and_then(nonempty_text),
+        scheduler: get(&["scheduler_name", "scheduler"]).and_then(nonempty_text),
+        width: get(&["width"]).and_then(num_u32),
+        height: get(&["height"]).and_then(num_u32),
+        steps: get(&["num_inference_steps", "steps"]).and_then(num_u32),
+        cfg: get(&["guidance_scale"]).and_then(num_f64),
+        denoise: get(&["prompt_strength"]).and_then(num_f64),
+        clip_skip: ed_clip_skip(get(&["clip_skip"])),
+        ..GenMeta::default()
+    };
+    m.loras = Some(ed_loras(&by));
+    ed_rest_to_params(&mut m, &record);
+    m
+}
+
+/// EasyDiffusion's record as it was written (keys not yet normalised).
+fn ed_record(ctx: &mut Ctx, source: EdSource) -> Map<String, Value> {
     let mut record: Map<String, Value> = Map::new();
     match source {
         EdSource::Chunks => {
@@ -451,40 +507,30 @@ pub fn parse_easydiffusion(ctx: &mut Ctx, source: EdSource) -> GenMeta {
             }
         }
     }
-    let mut by: Map<String, Value> = Map::new();
-    for (k, v) in &record {
-        by.entry(ed_key(k)).or_insert_with(|| v.clone());
-    }
-    let get = |names: &[&str]| names.iter().find_map(|n| by.get(*n));
-    let mut m = GenMeta {
-        generator: Some("easydiffusion".into()),
-        prompt: get(&["prompt"]).and_then(text_of),
-        negative_prompt: get(&["negative_prompt"]).and_then(text_of),
-        seed: get(&["seed"]).and_then(seed_of),
-        model: get(&["stable_diffusion_model"])
-            .and_then(nonempty_text)
-            .map(|p| last_path_component(&p).to_string()),
-        vae: get(&["vae_model"])
-            .and_then(nonempty_text)
-            .map(|p| last_path_component(&p).to_string()),
-        sampler: get(&["sampler_name", "sampler"]).and_then(nonempty_text),
-        scheduler: get(&["scheduler_name", "scheduler"]).and_then(nonempty_text),
-        width: get(&["width"]).and_then(num_u32),
-        height: get(&["height"]).and_then(num_u32),
-        steps: get(&["num_inference_steps", "steps"]).and_then(num_u32),
-        cfg: get(&["guidance_scale"]).and_then(num_f64),
-        denoise: get(&["prompt_strength"]).and_then(num_f64),
-        ..GenMeta::default()
-    };
-    // `clip_skip` is a checkbox: true skips one layer (A1111's clip skip 2).
-    m.clip_skip = match get(&["clip_skip"]) {
+    record
+}
+
+/// `clip_skip` is a checkbox: true skips one layer (A1111's clip skip 2).
+fn ed_clip_skip(v: Option<&Value>) -> Option<u32> {
+    match v {
         Some(Value::Bool(true)) => Some(2),
         Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Some(2),
         Some(Value::Bool(false)) => None,
         Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => None,
         Some(v) => clip_skip_of(v),
         None => None,
-    };
+    }
+}
+
+/// The value of the first of `names` in the record with normalised keys.
+fn ed_get<'a>(by: &'a Map<String, Value>, names: &[&str]) -> Option<&'a Value> {
+    names.iter().find_map(|n| by.get(*n))
+}
+
+/// The LoRA and hypernetwork models with their strengths, from the record with normalised
+/// keys.
+fn ed_loras(by: &Map<String, Value>) -> Vec<Lora> {
+    let get = |names: &[&str]| ed_get(by, names);
     let mut loras = Vec::new();
     for (model_key, weight_key) in [
         ("lora_model", &["lora_alpha", "lora_strength"][..]),
@@ -503,7 +549,11 @@ pub fn parse_easydiffusion(ctx: &mut Ctx, source: EdSource) -> GenMeta {
             });
         }
     }
-    m.loras = Some(loras);
+    loras
+}
+
+/// Adds the record's keys not mapped to a field to `params`, under their written names.
+fn ed_rest_to_params(m: &mut GenMeta, record: &Map<String, Value>) {
     const MAPPED: &[&str] = &[
         "prompt",
         "negative_prompt",
@@ -527,14 +577,13 @@ pub fn parse_easydiffusion(ctx: &mut Ctx, source: EdSource) -> GenMeta {
         "hypernetwork_model",
         "hypernetwork_strength",
     ];
-    for (k, v) in &record {
+    for (k, v) in record {
         if !MAPPED.contains(&ed_key(k).as_str()) {
             if let Some(t) = param_text(v) {
                 m.params.entry(k.clone()).or_insert(t);
             }
         }
     }
-    m
 }
 
 /// PNG keys that are never part of EasyDiffusion's per-key record.

@@ -41,7 +41,14 @@ pub fn parse(ctx: &mut Ctx, key: &str) -> GenMeta {
         .and_then(Value::as_array)
         .map(|a| a.iter().collect())
         .unwrap_or_default();
+    read_fields(&mut m, p, &models);
+    m.loras = Some(loras(p, &models));
+    keep_unmapped(&mut m, p, &record);
+    m
+}
 
+/// The generation fields from `sui_image_params`, the model's hash from `sui_models`.
+fn read_fields(m: &mut GenMeta, p: &Map<String, Value>, models: &[&Value]) {
     m.prompt = p.get("prompt").and_then(text_of);
     m.negative_prompt = p.get("negativeprompt").and_then(text_of);
     m.model = p.get("model").and_then(nonempty_text);
@@ -55,42 +62,21 @@ pub fn parse(ctx: &mut Ctx, key: &str) -> GenMeta {
     m.vae = p.get("vae").and_then(nonempty_text);
     m.clip_skip = p.get("clipstopatlayer").and_then(clip_skip_of);
     m.denoise = p.get("initimagecreativity").and_then(num_f64);
-    m.model_hash = models
-        .iter()
-        .find(|md| md.get("param").and_then(Value::as_str) == Some("model"))
-        .and_then(|md| md.get("hash"))
-        .and_then(nonempty_text);
+    m.model_hash = listed_hash(models, "model", None);
+}
 
-    // `loras` (names) with `loraweights` (strings) and `loratencweights` beside them.
-    let list = |k: &str| -> Vec<Value> {
-        match p.get(k) {
-            Some(Value::Array(a)) => a.clone(),
-            Some(Value::String(s)) if !s.is_empty() => s
-                .split(',')
-                .map(|x| Value::String(x.trim().into()))
-                .collect(),
-            _ => Vec::new(),
-        }
-    };
-    let names = list("loras");
-    let weights = list("loraweights");
-    let tenc = list("loratencweights");
-    let loras: Vec<Lora> = names
+/// `loras` (names) with `loraweights` (strings) and `loratencweights` beside them, and their
+/// hashes from `sui_models`.
+fn loras(p: &Map<String, Value>, models: &[&Value]) -> Vec<Lora> {
+    let names = list_param(p, "loras");
+    let weights = list_param(p, "loraweights");
+    let tenc = list_param(p, "loratencweights");
+    names
         .iter()
         .enumerate()
         .filter_map(|(i, n)| {
             let name = nonempty_text(n)?;
-            let hash = models
-                .iter()
-                .find(|md| {
-                    md.get("param").and_then(Value::as_str) == Some("loras")
-                        && md
-                            .get("name")
-                            .and_then(Value::as_str)
-                            .is_some_and(|mn| stem(mn) == stem(&name))
-                })
-                .and_then(|md| md.get("hash"))
-                .and_then(nonempty_text);
+            let hash = listed_hash(models, "loras", Some(&name));
             let weight = weights.get(i).and_then(num_f64);
             let te = tenc.get(i).and_then(num_f64);
             Some(Lora {
@@ -100,9 +86,40 @@ pub fn parse(ctx: &mut Ctx, key: &str) -> GenMeta {
                 hash,
             })
         })
-        .collect();
-    m.loras = Some(loras);
+        .collect()
+}
 
+/// A list parameter, written as an array or as one comma-separated string.
+fn list_param(p: &Map<String, Value>, k: &str) -> Vec<Value> {
+    match p.get(k) {
+        Some(Value::Array(a)) => a.clone(),
+        Some(Value::String(s)) if !s.is_empty() => s
+            .split(',')
+            .map(|x| Value::String(x.trim().into()))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The hash `sui_models` gives for the first model used as `param` (and, when `name` is
+/// given, of that name, extensions aside).
+fn listed_hash(models: &[&Value], param: &str, name: Option<&str>) -> Option<String> {
+    models
+        .iter()
+        .find(|md| {
+            md.get("param").and_then(Value::as_str) == Some(param)
+                && name.is_none_or(|name| {
+                    md.get("name")
+                        .and_then(Value::as_str)
+                        .is_some_and(|mn| stem(mn) == stem(name))
+                })
+        })
+        .and_then(|md| md.get("hash"))
+        .and_then(nonempty_text)
+}
+
+/// Keeps the image params not mapped to a field, then the extra data, as params.
+fn keep_unmapped(m: &mut GenMeta, p: &Map<String, Value>, record: &Value) {
     const MAPPED: &[&str] = &[
         "prompt",
         "negativeprompt",
@@ -135,7 +152,6 @@ pub fn parse(ctx: &mut Ctx, key: &str) -> GenMeta {
             }
         }
     }
-    m
 }
 
 /// A model name without its extension (`Lustrijous.safetensors` → `Lustrijous`).

@@ -82,33 +82,16 @@ fn walk_conditioning<'a>(
         return;
     }
     if ENCODER_TEXT_KEYS.iter().any(|k| node.has(k)) {
-        c.encoder.get_or_insert(g.position(node));
-        if let Some(gd) = node.input("guidance").and_then(|v| g.float(v, 0)) {
-            c.guidance.get_or_insert(gd);
-        }
-        if let Some(text) = encoder_text(g, node) {
-            c.parts.push(Part {
-                text,
-                region: region.map(str::to_string),
-            });
-        }
+        read_encoder(g, node, region, c);
         return;
     }
     if let Some(chosen) = g.switch_branch(node, 0) {
         return follow(chosen, region, c);
     }
     if node.class == "FluxGuidance" {
-        if let Some(gd) = node.input("guidance").and_then(|v| g.float(v, 0)) {
-            c.guidance.get_or_insert(gd);
-        }
+        note_guidance(g, node, c);
     }
-    if let Some(cn) = g.input_link(node, "control_net") {
-        if let Some(name) = cn.node.input("control_net_name").and_then(|v| g.name(v, 0)) {
-            if !c.controlnets.contains(&name) {
-                c.controlnets.push(name);
-            }
-        }
-    }
+    note_controlnet(g, node, c);
     // An area set later (nearer the sampler) replaces an earlier one, so the first met wins.
     let own_region = area(g, node);
     let region = region.or(own_region.as_deref());
@@ -140,6 +123,36 @@ fn walk_conditioning<'a>(
     }
     for v in g.order_by_link(node, links) {
         follow(v, region, c);
+    }
+}
+
+/// An encoder node: the first one met is the conditioning's encoder; its text is one part.
+fn read_encoder<'a>(g: &Graph<'a>, node: &Node<'a>, region: Option<&str>, c: &mut Conditioning) {
+    c.encoder.get_or_insert(g.position(node));
+    note_guidance(g, node, c);
+    if let Some(text) = encoder_text(g, node) {
+        c.parts.push(Part {
+            text,
+            region: region.map(str::to_string),
+        });
+    }
+}
+
+/// A node's `guidance` input, unless a node nearer the sampler already gave one.
+fn note_guidance<'a>(g: &Graph<'a>, node: &Node<'a>, c: &mut Conditioning) {
+    if let Some(gd) = node.input("guidance").and_then(|v| g.float(v, 0)) {
+        c.guidance.get_or_insert(gd);
+    }
+}
+
+/// The ControlNet model a node applies, once per name.
+fn note_controlnet<'a>(g: &Graph<'a>, node: &Node<'a>, c: &mut Conditioning) {
+    if let Some(cn) = g.input_link(node, "control_net") {
+        if let Some(name) = cn.node.input("control_net_name").and_then(|v| g.name(v, 0)) {
+            if !c.controlnets.contains(&name) {
+                c.controlnets.push(name);
+            }
+        }
     }
 }
 
