@@ -150,7 +150,7 @@ pub fn load_run(
         }
         metrics = stored.unwrap_or_default();
         if !todo.is_empty() {
-            metrics.extend(load::run_metrics(conn, src, &todo, None)?);
+            metrics.extend(crate::runner::scoring::run_metrics(conn, src, &todo, None)?);
         }
         // experiment order, thresholds ascending within a variant
         let order: HashMap<&str, usize> = manifest

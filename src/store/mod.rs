@@ -16,7 +16,11 @@
 //! Parts are written to a temporary name and renamed, outputs before cells, so a cell is
 //! visible to later runs only once its outputs are complete; a run killed at any instant loses
 //! only the cells in flight. Layout documented in `docs/runs.md`.
+//!
+//! Every SQL statement lives here: `tables` opens a run's tables as DuckDB views, and typed
+//! reads return plain data for the analyses and products: `counts` (metric counts).
 
+pub mod counts;
 pub mod duck;
 pub mod lookup;
 pub mod manifest;
