@@ -1,21 +1,16 @@
 //! Metrics per group of images sharing an attribute the index holds: `folder`, `generator`,
 //! `sampler`, `model` (the generation checkpoint) or `lora` (an image with several LoRAs is in
-//! each of their groups). Images without the attribute form the group `(none)`.
+//! each of their groups). Images without the attribute form the group `(none)`. The values
+//! come from the store (`store::images::attribute_values`).
 
 use std::collections::{BTreeMap, HashMap};
 
-use anyhow::{bail, Result};
 use serde::Serialize;
 
 use super::eval::{at_threshold, count, scores, Scores};
 use super::scores::VariantScores;
-use crate::store::duck::Connection;
 
-/// The attributes one can group by.
-pub const ATTRIBUTES: &[&str] = &["folder", "generator", "sampler", "model", "lora"];
-
-/// The group of images without the attribute.
-pub const NONE: &str = "(none)";
+pub use crate::store::images::{ATTRIBUTES, NONE};
 
 /// One group's scores.
 #[derive(Debug, Clone, Serialize)]
@@ -32,32 +27,6 @@ pub struct Groups {
     pub threshold: f64,
     pub by: String,
     pub groups: Vec<Group>,
-}
-
-/// Path → group values, from the run whose views are open on `conn`.
-pub fn load_attribute(conn: &Connection<'_>, by: &str) -> Result<HashMap<String, Vec<String>>> {
-    let sql = match by {
-        "lora" => "SELECT i.path, l.lora FROM images i LEFT JOIN (SELECT DISTINCT path, lora FROM image_loras) l ON l.path = i.path".to_string(),
-        "folder" | "generator" | "sampler" | "model" => {
-            format!("SELECT path, CAST({by} AS VARCHAR) FROM images")
-        }
-        _ => bail!(
-            "cannot group by `{by}`; expected one of: {}",
-            ATTRIBUTES.join(", ")
-        ),
-    };
-    let mut out: HashMap<String, Vec<String>> = HashMap::new();
-    conn.query(&sql)?.for_each_row(|r| {
-        let path = r.str(0)?.unwrap_or_default().to_string();
-        let value = r.str(1)?.map(str::to_string);
-        let e = out.entry(path).or_default();
-        match value {
-            Some(v) => e.push(v),
-            None => e.push(NONE.to_string()),
-        }
-        Ok(())
-    })?;
-    Ok(out)
 }
 
 /// Scores per group over the labelled images, at `threshold` (as `iw-lab metrics`).

@@ -15,22 +15,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Counts for one tag at one threshold.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TagCounts {
-    pub tag: String,
-    pub tp: u64,
-    pub fp: u64,
-    pub fn_: u64,
-}
-
-/// Counts for one image at one threshold.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct SampleCounts {
-    pub tp: u64,
-    pub pred: u64,
-    pub truth: u64,
-}
+pub use crate::store::counts::{SampleCounts, TagCounts};
 
 /// Precision, recall and F1.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]

@@ -1,8 +1,10 @@
-//! Analyses computed from stored outputs only, never by re-running a model.
+//! Analyses computed from stored outputs only, never by re-running a model. Pure: rows in,
+//! numbers out; the store (`crate::store`) reads and counts the run's tables.
 //!
-//! `metrics` is pure (counts in, numbers out, scikit-learn's definitions); `load` counts in
-//! DuckDB over a run's tables. Callers: `iw-lab run` (leaderboard at the end) and
-//! `iw-lab metrics`.
+//! `metrics` has scikit-learn's definitions (counts in, numbers out); `load` assembles a run's
+//! metrics from the counts of `store::counts`; `scores` holds a variant's scores from
+//! `store::scores` for the other analyses. Callers: `iw-lab run` (leaderboard at the end),
+//! `iw-lab metrics`, `analyze`, `diff` and the report.
 
 pub mod agreement;
 pub mod bootstrap;

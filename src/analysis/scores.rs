@@ -1,5 +1,6 @@
-//! A variant's stored scores and ground truth, loaded once from a run's tables (DuckDB) into
-//! memory, for the analyses (`sweep`, `policy`, `bootstrap`, `diff`, `stats`, `group`).
+//! A variant's scores and ground truth in memory, assembled once from what the store read of a
+//! run (`store::scores`), for the analyses (`sweep`, `policy`, `bootstrap`, `diff`, `stats`,
+//! `group`).
 //!
 //! The same decisions as `load` (and `docs/metrics.md`): the sample is an image *file*; only
 //! files with a finished cell are loaded (and, for scoring, ground truth in the scored source);
@@ -8,30 +9,10 @@
 
 use std::collections::HashMap;
 
-use anyhow::Result;
-
 use crate::config::Category;
-use crate::store::duck::{lit, Connection};
+use crate::store::scores::StoredScores;
 
-/// One (image, tag) pair with a stored score or a ground-truth label (or both).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Entry {
-    /// Index into [`VariantScores::tags`].
-    pub tag: u32,
-    /// The stored score (0 when none was stored).
-    pub score: f32,
-    /// In the ground truth.
-    pub y: bool,
-}
-
-/// One image file.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ImageInfo {
-    pub path: String,
-    pub image_hash: String,
-    /// Has ground truth in the scored source.
-    pub labelled: bool,
-}
+pub use crate::store::scores::{Entry, ImageInfo};
 
 /// A variant's scores over its images.
 #[derive(Debug, Clone, Default)]
@@ -104,93 +85,58 @@ impl VariantScores {
     }
 }
 
-/// Loads `variant` from the run whose views are open on `conn`
-/// (`crate::store::tables::open_run`). With `labelled_only`, only images with ground truth
-/// in `source` are loaded (the scored images of `iw-lab metrics`); otherwise every image with
-/// a finished cell (unlabelled ones have no `y`).
-pub fn load_variant(
-    conn: &Connection<'_>,
-    source: Option<&str>,
-    variant: &str,
-    labelled_only: bool,
-) -> Result<VariantScores> {
-    let v = lit(variant);
-    let src = lit(source.unwrap_or(""));
-    let filter = if labelled_only { "AND i.labelled" } else { "" };
-    let labelled = if source.is_some() {
-        "coalesce(i.labelled, false)"
-    } else {
-        "false"
-    };
-    conn.execute(&format!(
-        "CREATE OR REPLACE TEMP TABLE a_img AS
-           SELECT path, any_value(image_hash) AS image_hash, bool_or(labelled) AS labelled,
-                  (row_number() OVER (ORDER BY path)) - 1 AS id
-           FROM (SELECT DISTINCT c.path, i.image_hash, {labelled} AS labelled
-                 FROM cells c JOIN images i ON i.path = c.path
-                 WHERE c.variant = {v} {filter})
-           GROUP BY path"
-    ))?;
-    let mut images = Vec::new();
-    conn.query("SELECT path, image_hash, labelled FROM a_img ORDER BY id")?
-        .for_each_row(|r| {
-            images.push(ImageInfo {
-                path: r.str(0)?.unwrap_or_default().to_string(),
-                image_hash: r.str(1)?.unwrap_or_default().to_string(),
-                labelled: r.bool(2)?.unwrap_or(false),
-            });
-            Ok(())
-        })?;
-    // Tags are interned here in first-seen order, then renumbered in name order.
-    let mut names: Vec<String> = Vec::new();
-    let mut ids: HashMap<String, u32> = HashMap::new();
-    let mut intern = |t: &str| -> u32 {
-        if let Some(&k) = ids.get(t) {
-            return k;
+impl VariantScores {
+    /// `variant`'s scores from what the store read of it: labels marked on the scored entries
+    /// (a label with no stored score is an entry of score 0), tags numbered in name order,
+    /// each image's top rating found.
+    pub fn from_stored(variant: &str, stored: StoredScores) -> VariantScores {
+        let StoredScores {
+            images,
+            tags: names,
+            categories: stored_categories,
+            mut entries,
+            truth,
+        } = stored;
+        for es in &mut entries {
+            es.sort_by_key(|e| e.tag);
         }
-        let k = names.len() as u32;
-        names.push(t.to_string());
-        ids.insert(t.to_string(), k);
-        k
-    };
-    let mut cats: HashMap<u32, Option<Category>> = HashMap::new();
-    let mut entries: Vec<Vec<Entry>> = vec![Vec::new(); images.len()];
-    conn.query(&format!(
-        "SELECT e.id, o.tag, max(o.score)::FLOAT, any_value(o.category)
-         FROM outputs o JOIN a_img e ON o.path = e.path
-         SEMI JOIN cells c ON o.variant = c.variant AND o.path = c.path AND o.cache_key = c.cache_key
-         WHERE o.variant = {v} AND o.tag IS NOT NULL
-         GROUP BY e.id, o.tag"
-    ))?
-    .for_each_row(|r| {
-        let i = r.i64(0)?.unwrap_or(0) as usize;
-        let t = intern(r.str(1)?.unwrap_or_default());
-        cats.entry(t)
-            .or_insert_with(|| r.str(3).ok().flatten().and_then(Category::parse));
-        entries[i].push(Entry {
-            tag: t,
-            score: r.f64(2)?.unwrap_or(0.0) as f32,
-            y: false,
-        });
-        Ok(())
-    })?;
-    for es in &mut entries {
-        es.sort_by_key(|e| e.tag);
+        let extra = mark_truth(&mut entries, truth);
+        let order = name_order(&names);
+        let mut new_id = vec![0u32; names.len()];
+        for (n, &old) in order.iter().enumerate() {
+            new_id[old as usize] = n as u32;
+        }
+        let categories: Vec<Option<Category>> = order
+            .iter()
+            .map(|&old| stored_categories[old as usize])
+            .collect();
+        let tags: Vec<String> = order
+            .iter()
+            .map(|&old| names[old as usize].clone())
+            .collect();
+        for (es, more) in entries.iter_mut().zip(extra) {
+            es.extend(more);
+            for e in es.iter_mut() {
+                e.tag = new_id[e.tag as usize];
+            }
+        }
+        let mut out = VariantScores {
+            variant: variant.to_string(),
+            images,
+            tags,
+            categories,
+            entries,
+            top_rating: Vec::new(),
+        };
+        out.finish();
+        out
     }
-    let mut truth: Vec<(usize, u32)> = Vec::new();
-    conn.query(&format!(
-        "SELECT DISTINCT e.id, g.tag FROM ground_truth g JOIN a_img e ON e.path = g.path
-         WHERE g.source = {src} AND g.tag IS NOT NULL AND e.labelled"
-    ))?
-    .for_each_row(|r| {
-        truth.push((
-            r.i64(0)?.unwrap_or(0) as usize,
-            intern(r.str(1)?.unwrap_or_default()),
-        ));
-        Ok(())
-    })?;
-    conn.execute("DROP TABLE a_img")?;
-    let mut extra: Vec<Vec<Entry>> = vec![Vec::new(); images.len()];
+}
+
+/// Marks the labels `(image, tag)` on the image's entries (sorted by tag); returns, per image,
+/// the labels with no stored score, as entries of score 0.
+fn mark_truth(entries: &mut [Vec<Entry>], truth: Vec<(usize, u32)>) -> Vec<Vec<Entry>> {
+    let mut extra: Vec<Vec<Entry>> = vec![Vec::new(); entries.len()];
     for (i, t) in truth {
         match entries[i].binary_search_by_key(&t, |e| e.tag) {
             Ok(k) => entries[i][k].y = true,
@@ -201,35 +147,12 @@ pub fn load_variant(
             }),
         }
     }
-    // renumber in name order
+    extra
+}
+
+/// Tag numbers in the order of their names.
+fn name_order(names: &[String]) -> Vec<u32> {
     let mut order: Vec<u32> = (0..names.len() as u32).collect();
     order.sort_by(|a, b| names[*a as usize].cmp(&names[*b as usize]));
-    let mut new_id = vec![0u32; names.len()];
-    for (n, &old) in order.iter().enumerate() {
-        new_id[old as usize] = n as u32;
-    }
-    let categories: Vec<Option<Category>> = order
-        .iter()
-        .map(|&old| cats.get(&old).copied().flatten())
-        .collect();
-    let tags: Vec<String> = order
-        .iter()
-        .map(|&old| names[old as usize].clone())
-        .collect();
-    for (es, more) in entries.iter_mut().zip(extra) {
-        es.extend(more);
-        for e in es.iter_mut() {
-            e.tag = new_id[e.tag as usize];
-        }
-    }
-    let mut out = VariantScores {
-        variant: variant.to_string(),
-        images,
-        tags,
-        categories,
-        entries,
-        top_rating: Vec::new(),
-    };
-    out.finish();
-    Ok(out)
+    order
 }

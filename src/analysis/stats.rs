@@ -2,12 +2,11 @@
 //! with PMI and lift, the most frequent false positives and false negatives, and vocabulary
 //! coverage (ground-truth tags a variant never output at all, apart from ordinary misses).
 
-use anyhow::Result;
 use serde::Serialize;
 
 use super::eval::{at_threshold, count};
 use super::scores::VariantScores;
-use crate::store::duck::{lit, Connection};
+use crate::store::truth::PairCounts;
 
 /// A tag's frequency.
 #[derive(Debug, Clone, Serialize)]
@@ -160,7 +159,6 @@ pub struct Cooccurrence {
     pub pairs: Vec<Pair>,
 }
 
-/// Lift and PMI from counts (`n` images).
 /// Sample standard deviation (n − 1 in the denominator); 0 for fewer than two values.
 pub fn sample_sd(xs: &[f64]) -> f64 {
     if xs.len() < 2 {
@@ -171,61 +169,35 @@ pub fn sample_sd(xs: &[f64]) -> f64 {
     (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
 }
 
+/// Lift and PMI from counts (`n` images).
 pub fn lift_pmi(count: u64, count_a: u64, count_b: u64, n: u64) -> (f64, f64) {
     let lift = (count as f64 * n as f64) / (count_a as f64 * count_b as f64);
     (lift, lift.ln())
 }
 
-/// Counts pairs in DuckDB over the run whose views are open on `conn`.
-pub fn cooccurrence(
-    conn: &Connection<'_>,
-    source: &str,
-    top: usize,
-    min_count: u64,
-) -> Result<Cooccurrence> {
-    let src = lit(source);
-    let mut n = 0u64;
-    conn.query("SELECT count(*) FROM (SELECT DISTINCT path FROM images WHERE labelled)")?
-        .for_each_row(|r| {
-            n = r.i64(0)?.unwrap_or(0) as u64;
-            Ok(())
-        })?;
-    let sql = format!(
-        "WITH g AS (
-           SELECT DISTINCT g.path, g.tag FROM ground_truth g
-           SEMI JOIN (SELECT path FROM images WHERE labelled) i ON i.path = g.path
-           WHERE g.source = {src} AND g.tag IS NOT NULL),
-         f AS (SELECT tag, count(*) AS c FROM g GROUP BY tag),
-         p AS (SELECT x.tag AS a, y.tag AS b, count(*) AS c
-               FROM g x JOIN g y ON x.path = y.path AND x.tag < y.tag
-               GROUP BY ALL HAVING count(*) >= {min_count}
-               ORDER BY c DESC, a, b LIMIT {top})
-         SELECT p.a, p.b, p.c, fa.c, fb.c FROM p
-         JOIN f fa ON fa.tag = p.a JOIN f fb ON fb.tag = p.b
-         ORDER BY p.c DESC, p.a, p.b"
-    );
-    let mut pairs = Vec::new();
-    conn.query(&sql)?.for_each_row(|r| {
-        let (c, ca, cb) = (
-            r.i64(2)?.unwrap_or(0) as u64,
-            r.i64(3)?.unwrap_or(0) as u64,
-            r.i64(4)?.unwrap_or(0) as u64,
-        );
-        let (lift, pmi) = lift_pmi(c, ca, cb, n);
-        pairs.push(Pair {
-            a: r.str(0)?.unwrap_or_default().to_string(),
-            b: r.str(1)?.unwrap_or_default().to_string(),
-            count: c,
-            count_a: ca,
-            count_b: cb,
-            pmi,
-            lift,
-        });
-        Ok(())
-    })?;
-    Ok(Cooccurrence {
+/// Co-occurrence, with lift and PMI, from the pairs the store counted (`store::truth`) in at
+/// least `min_count` images.
+pub fn cooccurrence(counted: PairCounts, min_count: u64) -> Cooccurrence {
+    let n = counted.images;
+    let pairs = counted
+        .pairs
+        .into_iter()
+        .map(|p| {
+            let (lift, pmi) = lift_pmi(p.count, p.count_a, p.count_b, n);
+            Pair {
+                a: p.a,
+                b: p.b,
+                count: p.count,
+                count_a: p.count_a,
+                count_b: p.count_b,
+                pmi,
+                lift,
+            }
+        })
+        .collect();
+    Cooccurrence {
         images: n,
         min_count,
         pairs,
-    })
+    }
 }

@@ -14,6 +14,7 @@ use crate::analysis::{
     bootstrap, group, postprocess, scores, stats,
     sweep::{self, Sweep, TagCurve},
 };
+use crate::runner::scoring::load_variant;
 use crate::store::{self, Manifest};
 use crate::ui;
 
@@ -88,6 +89,14 @@ pub(crate) fn check_threshold(t: f64) -> Result<()> {
     Ok(())
 }
 
+/// Fails (exit 2) for a bootstrap confidence level out of (0, 1).
+pub(crate) fn check_confidence(c: f64) -> Result<()> {
+    if !(c > 0.0 && c < 1.0) {
+        bail!("confidence {c} is out of range; expected a number in (0, 1)");
+    }
+    Ok(())
+}
+
 /// The variant's default threshold (its first), or `explicit`.
 pub(crate) fn threshold_of(m: &Manifest, variant: &str, explicit: Option<f64>) -> f64 {
     explicit.unwrap_or_else(|| {
@@ -112,84 +121,43 @@ pub(crate) fn check_variant(m: &Manifest, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// A variant's scores, loaded, with its fixed threshold and its experiment thresholds (or
+/// `--threshold`).
+struct Loaded {
+    scores: scores::VariantScores,
+    threshold: f64,
+    thresholds: Vec<f64>,
+}
+
 pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
     let run = store::resolve_run(&env.project.runs_dir(), &args.run)?;
     let m = Manifest::read(&run.manifest_path())?;
     let Some(source) = m.dataset.ground_truth.clone() else {
         bail!("run {} has no ground truth to analyse against (its dataset names no ground_truth source)", m.run_id);
     };
-    if let Some(t) = args.threshold {
-        check_threshold(t)?;
-    }
-    if !(args.confidence > 0.0 && args.confidence < 1.0) {
-        bail!(
-            "confidence {} is out of range; expected a number in (0, 1)",
-            args.confidence
-        );
-    }
-    if let Some(by) = &args.by {
-        if !group::ATTRIBUTES.contains(&by.as_str()) {
-            bail!(
-                "cannot group by `{by}`; expected one of: {}",
-                group::ATTRIBUTES.join(", ")
-            );
-        }
-    }
-    let mut names: Vec<String> = m.variants.iter().map(|v| v.name.clone()).collect();
-    if let Some(only) = &args.variant {
-        for n in only {
-            check_variant(&m, n)?;
-        }
-        names.retain(|n| only.contains(n));
-    }
+    check_args(&args)?;
+    let names = variant_names(&m, args.variant.as_deref())?;
     crate::store::duck::ensure(&env.fetcher)?;
     let db = crate::runner::open_db()?;
     let conn = db.connect()?;
     store::tables::open_run(&conn, &run)?;
     let attr = match &args.by {
-        Some(by) => Some(group::load_attribute(&conn, by)?),
+        Some(by) => Some(store::images::attribute_values(&conn, by)?),
         None => None,
     };
     let t0 = std::time::Instant::now();
-    let mut loaded = Vec::new();
-    for name in &names {
-        let v = scores::load_variant(&conn, Some(&source), name, true)?;
-        let thresholds = match args.threshold {
-            Some(t) => vec![t],
-            None => m
-                .variants
-                .iter()
-                .find(|x| &x.name == name)
-                .map(|x| x.thresholds.clone())
-                .unwrap_or_default(),
-        };
-        loaded.push((v, threshold_of(&m, name, args.threshold), thresholds));
-    }
+    let loaded = load_variants(&conn, &m, &source, &names, args.threshold)?;
     let t1 = std::time::Instant::now();
     let variants: Vec<VariantAnalysis> = loaded
         .par_iter()
-        .map(|(v, t, thresholds)| {
-            let curves = sweep::tag_curves(v);
-            let (policies, tag_thresholds) = postprocess::default_policies(v, thresholds, &curves);
-            VariantAnalysis {
-                variant: v.variant.clone(),
-                threshold: *t,
-                images: v.labelled().len(),
-                sweeps: sweep::sweeps(v),
-                postprocess: postprocess::evaluate(v, &policies, &tag_thresholds),
-                tag_stats: stats::tag_stats(v, *t, args.top),
-                groups: attr
-                    .as_ref()
-                    .map(|a| group::groups(v, *t, args.by.as_deref().unwrap_or(""), a)),
-                tag_curves: args.curves.then_some(curves),
-            }
-        })
+        .map(|l| analyse(l, &args, attr.as_ref()))
         .collect();
     let t2 = std::time::Instant::now();
-    let cooccurrence = stats::cooccurrence(&conn, &source, args.top, args.min_count)?;
+    let pairs = store::truth::pair_counts(&conn, &source, args.top, args.min_count)?;
+    let cooccurrence = stats::cooccurrence(pairs, args.min_count);
     let boot = (args.bootstrap > 0).then(|| {
         let refs: Vec<(&scores::VariantScores, f64)> =
-            loaded.iter().map(|(v, t, _)| (v, *t)).collect();
+            loaded.iter().map(|l| (&l.scores, l.threshold)).collect();
         bootstrap::bootstrap(&refs, args.bootstrap, args.seed, args.confidence)
     });
     if env.verbose {
@@ -213,6 +181,85 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
         ui::out(render(&analysis, args.top));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Fails (exit 2) for a threshold, confidence or grouping attribute out of range.
+fn check_args(args: &Args) -> Result<()> {
+    if let Some(t) = args.threshold {
+        check_threshold(t)?;
+    }
+    check_confidence(args.confidence)?;
+    if let Some(by) = &args.by {
+        if !group::ATTRIBUTES.contains(&by.as_str()) {
+            bail!(
+                "cannot group by `{by}`; expected one of: {}",
+                group::ATTRIBUTES.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The variants analysed, in experiment order: all, or those of `--variant` (each checked).
+fn variant_names(m: &Manifest, only: Option<&[String]>) -> Result<Vec<String>> {
+    let mut names: Vec<String> = m.variants.iter().map(|v| v.name.clone()).collect();
+    if let Some(only) = only {
+        for n in only {
+            check_variant(m, n)?;
+        }
+        names.retain(|n| only.contains(n));
+    }
+    Ok(names)
+}
+
+/// Loads each variant's scored images, with its thresholds.
+fn load_variants(
+    conn: &crate::store::duck::Connection<'_>,
+    m: &Manifest,
+    source: &str,
+    names: &[String],
+    threshold: Option<f64>,
+) -> Result<Vec<Loaded>> {
+    let mut loaded = Vec::new();
+    for name in names {
+        let scores = load_variant(conn, Some(source), name, true)?;
+        let thresholds = match threshold {
+            Some(t) => vec![t],
+            None => m
+                .variants
+                .iter()
+                .find(|x| &x.name == name)
+                .map(|x| x.thresholds.clone())
+                .unwrap_or_default(),
+        };
+        loaded.push(Loaded {
+            scores,
+            threshold: threshold_of(m, name, threshold),
+            thresholds,
+        });
+    }
+    Ok(loaded)
+}
+
+/// One variant's analyses; `attr`: the values of `--by` per path.
+fn analyse(
+    l: &Loaded,
+    args: &Args,
+    attr: Option<&std::collections::HashMap<String, Vec<String>>>,
+) -> VariantAnalysis {
+    let (v, t) = (&l.scores, l.threshold);
+    let curves = sweep::tag_curves(v);
+    let (policies, tag_thresholds) = postprocess::default_policies(v, &l.thresholds, &curves);
+    VariantAnalysis {
+        variant: v.variant.clone(),
+        threshold: t,
+        images: v.labelled().len(),
+        sweeps: sweep::sweeps(v),
+        postprocess: postprocess::evaluate(v, &policies, &tag_thresholds),
+        tag_stats: stats::tag_stats(v, t, args.top),
+        groups: attr.map(|a| group::groups(v, t, args.by.as_deref().unwrap_or(""), a)),
+        tag_curves: args.curves.then_some(curves),
+    }
 }
 
 fn opt(x: Option<f64>) -> String {

@@ -9,7 +9,8 @@ use anyhow::{bail, Result};
 use super::analyze::{check_threshold, check_variant, threshold_of};
 use super::table::{num, Table};
 use super::Env;
-use crate::analysis::{diff, scores};
+use crate::analysis::diff;
+use crate::runner::scoring::load_variant;
 use crate::store::{self, Manifest};
 use crate::ui;
 
@@ -38,61 +39,85 @@ fn split(reference: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// One side of the diff: its run, the run's manifest, the variant and its threshold.
+struct Chosen {
+    dir: store::RunDir,
+    manifest: Manifest,
+    variant: String,
+    threshold: f64,
+}
+
 pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
     if let Some(t) = args.threshold {
         check_threshold(t)?;
     }
     let runs_dir = env.project.runs_dir();
-    let mut sides = Vec::new();
-    for reference in [&args.a, &args.b] {
-        let (r, v) = split(reference);
-        let dir = store::resolve_run(&runs_dir, r)?;
-        let m = Manifest::read(&dir.manifest_path())?;
-        let variant = match v {
-            Some(v) => {
-                check_variant(&m, v)?;
-                v.to_string()
-            }
-            None => match (&m.best, m.variants.first()) {
-                (Some(b), _) => b.variant.clone(),
-                (None, Some(v)) => v.name.clone(),
-                (None, None) => bail!("run {} has no variants", m.run_id),
-            },
-        };
-        let t = threshold_of(&m, &variant, args.threshold);
-        sides.push((dir, m, variant, t));
-    }
+    let sides = [
+        choose(&runs_dir, &args.a, args.threshold)?,
+        choose(&runs_dir, &args.b, args.threshold)?,
+    ];
     crate::store::duck::ensure(&env.fetcher)?;
     let db = crate::runner::open_db()?;
     let conn = db.connect()?;
     let mut loaded = Vec::new();
-    for (dir, m, variant, _) in &sides {
-        store::tables::open_run(&conn, dir)?;
-        loaded.push(scores::load_variant(
+    for s in &sides {
+        store::tables::open_run(&conn, &s.dir)?;
+        loaded.push(load_variant(
             &conn,
-            m.dataset.ground_truth.as_deref(),
-            variant,
+            s.manifest.dataset.ground_truth.as_deref(),
+            &s.variant,
             false,
         )?);
     }
     let (sa, sb) = (&sides[0], &sides[1]);
     let Some(d) = diff::diff(
-        (&loaded[0], &sa.1.run_id, sa.3),
-        (&loaded[1], &sb.1.run_id, sb.3),
+        (&loaded[0], &sa.manifest.run_id, sa.threshold),
+        (&loaded[1], &sb.manifest.run_id, sb.threshold),
         args.top,
     ) else {
         bail!(
             "{} ({}) and {} ({}) share no images (matched by content hash)",
             args.a,
-            sa.2,
+            sa.variant,
             args.b,
-            sb.2
+            sb.variant
         );
     };
     if args.json {
         ui::json_line(&d);
         return Ok(ExitCode::SUCCESS);
     }
+    ui::out(render(&d, args.top));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The side `RUN[:VARIANT]` names: the variant named, else the run's best, else its first.
+fn choose(runs_dir: &std::path::Path, reference: &str, threshold: Option<f64>) -> Result<Chosen> {
+    let (r, v) = split(reference);
+    let dir = store::resolve_run(runs_dir, r)?;
+    let manifest = Manifest::read(&dir.manifest_path())?;
+    let variant = match v {
+        Some(v) => {
+            check_variant(&manifest, v)?;
+            v.to_string()
+        }
+        None => match (&manifest.best, manifest.variants.first()) {
+            (Some(b), _) => b.variant.clone(),
+            (None, Some(v)) => v.name.clone(),
+            (None, None) => bail!("run {} has no variants", manifest.run_id),
+        },
+    };
+    let threshold = threshold_of(&manifest, &variant, threshold);
+    Ok(Chosen {
+        dir,
+        manifest,
+        variant,
+        threshold,
+    })
+}
+
+/// The diff as text: the sides and totals, the `top` tags that changed most, the images.
+fn render(d: &diff::Diff, top: usize) -> String {
     let side = |s: &diff::Side| format!("{}:{} @ {}", s.run_id, s.variant, s.threshold);
     let mut out = vec![format!(
         "A = {}\nB = {}\n{} shared images ({} only in A, {} only in B); {} changed: {} tags gained, {} lost",
@@ -110,26 +135,7 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
         num(Some(d.a.micro.f1)),
         num(Some(d.b.micro.f1))
     ));
-    let mut t = Table::new(&[
-        "tag",
-        "gained",
-        "lost",
-        "ΔP",
-        "ΔR",
-        "support A",
-        "support B",
-    ]);
-    for c in d.tags.iter().take(args.top) {
-        t.row(vec![
-            c.tag.clone(),
-            c.gained.to_string(),
-            c.lost.to_string(),
-            format!("{:+.3}", c.d_precision),
-            format!("{:+.3}", c.d_recall),
-            c.support_a.to_string(),
-            c.support_b.to_string(),
-        ]);
-    }
+    let t = tag_table(d, top);
     if !t.is_empty() {
         out.push(format!("\ntags that changed most\n{}", t.render()));
     }
@@ -146,6 +152,30 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
             out.push(format!("  {}: {}", i.path_b, parts.join("; ")));
         }
     }
-    ui::out(out.join("\n"));
-    Ok(ExitCode::SUCCESS)
+    out.join("\n")
+}
+
+/// The `top` tags that changed most.
+fn tag_table(d: &diff::Diff, top: usize) -> Table {
+    let mut t = Table::new(&[
+        "tag",
+        "gained",
+        "lost",
+        "ΔP",
+        "ΔR",
+        "support A",
+        "support B",
+    ]);
+    for c in d.tags.iter().take(top) {
+        t.row(vec![
+            c.tag.clone(),
+            c.gained.to_string(),
+            c.lost.to_string(),
+            format!("{:+.3}", c.d_precision),
+            format!("{:+.3}", c.d_recall),
+            c.support_a.to_string(),
+            c.support_b.to_string(),
+        ]);
+    }
+    t
 }

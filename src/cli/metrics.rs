@@ -40,6 +40,30 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
             bail!("threshold {t} is out of range; expected a number in (0, 1]");
         }
     }
+    let variants = chosen_variants(&m, &args)?;
+    crate::store::duck::ensure(&env.fetcher)?;
+    let db = crate::runner::open_db()?;
+    let conn = db.connect()?;
+    store::tables::open_run(&conn, &run)?;
+    let mut metrics = crate::runner::scoring::run_metrics(&conn, &source, &variants, None)?;
+    let agreement = add_run_metrics(&run, &mut metrics);
+    if args.json {
+        let mut doc = json!({ "run_id": m.run_id, "ground_truth": source, "variants": metrics });
+        if let Some(a) = agreement {
+            doc["judge_agreement"] = a;
+        }
+        ui::json_line(&doc);
+        return Ok(ExitCode::SUCCESS);
+    }
+    ui::out(super::run::leaderboard(&metrics, m.best.as_ref()));
+    for vm in &metrics {
+        print_tags(vm, args.top);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The run's variants to score (all, or `--variant`'s), at `--thresholds` or their own.
+fn chosen_variants(m: &Manifest, args: &Args) -> Result<Vec<Scored>> {
     let mut variants: Vec<Scored> = m
         .variants
         .iter()
@@ -65,69 +89,61 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
         }
         variants.retain(|v| only.contains(&v.variant));
     }
-    crate::store::duck::ensure(&env.fetcher)?;
-    let db = crate::runner::open_db()?;
-    let conn = db.connect()?;
-    store::tables::open_run(&conn, &run)?;
-    let mut metrics = crate::analysis::load::run_metrics(&conn, &source, &variants, None)?;
-    // Judge scores, similarity, stability and costs were computed by the run (some need its
-    // models): they come from its metrics.json.
-    let stored: Option<serde_json::Value> = std::fs::read(run.file("metrics.json"))
+    Ok(variants)
+}
+
+/// Adds what the run computed itself (judge scores, similarity, stability and costs, some of
+/// which need its models; the goal on shared images) from its `metrics.json`; returns the
+/// judges' agreement recorded there.
+fn add_run_metrics(
+    run: &store::RunDir,
+    metrics: &mut [crate::analysis::VariantMetrics],
+) -> Option<serde_json::Value> {
+    let doc: serde_json::Value = std::fs::read(run.file("metrics.json"))
         .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
-    let mut agreement = None;
-    if let Some(doc) = &stored {
-        let rows: Vec<crate::analysis::VariantMetrics> = doc
-            .get("variants")
-            .cloned()
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default();
-        for vm in &mut metrics {
-            if let Some(r) = rows.iter().find(|r| r.variant == vm.variant) {
-                vm.text = r.text.clone();
-                vm.scores_tags = r.scores_tags;
-            }
-            // The goal on shared images was measured at the run's thresholds.
-            if let Some(r) = rows
-                .iter()
-                .find(|r| r.variant == vm.variant && r.threshold == vm.threshold)
-            {
-                vm.shared = r.shared.clone();
-            }
+        .and_then(|b| serde_json::from_slice(&b).ok())?;
+    let rows: Vec<crate::analysis::VariantMetrics> = doc
+        .get("variants")
+        .cloned()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    for vm in metrics.iter_mut() {
+        if let Some(r) = rows.iter().find(|r| r.variant == vm.variant) {
+            vm.text = r.text.clone();
+            vm.scores_tags = r.scores_tags;
         }
-        agreement = doc.get("judge_agreement").cloned();
-    }
-    if args.json {
-        let mut doc = json!({ "run_id": m.run_id, "ground_truth": source, "variants": metrics });
-        if let Some(a) = agreement {
-            doc["judge_agreement"] = a;
-        }
-        ui::json_line(&doc);
-        return Ok(ExitCode::SUCCESS);
-    }
-    ui::out(super::run::leaderboard(&metrics, m.best.as_ref()));
-    for vm in &metrics {
-        let mut t = Table::new(&["tag", "precision", "recall", "f1", "support", "ap"]);
-        for p in vm.per_tag.iter().take(args.top) {
-            t.row(vec![
-                p.tag.clone(),
-                num(Some(p.precision)),
-                num(Some(p.recall)),
-                num(Some(p.f1)),
-                p.support.to_string(),
-                num(p.ap),
-            ]);
-        }
-        if !t.is_empty() {
-            ui::out(format!(
-                "\n{} @ {} — top {} of {} tags by support\n{}",
-                vm.variant,
-                vm.threshold,
-                args.top.min(vm.per_tag.len()),
-                vm.per_tag.len(),
-                t.render()
-            ));
+        // The goal on shared images was measured at the run's thresholds.
+        if let Some(r) = rows
+            .iter()
+            .find(|r| r.variant == vm.variant && r.threshold == vm.threshold)
+        {
+            vm.shared = r.shared.clone();
         }
     }
-    Ok(ExitCode::SUCCESS)
+    doc.get("judge_agreement").cloned()
+}
+
+/// A variant's `top` tags by support, as a table (nothing when it has none).
+fn print_tags(vm: &crate::analysis::VariantMetrics, top: usize) {
+    let mut t = Table::new(&["tag", "precision", "recall", "f1", "support", "ap"]);
+    for p in vm.per_tag.iter().take(top) {
+        t.row(vec![
+            p.tag.clone(),
+            num(Some(p.precision)),
+            num(Some(p.recall)),
+            num(Some(p.f1)),
+            p.support.to_string(),
+            num(p.ap),
+        ]);
+    }
+    if !t.is_empty() {
+        ui::out(format!(
+            "\n{} @ {} — top {} of {} tags by support\n{}",
+            vm.variant,
+            vm.threshold,
+            top.min(vm.per_tag.len()),
+            vm.per_tag.len(),
+            t.render()
+        ));
+    }
 }

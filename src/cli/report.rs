@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 
-use super::analyze::check_threshold;
+use super::analyze::{check_confidence, check_threshold};
 use super::Env;
 use crate::report::{self, ThumbMode};
 use crate::ui;
@@ -55,12 +55,7 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
     if let Some(t) = args.threshold {
         check_threshold(t)?;
     }
-    if !(args.confidence > 0.0 && args.confidence < 1.0) {
-        bail!(
-            "confidence {} is out of range; expected a number in (0, 1)",
-            args.confidence
-        );
-    }
+    check_confidence(args.confidence)?;
     if !(16..=1024).contains(&args.thumb_size) {
         bail!(
             "thumbnail size {} is out of range; expected 16 to 1024 pixels",

@@ -253,20 +253,11 @@ fn print_keys(run: &crate::store::RunDir) -> Result<()> {
     let db = runner::open_db()?;
     let conn = db.connect()?;
     crate::store::tables::open_run(&conn, run)?;
-    let mut lines = Vec::new();
-    conn.query("SELECT variant, path, cache_key, key_json FROM cells ORDER BY variant, path")?
-        .for_each_row(|r| {
-            lines.push(format!(
-                "{} {} {}\n  {}",
-                r.str(0)?.unwrap_or_default(),
-                r.str(1)?.unwrap_or_default(),
-                r.str(2)?.unwrap_or_default(),
-                r.str(3)?.unwrap_or_default()
-            ));
-            Ok(())
-        })?;
-    for l in lines {
-        ui::note(l);
+    for k in crate::store::cells::cell_keys(&conn)? {
+        ui::note(format!(
+            "{} {} {}\n  {}",
+            k.variant, k.path, k.cache_key, k.key_json
+        ));
     }
     Ok(())
 }

@@ -110,18 +110,15 @@ pub fn failures(env: &Env, run: &store::RunDir) -> Result<Vec<serde_json::Value>
     let db = crate::runner::open_db()?;
     let conn = db.connect()?;
     crate::store::tables::open_run(&conn, run)?;
-    let mut out = Vec::new();
-    conn.query(
-        "SELECT path, variant, stage, reason, image_hash FROM failures ORDER BY path, variant",
-    )?
-    .for_each_row(|r| {
-        out.push(json!({
-            "file": r.str(0)?, "variant": r.str(1)?, "stage": r.str(2)?,
-            "reason": r.str(3)?, "hash": r.str(4)?,
-        }));
-        Ok(())
-    })?;
-    Ok(out)
+    Ok(store::cells::failures(&conn)?
+        .into_iter()
+        .map(|f| {
+            json!({
+                "file": f.path, "variant": f.variant, "stage": f.stage,
+                "reason": f.reason, "hash": f.image_hash,
+            })
+        })
+        .collect())
 }
 
 fn show(env: &Env, reference: &str, as_json: bool) -> Result<ExitCode> {

@@ -309,7 +309,7 @@ pub fn scan(ds: &Dataset, state_dir: &Path, limit: Option<usize>) -> Result<Scan
     let index_file = index_path(state_dir, ds);
     let mut index: Index<Scanned> = Index::load(&index_file);
     let bar = crate::ui::progress(files.len() as u64, "scanning");
-    let results: Vec<Result<(ImageEntry, Stamp, bool), (String, String)>> = files
+    let results: Vec<_> = files
         .par_iter()
         .inspect(|_| bar.inc(1))
         .map(|(rel, abs)| {

@@ -11,6 +11,7 @@ pub mod generate;
 pub mod judge;
 pub mod pipeline;
 pub mod predict;
+pub mod scoring;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -756,7 +757,7 @@ fn score(
         .collect();
     let mut metrics = match source {
         Some(source) => {
-            let mut m = analysis::load::run_metrics(conn, source, &variants, None)?;
+            let mut m = scoring::run_metrics(conn, source, &variants, None)?;
             shared_goal(conn, source, staged, &variants, &mut m)?;
             m
         }
@@ -817,7 +818,7 @@ fn shared_goal(
         .collect();
     let mut sets = Vec::new();
     for s in &tagged {
-        sets.push(analysis::load::scored_images(conn, &s.variant)?);
+        sets.push(store::counts::scored_images(conn, &s.variant)?);
     }
     if sets.len() < 2 || sets.windows(2).all(|w| w[0] == w[1]) {
         return Ok(());
@@ -830,7 +831,7 @@ fn shared_goal(
     if shared.is_empty() {
         return Ok(());
     }
-    let on_shared = analysis::load::run_metrics(conn, source, &tagged, Some(&shared))?;
+    let on_shared = scoring::run_metrics(conn, source, &tagged, Some(&shared))?;
     for m in metrics.iter_mut() {
         let Some(s) = on_shared
             .iter()

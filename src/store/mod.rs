@@ -16,13 +16,23 @@
 //! Parts are written to a temporary name and renamed, outputs before cells, so a cell is
 //! visible to later runs only once its outputs are complete; a run killed at any instant loses
 //! only the cells in flight. Layout documented in `docs/runs.md`.
+//!
+//! Every SQL statement lives here: `tables` opens a run's tables as DuckDB views, and typed
+//! reads return plain data for the analyses and products: `counts` (metric counts), `scores`
+//! (a variant's scores and labels), `truth`, `images`, `cells` (and failures) and `texts`.
 
+pub mod cells;
+pub mod counts;
 pub mod duck;
+pub mod images;
 pub mod judgments;
 pub mod lookup;
 pub mod manifest;
 pub mod reads;
+pub mod scores;
 pub mod tables;
+pub mod texts;
+pub mod truth;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
