@@ -138,7 +138,7 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
     check_args(&args)?;
     let names = variant_names(&m, args.variant.as_deref())?;
     crate::store::duck::ensure(&env.fetcher)?;
-    let db = crate::runner::open_db()?;
+    let db = crate::store::open_db()?;
     let conn = db.connect()?;
     store::tables::open_run(&conn, &run)?;
     let attr = match &args.by {

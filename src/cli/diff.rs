@@ -57,7 +57,7 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
         choose(&runs_dir, &args.b, args.threshold)?,
     ];
     crate::store::duck::ensure(&env.fetcher)?;
-    let db = crate::runner::open_db()?;
+    let db = crate::store::open_db()?;
     let conn = db.connect()?;
     let mut loaded = Vec::new();
     for s in &sides {

@@ -42,7 +42,7 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
     }
     let variants = chosen_variants(&m, &args)?;
     crate::store::duck::ensure(&env.fetcher)?;
-    let db = crate::runner::open_db()?;
+    let db = crate::store::open_db()?;
     let conn = db.connect()?;
     store::tables::open_run(&conn, &run)?;
     let mut metrics = crate::runner::scoring::run_metrics(&conn, &source, &variants, None)?;

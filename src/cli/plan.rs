@@ -36,7 +36,7 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
     let ctx = Context::new(env.fetcher.clone());
     crate::store::duck::ensure(&ctx.fetcher)?;
     let staged = runner::stage(&env.project, exp, &ctx, args.limit, false)?;
-    let db = runner::open_db()?;
+    let db = crate::store::open_db()?;
     let conn = db.connect()?;
     let hits = lookup::find_hits(
         &conn,

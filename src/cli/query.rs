@@ -27,7 +27,7 @@ pub struct Args {
 pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
     let run = store::resolve_run(&env.project.runs_dir(), &args.run)?;
     crate::store::duck::ensure(&env.fetcher)?;
-    let db = crate::runner::open_db()?;
+    let db = crate::store::open_db()?;
     let conn = db.connect()?;
     store::tables::open_run(&conn, &run)?;
     store::tables::open_all(&conn, &env.project.runs_dir())?;

@@ -79,7 +79,7 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
         );
     }
     crate::store::duck::ensure(&env.fetcher)?;
-    let db = crate::runner::open_db()?;
+    let db = crate::store::open_db()?;
     let conn = db.connect()?;
     let opts = report::Options {
         out,

@@ -250,7 +250,7 @@ const TEXT_METRICS: [&str; 3] = ["judge_score", "caption_similarity", "stability
 
 /// `-v`: every cell's cache key, spelled out.
 fn print_keys(run: &crate::store::RunDir) -> Result<()> {
-    let db = runner::open_db()?;
+    let db = crate::store::open_db()?;
     let conn = db.connect()?;
     crate::store::tables::open_run(&conn, run)?;
     for k in crate::store::cells::cell_keys(&conn)? {

@@ -107,7 +107,7 @@ fn list(env: &Env, as_json: bool) -> Result<ExitCode> {
 /// A run's failures: (file, variant, stage, reason, image hash).
 pub fn failures(env: &Env, run: &store::RunDir) -> Result<Vec<serde_json::Value>> {
     crate::store::duck::ensure(&env.fetcher)?;
-    let db = crate::runner::open_db()?;
+    let db = crate::store::open_db()?;
     let conn = db.connect()?;
     crate::store::tables::open_run(&conn, run)?;
     Ok(store::cells::failures(&conn)?

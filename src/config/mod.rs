@@ -5,16 +5,18 @@
 //! printed by `iw-lab schema`. Reads config files only; never images or models.
 
 pub mod error;
+pub mod experiment;
 pub mod files;
 pub mod generative;
 pub mod production;
 pub mod resolve;
 
 pub use error::ConfigError;
+pub use experiment::load_experiment;
 pub use files::{Category, Metric};
 pub use resolve::{
-    load_experiment, Dataset, EnsembleSpec, Experiment, Generation, GroundTruth, Judge, Labels,
-    Model, OpenaiSpec, Project, Variant, Verdict, VocabularySpec,
+    Dataset, EnsembleSpec, Experiment, Generation, GroundTruth, Judge, Labels, Model, OpenaiSpec,
+    Project, Variant, Verdict, VocabularySpec,
 };
 
 /// The config file kinds, by the folder they live in.

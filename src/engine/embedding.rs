@@ -310,9 +310,36 @@ fn gather(fetcher: &Fetcher, source: &str, files: &[(&str, PathBuf)]) -> Result<
     Ok(dir)
 }
 
+/// The factory's entry for `embedding`.
+pub(crate) struct Kind;
+
+impl super::Maker for Kind {
+    fn identify(
+        &self,
+        model: &crate::config::Model,
+        ctx: &super::Context,
+        download: bool,
+    ) -> Result<Option<super::Identity>> {
+        identify(model, ctx, download)
+    }
+
+    fn capabilities(&self, _model: &crate::config::Model) -> super::Capabilities {
+        capabilities()
+    }
+
+    fn load(
+        &self,
+        model: &crate::config::Model,
+        identity: &super::Identity,
+        _ctx: &super::Context,
+    ) -> Result<std::sync::Arc<dyn super::Engine>> {
+        Ok(std::sync::Arc::new(load(model, identity)?))
+    }
+}
+
 /// Identified by the content of its files. Without `download` the folder is not fetched, so
 /// the model stays unidentified (for `plan`).
-pub(crate) fn identify(
+fn identify(
     model: &crate::config::Model,
     ctx: &super::Context,
     download: bool,
@@ -351,7 +378,7 @@ pub(crate) fn identify(
 }
 
 /// What an embedding model can do.
-pub(crate) fn capabilities() -> super::Capabilities {
+fn capabilities() -> super::Capabilities {
     super::Capabilities {
         embed: true,
         ..super::Capabilities::default()

@@ -6,14 +6,41 @@ use crate::config::Model;
 use crate::engine::{Capabilities, Engine, EngineError, Identity};
 use crate::ensemble::Combine;
 
+/// The factory's entry for `ensemble`.
+pub(crate) struct Kind;
+
+impl crate::engine::Maker for Kind {
+    fn identify(
+        &self,
+        model: &Model,
+        _ctx: &crate::engine::Context,
+        _download: bool,
+    ) -> anyhow::Result<Option<Identity>> {
+        Ok(Some(identify(model)))
+    }
+
+    fn capabilities(&self, _model: &Model) -> Capabilities {
+        capabilities()
+    }
+
+    fn load(
+        &self,
+        _model: &Model,
+        _identity: &Identity,
+        _ctx: &crate::engine::Context,
+    ) -> anyhow::Result<std::sync::Arc<dyn Engine>> {
+        Ok(std::sync::Arc::new(EnsembleEngine))
+    }
+}
+
 /// Identified by its settings.
-pub(crate) fn identify(model: &Model) -> Identity {
+fn identify(model: &Model) -> Identity {
     let spec = serde_json::to_value(&model.ensemble).unwrap_or_default();
     crate::engine::identity_of_spec("ensemble", spec)
 }
 
 /// What an ensemble can do.
-pub(crate) fn capabilities() -> Capabilities {
+fn capabilities() -> Capabilities {
     Capabilities {
         combine: true,
         ..Capabilities::default()

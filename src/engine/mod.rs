@@ -10,8 +10,8 @@
 //! [`EngineError::Unsupported`]. Model quirks (a server's request shape, a tagger's layout,
 //! a tokenizer's template) stay inside their engine.
 //!
-//! Where a new model kind goes: a module here with `identify`, `capabilities` and an
-//! `impl Engine`, and one arm in each of [`identify`], [`capabilities_of`] and [`load`].
+//! Where a new model kind goes: a module here with its engine (`impl Engine`) and its unit
+//! `Kind` (`impl Maker`: identity, capabilities, loading), and one arm in [`maker`].
 
 pub mod call;
 pub mod embedding;
@@ -250,68 +250,69 @@ pub trait Engine: Send + Sync {
     }
 }
 
+/// How the factory makes one model kind's engine. Each engine module has a unit `Kind`
+/// implementing it; [`maker`] is the one place a `kind:` is matched.
+pub(crate) trait Maker: Sync {
+    /// The engine's identity (see [`identify`]).
+    fn identify(&self, model: &Model, ctx: &Context, download: bool) -> Result<Option<Identity>>;
+
+    /// What the engine can do from the model's settings alone (see [`capabilities_of`]).
+    fn capabilities(&self, model: &Model) -> Capabilities;
+
+    /// The per-image input identity of one cell (see [`Engine::cell_input`]). None by
+    /// default: the cell's key is the image's content alone.
+    fn cell_input(&self, _model: &Model, _image: &ImageEntry) -> Option<String> {
+        None
+    }
+
+    /// [`Maker::cell_input`] for many images at once, as `(image index, input)`.
+    fn cell_inputs(&self, _model: &Model, _images: &[ImageEntry]) -> Vec<(usize, String)> {
+        Vec::new()
+    }
+
+    /// Loads the engine.
+    fn load(&self, model: &Model, identity: &Identity, ctx: &Context) -> Result<Arc<dyn Engine>>;
+}
+
+/// The factory: a model kind's maker.
+fn maker(kind: ModelKind) -> &'static dyn Maker {
+    match kind {
+        ModelKind::OnnxTagger => &onnx_tagger::Kind,
+        ModelKind::Sidecar => &sidecar::Kind,
+        ModelKind::Gguf => &gguf::engine::Kind,
+        ModelKind::Embedding => &embedding::Kind,
+        ModelKind::Openai => &openai::engine::Kind,
+        ModelKind::Ensemble => &ensemble::Kind,
+    }
+}
+
 /// The identity of a model's engine. With `download` false, remote files that are not cached
 /// give `Ok(None)` (for `plan`, which must not download).
 pub fn identify(model: &Model, ctx: &Context, download: bool) -> Result<Option<Identity>> {
-    match model.kind {
-        ModelKind::OnnxTagger => onnx_tagger::identify(model, ctx, download),
-        ModelKind::Sidecar => Ok(Some(sidecar::identify(model))),
-        ModelKind::Gguf => gguf::engine::identify(model, ctx, download),
-        ModelKind::Embedding => embedding::identify(model, ctx, download),
-        ModelKind::Openai => Ok(Some(openai::engine::identify(model))),
-        ModelKind::Ensemble => Ok(Some(ensemble::identify(model))),
-    }
+    maker(model.kind).identify(model, ctx, download)
 }
 
 /// What a model's engine can do, from its settings alone (nothing is loaded): the runner
 /// routes cells by it. A loaded engine's [`Engine::capabilities`] may refine the numbers (a
 /// tagger whose graph has a fixed batch of 1).
 pub fn capabilities_of(model: &Model) -> Capabilities {
-    match model.kind {
-        ModelKind::OnnxTagger => onnx_tagger::capabilities(model),
-        ModelKind::Sidecar => sidecar::capabilities(),
-        ModelKind::Gguf => gguf::engine::capabilities(),
-        ModelKind::Embedding => embedding::capabilities(),
-        ModelKind::Openai => openai::engine::capabilities(model),
-        ModelKind::Ensemble => ensemble::capabilities(),
-    }
+    maker(model.kind).capabilities(model)
 }
 
 /// The per-image input identities of `model`'s cells (see [`Engine::cell_input`]), without
 /// loading the model: `(image index, input)` for the images that have one.
 pub fn cell_inputs(model: &Model, images: &[ImageEntry]) -> Vec<(usize, String)> {
-    use rayon::prelude::*;
-    match model.kind {
-        ModelKind::Sidecar => {
-            let engine = sidecar::Sidecar::new(model);
-            images
-                .par_iter()
-                .enumerate()
-                .filter_map(|(i, img)| Some((i, engine.cell_input(img)?)))
-                .collect()
-        }
-        _ => Vec::new(),
-    }
+    maker(model.kind).cell_inputs(model, images)
 }
 
 /// The per-image input identity of one cell (see [`Engine::cell_input`]).
 pub fn cell_input(model: &Model, image: &ImageEntry) -> Option<String> {
-    match model.kind {
-        ModelKind::Sidecar => sidecar::Sidecar::new(model).cell_input(image),
-        _ => None,
-    }
+    maker(model.kind).cell_input(model, image)
 }
 
 /// Loads a model's engine.
 pub fn load(model: &Model, identity: &Identity, ctx: &Context) -> Result<Arc<dyn Engine>> {
-    Ok(match model.kind {
-        ModelKind::OnnxTagger => Arc::new(onnx_tagger::OnnxTagger::load(model, identity, ctx)?),
-        ModelKind::Sidecar => Arc::new(sidecar::Sidecar::new(model)),
-        ModelKind::Gguf => Arc::new(gguf::engine::GgufEngine::load(model, identity)?),
-        ModelKind::Embedding => Arc::new(embedding::load(model, identity)?),
-        ModelKind::Openai => Arc::new(openai::engine::OpenaiEngine::load(model)?),
-        ModelKind::Ensemble => Arc::new(ensemble::EnsembleEngine),
-    })
+    maker(model.kind).load(model, identity, ctx)
 }
 
 /// Keeps scores at or above `floor` (and all ratings), merging duplicate tags by max score.

@@ -22,7 +22,29 @@ use crate::words::PreprocessSpec;
 /// Bump when preprocessing or output handling changes (invalidates cached outputs).
 pub const VERSION: u32 = 1;
 
-pub(super) fn identify(model: &Model, ctx: &Context, download: bool) -> Result<Option<Identity>> {
+/// The factory's entry for `onnx-tagger`.
+pub(super) struct Kind;
+
+impl super::Maker for Kind {
+    fn identify(&self, model: &Model, ctx: &Context, download: bool) -> Result<Option<Identity>> {
+        identify(model, ctx, download)
+    }
+
+    fn capabilities(&self, model: &Model) -> Capabilities {
+        capabilities(model)
+    }
+
+    fn load(
+        &self,
+        model: &Model,
+        identity: &Identity,
+        ctx: &Context,
+    ) -> Result<std::sync::Arc<dyn Engine>> {
+        Ok(std::sync::Arc::new(OnnxTagger::load(model, identity, ctx)?))
+    }
+}
+
+fn identify(model: &Model, ctx: &Context, download: bool) -> Result<Option<Identity>> {
     let source = model
         .source_parsed
         .as_ref()
@@ -64,7 +86,7 @@ pub(super) fn identify(model: &Model, ctx: &Context, download: bool) -> Result<O
 
 /// What an ONNX tagger can do: tags with scores from pixels, in batches of up to
 /// `batch_size` (1 when the graph's batch dimension is fixed, known once loaded).
-pub(super) fn capabilities(model: &Model) -> Capabilities {
+fn capabilities(model: &Model) -> Capabilities {
     Capabilities {
         tags: true,
         needs_pixels: true,

@@ -20,7 +20,49 @@ use crate::tags;
 
 pub const VERSION: u32 = 1;
 
-pub(super) fn identify(model: &Model) -> Identity {
+/// The factory's entry for `sidecar`: its cells also read the sidecar file, so that file's
+/// content is part of each cell's key.
+pub(super) struct Kind;
+
+impl super::Maker for Kind {
+    fn identify(
+        &self,
+        model: &Model,
+        _ctx: &super::Context,
+        _download: bool,
+    ) -> anyhow::Result<Option<Identity>> {
+        Ok(Some(identify(model)))
+    }
+
+    fn capabilities(&self, _model: &Model) -> Capabilities {
+        capabilities()
+    }
+
+    fn cell_input(&self, model: &Model, image: &ImageEntry) -> Option<String> {
+        Sidecar::new(model).cell_input(image)
+    }
+
+    fn cell_inputs(&self, model: &Model, images: &[ImageEntry]) -> Vec<(usize, String)> {
+        use rayon::prelude::*;
+        let engine = Sidecar::new(model);
+        images
+            .par_iter()
+            .enumerate()
+            .filter_map(|(i, img)| Some((i, engine.cell_input(img)?)))
+            .collect()
+    }
+
+    fn load(
+        &self,
+        model: &Model,
+        _identity: &Identity,
+        _ctx: &super::Context,
+    ) -> anyhow::Result<std::sync::Arc<dyn Engine>> {
+        Ok(std::sync::Arc::new(Sidecar::new(model)))
+    }
+}
+
+fn identify(model: &Model) -> Identity {
     let src = format!(
         "sidecar/{VERSION}\nformat:{:?}\naliases:{}\n",
         model.sidecar_format,
@@ -36,7 +78,7 @@ pub(super) fn identify(model: &Model) -> Identity {
 }
 
 /// What a sidecar model can do: tags, read from files, no pixels needed.
-pub(super) fn capabilities() -> Capabilities {
+fn capabilities() -> Capabilities {
     Capabilities {
         tags: true,
         max_batch: 64,

@@ -14,7 +14,7 @@ use std::ffi::CStr;
 use image::{DynamicImage, GrayImage, RgbImage};
 use mozjpeg_sys::*;
 
-use super::decode::DecodeError;
+use super::error::DecodeError;
 
 /// A fatal libjpeg error, carried by the unwinding error handler.
 struct LibjpegError(String);

@@ -5,6 +5,7 @@
 //! how an image is prepared can never reuse stale outputs.
 
 pub mod decode;
+pub mod error;
 mod jpeg;
 pub mod resample;
 pub mod thumbs;

@@ -26,7 +26,7 @@ use crate::config::{Experiment, Project};
 use crate::dataset::{self, ground_truth, ImageEntry, Scan};
 use crate::engine::{self, Context, Identity};
 use crate::plan::{self, Plan};
-use crate::store::duck::{Connection, Database};
+use crate::store::duck::Connection;
 use crate::store::manifest::{
     Best, Counts, DatasetRecord, FileRecord, Manifest, ModelRecord, Status, VariantInfo,
 };
@@ -227,16 +227,6 @@ fn record_templates(project: &Project, exp: &Experiment) -> Result<()> {
     Ok(())
 }
 
-/// Opens an in-memory DuckDB with settings for run work.
-pub fn open_db() -> Result<Database> {
-    let db = Database::memory()?;
-    {
-        let conn = db.connect()?;
-        conn.execute("SET memory_limit = '256MB'; SET preserve_insertion_order = false;")?;
-    }
-    Ok(db)
-}
-
 /// Runs an experiment to completion.
 pub fn run(
     project: &Project,
@@ -248,7 +238,7 @@ pub fn run(
     crate::store::duck::ensure(&ctx.fetcher)?;
     let staged = stage(project, exp, ctx, opts.limit, true)?;
     record_templates(project, &staged.exp)?;
-    let db = open_db()?;
+    let db = crate::store::open_db()?;
     let conn = db.connect()?;
     let run = store::create_run(&project.runs_dir(), &staged.exp.name)?;
     let mut manifest = new_manifest(&staged, &run, opts);

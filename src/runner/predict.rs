@@ -157,7 +157,7 @@ pub fn infer_cached(
 ) -> Result<Inferred> {
     crate::store::duck::ensure(&ctx.fetcher)?;
     let keys = spelled_keys(model, identity, images);
-    let db = super::open_db()?;
+    let db = crate::store::open_db()?;
     let conn = db.connect()?;
     let key_refs: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
     let scope = lookup::Scope::Except("");

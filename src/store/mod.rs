@@ -9,17 +9,26 @@
 //!   ground_truth.parquet     one row per image × ground-truth source × tag
 //!   cells/part-*.parquet     one row per finished cell (variant × image × repeat) with its key
 //!   outputs/part-*.parquet   one row per cell × tag with its score
+//!   image_loras.parquet      one row per image × LoRA its generation metadata names
+//!   texts/part-*.parquet     one row per prompted cell: prompt, raw answer, caption, mapping
+//!   judgments/part-*.parquet one row per judge verdict (judge × cell × side)
 //!   failures/part-*.parquet  one row per failed cell or unreadable input
+//!   failures/judges-*.parquet one row per failed verdict
 //!   metrics.json             metrics per variant and threshold (as `iw-lab metrics --json`)
+//! .iw-lab/index/              the dataset scans' hash index (path, size, mtime → hash; `hashing`)
+//! .iw-lab/thumbs/             report thumbnails cached by content hash
 //! ```
 //!
 //! Parts are written to a temporary name and renamed, outputs before cells, so a cell is
 //! visible to later runs only once its outputs are complete; a run killed at any instant loses
 //! only the cells in flight. Layout documented in `docs/runs.md`.
 //!
-//! Every SQL statement lives here: `tables` opens a run's tables as DuckDB views, and typed
-//! reads return plain data for the analyses and products: `counts` (metric counts), `scores`
-//! (a variant's scores and labels), `truth`, `images`, `cells` (and failures) and `texts`.
+//! Every SQL statement in iw-lab lives here (the architecture test checks it): `writer` and
+//! `judgments` write parts; `lookup` is the one cache lookup, for every kind of cached output
+//! (tagger scores, prompted answers, ensemble outputs, verdicts, predictions); `reads` reads
+//! the run being written; `tables` opens finished runs as DuckDB views, and typed reads return
+//! plain rows for the analyses and products: `counts` (metric counts), `scores` (a variant's
+//! scores and labels), `truth`, `images`, `cells` (and failures) and `texts`.
 
 pub mod cells;
 pub mod counts;
@@ -38,6 +47,17 @@ pub mod writer;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
+
+/// Opens an in-memory DuckDB with the settings every command's work uses: a bounded memory
+/// (DuckDB spills beyond it) and no insertion order to keep.
+pub fn open_db() -> Result<duck::Database> {
+    let db = duck::Database::memory()?;
+    {
+        let conn = db.connect()?;
+        conn.execute("SET memory_limit = '256MB'; SET preserve_insertion_order = false;")?;
+    }
+    Ok(db)
+}
 
 pub use manifest::Manifest;
 

@@ -5,8 +5,6 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::kinds::Preset;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Filter {
@@ -64,6 +62,19 @@ pub struct PreprocessSpec {
     pub exif_transpose: bool,
     /// Always "white": transparency is composited on white.
     pub alpha: &'static str,
+}
+
+/// Preprocessing presets. A new preset is a variant here and its arm in
+/// [`PreprocessSpec::preset`]; nothing else names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preset {
+    /// WD v1.4/v2/v3: white pad to square, bicubic, BGR, NHWC, 0–255.
+    Wd,
+    /// JoyTag: white pad, bicubic, RGB, NCHW, /255, CLIP mean/std, sigmoid.
+    Joytag,
+    /// Yahoo open_nsfw: resize 256 bilinear, JPEG round trip, centre crop 224, BGR, mean subtraction.
+    OpenNsfw,
 }
 
 impl PreprocessSpec {

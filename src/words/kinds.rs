@@ -1,4 +1,4 @@
-//! The kinds of things iw-lab names in its config files and tables: model kinds, presets,
+//! The kinds of things iw-lab names in its config files and tables: model kinds,
 //! ground-truth sources, outputs, ensembles, judge settings.
 
 use schemars::JsonSchema;
@@ -43,18 +43,6 @@ impl ModelKind {
     pub fn generative(self) -> bool {
         matches!(self, ModelKind::Openai | ModelKind::Gguf)
     }
-}
-
-/// Preprocessing presets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum Preset {
-    /// WD v1.4/v2/v3: white pad to square, bicubic, BGR, NHWC, 0–255.
-    Wd,
-    /// JoyTag: white pad, bicubic, RGB, NCHW, /255, CLIP mean/std, sigmoid.
-    Joytag,
-    /// Yahoo open_nsfw: resize 256 bilinear, JPEG round trip, centre crop 224, BGR, mean subtraction.
-    OpenNsfw,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]

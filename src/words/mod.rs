@@ -10,11 +10,11 @@ pub mod tag;
 
 pub use identity::{FileInfo, Identity};
 pub use image::{
-    ChannelOrder, Filter, Format, ImageSpec, Layout, OutputActivation, PreprocessSpec,
+    ChannelOrder, Filter, Format, ImageSpec, Layout, OutputActivation, PreprocessSpec, Preset,
 };
 pub use kinds::{
-    ChooseBy, EnsembleMethod, GroundTruthKind, ModelKind, OutputKind, Preset, Reference,
-    ScoreRepeats, SidecarFormat,
+    ChooseBy, EnsembleMethod, GroundTruthKind, ModelKind, OutputKind, Reference, ScoreRepeats,
+    SidecarFormat,
 };
 pub use metric::{Direction, Metric};
 pub use tag::{Category, TagScore};

@@ -11,8 +11,30 @@ use super::{Gguf, Sampling};
 use crate::config::Model;
 use crate::engine::{Answer, Call, Capabilities, Context, Engine, EngineError, Identity};
 
+/// The factory's entry for `gguf`.
+pub(crate) struct Kind;
+
+impl crate::engine::Maker for Kind {
+    fn identify(&self, model: &Model, ctx: &Context, download: bool) -> Result<Option<Identity>> {
+        identify(model, ctx, download)
+    }
+
+    fn capabilities(&self, _model: &Model) -> Capabilities {
+        capabilities()
+    }
+
+    fn load(
+        &self,
+        model: &Model,
+        identity: &Identity,
+        _ctx: &Context,
+    ) -> Result<std::sync::Arc<dyn Engine>> {
+        Ok(std::sync::Arc::new(GgufEngine::load(model, identity)?))
+    }
+}
+
 /// Identified by its file's content.
-pub(crate) fn identify(model: &Model, ctx: &Context, download: bool) -> Result<Option<Identity>> {
+fn identify(model: &Model, ctx: &Context, download: bool) -> Result<Option<Identity>> {
     let source = model.source_parsed.as_ref().expect("resolved gguf source");
     let Some(file) = ctx.file("model", model, source, model.sha256.as_deref(), download)? else {
         return Ok(None);
@@ -27,7 +49,7 @@ pub(crate) fn identify(model: &Model, ctx: &Context, download: bool) -> Result<O
 }
 
 /// What a `gguf` model can do: one call at a time, each on every core.
-pub(crate) fn capabilities() -> Capabilities {
+fn capabilities() -> Capabilities {
     Capabilities {
         text: true,
         choose: true,

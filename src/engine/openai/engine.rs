@@ -10,8 +10,35 @@ use crate::config::{Model, OpenaiSpec};
 use crate::dataset::ImageEntry;
 use crate::engine::{Answer, Call, Capabilities, Engine, EngineError, Identity};
 
+/// The factory's entry for `openai`.
+pub(crate) struct Kind;
+
+impl crate::engine::Maker for Kind {
+    fn identify(
+        &self,
+        model: &Model,
+        _ctx: &crate::engine::Context,
+        _download: bool,
+    ) -> Result<Option<Identity>> {
+        Ok(Some(identify(model)))
+    }
+
+    fn capabilities(&self, model: &Model) -> Capabilities {
+        capabilities(model)
+    }
+
+    fn load(
+        &self,
+        model: &Model,
+        _identity: &Identity,
+        _ctx: &crate::engine::Context,
+    ) -> Result<std::sync::Arc<dyn Engine>> {
+        Ok(std::sync::Arc::new(OpenaiEngine::load(model)?))
+    }
+}
+
 /// Identified by its settings: the server, the model name and how images are sent.
-pub(crate) fn identify(model: &Model) -> Identity {
+fn identify(model: &Model) -> Identity {
     let o = model.openai.as_ref().expect("resolved openai spec");
     let spec = json!({
         "base_url": o.base_url,
@@ -22,7 +49,7 @@ pub(crate) fn identify(model: &Model) -> Identity {
 }
 
 /// What an `openai` model can do, known from its settings.
-pub(crate) fn capabilities(model: &Model) -> Capabilities {
+fn capabilities(model: &Model) -> Capabilities {
     let o = model.openai.as_ref();
     Capabilities {
         text: true,
