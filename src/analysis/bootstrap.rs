@@ -209,6 +209,22 @@ impl Stat {
     }
 }
 
+/// The bootstrap's settings, shared by every resampling.
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    resamples: usize,
+    seed: u64,
+    confidence: f64,
+}
+
+/// A variant's labelled images, its statistic over them and their resampled values.
+struct Resampled {
+    images: Vec<usize>,
+    stat: Stat,
+    f1s: Vec<f64>,
+    maps: Vec<f64>,
+}
+
 /// Per-variant intervals and paired differences against the first variant.
 /// `variants`: (scores, threshold).
 pub fn bootstrap(
@@ -217,81 +233,25 @@ pub fn bootstrap(
     seed: u64,
     confidence: f64,
 ) -> Bootstrap {
+    let s = Settings {
+        resamples,
+        seed,
+        confidence,
+    };
     let mut cis = Vec::new();
     // per variant: its labelled images, statistic and resampled values, reused by the paired
     // comparisons whose common images are exactly both variants' labelled images (same n,
     // same seed: the same draws, so the same numbers as recomputing them)
     let mut per = Vec::new();
     for (v, t) in variants {
-        let images = v.labelled();
-        let stat = Stat::new(v, &images, *t);
-        let ones = vec![1u32; images.len()];
-        let (mut f1s, mut maps) = run(&[&stat], images.len(), resamples, seed);
-        let map_est = stat.map(&ones);
-        let (f1s, maps) = (f1s.remove(0), maps.remove(0));
-        cis.push(VariantCi {
-            variant: v.variant.clone(),
-            threshold: *t,
-            images: images.len(),
-            f1_micro: interval(stat.f1(&ones), f1s.clone(), confidence),
-            map: (!map_est.is_nan()).then(|| interval(map_est, maps.clone(), confidence)),
-        });
-        per.push((images, stat, f1s, maps));
+        let (ci, r) = variant_ci(v, *t, s);
+        cis.push(ci);
+        per.push(r);
     }
     let mut paired = Vec::new();
     if let Some(((a, ta), rest)) = variants.split_first() {
         for (k, (b, tb)) in rest.iter().enumerate() {
-            // images both scored, by path
-            let (ia, ib) = common(a, b);
-            if ia.is_empty() {
-                continue;
-            }
-            let ones = vec![1u32; ia.len()];
-            let (pa, pb) = (&per[0], &per[k + 1]);
-            let (sa, sb, f1s, maps);
-            let fresh;
-            if ia == pa.0 && ib == pb.0 {
-                (sa, sb) = (&pa.1, &pb.1);
-                f1s = [pa.2.clone(), pb.2.clone()];
-                maps = [pa.3.clone(), pb.3.clone()];
-            } else {
-                fresh = (Stat::new(a, &ia, *ta), Stat::new(b, &ib, *tb));
-                (sa, sb) = (&fresh.0, &fresh.1);
-                let (mut f, mut m) = run(&[sa, sb], ia.len(), resamples, seed);
-                f1s = [f.remove(0), f.remove(0)];
-                maps = [m.remove(0), m.remove(0)];
-            }
-            let diff = |xa: &[f64], xb: &[f64]| -> (Vec<f64>, f64) {
-                let d: Vec<f64> = xa.iter().zip(xb).map(|(x, y)| y - x).collect();
-                let valid: Vec<&f64> = d.iter().filter(|x| !x.is_nan()).collect();
-                let better = if valid.is_empty() {
-                    f64::NAN
-                } else {
-                    valid.iter().filter(|x| ***x > 0.0).count() as f64 / valid.len() as f64
-                };
-                (d, better)
-            };
-            let (d, better) = diff(&f1s[0], &f1s[1]);
-            paired.push(PairedDiff {
-                a: a.variant.clone(),
-                b: b.variant.clone(),
-                metric: "f1_micro".into(),
-                images: ia.len(),
-                diff: interval(sb.f1(&ones) - sa.f1(&ones), d, confidence),
-                b_better: better,
-            });
-            let est = sb.map(&ones) - sa.map(&ones);
-            if !est.is_nan() {
-                let (d, better) = diff(&maps[0], &maps[1]);
-                paired.push(PairedDiff {
-                    a: a.variant.clone(),
-                    b: b.variant.clone(),
-                    metric: "map".into(),
-                    images: ia.len(),
-                    diff: interval(est, d, confidence),
-                    b_better: better,
-                });
-            }
+            paired.extend(paired_diffs((a, *ta, &per[0]), (b, *tb, &per[k + 1]), s));
         }
     }
     Bootstrap {
@@ -301,6 +261,124 @@ pub fn bootstrap(
         variants: cis,
         paired,
     }
+}
+
+/// A variant's intervals over its labelled images, and what the paired comparisons reuse.
+fn variant_ci(v: &VariantScores, t: f64, s: Settings) -> (VariantCi, Resampled) {
+    let images = v.labelled();
+    let stat = Stat::new(v, &images, t);
+    let ones = vec![1u32; images.len()];
+    let (mut f1s, mut maps) = run(&[&stat], images.len(), s.resamples, s.seed);
+    let map_est = stat.map(&ones);
+    let (f1s, maps) = (f1s.remove(0), maps.remove(0));
+    let ci = VariantCi {
+        variant: v.variant.clone(),
+        threshold: t,
+        images: images.len(),
+        f1_micro: interval(stat.f1(&ones), f1s.clone(), s.confidence),
+        map: (!map_est.is_nan()).then(|| interval(map_est, maps.clone(), s.confidence)),
+    };
+    (
+        ci,
+        Resampled {
+            images,
+            stat,
+            f1s,
+            maps,
+        },
+    )
+}
+
+/// B − A of micro F1 and (when defined) mAP over the images both scored, reusing each
+/// variant's resamples when those are exactly its labelled images; none when no image is shared.
+fn paired_diffs(
+    (a, ta, pa): (&VariantScores, f64, &Resampled),
+    (b, tb, pb): (&VariantScores, f64, &Resampled),
+    s: Settings,
+) -> Vec<PairedDiff> {
+    // images both scored, by path
+    let (ia, ib) = common(a, b);
+    if ia.is_empty() {
+        return Vec::new();
+    }
+    let (sa, sb, f1s, maps);
+    let fresh;
+    if ia == pa.images && ib == pb.images {
+        (sa, sb) = (&pa.stat, &pb.stat);
+        f1s = [pa.f1s.clone(), pb.f1s.clone()];
+        maps = [pa.maps.clone(), pb.maps.clone()];
+    } else {
+        fresh = (Stat::new(a, &ia, ta), Stat::new(b, &ib, tb));
+        (sa, sb) = (&fresh.0, &fresh.1);
+        let (mut f, mut m) = run(&[sa, sb], ia.len(), s.resamples, s.seed);
+        f1s = [f.remove(0), f.remove(0)];
+        maps = [m.remove(0), m.remove(0)];
+    }
+    Pair {
+        a: &a.variant,
+        b: &b.variant,
+        images: ia.len(),
+        stats: [sa, sb],
+        f1s,
+        maps,
+    }
+    .diffs(s.confidence)
+}
+
+/// Two variants over their common images: statistics and resampled values, A then B.
+struct Pair<'a> {
+    a: &'a str,
+    b: &'a str,
+    images: usize,
+    stats: [&'a Stat; 2],
+    f1s: [Vec<f64>; 2],
+    maps: [Vec<f64>; 2],
+}
+
+impl Pair<'_> {
+    /// B − A of micro F1, then of mAP when it is defined on the original images.
+    fn diffs(&self, confidence: f64) -> Vec<PairedDiff> {
+        let ones = vec![1u32; self.images];
+        let [sa, sb] = self.stats;
+        let mut paired = Vec::new();
+        let (d, better) = differences(&self.f1s[0], &self.f1s[1]);
+        paired.push(self.diff(
+            "f1_micro",
+            interval(sb.f1(&ones) - sa.f1(&ones), d, confidence),
+            better,
+        ));
+        let est = sb.map(&ones) - sa.map(&ones);
+        if !est.is_nan() {
+            let (d, better) = differences(&self.maps[0], &self.maps[1]);
+            paired.push(self.diff("map", interval(est, d, confidence), better));
+        }
+        paired
+    }
+
+    /// One statistic's paired difference.
+    fn diff(&self, metric: &str, diff: Interval, b_better: f64) -> PairedDiff {
+        PairedDiff {
+            a: self.a.to_string(),
+            b: self.b.to_string(),
+            metric: metric.into(),
+            images: self.images,
+            diff,
+            b_better,
+        }
+    }
+}
+
+/// Per resample B − A, and the fraction of resamples (with a defined difference) where it is
+/// positive.
+fn differences(xa: &[f64], xb: &[f64]) -> (Vec<f64>, f64) {
+    let d: Vec<f64> = xa.iter().zip(xb).map(|(x, y)| y - x).collect();
+    let valid: Vec<&f64> = d.iter().filter(|x| !x.is_nan()).collect();
+    let better = if valid.is_empty() {
+        f64::NAN
+    } else {
+        valid.iter().filter(|x| ***x > 0.0).count() as f64 / valid.len() as f64
+    };
+    (d, better)
 }
 
 /// Labelled images scored by both variants, matched by path: indices into each.

@@ -336,10 +336,13 @@ pub fn default_policies(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analysis::scores::{Entry, ImageInfo};
 
-    #[test]
-    fn fast_decisions_equal_the_production_decide() {
-        use crate::analysis::scores::{Entry, ImageInfo};
+    /// Images in the fixture.
+    const IMAGES: usize = 200;
+
+    /// The fixture's tags: t00–t11, t00/t01 ratings, t02/t03 characters, t11 ground truth only.
+    fn fixture_tags() -> (Vec<String>, Vec<Option<Category>>) {
         let tags: Vec<String> = (0..12).map(|i| format!("t{i:02}")).collect();
         let mut categories = vec![Some(Category::General); 12];
         categories[0] = Some(Category::Rating);
@@ -347,6 +350,41 @@ mod tests {
         categories[2] = Some(Category::Character);
         categories[3] = Some(Category::Character);
         categories[11] = None; // ground truth only
+        (tags, categories)
+    }
+
+    /// One image's entries from the xorshift stream `rnd`: about 60% of the tags present.
+    fn random_entries(rnd: &mut impl FnMut() -> u64) -> Vec<Entry> {
+        let mut es = Vec::new();
+        for t in 0..12u32 {
+            let r = rnd() % 100;
+            if r < 60 {
+                // coarse scores: many ties; some exactly at thresholds
+                let score = if t == 11 { 0.0 } else { (r % 9) as f32 / 8.0 };
+                es.push(Entry {
+                    tag: t,
+                    score,
+                    y: r.is_multiple_of(2),
+                });
+            }
+        }
+        es
+    }
+
+    /// The highest-scored rating tag among `es` (the first of equal scores), if any.
+    fn top_rating_of(es: &[Entry]) -> Option<u32> {
+        es.iter()
+            .filter(|e| e.tag < 2)
+            .fold(None::<&Entry>, |b, e| match b {
+                Some(b) if b.score >= e.score => Some(b),
+                _ => Some(e),
+            })
+            .map(|e| e.tag)
+    }
+
+    /// A variant of `IMAGES` labelled images with seeded pseudo-random coarse scores.
+    fn fixture_scores() -> VariantScores {
+        let (tags, categories) = fixture_tags();
         let mut state = 7u64;
         let mut rnd = || {
             state ^= state << 13;
@@ -356,34 +394,14 @@ mod tests {
         };
         let mut entries = Vec::new();
         let mut top_rating = Vec::new();
-        for _ in 0..200 {
-            let mut es = Vec::new();
-            for t in 0..12u32 {
-                let r = rnd() % 100;
-                if r < 60 {
-                    // coarse scores: many ties; some exactly at thresholds
-                    let score = if t == 11 { 0.0 } else { (r % 9) as f32 / 8.0 };
-                    es.push(Entry {
-                        tag: t,
-                        score,
-                        y: r % 2 == 0,
-                    });
-                }
-            }
-            let best = es
-                .iter()
-                .filter(|e| e.tag < 2)
-                .fold(None::<&Entry>, |b, e| match b {
-                    Some(b) if b.score >= e.score => Some(b),
-                    _ => Some(e),
-                })
-                .map(|e| e.tag);
-            top_rating.push(best);
+        for _ in 0..IMAGES {
+            let es = random_entries(&mut rnd);
+            top_rating.push(top_rating_of(&es));
             entries.push(es);
         }
-        let v = VariantScores {
+        VariantScores {
             variant: "v".into(),
-            images: (0..200)
+            images: (0..IMAGES)
                 .map(|i| ImageInfo {
                     path: format!("{i}"),
                     image_hash: format!("{i}"),
@@ -394,7 +412,11 @@ mod tests {
             categories,
             entries,
             top_rating,
-        };
+        }
+    }
+
+    /// One policy of each kind, with the per-tag thresholds `TagThresholds` uses.
+    fn fixture_policies() -> ([Policy; 6], HashMap<u32, f64>) {
         let mut cats = BTreeMap::new();
         cats.insert(Category::Character, 0.625);
         let tag_thresholds: HashMap<u32, f64> = [(4, 0.25), (5, 0.875)].into_iter().collect();
@@ -415,10 +437,17 @@ mod tests {
                 max: 2,
             },
         ];
+        (policies, tag_thresholds)
+    }
+
+    #[test]
+    fn fast_decisions_equal_the_production_decide() {
+        let v = fixture_scores();
+        let (policies, tag_thresholds) = fixture_policies();
         let prep = Prepared::new(&v);
         let fast = Fast::new(&v);
         for p in &policies {
-            for img in 0..200 {
+            for img in 0..IMAGES {
                 let mut a = decide_image(&v, &prep, img, p, &tag_thresholds);
                 let mut b = fast.decide(&v, img, p, &tag_thresholds);
                 a.sort();

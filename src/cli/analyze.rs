@@ -266,78 +266,109 @@ fn opt(x: Option<f64>) -> String {
     num(x)
 }
 
+/// The human report: each variant's sections, the co-occurrence table and the bootstrap.
 fn render(a: &Analysis, top: usize) -> String {
     let mut out = Vec::new();
     for v in &a.variants {
-        out.push(format!(
-            "{} — {} scored images (fixed-threshold parts at {})",
-            v.variant, v.images, v.threshold
-        ));
-        let mut t = Table::new(&[
-            "category",
-            "positives",
-            "break-even t",
-            "P=R",
-            "best-F1 t",
-            "precision",
-            "recall",
-            "f1",
+        render_variant(&mut out, v, top);
+    }
+    out.push(cooccurrence_section(&a.cooccurrence));
+    if let Some(b) = &a.bootstrap {
+        render_bootstrap(&mut out, b);
+    }
+    out.join("\n")
+}
+
+/// One variant's sections: heading, sweep, post-processing, tag statistics and groups.
+fn render_variant(out: &mut Vec<String>, v: &VariantAnalysis, top: usize) {
+    out.push(format!(
+        "{} — {} scored images (fixed-threshold parts at {})",
+        v.variant, v.images, v.threshold
+    ));
+    out.push(format!("\nthreshold sweep\n{}", sweep_table(&v.sweeps)));
+    out.push(format!(
+        "\npost-processing (* tuned on these images: optimistic)\n{}",
+        postprocess_table(&v.postprocess)
+    ));
+    out.extend(tag_stats_lines(&v.tag_stats, top));
+    if let Some(g) = &v.groups {
+        out.push(format!("\nby {}\n{}", g.by, groups_table(g)));
+    }
+    out.push(String::new());
+}
+
+/// The threshold sweep table, one row per category.
+fn sweep_table(sweeps: &[Sweep]) -> String {
+    let mut t = Table::new(&[
+        "category",
+        "positives",
+        "break-even t",
+        "P=R",
+        "best-F1 t",
+        "precision",
+        "recall",
+        "f1",
+    ]);
+    for s in sweeps {
+        t.row(vec![
+            s.category.clone(),
+            s.positives.to_string(),
+            opt(s.break_even.map(|b| b.threshold)),
+            opt(s.break_even.map(|b| b.value)),
+            opt(s.best_f1.map(|b| b.threshold)),
+            opt(s.best_f1.map(|b| b.precision)),
+            opt(s.best_f1.map(|b| b.recall)),
+            opt(s.best_f1.map(|b| b.f1)),
         ]);
-        for s in &v.sweeps {
-            t.row(vec![
-                s.category.clone(),
-                s.positives.to_string(),
-                opt(s.break_even.map(|b| b.threshold)),
-                opt(s.break_even.map(|b| b.value)),
-                opt(s.best_f1.map(|b| b.threshold)),
-                opt(s.best_f1.map(|b| b.precision)),
-                opt(s.best_f1.map(|b| b.recall)),
-                opt(s.best_f1.map(|b| b.f1)),
-            ]);
-        }
-        out.push(format!("\nthreshold sweep\n{}", t.render()));
-        let mut t = Table::new(&[
-            "post-processing",
-            "micro P",
-            "micro R",
-            "micro F1",
-            "macro F1",
-            "samples F1",
-            "tags/image",
-        ]);
-        for p in &v.postprocess {
-            let name = if p.tuned {
-                format!("{} *", p.name)
-            } else {
-                p.name.clone()
-            };
-            t.row(vec![
-                name,
-                num(Some(p.scores.micro.precision)),
-                num(Some(p.scores.micro.recall)),
-                num(Some(p.scores.micro.f1)),
-                num(Some(p.scores.macro_.f1)),
-                num(Some(p.scores.samples.f1)),
-                format!("{:.2}", p.scores.mean_tags),
-            ]);
-        }
-        out.push(format!(
-            "\npost-processing (* tuned on these images: optimistic)\n{}",
-            t.render()
-        ));
-        let s = &v.tag_stats;
-        let list = |xs: &[stats::TagCount]| {
-            xs.iter()
-                .map(|c| format!("{} ({})", c.tag, c.count))
-                .collect::<Vec<_>>()
-                .join(", ")
+    }
+    t.render()
+}
+
+/// The post-processing table, tuned policies marked `*`.
+fn postprocess_table(policies: &[postprocess::PolicyResult]) -> String {
+    let mut t = Table::new(&[
+        "post-processing",
+        "micro P",
+        "micro R",
+        "micro F1",
+        "macro F1",
+        "samples F1",
+        "tags/image",
+    ]);
+    for p in policies {
+        let name = if p.tuned {
+            format!("{} *", p.name)
+        } else {
+            p.name.clone()
         };
-        out.push(format!(
+        t.row(vec![
+            name,
+            num(Some(p.scores.micro.precision)),
+            num(Some(p.scores.micro.recall)),
+            num(Some(p.scores.micro.f1)),
+            num(Some(p.scores.macro_.f1)),
+            num(Some(p.scores.samples.f1)),
+            format!("{:.2}", p.scores.mean_tags),
+        ]);
+    }
+    t.render()
+}
+
+/// The most frequent errors and the vocabulary coverage (at most `top` never-output tags).
+fn tag_stats_lines(s: &stats::TagStats, top: usize) -> [String; 2] {
+    let list = |xs: &[stats::TagCount]| {
+        xs.iter()
+            .map(|c| format!("{} ({})", c.tag, c.count))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    [
+        format!(
             "\nmost frequent false positives: {}\nmost frequent false negatives: {}",
             list(&s.false_positives),
             list(&s.false_negatives)
-        ));
-        out.push(format!(
+        ),
+        format!(
             "vocabulary: {} of {} ground-truth tags output at least once; {} misses on tags never output, {} ordinary misses{}",
             s.coverage.covered,
             s.coverage.truth_tags,
@@ -351,36 +382,41 @@ fn render(a: &Analysis, top: usize) -> String {
                     list(&s.coverage.never_output[..s.coverage.never_output.len().min(top)])
                 )
             }
-        ));
-        if let Some(g) = &v.groups {
-            let mut t = Table::new(&[
-                &g.by,
-                "images",
-                "micro P",
-                "micro R",
-                "micro F1",
-                "samples F1",
-            ]);
-            for x in &g.groups {
-                t.row(vec![
-                    if x.value.is_empty() {
-                        "(root)".into()
-                    } else {
-                        x.value.clone()
-                    },
-                    x.scores.images.to_string(),
-                    num(Some(x.scores.micro.precision)),
-                    num(Some(x.scores.micro.recall)),
-                    num(Some(x.scores.micro.f1)),
-                    num(Some(x.scores.samples.f1)),
-                ]);
-            }
-            out.push(format!("\nby {}\n{}", g.by, t.render()));
-        }
-        out.push(String::new());
+        ),
+    ]
+}
+
+/// The per-group metrics table (`--by`).
+fn groups_table(g: &group::Groups) -> String {
+    let mut t = Table::new(&[
+        &g.by,
+        "images",
+        "micro P",
+        "micro R",
+        "micro F1",
+        "samples F1",
+    ]);
+    for x in &g.groups {
+        t.row(vec![
+            if x.value.is_empty() {
+                "(root)".into()
+            } else {
+                x.value.clone()
+            },
+            x.scores.images.to_string(),
+            num(Some(x.scores.micro.precision)),
+            num(Some(x.scores.micro.recall)),
+            num(Some(x.scores.micro.f1)),
+            num(Some(x.scores.samples.f1)),
+        ]);
     }
+    t.render()
+}
+
+/// The ground-truth co-occurrence section.
+fn cooccurrence_section(c: &stats::Cooccurrence) -> String {
     let mut t = Table::new(&["tag a", "tag b", "images", "pmi", "lift"]);
-    for p in &a.cooccurrence.pairs {
+    for p in &c.pairs {
         t.row(vec![
             p.a.clone(),
             p.b.clone(),
@@ -389,49 +425,60 @@ fn render(a: &Analysis, top: usize) -> String {
             format!("{:.3}", p.lift),
         ]);
     }
-    out.push(format!(
+    format!(
         "ground-truth co-occurrence ({} labelled images)\n{}",
-        a.cooccurrence.images,
+        c.images,
         t.render()
+    )
+}
+
+/// The bootstrap sections: per-variant intervals, then the paired differences if any.
+fn render_bootstrap(out: &mut Vec<String>, b: &bootstrap::Bootstrap) {
+    out.push(format!(
+        "\nbootstrap: {} resamples over images, seed {}, {}% percentile intervals\n{}",
+        b.resamples,
+        b.seed,
+        b.confidence * 100.0,
+        bootstrap_table(b)
     ));
-    if let Some(b) = &a.bootstrap {
-        let mut t = Table::new(&[
-            "variant", "images", "micro F1", "interval", "mAP", "interval",
-        ]);
-        let iv = |i: &bootstrap::Interval| format!("{:.4} – {:.4}", i.low, i.high);
-        for v in &b.variants {
-            t.row(vec![
-                v.variant.clone(),
-                v.images.to_string(),
-                format!("{:.4}", v.f1_micro.estimate),
-                iv(&v.f1_micro),
-                v.map.map_or("-".into(), |m| format!("{:.4}", m.estimate)),
-                v.map.as_ref().map_or("-".into(), iv),
-            ]);
-        }
+    if !b.paired.is_empty() {
         out.push(format!(
-            "\nbootstrap: {} resamples over images, seed {}, {}% percentile intervals\n{}",
-            b.resamples,
-            b.seed,
-            b.confidence * 100.0,
-            t.render()
+            "\npaired bootstrap (same draws for both)\n{}",
+            paired_table(b)
         ));
-        if !b.paired.is_empty() {
-            let mut t = Table::new(&["B − A", "metric", "difference", "interval", "B better in"]);
-            for p in &b.paired {
-                t.row(vec![
-                    format!("{} − {}", p.b, p.a),
-                    p.metric.clone(),
-                    format!("{:+.4}", p.diff.estimate),
-                    format!("{:+.4} – {:+.4}", p.diff.low, p.diff.high),
-                    format!("{:.1}%", p.b_better * 100.0),
-                ]);
-            }
-            out.push(format!(
-                "\npaired bootstrap (same draws for both)\n{}",
-                t.render()
-            ));
-        }
     }
-    out.join("\n")
+}
+
+/// Per-variant bootstrap estimates and intervals of micro F1 and mAP.
+fn bootstrap_table(b: &bootstrap::Bootstrap) -> String {
+    let mut t = Table::new(&[
+        "variant", "images", "micro F1", "interval", "mAP", "interval",
+    ]);
+    let iv = |i: &bootstrap::Interval| format!("{:.4} – {:.4}", i.low, i.high);
+    for v in &b.variants {
+        t.row(vec![
+            v.variant.clone(),
+            v.images.to_string(),
+            format!("{:.4}", v.f1_micro.estimate),
+            iv(&v.f1_micro),
+            v.map.map_or("-".into(), |m| format!("{:.4}", m.estimate)),
+            v.map.as_ref().map_or("-".into(), iv),
+        ]);
+    }
+    t.render()
+}
+
+/// Paired bootstrap differences (B − A).
+fn paired_table(b: &bootstrap::Bootstrap) -> String {
+    let mut t = Table::new(&["B − A", "metric", "difference", "interval", "B better in"]);
+    for p in &b.paired {
+        t.row(vec![
+            format!("{} − {}", p.b, p.a),
+            p.metric.clone(),
+            format!("{:+.4}", p.diff.estimate),
+            format!("{:+.4} – {:+.4}", p.diff.low, p.diff.high),
+            format!("{:.1}%", p.b_better * 100.0),
+        ]);
+    }
+    t.render()
 }

@@ -64,97 +64,130 @@ fn fmt_num(x: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-fn human(file: &str, m: &GenMeta, raw: bool) -> String {
-    let mut out = format!("{file}\n");
-    let mut line = |k: &str, v: String| {
+/// The human-readable form being built: the file name, then aligned `key value` lines.
+struct Lines(String);
+
+impl Lines {
+    /// Adds one `key value` line; a value's further lines are indented under its first.
+    fn line(&mut self, k: &str, v: String) {
         let v = v.trim_end().replace('\n', "\n                  ");
-        out.push_str(&format!("  {:<16}{v}\n", format!("{k} ")));
-    };
-    line(
-        "generator",
-        m.generator.clone().unwrap_or_else(|| "(none)".into()),
-    );
-    if let Some(p) = &m.prompt {
-        line("prompt", p.clone());
+        self.0.push_str(&format!("  {:<16}{v}\n", format!("{k} ")));
     }
-    if let Some(p) = m.negative_prompt.as_deref().filter(|p| !p.is_empty()) {
-        line("negative prompt", p.to_string());
-    }
-    for e in &m.extra_prompts {
-        let region = e
-            .region
-            .as_deref()
-            .map(|r| format!(" [{r}]"))
-            .unwrap_or_default();
-        line(
-            &format!("{} prompt", e.kind),
-            format!("{}{region}", e.prompt),
+
+    /// The generator and the prompts (positive, negative, extra).
+    fn prompts(&mut self, m: &GenMeta) {
+        self.line(
+            "generator",
+            m.generator.clone().unwrap_or_else(|| "(none)".into()),
         );
-    }
-    let mut settings = Vec::new();
-    let mut push = |k: &str, v: Option<String>| {
-        if let Some(v) = v {
-            settings.push(format!("{k}: {v}"));
+        if let Some(p) = &m.prompt {
+            self.line("prompt", p.clone());
         }
-    };
-    push("seed", m.seed.map(|s| s.to_string()));
-    push("steps", m.steps.map(|s| s.to_string()));
-    push("sampler", m.sampler.clone());
-    push("scheduler", m.scheduler.clone());
-    push("cfg", m.cfg.map(fmt_num));
-    push("denoise", m.denoise.map(fmt_num));
-    push("clip skip", m.clip_skip.map(|s| s.to_string()));
-    if !settings.is_empty() {
-        line("settings", settings.join(", "));
+        if let Some(p) = m.negative_prompt.as_deref().filter(|p| !p.is_empty()) {
+            self.line("negative prompt", p.to_string());
+        }
+        for e in &m.extra_prompts {
+            let region = e
+                .region
+                .as_deref()
+                .map(|r| format!(" [{r}]"))
+                .unwrap_or_default();
+            self.line(
+                &format!("{} prompt", e.kind),
+                format!("{}{region}", e.prompt),
+            );
+        }
     }
-    if let Some(model) = &m.model {
-        let hash = m
-            .model_hash
-            .as_deref()
-            .map(|h| format!(" [{h}]"))
-            .unwrap_or_default();
-        line("model", format!("{model}{hash}"));
-    }
-    if let Some(v) = &m.vae {
-        line("vae", v.clone());
-    }
-    for l in m.loras.iter().flatten() {
-        let w = match (l.weight, l.clip_weight) {
-            (Some(w), Some(c)) => format!(" model {} clip {}", fmt_num(w), fmt_num(c)),
-            (Some(w), None) => format!(" {}", fmt_num(w)),
-            (None, Some(c)) => format!(" clip {}", fmt_num(c)),
-            (None, None) => String::new(),
+
+    /// The sampling settings on one line, when any is known.
+    fn settings(&mut self, m: &GenMeta) {
+        let mut settings = Vec::new();
+        let mut push = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                settings.push(format!("{k}: {v}"));
+            }
         };
-        line("lora", format!("{}{w}", l.name));
-    }
-    let size = |w: Option<u32>, h: Option<u32>| match (w, h) {
-        (Some(w), Some(h)) => Some(format!("{w}×{h}")),
-        _ => None,
-    };
-    let gen = size(m.width, m.height);
-    let px = size(m.pixel_width, m.pixel_height);
-    match (gen, px) {
-        (Some(g), Some(p)) if g != p => line("size", format!("{g} (file {p})")),
-        (_, Some(p)) => line("size", p),
-        (Some(g), None) => line("size", g),
-        _ => {}
-    }
-    for (k, v) in &m.params {
-        line(&format!("· {k}"), v.clone());
-    }
-    if raw {
-        for r in &m.raw {
-            let v: String = r.value.chars().take(200).collect();
-            line(&format!("raw {}", r.key), format!("({}) {v}", r.location));
+        push("seed", m.seed.map(|s| s.to_string()));
+        push("steps", m.steps.map(|s| s.to_string()));
+        push("sampler", m.sampler.clone());
+        push("scheduler", m.scheduler.clone());
+        push("cfg", m.cfg.map(fmt_num));
+        push("denoise", m.denoise.map(fmt_num));
+        push("clip skip", m.clip_skip.map(|s| s.to_string()));
+        if !settings.is_empty() {
+            self.line("settings", settings.join(", "));
         }
-    } else if !m.raw.is_empty() {
-        let keys: Vec<&str> = m.raw.iter().map(|r| r.key.as_str()).collect();
-        line("unmapped", format!("{} (see --raw)", keys.join(", ")));
     }
-    for w in &m.warnings {
-        line("warning", w.clone());
+
+    /// The model (with its hash), the VAE and the LoRAs (with their weights).
+    fn models(&mut self, m: &GenMeta) {
+        if let Some(model) = &m.model {
+            let hash = m
+                .model_hash
+                .as_deref()
+                .map(|h| format!(" [{h}]"))
+                .unwrap_or_default();
+            self.line("model", format!("{model}{hash}"));
+        }
+        if let Some(v) = &m.vae {
+            self.line("vae", v.clone());
+        }
+        for l in m.loras.iter().flatten() {
+            let w = match (l.weight, l.clip_weight) {
+                (Some(w), Some(c)) => format!(" model {} clip {}", fmt_num(w), fmt_num(c)),
+                (Some(w), None) => format!(" {}", fmt_num(w)),
+                (None, Some(c)) => format!(" clip {}", fmt_num(c)),
+                (None, None) => String::new(),
+            };
+            self.line("lora", format!("{}{w}", l.name));
+        }
     }
-    out
+
+    /// The generation size, with the file's pixel size when it differs.
+    fn size(&mut self, m: &GenMeta) {
+        let size = |w: Option<u32>, h: Option<u32>| match (w, h) {
+            (Some(w), Some(h)) => Some(format!("{w}×{h}")),
+            _ => None,
+        };
+        let gen = size(m.width, m.height);
+        let px = size(m.pixel_width, m.pixel_height);
+        match (gen, px) {
+            (Some(g), Some(p)) if g != p => self.line("size", format!("{g} (file {p})")),
+            (_, Some(p)) => self.line("size", p),
+            (Some(g), None) => self.line("size", g),
+            _ => {}
+        }
+    }
+
+    /// The other parameters, the raw carriers (or their keys unless `raw`), and the warnings.
+    fn rest(&mut self, m: &GenMeta, raw: bool) {
+        for (k, v) in &m.params {
+            self.line(&format!("· {k}"), v.clone());
+        }
+        if raw {
+            for r in &m.raw {
+                let v: String = r.value.chars().take(200).collect();
+                self.line(&format!("raw {}", r.key), format!("({}) {v}", r.location));
+            }
+        } else if !m.raw.is_empty() {
+            let keys: Vec<&str> = m.raw.iter().map(|r| r.key.as_str()).collect();
+            self.line("unmapped", format!("{} (see --raw)", keys.join(", ")));
+        }
+        for w in &m.warnings {
+            self.line("warning", w.clone());
+        }
+    }
+}
+
+/// The human-readable form of one file's metadata.
+fn human(file: &str, m: &GenMeta, raw: bool) -> String {
+    let mut out = Lines(format!("{file}\n"));
+    out.prompts(m);
+    out.settings(m);
+    out.models(m);
+    out.size(m);
+    out.rest(m, raw);
+    out.0
 }
 
 pub fn run(_env: &Env, args: Args) -> Result<ExitCode> {

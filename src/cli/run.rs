@@ -105,107 +105,127 @@ pub fn leaderboard(
     best: Option<&crate::store::manifest::Best>,
 ) -> String {
     let tagged: Vec<&VariantMetrics> = metrics.iter().filter(|m| m.scores_tags).collect();
-    let mut texts: Vec<&VariantMetrics> = Vec::new();
-    for m in metrics.iter().filter(|m| !m.text.is_empty()) {
-        if !texts.iter().any(|t| t.variant == m.variant) {
-            texts.push(m);
-        }
-    }
+    let texts = text_variants(metrics);
     if tagged.is_empty() && texts.is_empty() {
         return "no scores: the dataset has no ground truth for these images".into();
     }
     let mut parts = Vec::new();
     if !tagged.is_empty() {
-        let mut t = Table::new(&[
-            "",
-            "variant",
-            "threshold",
-            "F1 micro",
-            "P micro",
-            "R micro",
-            "F1 macro",
-            "F1 samples",
-            "mAP",
-            "images",
-        ]);
-        for m in &tagged {
-            let star = best.is_some_and(|b| b.variant == m.variant && b.threshold == m.threshold);
-            // Repeats scored as a mean show their spread: `0.612 ±0.031`.
-            let f1 = match m.repeats.as_ref().and_then(|r| r.sd.get("f1_micro")) {
-                Some(sd) => format!("{} ±{}", num(Some(m.micro.f1)), num(Some(*sd))),
-                None => num(Some(m.micro.f1)),
-            };
-            t.row(vec![
-                if star { "*".into() } else { String::new() },
-                m.variant.clone(),
-                format!("{}", m.threshold),
-                f1,
-                num(Some(m.micro.precision)),
-                num(Some(m.micro.recall)),
-                num(Some(m.macro_.f1)),
-                num(Some(m.samples.f1)),
-                num(m.map),
-                m.images.to_string(),
-            ]);
-        }
-        parts.push(t.render());
+        parts.push(tag_table(&tagged, best));
         let notes = leaderboard_notes(&tagged);
         if !notes.is_empty() {
             parts.push(notes.join("\n"));
         }
     }
     if !texts.is_empty() {
-        let mut t = Table::new(&[
-            "",
-            "variant",
-            "judge score",
-            "similarity",
-            "stability",
-            "verdicts",
-            "invalid",
-            "outputs",
-            "tokens",
-        ]);
-        for m in texts {
-            let star = best.is_some_and(|b| {
-                b.variant == m.variant && TEXT_METRICS.contains(&b.metric.as_str())
-            });
-            let x = &m.text;
-            let (verdicts, invalid) = x
-                .judges
-                .values()
-                .fold((0, 0), |(n, i), j| (n + j.valid + j.invalid, i + j.invalid));
-            let generation = x.generation.as_ref();
-            t.row(vec![
-                if star { "*".into() } else { String::new() },
-                m.variant.clone(),
-                num(x.judge_score),
-                num(x.caption_similarity),
-                num(x.stability),
-                verdicts.to_string(),
-                invalid.to_string(),
-                generation.map_or_else(|| "-".into(), |g| g.outputs.to_string()),
-                generation.map_or_else(
-                    || "-".into(),
-                    |g| (g.prompt_tokens + g.completion_tokens).to_string(),
-                ),
-            ]);
-        }
-        parts.push(t.render());
+        parts.push(text_table(&texts, best));
     }
     let mut out = parts.join("\n\n");
     if let Some(b) = best {
-        let at = if TEXT_METRICS.contains(&b.metric.as_str()) {
-            String::new()
-        } else {
-            format!(" at {}", b.threshold)
-        };
-        out.push_str(&format!(
-            "\n* best by {}: {}{at} ({:.4})",
-            b.metric, b.variant, b.value
-        ));
+        out.push_str(&best_line(b));
     }
     out
+}
+
+/// The variants with judge or text metrics, each once (its first entry), in order.
+fn text_variants(metrics: &[VariantMetrics]) -> Vec<&VariantMetrics> {
+    let mut texts: Vec<&VariantMetrics> = Vec::new();
+    for m in metrics.iter().filter(|m| !m.text.is_empty()) {
+        if !texts.iter().any(|t| t.variant == m.variant) {
+            texts.push(m);
+        }
+    }
+    texts
+}
+
+/// The tag table: one row per tag-scoring variant and threshold.
+fn tag_table(tagged: &[&VariantMetrics], best: Option<&crate::store::manifest::Best>) -> String {
+    let mut t = Table::new(&[
+        "",
+        "variant",
+        "threshold",
+        "F1 micro",
+        "P micro",
+        "R micro",
+        "F1 macro",
+        "F1 samples",
+        "mAP",
+        "images",
+    ]);
+    for m in tagged {
+        let star = best.is_some_and(|b| b.variant == m.variant && b.threshold == m.threshold);
+        // Repeats scored as a mean show their spread: `0.612 ±0.031`.
+        let f1 = match m.repeats.as_ref().and_then(|r| r.sd.get("f1_micro")) {
+            Some(sd) => format!("{} ±{}", num(Some(m.micro.f1)), num(Some(*sd))),
+            None => num(Some(m.micro.f1)),
+        };
+        t.row(vec![
+            if star { "*".into() } else { String::new() },
+            m.variant.clone(),
+            format!("{}", m.threshold),
+            f1,
+            num(Some(m.micro.precision)),
+            num(Some(m.micro.recall)),
+            num(Some(m.macro_.f1)),
+            num(Some(m.samples.f1)),
+            num(m.map),
+            m.images.to_string(),
+        ]);
+    }
+    t.render()
+}
+
+/// The text table: one row per variant with judge or text metrics.
+fn text_table(texts: &[&VariantMetrics], best: Option<&crate::store::manifest::Best>) -> String {
+    let mut t = Table::new(&[
+        "",
+        "variant",
+        "judge score",
+        "similarity",
+        "stability",
+        "verdicts",
+        "invalid",
+        "outputs",
+        "tokens",
+    ]);
+    for m in texts {
+        let star = best
+            .is_some_and(|b| b.variant == m.variant && TEXT_METRICS.contains(&b.metric.as_str()));
+        let x = &m.text;
+        let (verdicts, invalid) = x
+            .judges
+            .values()
+            .fold((0, 0), |(n, i), j| (n + j.valid + j.invalid, i + j.invalid));
+        let generation = x.generation.as_ref();
+        t.row(vec![
+            if star { "*".into() } else { String::new() },
+            m.variant.clone(),
+            num(x.judge_score),
+            num(x.caption_similarity),
+            num(x.stability),
+            verdicts.to_string(),
+            invalid.to_string(),
+            generation.map_or_else(|| "-".into(), |g| g.outputs.to_string()),
+            generation.map_or_else(
+                || "-".into(),
+                |g| (g.prompt_tokens + g.completion_tokens).to_string(),
+            ),
+        ]);
+    }
+    t.render()
+}
+
+/// The footnote naming the goal's winner (with its threshold for tag metrics).
+fn best_line(b: &crate::store::manifest::Best) -> String {
+    let at = if TEXT_METRICS.contains(&b.metric.as_str()) {
+        String::new()
+    } else {
+        format!(" at {}", b.threshold)
+    };
+    format!(
+        "\n* best by {}: {}{at} ({:.4})",
+        b.metric, b.variant, b.value
+    )
 }
 
 /// What the tag table needs said: how repeats were scored, and whether the variants were
