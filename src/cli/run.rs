@@ -8,6 +8,7 @@ use serde_json::json;
 use super::table::{num, Table};
 use super::Env;
 use crate::analysis::VariantMetrics;
+use crate::config::Metric;
 use crate::engine::Context;
 use crate::runner::{self, RunOptions};
 use crate::ui;
@@ -138,71 +139,56 @@ fn text_variants(metrics: &[VariantMetrics]) -> Vec<&VariantMetrics> {
     texts
 }
 
-/// The tag table: one row per tag-scoring variant and threshold.
+/// The tag table: one row per tag-scoring variant and threshold, a column per tag metric of
+/// the leaderboard (`Metric::LEADERBOARD`).
 fn tag_table(tagged: &[&VariantMetrics], best: Option<&crate::store::manifest::Best>) -> String {
-    let mut t = Table::new(&[
-        "",
-        "variant",
-        "threshold",
-        "F1 micro",
-        "P micro",
-        "R micro",
-        "F1 macro",
-        "F1 samples",
-        "mAP",
-        "images",
-    ]);
+    let mut headers = vec!["", "variant", "threshold"];
+    headers.extend(Metric::columns(false).map(|(_, h)| h));
+    headers.push("images");
+    let mut t = Table::new(&headers);
     for m in tagged {
         let star = best.is_some_and(|b| b.variant == m.variant && b.threshold == m.threshold);
-        // Repeats scored as a mean show their spread: `0.612 ±0.031`.
-        let f1 = match m.repeats.as_ref().and_then(|r| r.sd.get("f1_micro")) {
-            Some(sd) => format!("{} ±{}", num(Some(m.micro.f1)), num(Some(*sd))),
-            None => num(Some(m.micro.f1)),
-        };
-        t.row(vec![
+        let mut row = vec![
             if star { "*".into() } else { String::new() },
             m.variant.clone(),
             format!("{}", m.threshold),
-            f1,
-            num(Some(m.micro.precision)),
-            num(Some(m.micro.recall)),
-            num(Some(m.macro_.f1)),
-            num(Some(m.samples.f1)),
-            num(m.map),
-            m.images.to_string(),
-        ]);
+        ];
+        for (i, (metric, _)) in Metric::columns(false).enumerate() {
+            let value = num(m.get(metric));
+            // Repeats scored as a mean show the headline's spread: `0.612 ±0.031`.
+            let sd = m.repeats.as_ref().and_then(|r| r.sd.get(metric.name()));
+            row.push(match sd {
+                Some(sd) if i == 0 => format!("{value} ±{}", num(Some(*sd))),
+                _ => value,
+            });
+        }
+        row.push(m.images.to_string());
+        t.row(row);
     }
     t.render()
 }
 
-/// The text table: one row per variant with judge or text metrics.
+/// The text table: one row per variant with judge or text metrics, a column per text metric
+/// of the leaderboard, then the counts behind them.
 fn text_table(texts: &[&VariantMetrics], best: Option<&crate::store::manifest::Best>) -> String {
-    let mut t = Table::new(&[
-        "",
-        "variant",
-        "judge score",
-        "similarity",
-        "stability",
-        "verdicts",
-        "invalid",
-        "outputs",
-        "tokens",
-    ]);
+    let mut headers = vec!["", "variant"];
+    headers.extend(Metric::columns(true).map(|(_, h)| h));
+    headers.extend(["verdicts", "invalid", "outputs", "tokens"]);
+    let mut t = Table::new(&headers);
     for m in texts {
-        let star = best
-            .is_some_and(|b| b.variant == m.variant && TEXT_METRICS.contains(&b.metric.as_str()));
+        let star = best.is_some_and(|b| b.variant == m.variant && is_text_metric(&b.metric));
         let x = &m.text;
         let (verdicts, invalid) = x
             .judges
             .values()
             .fold((0, 0), |(n, i), j| (n + j.valid + j.invalid, i + j.invalid));
         let generation = x.generation.as_ref();
-        t.row(vec![
+        let mut row = vec![
             if star { "*".into() } else { String::new() },
             m.variant.clone(),
-            num(x.judge_score),
-            num(x.caption_similarity),
-            num(x.stability),
+        ];
+        row.extend(Metric::columns(true).map(|(metric, _)| num(x.get(metric))));
+        row.extend([
             verdicts.to_string(),
             invalid.to_string(),
             generation.map_or_else(|| "-".into(), |g| g.outputs.to_string()),
@@ -211,13 +197,14 @@ fn text_table(texts: &[&VariantMetrics], best: Option<&crate::store::manifest::B
                 |g| (g.prompt_tokens + g.completion_tokens).to_string(),
             ),
         ]);
+        t.row(row);
     }
     t.render()
 }
 
 /// The footnote naming the goal's winner (with its threshold for tag metrics).
 fn best_line(b: &crate::store::manifest::Best) -> String {
-    let at = if TEXT_METRICS.contains(&b.metric.as_str()) {
+    let at = if is_text_metric(&b.metric) {
         String::new()
     } else {
         format!(" at {}", b.threshold)
@@ -265,8 +252,10 @@ fn leaderboard_notes(tagged: &[&VariantMetrics]) -> Vec<String> {
     notes
 }
 
-/// Goal metrics of a variant as a whole, not of a threshold.
-const TEXT_METRICS: [&str; 3] = ["judge_score", "caption_similarity", "stability"];
+/// Whether a goal's metric, by name, scores text (no threshold).
+fn is_text_metric(name: &str) -> bool {
+    serde_json::from_value::<Metric>(json!(name)).is_ok_and(Metric::of_text)
+}
 
 /// `-v`: every cell's cache key, spelled out.
 fn print_keys(run: &crate::store::RunDir) -> Result<()> {

@@ -44,6 +44,30 @@ impl Metric {
         }
     }
 
+    /// The columns of the leaderboards (`iw-lab run`, the report), in order, with their
+    /// headers: tag metrics (one row per variant and threshold), then text metrics (one row
+    /// per variant). A new metric is a variant of [`Metric`], its name above, its column here,
+    /// and its value in `analysis::metrics` (`VariantMetrics::get`).
+    pub const LEADERBOARD: &'static [(Metric, &'static str)] = &[
+        (Metric::F1Micro, "F1 micro"),
+        (Metric::PrecisionMicro, "P micro"),
+        (Metric::RecallMicro, "R micro"),
+        (Metric::F1Macro, "F1 macro"),
+        (Metric::F1Samples, "F1 samples"),
+        (Metric::Map, "mAP"),
+        (Metric::JudgeScore, "judge score"),
+        (Metric::CaptionSimilarity, "similarity"),
+        (Metric::Stability, "stability"),
+    ];
+
+    /// The leaderboard's columns of tag metrics (`of_text` false) or of text metrics.
+    pub fn columns(of_text: bool) -> impl Iterator<Item = (Metric, &'static str)> {
+        Metric::LEADERBOARD
+            .iter()
+            .copied()
+            .filter(move |(m, _)| m.of_text() == of_text)
+    }
+
     /// A score of generated text (judges, similarity, stability), not of tags against ground
     /// truth: the same at every threshold, and defined without ground truth.
     pub fn of_text(self) -> bool {
