@@ -7,6 +7,7 @@ use std::fmt::Write;
 use super::charts::{self, Line};
 use super::Page;
 use crate::analysis::bootstrap::Interval;
+use crate::analysis::group;
 
 const CSS: &str = include_str!("report.css");
 const JS: &str = include_str!("report.js");
@@ -133,130 +134,182 @@ fn runs_block(h: &mut String, p: &Page<'_>) {
 }
 
 fn leaderboard(h: &mut String, p: &Page<'_>) {
-    let goal = p.runs[0].manifest.goal;
-    let ci: HashMap<&str, (&Interval, Option<&Interval>)> = p
-        .bootstrap
-        .as_ref()
-        .map(|b| {
-            b.variants
-                .iter()
-                .map(|v| (v.variant.as_str(), (&v.f1_micro, v.map.as_ref())))
-                .collect()
-        })
-        .unwrap_or_default();
-    let has_neg = p
-        .runs
-        .iter()
-        .any(|r| r.metrics.iter().any(|m| m.negative.is_some()));
-    let _ = write!(
-        h,
-        "<section id=\"leaderboard\"><h2>Leaderboard</h2><p class=\"note\">Ranked by <b>{}</b> ({}) at each variant's \
-         chosen threshold (bold row: the one the image grid, tag statistics and intervals use). Click a heading to sort. \
-         Intervals: {}.</p>",
-        esc(goal.metric.name()),
-        match goal.direction {
-            crate::config::files::Direction::Maximize => "higher is better",
-            crate::config::files::Direction::Minimize => "lower is better",
-        },
-        match &p.bootstrap {
-            Some(b) => format!(
-                "{}% percentile bootstrap over images, {} resamples, seed {}",
-                b.confidence * 100.0,
-                b.resamples,
-                b.seed
-            ),
-            None => "none (no ground truth, no variant scored as tags, or --bootstrap 0)".into(),
-        }
-    );
-    h.push_str("<table class=\"sortable\" id=\"leaderboard-table\"><thead><tr><th data-type=\"num\">rank</th><th>variant</th><th data-type=\"num\">threshold</th><th data-type=\"num\">F1 micro</th><th>interval</th><th data-type=\"num\">P micro</th><th data-type=\"num\">R micro</th><th data-type=\"num\">F1 macro</th><th data-type=\"num\">F1 samples</th><th data-type=\"num\">mAP</th><th>interval</th><th data-type=\"num\">images</th>");
-    if has_neg {
-        h.push_str("<th data-type=\"num\" title=\"share of (image, negative-prompt tag) pairs predicted\">neg. FP rate</th>");
-    }
-    h.push_str("<th data-type=\"num\" title=\"mean inference time per image of the cells computed in this run\">ms/image</th><th data-type=\"num\">cells</th><th data-type=\"num\">cached</th><th data-type=\"num\">failures</th></tr></thead><tbody>");
+    let board = Leaderboard::new(p);
+    board.head(h);
     for (rank, &vi) in p.ranking.iter().enumerate() {
-        let v = p.variants[vi];
-        let run = &p.runs[v.run];
-        let rows: Vec<&crate::analysis::VariantMetrics> =
-            run.metrics.iter().filter(|m| m.variant == v.name).collect();
-        let speed = &v.speed;
-        let tail = format!(
-            "<td data-v=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td>",
-            sort_num(speed.ms_per_image.or(speed.ms_per_image_all)),
-            speed
-                .ms_per_image
-                .map(|x| format!("{x:.1}"))
-                .or_else(|| speed.ms_per_image_all.map(|x| format!("({x:.1})")))
-                .unwrap_or_else(|| "–".into()),
-            speed.cells,
-            speed.cached,
-            speed.failures
-        );
-        let captions = rows.first().is_some_and(|m| !m.scores_tags);
-        if rows.is_empty() || captions {
-            let _ = write!(
-                h,
-                "<tr class=\"chosen\"><td>{}</td><td>{}{}</td><td>{}</td><td colspan=\"{}\" class=\"note\">{}</td>{tail}</tr>",
-                rank + 1,
-                chip(vi),
-                esc(&v.key),
-                if captions { String::new() } else { v.threshold.to_string() },
-                if has_neg { 10 } else { 9 },
-                if captions {
-                    "writes captions, not tags: see <a href=\"#judges\">Captions and judges</a>"
-                } else {
-                    "not scored (no ground truth)"
-                }
-            );
-            continue;
-        }
-        for m in rows {
-            let chosen = m.threshold == v.threshold;
-            let (f1ci, mapci) = if chosen {
-                ci.get(v.key.as_str())
-                    .map(|(f, m)| {
-                        (
-                            format!("{} – {}", f4(f.low), f4(f.high)),
-                            m.map(|m| format!("{} – {}", f4(m.low), f4(m.high)))
-                                .unwrap_or_default(),
-                        )
-                    })
-                    .unwrap_or_default()
-            } else {
-                Default::default()
-            };
-            let _ = write!(
-                h,
-                "<tr{}><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td><td class=\"ci\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td data-v=\"{}\">{}</td><td class=\"ci\">{}</td><td>{}</td>",
-                if chosen { " class=\"chosen\"" } else { "" },
-                rank + 1,
-                chip(vi),
-                esc(&v.key),
-                m.threshold,
-                f4(m.micro.f1),
-                f1ci,
-                f4(m.micro.precision),
-                f4(m.micro.recall),
-                f4(m.macro_.f1),
-                f4(m.samples.f1),
-                sort_num(m.map),
-                m.map.map(f4).unwrap_or_else(|| "–".into()),
-                mapci,
-                m.images
-            );
-            if has_neg {
-                let _ = write!(
-                    h,
-                    "<td>{}</td>",
-                    m.negative
-                        .map(|n| format!("{:.4}", n.fp_rate))
-                        .unwrap_or_else(|| "–".into())
-                );
-            }
-            h.push_str(&tail);
-            h.push_str("</tr>");
-        }
+        board.variant_rows(h, rank, vi);
     }
     h.push_str("</tbody></table></section>");
+}
+
+/// The leaderboard table: the page, each variant's bootstrap intervals (F1 micro, mAP) and
+/// whether any run scored negative-prompt tags (one more column).
+struct Leaderboard<'p, 'a> {
+    p: &'p Page<'a>,
+    ci: HashMap<&'p str, (&'p Interval, Option<&'p Interval>)>,
+    has_neg: bool,
+}
+
+impl<'p, 'a> Leaderboard<'p, 'a> {
+    /// Gathers the intervals and the columns shown.
+    fn new(p: &'p Page<'a>) -> Self {
+        let ci: HashMap<&str, (&Interval, Option<&Interval>)> = p
+            .bootstrap
+            .as_ref()
+            .map(|b| {
+                b.variants
+                    .iter()
+                    .map(|v| (v.variant.as_str(), (&v.f1_micro, v.map.as_ref())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let has_neg = p
+            .runs
+            .iter()
+            .any(|r| r.metrics.iter().any(|m| m.negative.is_some()));
+        Leaderboard { p, ci, has_neg }
+    }
+
+    /// The section's heading, its note (goal and intervals) and the table's head.
+    fn head(&self, h: &mut String) {
+        let p = self.p;
+        let goal = p.runs[0].manifest.goal;
+        let _ = write!(
+            h,
+            "<section id=\"leaderboard\"><h2>Leaderboard</h2><p class=\"note\">Ranked by <b>{}</b> ({}) at each variant's \
+             chosen threshold (bold row: the one the image grid, tag statistics and intervals use). Click a heading to sort. \
+             Intervals: {}.</p>",
+            esc(goal.metric.name()),
+            match goal.direction {
+                crate::config::files::Direction::Maximize => "higher is better",
+                crate::config::files::Direction::Minimize => "lower is better",
+            },
+            match &p.bootstrap {
+                Some(b) => format!(
+                    "{}% percentile bootstrap over images, {} resamples, seed {}",
+                    b.confidence * 100.0,
+                    b.resamples,
+                    b.seed
+                ),
+                None => "none (no ground truth, no variant scored as tags, or --bootstrap 0)".into(),
+            }
+        );
+        h.push_str("<table class=\"sortable\" id=\"leaderboard-table\"><thead><tr><th data-type=\"num\">rank</th><th>variant</th><th data-type=\"num\">threshold</th><th data-type=\"num\">F1 micro</th><th>interval</th><th data-type=\"num\">P micro</th><th data-type=\"num\">R micro</th><th data-type=\"num\">F1 macro</th><th data-type=\"num\">F1 samples</th><th data-type=\"num\">mAP</th><th>interval</th><th data-type=\"num\">images</th>");
+        if self.has_neg {
+            h.push_str("<th data-type=\"num\" title=\"share of (image, negative-prompt tag) pairs predicted\">neg. FP rate</th>");
+        }
+        h.push_str("<th data-type=\"num\" title=\"mean inference time per image of the cells computed in this run\">ms/image</th><th data-type=\"num\">cells</th><th data-type=\"num\">cached</th><th data-type=\"num\">failures</th></tr></thead><tbody>");
+    }
+
+    /// The rows of variant `vi` (one per threshold), ranked `rank` (from 0).
+    fn variant_rows(&self, h: &mut String, rank: usize, vi: usize) {
+        let v = self.p.variants[vi];
+        let run = &self.p.runs[v.run];
+        let rows: Vec<&crate::analysis::VariantMetrics> =
+            run.metrics.iter().filter(|m| m.variant == v.name).collect();
+        let tail = speed_cells(&v.speed);
+        let captions = rows.first().is_some_and(|m| !m.scores_tags);
+        if rows.is_empty() || captions {
+            self.unscored_row(h, rank, vi, captions, &tail);
+            return;
+        }
+        for m in rows {
+            self.threshold_row(h, rank, vi, m, &tail);
+        }
+    }
+
+    /// The one row of a variant without tag metrics: it writes captions, or its run has no
+    /// ground truth.
+    fn unscored_row(&self, h: &mut String, rank: usize, vi: usize, captions: bool, tail: &str) {
+        let v = self.p.variants[vi];
+        let _ = write!(
+            h,
+            "<tr class=\"chosen\"><td>{}</td><td>{}{}</td><td>{}</td><td colspan=\"{}\" class=\"note\">{}</td>{tail}</tr>",
+            rank + 1,
+            chip(vi),
+            esc(&v.key),
+            if captions { String::new() } else { v.threshold.to_string() },
+            if self.has_neg { 10 } else { 9 },
+            if captions {
+                "writes captions, not tags: see <a href=\"#judges\">Captions and judges</a>"
+            } else {
+                "not scored (no ground truth)"
+            }
+        );
+    }
+
+    /// The row of variant `vi` at one threshold (with intervals at its chosen threshold).
+    fn threshold_row(
+        &self,
+        h: &mut String,
+        rank: usize,
+        vi: usize,
+        m: &crate::analysis::VariantMetrics,
+        tail: &str,
+    ) {
+        let v = self.p.variants[vi];
+        let chosen = m.threshold == v.threshold;
+        let (f1ci, mapci) = if chosen {
+            self.ci
+                .get(v.key.as_str())
+                .map(|(f, m)| {
+                    (
+                        format!("{} – {}", f4(f.low), f4(f.high)),
+                        m.map(|m| format!("{} – {}", f4(m.low), f4(m.high)))
+                            .unwrap_or_default(),
+                    )
+                })
+                .unwrap_or_default()
+        } else {
+            Default::default()
+        };
+        let _ = write!(
+            h,
+            "<tr{}><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td><td class=\"ci\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td data-v=\"{}\">{}</td><td class=\"ci\">{}</td><td>{}</td>",
+            if chosen { " class=\"chosen\"" } else { "" },
+            rank + 1,
+            chip(vi),
+            esc(&v.key),
+            m.threshold,
+            f4(m.micro.f1),
+            f1ci,
+            f4(m.micro.precision),
+            f4(m.micro.recall),
+            f4(m.macro_.f1),
+            f4(m.samples.f1),
+            sort_num(m.map),
+            m.map.map(f4).unwrap_or_else(|| "–".into()),
+            mapci,
+            m.images
+        );
+        if self.has_neg {
+            let _ = write!(
+                h,
+                "<td>{}</td>",
+                m.negative
+                    .map(|n| format!("{:.4}", n.fp_rate))
+                    .unwrap_or_else(|| "–".into())
+            );
+        }
+        h.push_str(tail);
+        h.push_str("</tr>");
+    }
+}
+
+/// A variant's speed cells, the last of each of its rows: ms/image, cells, cached, failures.
+fn speed_cells(speed: &super::data::Speed) -> String {
+    format!(
+        "<td data-v=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td>",
+        sort_num(speed.ms_per_image.or(speed.ms_per_image_all)),
+        speed
+            .ms_per_image
+            .map(|x| format!("{x:.1}"))
+            .or_else(|| speed.ms_per_image_all.map(|x| format!("({x:.1})")))
+            .unwrap_or_else(|| "–".into()),
+        speed.cells,
+        speed.cached,
+        speed.failures
+    )
 }
 
 fn has_text(p: &Page<'_>) -> bool {
@@ -270,47 +323,78 @@ fn judges_block(h: &mut String, p: &Page<'_>) {
     if !has_text(p) {
         return;
     }
-    let mut judges: Vec<&str> = p
-        .runs
-        .iter()
-        .flat_map(|r| r.text.values().flat_map(|t| t.judges.keys()))
-        .map(String::as_str)
-        .collect();
-    judges.sort_unstable();
-    judges.dedup();
-    let costs = p
-        .runs
-        .iter()
-        .flat_map(|r| r.text.values())
-        .any(|t| t.generation.as_ref().is_some_and(|g| g.cost.is_some()));
-    h.push_str(
-        "<section id=\"judges\"><h2>Captions and judges</h2><p class=\"note\">Scores of generated text, \
-         the same at every threshold (definitions in docs/metrics.md). <b>judge score</b>: the mean over \
-         the LLM judges of each judge's mean verdict (0–1); per judge (embedding judges too): mean, 95% \
-         bootstrap interval over outputs, and verdicts valid / invalid (did not parse: counted, never \
-         scored) / failed (the call failed). \
-         <b>similarity</b>: mean cosine similarity of a caption to its reference; <b>stability</b>: \
-         agreement of an image's repeats. Each card in <a href=\"#images\">Images</a> shows the text \
-         and its verdicts.</p>",
-    );
-    h.push_str("<table class=\"sortable\" id=\"judges-table\"><thead><tr><th data-type=\"num\">rank</th><th>variant</th><th data-type=\"num\">judge score</th>");
-    for j in &judges {
-        let _ = write!(
-            h,
-            "<th data-type=\"num\">judge {0}</th><th>interval</th><th data-type=\"num\" title=\"valid / invalid / failed verdicts (sorted by invalid)\">verdicts</th>",
-            esc(j)
-        );
-    }
-    h.push_str("<th data-type=\"num\">similarity</th><th data-type=\"num\">stability</th><th data-type=\"num\">outputs</th><th data-type=\"num\">prompt tokens</th><th data-type=\"num\">completion tokens</th>");
-    if costs {
-        h.push_str("<th data-type=\"num\">cost</th>");
-    }
-    h.push_str("</tr></thead><tbody>");
-    let opt = |x: Option<f64>| x.map(f4).unwrap_or_else(|| "–".into());
+    let table = JudgesTable::new(p);
+    table.head(h);
     for (rank, &vi) in p.ranking.iter().enumerate() {
+        table.row(h, rank, vi);
+    }
+    h.push_str("</tbody></table>");
+    for r in p.runs {
+        agreement_paragraphs(h, p, r);
+    }
+    h.push_str("</section>");
+}
+
+/// The judges table: the page, the judges (one group of columns each, by name) and whether
+/// any variant has a cost (one more column).
+struct JudgesTable<'p, 'a> {
+    p: &'p Page<'a>,
+    judges: Vec<&'p str>,
+    costs: bool,
+}
+
+impl<'p, 'a> JudgesTable<'p, 'a> {
+    /// Gathers the judges and the columns shown.
+    fn new(p: &'p Page<'a>) -> Self {
+        let mut judges: Vec<&str> = p
+            .runs
+            .iter()
+            .flat_map(|r| r.text.values().flat_map(|t| t.judges.keys()))
+            .map(String::as_str)
+            .collect();
+        judges.sort_unstable();
+        judges.dedup();
+        let costs = p
+            .runs
+            .iter()
+            .flat_map(|r| r.text.values())
+            .any(|t| t.generation.as_ref().is_some_and(|g| g.cost.is_some()));
+        JudgesTable { p, judges, costs }
+    }
+
+    /// The section's heading, its note and the table's head.
+    fn head(&self, h: &mut String) {
+        h.push_str(
+            "<section id=\"judges\"><h2>Captions and judges</h2><p class=\"note\">Scores of generated text, \
+             the same at every threshold (definitions in docs/metrics.md). <b>judge score</b>: the mean over \
+             the LLM judges of each judge's mean verdict (0–1); per judge (embedding judges too): mean, 95% \
+             bootstrap interval over outputs, and verdicts valid / invalid (did not parse: counted, never \
+             scored) / failed (the call failed). \
+             <b>similarity</b>: mean cosine similarity of a caption to its reference; <b>stability</b>: \
+             agreement of an image's repeats. Each card in <a href=\"#images\">Images</a> shows the text \
+             and its verdicts.</p>",
+        );
+        h.push_str("<table class=\"sortable\" id=\"judges-table\"><thead><tr><th data-type=\"num\">rank</th><th>variant</th><th data-type=\"num\">judge score</th>");
+        for j in &self.judges {
+            let _ = write!(
+                h,
+                "<th data-type=\"num\">judge {0}</th><th>interval</th><th data-type=\"num\" title=\"valid / invalid / failed verdicts (sorted by invalid)\">verdicts</th>",
+                esc(j)
+            );
+        }
+        h.push_str("<th data-type=\"num\">similarity</th><th data-type=\"num\">stability</th><th data-type=\"num\">outputs</th><th data-type=\"num\">prompt tokens</th><th data-type=\"num\">completion tokens</th>");
+        if self.costs {
+            h.push_str("<th data-type=\"num\">cost</th>");
+        }
+        h.push_str("</tr></thead><tbody>");
+    }
+
+    /// The row of variant `vi`, ranked `rank` (from 0); none for a variant without text.
+    fn row(&self, h: &mut String, rank: usize, vi: usize) {
+        let p = self.p;
         let v = p.variants[vi];
         let Some(t) = p.runs[v.run].text.get(&v.name) else {
-            continue;
+            return;
         };
         let _ = write!(
             h,
@@ -319,46 +403,24 @@ fn judges_block(h: &mut String, p: &Page<'_>) {
             chip(vi),
             esc(&v.key),
             sort_num(t.judge_score),
-            opt(t.judge_score)
+            opt_f4(t.judge_score)
         );
-        for j in &judges {
-            match t.judges.get(*j) {
-                Some(s) => {
-                    let mut counts = format!("{} / {}", s.valid, s.invalid);
-                    if s.failed > 0 {
-                        let _ = write!(counts, " / {}", s.failed);
-                    }
-                    if let Some(c) = s.consistency {
-                        let _ = write!(counts, " (both orders agree: {})", f4(c));
-                    }
-                    let _ = write!(
-                        h,
-                        "<td data-v=\"{}\">{}</td><td class=\"ci\">{}</td><td data-v=\"{}\">{}</td>",
-                        sort_num(s.mean),
-                        opt(s.mean),
-                        s.ci
-                            .map(|[lo, hi]| format!("{} – {}", f4(lo), f4(hi)))
-                            .unwrap_or_default(),
-                        s.invalid,
-                        esc(&counts)
-                    );
-                }
-                None => h.push_str("<td data-v=\"\">–</td><td></td><td data-v=\"\"></td>"),
-            }
+        for j in &self.judges {
+            judge_cells(h, t.judges.get(*j));
         }
         let g = t.generation.as_ref();
         let _ = write!(
             h,
             "<td data-v=\"{}\">{}</td><td data-v=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td>",
             sort_num(t.caption_similarity),
-            opt(t.caption_similarity),
+            opt_f4(t.caption_similarity),
             sort_num(t.stability),
-            opt(t.stability),
+            opt_f4(t.stability),
             g.map_or_else(|| "–".into(), |g| g.outputs.to_string()),
             g.map_or_else(|| "–".into(), |g| g.prompt_tokens.to_string()),
             g.map_or_else(|| "–".into(), |g| g.completion_tokens.to_string()),
         );
-        if costs {
+        if self.costs {
             let _ = write!(
                 h,
                 "<td>{}</td>",
@@ -369,60 +431,98 @@ fn judges_block(h: &mut String, p: &Page<'_>) {
         }
         h.push_str("</tr>");
     }
-    h.push_str("</tbody></table>");
-    for r in p.runs {
-        let Some(a) = &r.agreement else {
-            continue;
-        };
-        let prefix = if p.runs.len() > 1 {
-            format!("{}: ", r.label)
-        } else {
-            String::new()
-        };
-        let mut lines: Vec<String> = Vec::new();
-        if let Some(alpha) = a.get("judge_alpha") {
-            let names: Vec<&str> = a["judges"]
-                .as_array()
-                .map(|v| v.iter().filter_map(|x| x.as_str()).collect())
-                .unwrap_or_default();
+}
+
+/// `x` to 4 decimals, `–` when absent.
+fn opt_f4(x: Option<f64>) -> String {
+    x.map(f4).unwrap_or_else(|| "–".into())
+}
+
+/// One judge's cells in a variant's row: mean, interval and verdict counts (empty when the
+/// judge did not judge the variant).
+fn judge_cells(h: &mut String, s: Option<&crate::analysis::metrics::JudgeSummary>) {
+    match s {
+        Some(s) => {
+            let mut counts = format!("{} / {}", s.valid, s.invalid);
+            if s.failed > 0 {
+                let _ = write!(counts, " / {}", s.failed);
+            }
+            if let Some(c) = s.consistency {
+                let _ = write!(counts, " (both orders agree: {})", f4(c));
+            }
+            let _ = write!(
+                h,
+                "<td data-v=\"{}\">{}</td><td class=\"ci\">{}</td><td data-v=\"{}\">{}</td>",
+                sort_num(s.mean),
+                opt_f4(s.mean),
+                s.ci.map(|[lo, hi]| format!("{} – {}", f4(lo), f4(hi)))
+                    .unwrap_or_default(),
+                s.invalid,
+                esc(&counts)
+            );
+        }
+        None => h.push_str("<td data-v=\"\">–</td><td></td><td data-v=\"\"></td>"),
+    }
+}
+
+/// Run `r`'s judge agreement, one paragraph a line (prefixed with the run's label when the
+/// page compares several runs).
+fn agreement_paragraphs(h: &mut String, p: &Page<'_>, r: &super::data::LoadedRun) {
+    let Some(a) = &r.agreement else {
+        return;
+    };
+    let prefix = if p.runs.len() > 1 {
+        format!("{}: ", r.label)
+    } else {
+        String::new()
+    };
+    let mut lines: Vec<String> = Vec::new();
+    if let Some(alpha) = a.get("judge_alpha") {
+        let names: Vec<&str> = a["judges"]
+            .as_array()
+            .map(|v| v.iter().filter_map(|x| x.as_str()).collect())
+            .unwrap_or_default();
+        lines.push(format!(
+            "Krippendorff's alpha (interval) between judges {}: {} over {} judged outputs.",
+            names.join(", "),
+            alpha.as_f64().map(f4).unwrap_or_else(|| "undefined".into()),
+            a["units"].as_u64().unwrap_or(0)
+        ));
+    }
+    if let Some(m) = a.get("judge_vs_truth").and_then(|m| m.as_object()) {
+        for (j, d) in m {
             lines.push(format!(
-                "Krippendorff's alpha (interval) between judges {}: {} over {} judged outputs.",
-                names.join(", "),
-                alpha.as_f64().map(f4).unwrap_or_else(|| "undefined".into()),
-                a["units"].as_u64().unwrap_or(0)
+                "{j} against ground truth: Pearson r {} between its score and the output's F1, over {} outputs.",
+                d["pearson_vs_f1"].as_f64().map(f4).unwrap_or_else(|| "undefined".into()),
+                d["cells"].as_u64().unwrap_or(0)
             ));
         }
-        if let Some(m) = a.get("judge_vs_truth").and_then(|m| m.as_object()) {
-            for (j, d) in m {
-                lines.push(format!(
-                    "{j} against ground truth: Pearson r {} between its score and the output's F1, over {} outputs.",
-                    d["pearson_vs_f1"].as_f64().map(f4).unwrap_or_else(|| "undefined".into()),
-                    d["cells"].as_u64().unwrap_or(0)
-                ));
-            }
-        }
-        if let Some(m) = a.get("judge_vs_human").and_then(|m| m.as_object()) {
-            for (j, d) in m {
-                let parts: Vec<String> = d
-                    .as_object()
-                    .map(|o| {
-                        o.iter()
-                            .map(|(k, x)| match x.as_f64() {
-                                Some(f) if x.is_f64() => format!("{k} {}", f4(f)),
-                                _ if x.is_null() => format!("{k} undefined"),
-                                _ => format!("{k} {x}"),
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                lines.push(format!("{j} against human scores: {}.", parts.join(", ")));
-            }
-        }
-        for l in lines {
-            let _ = write!(h, "<p>{}{}</p>", esc(&prefix), esc(&l));
+    }
+    if let Some(m) = a.get("judge_vs_human").and_then(|m| m.as_object()) {
+        for (j, d) in m {
+            lines.push(format!("{j} against human scores: {}.", human_parts(d)));
         }
     }
-    h.push_str("</section>");
+    for l in lines {
+        let _ = write!(h, "<p>{}{}</p>", esc(&prefix), esc(&l));
+    }
+}
+
+/// A judge's agreement with human scores, `name value` by statistic, comma-separated.
+fn human_parts(d: &serde_json::Value) -> String {
+    let parts: Vec<String> = d
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, x)| match x.as_f64() {
+                    Some(f) if x.is_f64() => format!("{k} {}", f4(f)),
+                    _ if x.is_null() => format!("{k} undefined"),
+                    _ => format!("{k} {x}"),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    parts.join(", ")
 }
 
 fn intervals(h: &mut String, p: &Page<'_>) {
@@ -529,98 +629,11 @@ fn charts_block(h: &mut String, p: &Page<'_>) {
     h.push_str("<section id=\"charts\"><h2>Charts</h2><div class=\"charts\">");
     let scored = tag_scored(p);
     for cat in ["all", "general", "character"] {
-        let mut f1 = Vec::new();
-        let mut pr = Vec::new();
-        for &vi in &scored {
-            let v = p.variants[vi];
-            let Some(s) = p.views[vi].sweeps.iter().find(|s| s.category == cat) else {
-                continue;
-            };
-            if s.positives == 0 {
-                continue;
-            }
-            f1.push(Line {
-                name: v.key.clone(),
-                color: vi,
-                points: s.grid.iter().map(|x| (x.threshold, x.f1)).collect(),
-                mark: s.best_f1.map(|b| (b.threshold, b.f1)),
-            });
-            pr.push(Line {
-                name: v.key.clone(),
-                color: vi,
-                points: s
-                    .grid
-                    .iter()
-                    .filter(|x| !x.precision.is_nan())
-                    .map(|x| (x.recall, x.precision))
-                    .collect(),
-                mark: s.break_even.map(|b| (b.value, b.value)),
-            });
-        }
-        if f1.is_empty() || (cat != "all" && f1.len() == scored.len() && same_as_all(p, cat)) {
-            continue;
-        }
-        // The headline series counts what the leaderboard counts (ratings by argmax); the
-        // others are one category each, without ratings.
-        let label = match cat {
-            "all" => "all tags, ratings included as in the leaderboard".to_string(),
-            other => format!("{other} tags only"),
-        };
-        let _ = write!(
-            h,
-            "<figure>{}<figcaption>F1 against threshold, {label}; dot: the best-F1 threshold.</figcaption></figure>",
-            charts::lines(&format!("F1 vs threshold ({label})"), "threshold", "F1", &f1)
-        );
-        let _ = write!(
-            h,
-            "<figure>{}<figcaption>Micro precision–recall over the threshold grid, {label}; dot: the break-even point (P = R).</figcaption></figure>",
-            charts::lines(&format!("Precision–recall ({label})"), "recall", "precision", &pr)
-        );
+        sweep_charts(h, p, &scored, cat);
     }
     // tag frequency: the most frequent ground-truth tags, truth and each variant's predictions
     if !p.truth_frequency.is_empty() {
-        let top: Vec<&(String, u64)> = p.truth_frequency.iter().take(25).collect();
-        let labels: Vec<String> = top.iter().map(|(t, _)| t.clone()).collect();
-        let mut series = vec![("ground truth".to_string(), usize::MAX)];
-        let mut values = vec![top.iter().map(|(_, n)| *n as f64).collect::<Vec<f64>>()];
-        for &vi in &scored {
-            let v = p.variants[vi];
-            let counts = predicted_counts(v);
-            series.push((format!("{} predicted", v.key), vi));
-            values.push(
-                labels
-                    .iter()
-                    .map(|t| counts.get(t.as_str()).copied().unwrap_or(0) as f64)
-                    .collect(),
-            );
-        }
-        // ground truth drawn in grey
-        let series_c: Vec<(String, usize)> = series
-            .into_iter()
-            .map(|(n, c)| (n, if c == usize::MAX { 7 } else { c }))
-            .collect();
-        let _ = write!(
-            h,
-            "<figure class=\"wide\">{}<figcaption>Images per tag: the {} most frequent ground-truth tags, and how often each variant predicts them (at its chosen threshold). \
-             Grey: ground truth.</figcaption></figure>",
-            charts::bars(&charts::Bars {
-                title: "Tag frequency",
-                x_desc: "images",
-                labels: &labels,
-                series: &series_c,
-                values: &values,
-                x_max: None,
-            }),
-            labels.len()
-        );
-        let tail: Vec<f64> = p.truth_frequency.iter().map(|(_, n)| *n as f64).collect();
-        let singletons = tail.iter().filter(|n| **n <= 1.0).count();
-        let _ = write!(
-            h,
-            "<p class=\"note\">{} distinct ground-truth tags; {} occur in one image only.</p>",
-            tail.len(),
-            singletons
-        );
+        tag_frequency_chart(h, p, &scored);
     }
     if let Some(hm) = &p.cooccurrence {
         if hm.tags.len() >= 2 {
@@ -635,61 +648,165 @@ fn charts_block(h: &mut String, p: &Page<'_>) {
     // per-group bars, one chart per attribute
     if let Some(&first) = scored.first() {
         for g in &p.views[first].groups {
-            let mut labels: Vec<(String, usize)> = g
-                .groups
-                .iter()
-                .map(|x| (x.value.clone(), x.scores.images))
-                .collect();
-            labels.truncate(12);
-            let names: Vec<String> = labels
-                .iter()
-                .map(|(v, n)| {
-                    let v = if v.is_empty() { "(root)" } else { v.as_str() };
-                    format!("{v} ({n})")
-                })
-                .collect();
-            let mut series = Vec::new();
-            let mut values = Vec::new();
-            for &vi in &scored {
-                let Some(vg) = p.views[vi].groups.iter().find(|x| x.by == g.by) else {
-                    continue;
-                };
-                let by_value: HashMap<&str, f64> = vg
-                    .groups
-                    .iter()
-                    .map(|x| (x.value.as_str(), x.scores.micro.f1))
-                    .collect();
-                series.push((p.variants[vi].key.clone(), vi));
-                values.push(
-                    labels
-                        .iter()
-                        .map(|(v, _)| {
-                            by_value
-                                .get(v.as_str())
-                                .copied()
-                                .filter(|x| !x.is_nan())
-                                .unwrap_or(0.0)
-                        })
-                        .collect(),
-                );
-            }
-            let _ = write!(
-                h,
-                "<figure class=\"wide\">{}<figcaption>Micro F1 per {} (largest {} groups; images in brackets).</figcaption></figure>",
-                charts::bars(&charts::Bars {
-                    title: &format!("F1 by {}", g.by),
-                    x_desc: "micro F1",
-                    labels: &names,
-                    series: &series,
-                    values: &values,
-                    x_max: Some(1.0),
-                }),
-                esc(&g.by),
-                names.len()
-            );
+            group_chart(h, p, &scored, g);
         }
     }
     h.push_str("</div></section>");
+}
+
+/// The F1-against-threshold and precision–recall charts of tag category `cat` (none when
+/// no variant has positives in it, or when it adds nothing to `all`).
+fn sweep_charts(h: &mut String, p: &Page<'_>, scored: &[usize], cat: &str) {
+    let mut f1 = Vec::new();
+    let mut pr = Vec::new();
+    for &vi in scored {
+        let v = p.variants[vi];
+        let Some(s) = p.views[vi].sweeps.iter().find(|s| s.category == cat) else {
+            continue;
+        };
+        if s.positives == 0 {
+            continue;
+        }
+        f1.push(Line {
+            name: v.key.clone(),
+            color: vi,
+            points: s.grid.iter().map(|x| (x.threshold, x.f1)).collect(),
+            mark: s.best_f1.map(|b| (b.threshold, b.f1)),
+        });
+        pr.push(Line {
+            name: v.key.clone(),
+            color: vi,
+            points: s
+                .grid
+                .iter()
+                .filter(|x| !x.precision.is_nan())
+                .map(|x| (x.recall, x.precision))
+                .collect(),
+            mark: s.break_even.map(|b| (b.value, b.value)),
+        });
+    }
+    if f1.is_empty() || (cat != "all" && f1.len() == scored.len() && same_as_all(p, cat)) {
+        return;
+    }
+    // The headline series counts what the leaderboard counts (ratings by argmax); the
+    // others are one category each, without ratings.
+    let label = match cat {
+        "all" => "all tags, ratings included as in the leaderboard".to_string(),
+        other => format!("{other} tags only"),
+    };
+    let _ = write!(
+        h,
+        "<figure>{}<figcaption>F1 against threshold, {label}; dot: the best-F1 threshold.</figcaption></figure>",
+        charts::lines(&format!("F1 vs threshold ({label})"), "threshold", "F1", &f1)
+    );
+    let _ = write!(
+        h,
+        "<figure>{}<figcaption>Micro precision–recall over the threshold grid, {label}; dot: the break-even point (P = R).</figcaption></figure>",
+        charts::lines(&format!("Precision–recall ({label})"), "recall", "precision", &pr)
+    );
+}
+
+/// Images per tag for the 25 most frequent ground-truth tags, truth against each variant's
+/// predictions, and a note on the long tail.
+fn tag_frequency_chart(h: &mut String, p: &Page<'_>, scored: &[usize]) {
+    let top: Vec<&(String, u64)> = p.truth_frequency.iter().take(25).collect();
+    let labels: Vec<String> = top.iter().map(|(t, _)| t.clone()).collect();
+    let mut series = vec![("ground truth".to_string(), usize::MAX)];
+    let mut values = vec![top.iter().map(|(_, n)| *n as f64).collect::<Vec<f64>>()];
+    for &vi in scored {
+        let v = p.variants[vi];
+        let counts = predicted_counts(v);
+        series.push((format!("{} predicted", v.key), vi));
+        values.push(
+            labels
+                .iter()
+                .map(|t| counts.get(t.as_str()).copied().unwrap_or(0) as f64)
+                .collect(),
+        );
+    }
+    // ground truth drawn in grey
+    let series_c: Vec<(String, usize)> = series
+        .into_iter()
+        .map(|(n, c)| (n, if c == usize::MAX { 7 } else { c }))
+        .collect();
+    let _ = write!(
+        h,
+        "<figure class=\"wide\">{}<figcaption>Images per tag: the {} most frequent ground-truth tags, and how often each variant predicts them (at its chosen threshold). \
+         Grey: ground truth.</figcaption></figure>",
+        charts::bars(&charts::Bars {
+            title: "Tag frequency",
+            x_desc: "images",
+            labels: &labels,
+            series: &series_c,
+            values: &values,
+            x_max: None,
+        }),
+        labels.len()
+    );
+    let tail: Vec<f64> = p.truth_frequency.iter().map(|(_, n)| *n as f64).collect();
+    let singletons = tail.iter().filter(|n| **n <= 1.0).count();
+    let _ = write!(
+        h,
+        "<p class=\"note\">{} distinct ground-truth tags; {} occur in one image only.</p>",
+        tail.len(),
+        singletons
+    );
+}
+
+/// Micro F1 per value of attribute `g` (its 12 largest groups), one bar per variant.
+fn group_chart(h: &mut String, p: &Page<'_>, scored: &[usize], g: &group::Groups) {
+    let mut labels: Vec<(String, usize)> = g
+        .groups
+        .iter()
+        .map(|x| (x.value.clone(), x.scores.images))
+        .collect();
+    labels.truncate(12);
+    let names: Vec<String> = labels
+        .iter()
+        .map(|(v, n)| {
+            let v = if v.is_empty() { "(root)" } else { v.as_str() };
+            format!("{v} ({n})")
+        })
+        .collect();
+    let mut series = Vec::new();
+    let mut values = Vec::new();
+    for &vi in scored {
+        let Some(vg) = p.views[vi].groups.iter().find(|x| x.by == g.by) else {
+            continue;
+        };
+        let by_value: HashMap<&str, f64> = vg
+            .groups
+            .iter()
+            .map(|x| (x.value.as_str(), x.scores.micro.f1))
+            .collect();
+        series.push((p.variants[vi].key.clone(), vi));
+        values.push(
+            labels
+                .iter()
+                .map(|(v, _)| {
+                    by_value
+                        .get(v.as_str())
+                        .copied()
+                        .filter(|x| !x.is_nan())
+                        .unwrap_or(0.0)
+                })
+                .collect(),
+        );
+    }
+    let _ = write!(
+        h,
+        "<figure class=\"wide\">{}<figcaption>Micro F1 per {} (largest {} groups; images in brackets).</figcaption></figure>",
+        charts::bars(&charts::Bars {
+            title: &format!("F1 by {}", g.by),
+            x_desc: "micro F1",
+            labels: &names,
+            series: &series,
+            values: &values,
+            x_max: Some(1.0),
+        }),
+        esc(&g.by),
+        names.len()
+    );
 }
 
 /// Whether a category's sweep equals the `all` sweep for every variant (nothing to add).

@@ -101,42 +101,13 @@ pub fn build(
     opts: &Options,
 ) -> Result<Summary> {
     let t0 = std::time::Instant::now();
-    let several = dirs.len() > 1;
-    let mut runs = Vec::new();
-    for (i, d) in dirs.into_iter().enumerate() {
-        let id = d.id.clone();
-        runs.push(
-            data::load_run(conn, d, i, several, opts.threshold)
-                .with_context(|| format!("cannot read run {id}"))?,
-        );
-    }
+    let runs = load_runs(conn, dirs, opts)?;
     let variants: Vec<&LoadedVariant> = runs.iter().flat_map(|r| r.variants.iter()).collect();
     let mut timings = vec![("load", t0.elapsed().as_secs_f64())];
-    let views: Vec<VariantView> = variants
-        .par_iter()
-        .map(|v| {
-            let attrs = &runs[v.run].attributes;
-            VariantView {
-                sweeps: sweep::sweeps(&v.scores),
-                tag_stats: stats::tag_stats(&v.scores, v.threshold, 30),
-                groups: attrs
-                    .iter()
-                    .map(|(by, values)| group::groups(&v.scores, v.threshold, by, values))
-                    .collect(),
-            }
-        })
-        .collect();
+    let views = analyse(&runs, &variants);
     timings.push(("analyses", t0.elapsed().as_secs_f64()));
     let ranking = rank(&runs, &variants);
-    let has_truth = runs.iter().any(|r| r.source.is_some());
-    // caption variants have no tag scores to resample
-    let ordered: Vec<(&crate::analysis::scores::VariantScores, f64)> = ranking
-        .iter()
-        .filter(|&&i| variants[i].tags)
-        .map(|&i| (&variants[i].scores, variants[i].threshold))
-        .collect();
-    let bootstrap = (has_truth && opts.bootstrap > 0 && !ordered.is_empty())
-        .then(|| bootstrap::bootstrap(&ordered, opts.bootstrap, opts.seed, opts.confidence));
+    let bootstrap = bootstrap_of(&runs, &variants, &ranking, opts);
     let truth_run = runs.iter().find(|r| r.source.is_some());
     let (cooccurrence, truth_frequency) = match truth_run {
         Some(r) => (Some(charts::heatmap_of(&r.truth, 20)), frequency(&r.truth)),
@@ -147,12 +118,8 @@ pub fn build(
     let (client, thumbs_json, n_thumbs, n_missing) =
         client_data(&runs, &variants, &ranking, opts, &mut warnings)?;
     let data_json = script_json(&serde_json::to_string(&client)?);
-    let title = opts.title.clone().unwrap_or_else(|| {
-        let names: Vec<&str> = runs.iter().map(|r| r.manifest.run_id.as_str()).collect();
-        format!("iw-lab report — {}", names.join(" vs "))
-    });
     let page = Page {
-        title,
+        title: title_of(&runs, opts),
         runs: &runs,
         variants,
         views,
@@ -167,25 +134,10 @@ pub fn build(
     timings.push(("grid data and thumbnails", t0.elapsed().as_secs_f64()));
     let html = html::render(&page);
     timings.push(("page", t0.elapsed().as_secs_f64()));
-    if let Some(dir) = opts.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the folder {}", dir.display()))?;
-    }
-    crate::atomic::write(&opts.out, html.as_bytes())
-        .with_context(|| format!("cannot write {}", opts.out.display()))?;
-    readable(&opts.out);
+    write_page(&opts.out, &html)?;
     timings.push(("write", t0.elapsed().as_secs_f64()));
-    let mut prev = 0.0;
-    let steps: Vec<(String, f64)> = timings
-        .into_iter()
-        .map(|(k, t)| {
-            let d = t - prev;
-            prev = t;
-            (k.to_string(), (d * 1000.0).round() / 1000.0)
-        })
-        .collect();
     Ok(Summary {
-        steps,
+        steps: step_seconds(timings),
         out: opts.out.clone(),
         runs: runs.iter().map(|r| r.manifest.run_id.clone()).collect(),
         variants: page.variants.len(),
@@ -195,6 +147,93 @@ pub fn build(
         bytes: html.len() as u64,
         seconds: t0.elapsed().as_secs_f64(),
     })
+}
+
+/// Loads every run of `dirs`, in order.
+fn load_runs(
+    conn: &crate::store::duck::Connection<'_>,
+    dirs: Vec<crate::store::RunDir>,
+    opts: &Options,
+) -> Result<Vec<LoadedRun>> {
+    let several = dirs.len() > 1;
+    let mut runs = Vec::new();
+    for (i, d) in dirs.into_iter().enumerate() {
+        let id = d.id.clone();
+        runs.push(
+            data::load_run(conn, d, i, several, opts.threshold)
+                .with_context(|| format!("cannot read run {id}"))?,
+        );
+    }
+    Ok(runs)
+}
+
+/// Sweeps, tag statistics and groups of each variant, in parallel.
+fn analyse(runs: &[LoadedRun], variants: &[&LoadedVariant]) -> Vec<VariantView> {
+    variants
+        .par_iter()
+        .map(|v| {
+            let attrs = &runs[v.run].attributes;
+            VariantView {
+                sweeps: sweep::sweeps(&v.scores),
+                tag_stats: stats::tag_stats(&v.scores, v.threshold, 30),
+                groups: attrs
+                    .iter()
+                    .map(|(by, values)| group::groups(&v.scores, v.threshold, by, values))
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// Bootstrap intervals of the tag variants in ranking order (none without ground truth).
+fn bootstrap_of(
+    runs: &[LoadedRun],
+    variants: &[&LoadedVariant],
+    ranking: &[usize],
+    opts: &Options,
+) -> Option<bootstrap::Bootstrap> {
+    let has_truth = runs.iter().any(|r| r.source.is_some());
+    // caption variants have no tag scores to resample
+    let ordered: Vec<(&crate::analysis::scores::VariantScores, f64)> = ranking
+        .iter()
+        .filter(|&&i| variants[i].tags)
+        .map(|&i| (&variants[i].scores, variants[i].threshold))
+        .collect();
+    (has_truth && opts.bootstrap > 0 && !ordered.is_empty())
+        .then(|| bootstrap::bootstrap(&ordered, opts.bootstrap, opts.seed, opts.confidence))
+}
+
+/// The page title: `--title`, or the run ids compared.
+fn title_of(runs: &[LoadedRun], opts: &Options) -> String {
+    opts.title.clone().unwrap_or_else(|| {
+        let names: Vec<&str> = runs.iter().map(|r| r.manifest.run_id.as_str()).collect();
+        format!("iw-lab report — {}", names.join(" vs "))
+    })
+}
+
+/// Writes the page to `out` (creating its folder), readable by all.
+fn write_page(out: &Path, html: &str) -> Result<()> {
+    if let Some(dir) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the folder {}", dir.display()))?;
+    }
+    crate::atomic::write(out, html.as_bytes())
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    readable(out);
+    Ok(())
+}
+
+/// Seconds per step (rounded to the millisecond) from the elapsed time at each step's end.
+fn step_seconds(timings: Vec<(&str, f64)>) -> Vec<(String, f64)> {
+    let mut prev = 0.0;
+    timings
+        .into_iter()
+        .map(|(k, t)| {
+            let d = t - prev;
+            prev = t;
+            (k.to_string(), (d * 1000.0).round() / 1000.0)
+        })
+        .collect()
 }
 
 /// Variants best first: by the goal metric of each variant's row at its chosen threshold;
@@ -340,23 +379,65 @@ fn client_data(
     opts: &Options,
     warnings: &mut Vec<String>,
 ) -> Result<ClientParts> {
-    let mut tag_ids: HashMap<String, u32> = HashMap::new();
-    let mut tags: Vec<String> = Vec::new();
-    let mut intern = |t: &str| -> u32 {
-        if let Some(&k) = tag_ids.get(t) {
+    let mut grid = Grid::default();
+    // cards: the union of the runs' image files, keyed by (path, hash)
+    for run in runs {
+        grid.add_run_images(run, runs.len() > 1, variants.len());
+    }
+    for (k, v) in variants.iter().enumerate() {
+        grid.add_scores(k, v, runs[v.run].source.is_some());
+    }
+    // generated text and verdicts
+    for (k, v) in variants.iter().enumerate() {
+        grid.add_texts(k, v, &runs[v.run], variants.len());
+    }
+    grid.add_failures(runs, variants);
+    // thumbnails
+    let mode = match opts.thumbs {
+        ThumbMode::Auto if grid.cards.len() <= EMBED_MAX => ThumbMode::Embed,
+        ThumbMode::Auto => ThumbMode::Folder,
+        m => m,
+    };
+    let (thumbs_json, n_ok, n_missing) = grid.thumbnails(mode, opts, warnings)?;
+    let client = grid.into_client(runs, variants, ranking, opts, mode);
+    Ok((client, thumbs_json, n_ok, n_missing))
+}
+
+/// The grid's cards as they are built, with the tags they refer to by id.
+#[derive(Default)]
+struct Grid {
+    tag_ids: HashMap<String, u32>,
+    tags: Vec<String>,
+    cards: Vec<ClientImage>,
+    /// Per card: (image file, hash, pixel limit), for its thumbnail.
+    card_files: Vec<(PathBuf, String, u64)>,
+    by_key: HashMap<(String, String), usize>,
+    by_hash: HashMap<String, usize>,
+}
+
+impl Grid {
+    /// The id of tag `t`, given the next free one when new.
+    fn intern(&mut self, t: &str) -> u32 {
+        if let Some(&k) = self.tag_ids.get(t) {
             return k;
         }
-        let k = tags.len() as u32;
-        tags.push(t.to_string());
-        tag_ids.insert(t.to_string(), k);
+        let k = self.tags.len() as u32;
+        self.tags.push(t.to_string());
+        self.tag_ids.insert(t.to_string(), k);
         k
-    };
-    // cards: the union of the runs' image files, keyed by (path, hash)
-    let mut cards: Vec<ClientImage> = Vec::new();
-    let mut card_files: Vec<(PathBuf, String, u64)> = Vec::new();
-    let mut by_key: HashMap<(String, String), usize> = HashMap::new();
-    let mut by_hash: HashMap<String, usize> = HashMap::new();
-    for run in runs {
+    }
+
+    /// The card of an image, by (path, hash), else by hash alone.
+    fn find(&self, path: &str, hash: &str) -> Option<usize> {
+        self.by_key
+            .get(&(path.to_string(), hash.to_string()))
+            .or_else(|| self.by_hash.get(hash))
+            .copied()
+    }
+
+    /// Adds a card for each of `run`'s images not already on the grid (when `several` runs
+    /// are compared, an image with the same hash counts as already there).
+    fn add_run_images(&mut self, run: &LoadedRun, several: bool, n_variants: usize) {
         let root = data::dataset_root(run);
         // The dataset's own pixel limit holds for thumbnails too.
         let max_pixels = run
@@ -366,108 +447,92 @@ fn client_data(
             .unwrap_or(crate::config::resolve::DEFAULT_MAX_PIXELS);
         for img in &run.images {
             let key = (img.path.clone(), img.hash.clone());
-            if by_key.contains_key(&key) || (runs.len() > 1 && by_hash.contains_key(&img.hash)) {
+            if self.by_key.contains_key(&key) || (several && self.by_hash.contains_key(&img.hash)) {
                 continue;
             }
-            let k = cards.len();
-            by_key.insert(key, k);
-            by_hash.entry(img.hash.clone()).or_insert(k);
+            let k = self.cards.len();
+            self.by_key.insert(key, k);
+            self.by_hash.entry(img.hash.clone()).or_insert(k);
             let gt = run
                 .truth
                 .get(&img.path)
-                .map(|ts| ts.iter().map(|t| intern(t)).collect());
-            let meta = (img.prompt.is_some() || img.negative.is_some() || !img.meta.is_empty())
-                .then(|| ClientMeta {
-                    prompt: img.prompt.clone(),
-                    negative: img.negative.clone(),
-                    settings: img.meta.clone(),
-                });
-            let mut meta = meta;
-            if let (Some(w), Some(h)) = (img.width, img.height) {
-                let m = meta.get_or_insert_with(|| ClientMeta {
-                    prompt: None,
-                    negative: None,
-                    settings: Vec::new(),
-                });
-                let fmt = img.format.clone().unwrap_or_default();
-                m.settings
-                    .insert(0, ("file".into(), format!("{fmt} {w}×{h}")));
-            }
-            cards.push(ClientImage {
+                .map(|ts| ts.iter().map(|t| self.intern(t)).collect());
+            self.cards.push(ClientImage {
                 p: img.path.clone(),
                 h: img.hash.clone(),
                 w: img.width,
                 ht: img.height,
                 gt,
-                v: vec![None; variants.len()],
+                v: vec![None; n_variants],
                 f: Vec::new(),
-                m: meta,
+                m: card_meta(img),
                 t: None,
                 x: None,
             });
-            card_files.push((
+            self.card_files.push((
                 root.join(crate::dataset::names::rel_path(&img.path)),
                 img.hash.clone(),
                 max_pixels,
             ));
         }
     }
-    let find = |path: &str, hash: &str| -> Option<usize> {
-        by_key
-            .get(&(path.to_string(), hash.to_string()))
-            .or_else(|| by_hash.get(hash))
-            .copied()
-    };
-    for (k, v) in variants.iter().enumerate() {
+
+    /// Fills variant `k`'s tag triples on the cards of the images it scored.
+    fn add_scores(&mut self, k: usize, v: &LoadedVariant, labelled_run: bool) {
         let s = &v.scores;
-        let labelled_run = runs[v.run].source.is_some();
         for (i, info) in s.images.iter().enumerate() {
-            let Some(c) = find(&info.path, &info.image_hash) else {
+            let Some(c) = self.find(&info.path, &info.image_hash) else {
                 continue;
             };
-            let mut predicted: Vec<(f32, u32, u32)> = Vec::new();
-            let mut missed: Vec<(f32, u32, u32)> = Vec::new();
-            for e in &s.entries[i] {
-                let pred = s.predicted(i, e, v.threshold);
-                let id = intern(&s.tags[e.tag as usize]);
-                let class = match (info.labelled && labelled_run, pred, e.y) {
-                    (true, true, true) => 0,
-                    (true, true, false) => 1,
-                    (true, false, true) => 2,
-                    (false, true, _) => 3,
-                    _ => continue,
-                };
-                if class == 2 {
-                    missed.push((e.score, id, class));
-                } else {
-                    predicted.push((e.score, id, class));
-                }
-            }
-            let order =
-                |a: &(f32, u32, u32), b: &(f32, u32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-            predicted.sort_by(order);
-            missed.sort_by(order);
-            let flat = predicted
-                .into_iter()
-                .chain(missed)
-                .flat_map(|(score, id, class)| {
-                    [id, (score.clamp(0.0, 1.0) * 1000.0).round() as u32, class]
-                })
-                .collect();
-            cards[c].v[k] = Some(flat);
+            let flat = self.classified_tags(v, i, info.labelled && labelled_run);
+            self.cards[c].v[k] = Some(flat);
         }
     }
-    // generated text and verdicts
-    for (k, v) in variants.iter().enumerate() {
-        for row in runs[v.run].texts.iter().filter(|t| t.variant == v.name) {
-            let Some(c) = find(&row.path, &row.hash) else {
+
+    /// Image `i`'s `tag, score‰, class` triples for variant `v`: predicted tags first by
+    /// score, then missed ones (`labelled`: the image has ground truth in its run).
+    fn classified_tags(&mut self, v: &LoadedVariant, i: usize, labelled: bool) -> Vec<u32> {
+        let s = &v.scores;
+        let mut predicted: Vec<(f32, u32, u32)> = Vec::new();
+        let mut missed: Vec<(f32, u32, u32)> = Vec::new();
+        for e in &s.entries[i] {
+            let pred = s.predicted(i, e, v.threshold);
+            let id = self.intern(&s.tags[e.tag as usize]);
+            let class = match (labelled, pred, e.y) {
+                (true, true, true) => 0,
+                (true, true, false) => 1,
+                (true, false, true) => 2,
+                (false, true, _) => 3,
+                _ => continue,
+            };
+            if class == 2 {
+                missed.push((e.score, id, class));
+            } else {
+                predicted.push((e.score, id, class));
+            }
+        }
+        let order =
+            |a: &(f32, u32, u32), b: &(f32, u32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+        predicted.sort_by(order);
+        missed.sort_by(order);
+        predicted
+            .into_iter()
+            .chain(missed)
+            .flat_map(|(score, id, class)| {
+                [id, (score.clamp(0.0, 1.0) * 1000.0).round() as u32, class]
+            })
+            .collect()
+    }
+
+    /// Adds variant `k`'s generated texts, with their verdicts, to the cards.
+    fn add_texts(&mut self, k: usize, v: &LoadedVariant, run: &LoadedRun, n_variants: usize) {
+        for row in run.texts.iter().filter(|t| t.variant == v.name) {
+            let Some(c) = self.find(&row.path, &row.hash) else {
                 continue;
             };
-            let slots = cards[c].x.get_or_insert_with(|| {
-                std::iter::repeat_with(|| None)
-                    .take(variants.len())
-                    .collect()
-            });
+            let slots = self.cards[c]
+                .x
+                .get_or_insert_with(|| std::iter::repeat_with(|| None).take(n_variants).collect());
             let verdicts = row
                 .verdicts
                 .iter()
@@ -487,128 +552,199 @@ fn client_data(
             ));
         }
     }
-    let card_of_path: HashMap<&str, usize> = cards
-        .iter()
-        .enumerate()
-        .map(|(k, c)| (c.p.as_str(), k))
-        .collect();
-    let mut on_cards: Vec<(usize, (i64, String, String))> = Vec::new();
-    for (ri, run) in runs.iter().enumerate() {
-        let hash_of: HashMap<&str, &str> = run
-            .images
+
+    /// Adds the runs' failures to the cards of their images.
+    fn add_failures(&mut self, runs: &[LoadedRun], variants: &[&LoadedVariant]) {
+        let card_of_path: HashMap<&str, usize> = self
+            .cards
             .iter()
-            .map(|i| (i.path.as_str(), i.hash.as_str()))
+            .enumerate()
+            .map(|(k, c)| (c.p.as_str(), k))
             .collect();
-        for f in &run.failures {
-            let Some(c) = hash_of
-                .get(f.path.as_str())
-                .and_then(|h| find(&f.path, h))
-                .or_else(|| card_of_path.get(f.path.as_str()).copied())
-            else {
-                continue;
-            };
-            let vi = f
-                .variant
-                .as_ref()
-                .and_then(|name| variants.iter().position(|v| v.run == ri && &v.name == name))
-                .map_or(-1, |i| i as i64);
-            on_cards.push((c, (vi, f.stage.clone(), f.reason.clone())));
+        let mut on_cards: Vec<(usize, (i64, String, String))> = Vec::new();
+        for (ri, run) in runs.iter().enumerate() {
+            let hash_of: HashMap<&str, &str> = run
+                .images
+                .iter()
+                .map(|i| (i.path.as_str(), i.hash.as_str()))
+                .collect();
+            for f in &run.failures {
+                let Some(c) = hash_of
+                    .get(f.path.as_str())
+                    .and_then(|h| self.find(&f.path, h))
+                    .or_else(|| card_of_path.get(f.path.as_str()).copied())
+                else {
+                    continue;
+                };
+                let vi = f
+                    .variant
+                    .as_ref()
+                    .and_then(|name| variants.iter().position(|v| v.run == ri && &v.name == name))
+                    .map_or(-1, |i| i as i64);
+                on_cards.push((c, (vi, f.stage.clone(), f.reason.clone())));
+            }
+        }
+        drop(card_of_path);
+        for (c, f) in on_cards {
+            self.cards[c].f.push(f);
         }
     }
-    drop(card_of_path);
-    for (c, f) in on_cards {
-        cards[c].f.push(f);
-    }
-    // thumbnails
-    let mut thumbs_json = None;
-    let (mut n_ok, mut n_missing) = (0, 0);
-    let mode = match opts.thumbs {
-        ThumbMode::Auto if cards.len() <= EMBED_MAX => ThumbMode::Embed,
-        ThumbMode::Auto => ThumbMode::Folder,
-        m => m,
-    };
-    if mode != ThumbMode::None {
-        let made =
-            crate::imaging::thumbs::make_all(&opts.thumb_cache, &card_files, opts.thumb_size);
-        let mut missing_reasons = Vec::new();
-        match mode {
-            ThumbMode::Embed => {
-                let b64 = base64::engine::general_purpose::STANDARD;
-                let list: Vec<Option<String>> = made
-                    .into_iter()
-                    .map(|t| match t {
-                        crate::imaging::thumbs::Thumb::Jpeg(b) => {
-                            n_ok += 1;
-                            Some(b64.encode(b))
-                        }
-                        crate::imaging::thumbs::Thumb::Missing(why) => {
-                            n_missing += 1;
-                            missing_reasons.push(why);
-                            None
-                        }
-                    })
-                    .collect();
-                thumbs_json = Some(serde_json::to_string(&list)?);
+
+    /// Makes the cards' thumbnails as `mode` says: the embedded list's JSON (embed mode), the
+    /// number made and the number missing (with a warning naming the first reason).
+    fn thumbnails(
+        &mut self,
+        mode: ThumbMode,
+        opts: &Options,
+        warnings: &mut Vec<String>,
+    ) -> Result<(Option<String>, usize, usize)> {
+        let mut thumbs_json = None;
+        let mut made = Made::default();
+        if mode != ThumbMode::None {
+            let thumbs = crate::imaging::thumbs::make_all(
+                &opts.thumb_cache,
+                &self.card_files,
+                opts.thumb_size,
+            );
+            match mode {
+                ThumbMode::Embed => thumbs_json = Some(made.embed(thumbs)?),
+                ThumbMode::Folder => self.write_thumbs(thumbs, &opts.out, &mut made)?,
+                ThumbMode::None | ThumbMode::Auto => {}
             }
-            ThumbMode::Folder => {
-                let dir = folder_of(&opts.out);
-                std::fs::create_dir_all(&dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
-                let dir_name = dir
-                    .file_name()
-                    .map(|n| n.to_string_lossy().to_string())
-                    .unwrap_or_default();
-                for (c, t) in made.into_iter().enumerate() {
-                    match t {
-                        crate::imaging::thumbs::Thumb::Jpeg(b) => {
-                            let name = format!("{}.jpg", cards[c].h);
-                            let p = dir.join(&name);
-                            if std::fs::read(&p).ok().as_deref() != Some(&b[..]) {
-                                // content-named: a partial file is rewritten next time
-                                std::fs::write(&p, &b)
-                                    .with_context(|| format!("cannot write {}", p.display()))?;
-                            }
-                            cards[c].t = Some(format!("{}/{name}", url_escape(&dir_name)));
-                            n_ok += 1;
-                        }
-                        crate::imaging::thumbs::Thumb::Missing(why) => {
-                            n_missing += 1;
-                            missing_reasons.push(why);
-                        }
+            if !made.missing_reasons.is_empty() {
+                warnings.push(format!(
+                    "{} image(s) have no thumbnail; first: {}",
+                    made.missing_reasons.len(),
+                    made.missing_reasons[0]
+                ));
+            }
+        }
+        Ok((thumbs_json, made.ok, made.missing))
+    }
+
+    /// Writes the thumbnails to the folder beside the page `out` and points the cards at them.
+    fn write_thumbs(
+        &mut self,
+        thumbs: Vec<crate::imaging::thumbs::Thumb>,
+        out: &Path,
+        made: &mut Made,
+    ) -> Result<()> {
+        let dir = folder_of(out);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let dir_name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        for (c, t) in thumbs.into_iter().enumerate() {
+            match t {
+                crate::imaging::thumbs::Thumb::Jpeg(b) => {
+                    let name = format!("{}.jpg", self.cards[c].h);
+                    let p = dir.join(&name);
+                    if std::fs::read(&p).ok().as_deref() != Some(&b[..]) {
+                        // content-named: a partial file is rewritten next time
+                        std::fs::write(&p, &b)
+                            .with_context(|| format!("cannot write {}", p.display()))?;
                     }
+                    self.cards[c].t = Some(format!("{}/{name}", url_escape(&dir_name)));
+                    made.ok += 1;
                 }
+                crate::imaging::thumbs::Thumb::Missing(why) => made.missed(why),
             }
-            ThumbMode::None | ThumbMode::Auto => {}
         }
-        if !missing_reasons.is_empty() {
-            warnings.push(format!(
-                "{} image(s) have no thumbnail; first: {}",
-                missing_reasons.len(),
-                missing_reasons[0]
-            ));
+        Ok(())
+    }
+
+    /// The finished data block.
+    fn into_client(
+        self,
+        runs: &[LoadedRun],
+        variants: &[&LoadedVariant],
+        ranking: &[usize],
+        opts: &Options,
+        mode: ThumbMode,
+    ) -> ClientData {
+        ClientData {
+            variants: variants
+                .iter()
+                .map(|v| ClientVariant {
+                    key: v.key.clone(),
+                    threshold: v.threshold,
+                    truth: runs[v.run].source.is_some(),
+                })
+                .collect(),
+            tags: self.tags,
+            images: self.cards,
+            page_size: opts.page_size,
+            thumbs: match mode {
+                ThumbMode::Embed => "embed",
+                ThumbMode::Folder => "folder",
+                ThumbMode::None | ThumbMode::Auto => "none",
+            },
+            thumb_size: opts.thumb_size,
+            ranking: ranking.to_vec(),
         }
     }
-    let client = ClientData {
-        variants: variants
-            .iter()
-            .map(|v| ClientVariant {
-                key: v.key.clone(),
-                threshold: v.threshold,
-                truth: runs[v.run].source.is_some(),
+}
+
+/// A card's generation metadata: prompt, negative prompt and settings, the file's format and
+/// size first (`None` when there is nothing to show).
+fn card_meta(img: &data::ImageRow) -> Option<ClientMeta> {
+    let meta =
+        (img.prompt.is_some() || img.negative.is_some() || !img.meta.is_empty()).then(|| {
+            ClientMeta {
+                prompt: img.prompt.clone(),
+                negative: img.negative.clone(),
+                settings: img.meta.clone(),
+            }
+        });
+    let mut meta = meta;
+    if let (Some(w), Some(h)) = (img.width, img.height) {
+        let m = meta.get_or_insert_with(|| ClientMeta {
+            prompt: None,
+            negative: None,
+            settings: Vec::new(),
+        });
+        let fmt = img.format.clone().unwrap_or_default();
+        m.settings
+            .insert(0, ("file".into(), format!("{fmt} {w}×{h}")));
+    }
+    meta
+}
+
+/// Thumbnails made and missing so far.
+#[derive(Default)]
+struct Made {
+    ok: usize,
+    missing: usize,
+    missing_reasons: Vec<String>,
+}
+
+impl Made {
+    /// Counts a thumbnail that could not be made.
+    fn missed(&mut self, why: String) {
+        self.missing += 1;
+        self.missing_reasons.push(why);
+    }
+
+    /// The thumbnails as a JSON list of base64 JPEGs (`null`: none).
+    fn embed(&mut self, thumbs: Vec<crate::imaging::thumbs::Thumb>) -> Result<String> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let list: Vec<Option<String>> = thumbs
+            .into_iter()
+            .map(|t| match t {
+                crate::imaging::thumbs::Thumb::Jpeg(b) => {
+                    self.ok += 1;
+                    Some(b64.encode(b))
+                }
+                crate::imaging::thumbs::Thumb::Missing(why) => {
+                    self.missed(why);
+                    None
+                }
             })
-            .collect(),
-        tags,
-        images: cards,
-        page_size: opts.page_size,
-        thumbs: match mode {
-            ThumbMode::Embed => "embed",
-            ThumbMode::Folder => "folder",
-            ThumbMode::None | ThumbMode::Auto => "none",
-        },
-        thumb_size: opts.thumb_size,
-        ranking: ranking.to_vec(),
-    };
-    Ok((client, thumbs_json, n_ok, n_missing))
+            .collect();
+        Ok(serde_json::to_string(&list)?)
+    }
 }
 
 /// Reports are for sharing: rw-r--r-- like any file the user writes (temporary files, which
