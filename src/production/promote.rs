@@ -20,9 +20,12 @@ use anyhow::{bail, Context as _, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::write as write_atomic;
+use crate::config::files::ModelFile;
+use crate::config::production::Writers;
 pub use crate::config::production::{Params, ProductionConfig, PromotedFrom, PromotedModel};
-use crate::config::{ConfigError, Project};
+use crate::config::{ConfigError, Model, Project};
 use crate::postprocess::PostProcess;
+use crate::store::manifest::{ModelRecord, VariantInfo};
 use crate::store::{self, Manifest};
 
 /// A loaded production config and its file.
@@ -226,21 +229,17 @@ fn best_threshold(run: &store::RunDir, manifest: &Manifest, variant: &str) -> Op
     best.map(|(_, t)| t)
 }
 
-/// Freezes a run's variant into `promoted/<alias>.yaml` and records it in the history.
-pub fn promote(
-    project: &Project,
-    ctx: &crate::engine::Context,
-    req: &Request<'_>,
-) -> Result<(ProductionConfig, PathBuf)> {
-    validate_alias(req.alias)?;
-    let run = store::resolve_run(&project.runs_dir(), req.run)?;
-    let manifest = Manifest::read(&run.manifest_path())?;
-    let Some(variant) = manifest.variants.iter().find(|v| v.name == req.variant) else {
+/// The run's variant named `name` and the record of the model it used.
+fn variant_and_model<'m>(
+    manifest: &'m Manifest,
+    name: &str,
+) -> Result<(&'m VariantInfo, &'m ModelRecord)> {
+    let Some(variant) = manifest.variants.iter().find(|v| v.name == name) else {
         let names: Vec<&str> = manifest.variants.iter().map(|v| v.name.as_str()).collect();
         bail!(
             "run {} has no variant `{}` (it has: {})",
             manifest.run_id,
-            req.variant,
+            name,
             names.join(", ")
         );
     };
@@ -251,18 +250,23 @@ pub fn promote(
             variant.model
         );
     };
-    let model = crate::config::resolve::load_model(project, &record.file).with_context(|| {
-        format!(
-            "reading model `{}` recorded by run {}",
-            variant.model, manifest.run_id
-        )
-    })?;
-    let threshold = match req.threshold {
+    Ok((variant, record))
+}
+
+/// The threshold to promote at: the requested one, else the variant's best, first or the
+/// default; never below the variant's score floor.
+fn choose_threshold(
+    requested: Option<f64>,
+    run: &store::RunDir,
+    manifest: &Manifest,
+    variant: &VariantInfo,
+) -> Result<f64> {
+    let threshold = match requested {
         Some(t) if !(t > 0.0 && t <= 1.0) => {
             bail!("threshold {t} is out of range; expected (0, 1]")
         }
         Some(t) => t,
-        None => best_threshold(&run, &manifest, &variant.name)
+        None => best_threshold(run, manifest, &variant.name)
             .or_else(|| variant.thresholds.first().copied())
             .unwrap_or(crate::config::resolve::DEFAULT_THRESHOLD),
     };
@@ -272,8 +276,19 @@ pub fn promote(
             variant.score_floor
         );
     }
+    Ok(threshold)
+}
+
+/// The model's definition to freeze, once its files and preprocessing are checked to be
+/// still the ones the run used.
+fn unchanged_definition(
+    model: &Model,
+    ctx: &crate::engine::Context,
+    record: &ModelRecord,
+    manifest: &Manifest,
+) -> Result<ModelFile> {
     // The model's files and preprocessing must still be the ones the run used.
-    let id = crate::engine::identify(&model, ctx, true)?.context("model identity")?;
+    let id = crate::engine::identify(model, ctx, true)?.context("model identity")?;
     if id.fingerprint != record.fingerprint || id.spec != record.spec {
         bail!(
             "model `{}` ({}) has changed since run {}: its files or preprocessing differ; rerun the experiment before promoting",
@@ -282,9 +297,14 @@ pub fn promote(
             manifest.run_id
         );
     }
-    let definition = crate::config::resolve::model_file_of(&model, &id.files);
+    Ok(crate::config::resolve::model_file_of(model, &id.files))
+}
+
+/// Post-processing and writer options for `alias`, carried over from its current config,
+/// with the new `threshold`.
+fn carried_over(project: &Project, alias: &str, threshold: f64) -> (PostProcess, Writers) {
     // Post-processing and writer options carry over from the alias's current config.
-    let previous = load(project, req.alias).ok().map(|l| l.config);
+    let previous = load(project, alias).ok().map(|l| l.config);
     let mut postprocess = previous
         .as_ref()
         .map(|p| p.postprocess.clone())
@@ -294,7 +314,18 @@ pub fn promote(
         .as_ref()
         .map(|p| p.writers.clone())
         .unwrap_or_default();
-    let (metrics, images) = metrics_for(&run, &variant.name, threshold);
+    (postprocess, writers)
+}
+
+/// The variant's metrics at `threshold` and its image count; an error when it was scored on
+/// no image.
+fn scored_metrics(
+    run: &store::RunDir,
+    manifest: &Manifest,
+    variant: &VariantInfo,
+    threshold: f64,
+) -> Result<(BTreeMap<String, f64>, Option<u64>)> {
+    let (metrics, images) = metrics_for(run, &variant.name, threshold);
     if images.unwrap_or(0) == 0 {
         bail!(
             "variant `{}` of run {} was scored on 0 images (none has both ground truth and an output), so there is nothing to promote it on\nhint: check the run's failures (`iw-lab runs show {}`) and its ground truth",
@@ -303,6 +334,29 @@ pub fn promote(
             manifest.run_id
         );
     }
+    Ok((metrics, images))
+}
+
+/// Freezes a run's variant into `promoted/<alias>.yaml` and records it in the history.
+pub fn promote(
+    project: &Project,
+    ctx: &crate::engine::Context,
+    req: &Request<'_>,
+) -> Result<(ProductionConfig, PathBuf)> {
+    validate_alias(req.alias)?;
+    let run = store::resolve_run(&project.runs_dir(), req.run)?;
+    let manifest = Manifest::read(&run.manifest_path())?;
+    let (variant, record) = variant_and_model(&manifest, req.variant)?;
+    let model = crate::config::resolve::load_model(project, &record.file).with_context(|| {
+        format!(
+            "reading model `{}` recorded by run {}",
+            variant.model, manifest.run_id
+        )
+    })?;
+    let threshold = choose_threshold(req.threshold, &run, &manifest, variant)?;
+    let definition = unchanged_definition(&model, ctx, record, &manifest)?;
+    let (postprocess, writers) = carried_over(project, req.alias, threshold);
+    let (metrics, images) = scored_metrics(&run, &manifest, variant, threshold)?;
     let config = ProductionConfig {
         version: 1,
         alias: req.alias.to_string(),

@@ -12,7 +12,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use quick_xml::events::Event;
+use quick_xml::events::{BytesEnd, BytesStart, Event};
 use quick_xml::Reader;
 
 use super::{diff, Rendered, XmpOptions};
@@ -84,16 +84,209 @@ fn local_and_prefix(qname: &[u8]) -> (String, String) {
     }
 }
 
+/// A start, empty or end tag: its name, namespace and byte range.
+struct Tag {
+    qname: String,
+    uri: String,
+    local: String,
+    before: usize,
+    after: usize,
+    is_empty: bool,
+}
+
+/// The namespace declarations (`xmlns:p` / `xmlns`) of a start tag: prefix → URI.
+fn namespace_decls(e: &BytesStart<'_>) -> HashMap<String, String> {
+    let mut decls = HashMap::new();
+    for a in e.attributes().flatten() {
+        let key = String::from_utf8_lossy(a.key.as_ref()).into_owned();
+        let value = a
+            .unescape_value()
+            .map(|v| v.into_owned())
+            .unwrap_or_default();
+        if let Some(p) = key.strip_prefix("xmlns:") {
+            decls.insert(p.to_string(), value);
+        } else if key == "xmlns" {
+            decls.insert(String::new(), value);
+        }
+    }
+    decls
+}
+
+/// The parse's state between events.
+struct Parser<'t> {
+    text: &'t str,
+    stack: Vec<(String, HashMap<String, String>)>, // (qname, prefix→uri declared)
+    doc: Doc,
+    current: Option<(&'static str, Container, usize)>, // (kind, container, depth)
+    li_start: Option<(usize, usize)>,
+}
+
+impl<'t> Parser<'t> {
+    /// A parser of `text` that has seen nothing yet.
+    fn new(text: &'t str) -> Parser<'t> {
+        Parser {
+            text,
+            stack: Vec::new(),
+            doc: Doc::default(),
+            current: None,
+            li_start: None,
+        }
+    }
+
+    /// The tag `qname` at `before..after`, its prefix resolved with the declarations in scope.
+    fn tag(&self, qname: String, before: usize, after: usize, is_empty: bool) -> Tag {
+        let (prefix, local) = local_and_prefix(qname.as_bytes());
+        let uri = self
+            .stack
+            .iter()
+            .rev()
+            .find_map(|(_, m)| m.get(&prefix).cloned())
+            .unwrap_or_default();
+        Tag {
+            qname,
+            uri,
+            local,
+            before,
+            after,
+            is_empty,
+        }
+    }
+
+    /// A start or empty tag.
+    fn start(&mut self, e: &BytesStart<'_>, is_empty: bool, before: usize, after: usize) {
+        let qname = String::from_utf8_lossy(e.name().as_ref()).into_owned();
+        self.stack.push((qname.clone(), namespace_decls(e)));
+        let tag = self.tag(qname, before, after, is_empty);
+        let depth = self.stack.len();
+        if tag.uri == NS_RDF && tag.local == "Description" && self.doc.desc_attrs_end.is_none() {
+            self.description_start(&tag);
+        } else {
+            self.property_start(&tag, depth);
+        }
+        if is_empty {
+            self.stack.pop();
+        }
+    }
+
+    /// The first `rdf:Description`'s start tag: where its attributes end, and the namespaces
+    /// in scope there.
+    fn description_start(&mut self, tag: &Tag) {
+        let (before, after) = (tag.before, tag.after);
+        let raw = &self.text[before..after];
+        let trim = if tag.is_empty {
+            raw.trim_end_matches('>').trim_end_matches('/').len()
+        } else {
+            raw.len() - 1
+        };
+        self.doc.desc_attrs_end = Some(before + trim);
+        self.doc.desc_self_closing = tag.is_empty;
+        for (_, m) in &self.stack {
+            for (p, u) in m {
+                self.doc.scope.insert(u.clone(), p.clone());
+            }
+        }
+    }
+
+    /// Any other start tag: one of our properties, an empty container in one, or an item.
+    fn property_start(&mut self, tag: &Tag, depth: usize) {
+        let (before, after, is_empty) = (tag.before, tag.after, tag.is_empty);
+        let (uri, local) = (tag.uri.as_str(), tag.local.as_str());
+        let kind = match (uri, local) {
+            (NS_DC, "subject") => Some("subject"),
+            (NS_LR, "hierarchicalSubject") => Some("hierarchical"),
+            (NS_IW, "added") => Some("added"),
+            _ => None,
+        };
+        match (&mut self.current, kind) {
+            (None, Some(k)) if !self.doc.containers.contains_key(k) => {
+                let c = Container {
+                    start: before,
+                    end: after,
+                    empty_property: is_empty,
+                    ..Container::default()
+                };
+                if is_empty {
+                    self.doc.containers.insert(k, c);
+                } else {
+                    self.current = Some((k, c, depth));
+                }
+            }
+            (Some((_, c, _)), _)
+                if uri == NS_RDF && matches!(local, "Bag" | "Seq" | "Alt") && is_empty =>
+            {
+                c.empty_bag = Some((before, after, tag.qname.clone()));
+            }
+            (Some(_), _) if uri == NS_RDF && local == "li" && !is_empty => {
+                self.li_start = Some((before, after));
+            }
+            _ => {}
+        }
+    }
+
+    /// An end tag.
+    fn end(&mut self, e: &BytesEnd<'_>, before: usize, after: usize) {
+        let qname = String::from_utf8_lossy(e.name().as_ref()).into_owned();
+        let tag = self.tag(qname, before, after, false);
+        let depth = self.stack.len();
+        if tag.uri == NS_RDF
+            && tag.local == "Description"
+            && self.doc.desc_close.is_none()
+            && self.doc.desc_attrs_end.is_some()
+            && !self.doc.desc_self_closing
+        {
+            self.doc.desc_close = Some(before);
+        }
+        self.property_end(&tag, depth);
+        self.stack.pop();
+    }
+
+    /// The end of an item, of a container, or of the property being read.
+    fn property_end(&mut self, tag: &Tag, depth: usize) {
+        let (before, after) = (tag.before, tag.after);
+        let (uri, local) = (tag.uri.as_str(), tag.local.as_str());
+        if let Some((kind, c, d)) = &mut self.current {
+            if uri == NS_RDF && local == "li" {
+                if let Some((s, content_start)) = self.li_start.take() {
+                    let raw = &self.text[content_start..before];
+                    let value = quick_xml::escape::unescape(raw)
+                        .map(|v| v.into_owned())
+                        .unwrap_or_else(|_| raw.to_string());
+                    c.items.push(Item {
+                        start: s,
+                        end: after,
+                        text: value,
+                    });
+                }
+            } else if uri == NS_RDF && matches!(local, "Bag" | "Seq" | "Alt") {
+                c.close_at = Some(before);
+            } else if depth == *d {
+                c.end = after;
+                let kind: &'static str = kind;
+                let done = std::mem::take(c);
+                self.doc.containers.insert(kind, done);
+                self.current = None;
+            }
+        }
+    }
+
+    /// The document found, if it has a Description and declares the rdf namespace.
+    fn finish(self) -> Result<Doc, String> {
+        let doc = self.doc;
+        if doc.desc_attrs_end.is_none() {
+            return Err("no rdf:Description element".into());
+        }
+        if !doc.scope.contains_key(NS_RDF) {
+            return Err("the rdf namespace is not declared".into());
+        }
+        Ok(doc)
+    }
+}
+
+/// Parses `text` for the byte ranges the merge edits.
 fn parse(text: &str) -> Result<Doc, String> {
     let mut reader = Reader::from_str(text);
     reader.config_mut().trim_text(false);
-    let mut stack: Vec<(String, HashMap<String, String>)> = Vec::new(); // (qname, prefix→uri declared)
-    let resolve = |stack: &[(String, HashMap<String, String>)], prefix: &str| -> Option<String> {
-        stack.iter().rev().find_map(|(_, m)| m.get(prefix).cloned())
-    };
-    let mut doc = Doc::default();
-    let mut current: Option<(&'static str, Container, usize)> = None; // (kind, container, depth)
-    let mut li_start: Option<(usize, usize)> = None;
+    let mut parser = Parser::new(text);
     loop {
         let before = reader.buffer_position() as usize;
         let event = reader
@@ -103,128 +296,14 @@ fn parse(text: &str) -> Result<Doc, String> {
         match event {
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let is_empty = matches!(event, Event::Empty(_));
-                let qname = String::from_utf8_lossy(e.name().as_ref()).into_owned();
-                let mut decls = HashMap::new();
-                for a in e.attributes().flatten() {
-                    let key = String::from_utf8_lossy(a.key.as_ref()).into_owned();
-                    let value = a
-                        .unescape_value()
-                        .map(|v| v.into_owned())
-                        .unwrap_or_default();
-                    if let Some(p) = key.strip_prefix("xmlns:") {
-                        decls.insert(p.to_string(), value);
-                    } else if key == "xmlns" {
-                        decls.insert(String::new(), value);
-                    }
-                }
-                stack.push((qname.clone(), decls));
-                let (prefix, local) = local_and_prefix(qname.as_bytes());
-                let uri = resolve(&stack, &prefix).unwrap_or_default();
-                let depth = stack.len();
-                if uri == NS_RDF && local == "Description" && doc.desc_attrs_end.is_none() {
-                    let tag = &text[before..after];
-                    let trim = if is_empty {
-                        tag.trim_end_matches('>').trim_end_matches('/').len()
-                    } else {
-                        tag.len() - 1
-                    };
-                    doc.desc_attrs_end = Some(before + trim);
-                    doc.desc_self_closing = is_empty;
-                    for (_, m) in &stack {
-                        for (p, u) in m {
-                            doc.scope.insert(u.clone(), p.clone());
-                        }
-                    }
-                    if is_empty {
-                        stack.pop();
-                    }
-                    continue;
-                }
-                let kind = match (uri.as_str(), local.as_str()) {
-                    (NS_DC, "subject") => Some("subject"),
-                    (NS_LR, "hierarchicalSubject") => Some("hierarchical"),
-                    (NS_IW, "added") => Some("added"),
-                    _ => None,
-                };
-                match (&mut current, kind) {
-                    (None, Some(k)) if !doc.containers.contains_key(k) => {
-                        let c = Container {
-                            start: before,
-                            end: after,
-                            empty_property: is_empty,
-                            ..Container::default()
-                        };
-                        if is_empty {
-                            doc.containers.insert(k, c);
-                        } else {
-                            current = Some((k, c, depth));
-                        }
-                    }
-                    (Some((_, c, _)), _)
-                        if uri == NS_RDF
-                            && matches!(local.as_str(), "Bag" | "Seq" | "Alt")
-                            && is_empty =>
-                    {
-                        c.empty_bag = Some((before, after, qname.clone()));
-                    }
-                    (Some(_), _) if uri == NS_RDF && local == "li" && !is_empty => {
-                        li_start = Some((before, after));
-                    }
-                    _ => {}
-                }
-                if is_empty {
-                    stack.pop();
-                }
+                parser.start(e, is_empty, before, after);
             }
-            Event::End(ref e) => {
-                let qname = String::from_utf8_lossy(e.name().as_ref()).into_owned();
-                let (prefix, local) = local_and_prefix(qname.as_bytes());
-                let uri = resolve(&stack, &prefix).unwrap_or_default();
-                let depth = stack.len();
-                if uri == NS_RDF
-                    && local == "Description"
-                    && doc.desc_close.is_none()
-                    && doc.desc_attrs_end.is_some()
-                    && !doc.desc_self_closing
-                {
-                    doc.desc_close = Some(before);
-                }
-                if let Some((kind, c, d)) = &mut current {
-                    if uri == NS_RDF && local == "li" {
-                        if let Some((s, content_start)) = li_start.take() {
-                            let raw = &text[content_start..before];
-                            let value = quick_xml::escape::unescape(raw)
-                                .map(|v| v.into_owned())
-                                .unwrap_or_else(|_| raw.to_string());
-                            c.items.push(Item {
-                                start: s,
-                                end: after,
-                                text: value,
-                            });
-                        }
-                    } else if uri == NS_RDF && matches!(local.as_str(), "Bag" | "Seq" | "Alt") {
-                        c.close_at = Some(before);
-                    } else if depth == *d {
-                        c.end = after;
-                        let kind: &'static str = kind;
-                        let done = std::mem::take(c);
-                        doc.containers.insert(kind, done);
-                        current = None;
-                    }
-                }
-                stack.pop();
-            }
+            Event::End(ref e) => parser.end(e, before, after),
             Event::Eof => break,
             _ => {}
         }
     }
-    if doc.desc_attrs_end.is_none() {
-        return Err("no rdf:Description element".into());
-    }
-    if !doc.scope.contains_key(NS_RDF) {
-        return Err("the rdf namespace is not declared".into());
-    }
-    Ok(doc)
+    parser.finish()
 }
 
 fn escape(s: &str) -> String {
@@ -275,34 +354,24 @@ struct Want {
     drop_if_empty: bool,
 }
 
-/// Renders the XMP sidecar of `image`: merges into `existing` (XMP text) or starts a new one.
-/// `decided` are the tags to record.
-pub fn render(
-    image: &Path,
-    existing: Option<&str>,
-    decided: &[Decided],
-    opts: &XmpOptions,
-) -> Result<Rendered, MergeError> {
-    let path = opts.path(image);
-    let text = existing.unwrap_or(TEMPLATE);
-    let fail = |reason: String| MergeError {
-        path: path.display().to_string(),
-        reason,
-    };
-    let doc = parse(text).map_err(fail)?;
-    let norm = |t: &str| crate::tags::normalise(t).unwrap_or_default();
-    let ours: Vec<String> = decided
-        .iter()
-        .filter(|d| opts.rating || d.category != crate::config::Category::Rating)
-        .map(|d| d.tag.clone())
-        .collect();
-    let empty = Container::default();
-    let subject = doc.containers.get("subject").unwrap_or(&empty);
-    let hier = doc.containers.get("hierarchical").unwrap_or(&empty);
-    let added_before = doc.containers.get("added").unwrap_or(&empty);
-    let prev: HashSet<String> = added_before.items.iter().map(|i| norm(&i.text)).collect();
+/// A tag in the form keywords are compared in (empty when it does not normalise).
+fn normalised(t: &str) -> String {
+    crate::tags::normalise(t).unwrap_or_default()
+}
 
-    // dc:subject: drop what we added last time, keep the user's, add ours that are missing.
+/// What happens to `dc:subject`: the items to remove, ours to add, and its keywords before
+/// and after.
+struct SubjectPlan {
+    remove: HashSet<usize>,
+    add: Vec<String>,
+    old_keywords: Vec<String>,
+    new_keywords: Vec<String>,
+}
+
+/// dc:subject: drop what we added last time (`prev`), keep the user's, add ours that are
+/// missing.
+fn plan_subject(subject: &Container, prev: &HashSet<String>, ours: &[String]) -> SubjectPlan {
+    let norm = normalised;
     let old_keywords: Vec<String> = subject.items.iter().map(|i| i.text.clone()).collect();
     let remove_subject: HashSet<usize> = subject
         .items
@@ -331,8 +400,21 @@ pub fn render(
         .map(|(_, i)| i.text.clone())
         .collect();
     new_keywords.extend(add_subject.iter().cloned());
+    SubjectPlan {
+        remove: remove_subject,
+        add: add_subject,
+        old_keywords,
+        new_keywords,
+    }
+}
 
-    // lr:hierarchicalSubject: replace everything under our prefix.
+/// lr:hierarchicalSubject: replace everything under our prefix. Returns the items to remove
+/// and the keywords to add.
+fn plan_hierarchical(
+    hier: &Container,
+    ours: &[String],
+    opts: &XmpOptions,
+) -> (HashSet<usize>, Vec<String>) {
     let marker = format!("{}|", opts.prefix);
     let remove_hier: HashSet<usize> = hier
         .items
@@ -346,6 +428,253 @@ pub fn render(
     } else {
         Vec::new()
     };
+    (remove_hier, add_hier)
+}
+
+/// The edits of one merge, and the layout new text follows.
+struct Merge<'a> {
+    text: &'a str,
+    doc: &'a Doc,
+    edits: Edits,
+    /// New properties for the Description, and new declarations for its start tag.
+    new_props: String,
+    new_decls: String,
+    used_prefixes: HashSet<String>,
+    /// The prefix of the rdf namespace.
+    rdf: String,
+    /// The Description's indentation, and one level of indentation.
+    desc_indent: String,
+    step: String,
+    /// New declarations follow the Description's own quoting.
+    quote: char,
+}
+
+impl<'a> Merge<'a> {
+    /// A merge into `text`, parsed as `doc`, with no edit yet.
+    fn new(text: &'a str, doc: &'a Doc) -> Merge<'a> {
+        let used_prefixes: HashSet<String> = doc.scope.values().cloned().collect();
+        let rdf = doc
+            .scope
+            .get(NS_RDF)
+            .cloned()
+            .unwrap_or_else(|| "rdf".into());
+        let desc_indent = doc
+            .desc_attrs_end
+            .map(|p| indent_at(text, text[..p].rfind('<').unwrap_or(p)))
+            .unwrap_or_default();
+        let step = if desc_indent.contains('\t') {
+            "\t".to_string()
+        } else {
+            " ".to_string()
+        };
+        // New declarations follow the Description's own quoting.
+        let quote = doc
+            .desc_attrs_end
+            .and_then(|end| {
+                let start = text[..end].rfind('<')?;
+                let tag = &text[start..end];
+                match (tag.find("=\""), tag.find("='")) {
+                    (Some(d), Some(s)) => Some(if d < s { '"' } else { '\'' }),
+                    (Some(_), None) => Some('"'),
+                    _ => None,
+                }
+            })
+            .unwrap_or('\'');
+        Merge {
+            text,
+            doc,
+            edits: Edits(Vec::new()),
+            new_props: String::new(),
+            new_decls: String::new(),
+            used_prefixes,
+            rdf,
+            desc_indent,
+            step,
+            quote,
+        }
+    }
+
+    /// Brings one array property to what `w` wants.
+    fn want(&mut self, w: &Want) -> Result<(), String> {
+        let doc = self.doc;
+        match doc.containers.get(w.kind) {
+            Some(c) if !c.empty_property => self.edit_property(c, w),
+            existing_prop => {
+                self.write_property(existing_prop, w);
+                Ok(())
+            }
+        }
+    }
+
+    /// Edits a property the document has, with its container: removes and adds items, or
+    /// removes the whole property when `w` drops it once empty.
+    fn edit_property(&mut self, c: &Container, w: &Want) -> Result<(), String> {
+        let text = self.text;
+        let kept = c.items.len() - w.remove.len();
+        if w.drop_if_empty && kept == 0 && w.add.is_empty() {
+            self.edits
+                .0
+                .push((line_start_if_blank(text, c.start), c.end, String::new()));
+            return Ok(());
+        }
+        for (n, item) in c.items.iter().enumerate() {
+            if w.remove.contains(&n) {
+                self.edits.0.push((
+                    line_start_if_blank(text, item.start),
+                    item.end,
+                    String::new(),
+                ));
+            }
+        }
+        if w.add.is_empty() {
+            return Ok(());
+        }
+        let (rdf, step) = (&self.rdf, &self.step);
+        let item_indent = c
+            .items
+            .first()
+            .map(|i| indent_at(text, i.start))
+            .unwrap_or_else(|| {
+                let bag_at = c
+                    .close_at
+                    .or(c.empty_bag.as_ref().map(|b| b.0))
+                    .unwrap_or(c.start);
+                format!("{}{step}", indent_at(text, bag_at))
+            });
+        let lis: String = w
+            .add
+            .iter()
+            .map(|t| format!("\n{item_indent}<{rdf}:li>{}</{rdf}:li>", escape(t)))
+            .collect();
+        if let Some((s, e, qname)) = &c.empty_bag {
+            let bag_indent = indent_at(text, *s);
+            self.edits
+                .0
+                .push((*s, *e, format!("<{qname}>{lis}\n{bag_indent}</{qname}>")));
+        } else if let Some(close) = c.close_at {
+            // After the last item (or the Bag's start), before the closing whitespace.
+            let at = text[..close].trim_end().len();
+            self.edits.0.push((at, at, lis));
+        } else {
+            return Err(format!("{} has no rdf:Bag or rdf:Seq", w.local));
+        }
+        Ok(())
+    }
+
+    /// The prefix of `w`'s namespace: the document's, else a new unused one, declared on the
+    /// Description.
+    fn prefix_for(&mut self, w: &Want) -> String {
+        match self.doc.scope.get(w.uri) {
+            Some(p) => p.clone(),
+            None => {
+                let mut p = w.default_prefix.to_string();
+                let mut n = 2;
+                while self.used_prefixes.contains(&p) {
+                    p = format!("{}{n}", w.default_prefix);
+                    n += 1;
+                }
+                self.used_prefixes.insert(p.clone());
+                let (desc_indent, step, quote) = (&self.desc_indent, &self.step, self.quote);
+                self.new_decls.push_str(&format!(
+                    "\n{desc_indent}{step}xmlns:{p}={quote}{}{quote}",
+                    w.uri
+                ));
+                p
+            }
+        }
+    }
+
+    /// Writes a whole property with `w`'s items, replacing an empty one (`existing_prop`) or
+    /// as a new child of the Description.
+    fn write_property(&mut self, existing_prop: Option<&Container>, w: &Want) {
+        if w.add.is_empty() {
+            return;
+        }
+        let prefix = self.prefix_for(w);
+        let (rdf, desc_indent, step) = (&self.rdf, &self.desc_indent, &self.step);
+        let i1 = format!("{desc_indent}{step}");
+        let i2 = format!("{i1}{step}");
+        let i3 = format!("{i2}{step}");
+        let lis: String = w
+            .add
+            .iter()
+            .map(|t| format!("\n{i3}<{rdf}:li>{}</{rdf}:li>", escape(t)))
+            .collect();
+        let prop = format!(
+            "\n{i1}<{prefix}:{l}>\n{i2}<{rdf}:Bag>{lis}\n{i2}</{rdf}:Bag>\n{i1}</{prefix}:{l}>",
+            l = w.local
+        );
+        if let Some(c) = existing_prop {
+            // `<dc:subject/>`: replace the empty element.
+            self.edits
+                .0
+                .push((c.start, c.end, prop.trim_start().to_string()));
+        } else {
+            self.new_props.push_str(&prop);
+        }
+    }
+
+    /// Adds the new declarations and properties to the Description, and applies every edit.
+    fn finish(mut self) -> String {
+        let (text, doc) = (self.text, self.doc);
+        let attrs_end = doc.desc_attrs_end.expect("checked by parse");
+        if !self.new_decls.is_empty() {
+            self.edits.0.push((attrs_end, attrs_end, self.new_decls));
+        }
+        let new_props = self.new_props;
+        if !new_props.is_empty() {
+            if doc.desc_self_closing {
+                // `<rdf:Description .../>` becomes an element with children.
+                let close_end = text[attrs_end..]
+                    .find("/>")
+                    .map(|i| attrs_end + i + 2)
+                    .unwrap_or(attrs_end);
+                let (desc_indent, rdf) = (&self.desc_indent, &self.rdf);
+                self.edits.0.push((
+                    attrs_end,
+                    close_end,
+                    format!(">{new_props}\n{desc_indent}</{rdf}:Description>"),
+                ));
+            } else if let Some(close) = doc.desc_close {
+                let at = text[..close].trim_end().len();
+                self.edits.0.push((at, at, new_props));
+            }
+        }
+        self.edits.apply(text)
+    }
+}
+
+/// Renders the XMP sidecar of `image`: merges into `existing` (XMP text) or starts a new one.
+/// `decided` are the tags to record.
+pub fn render(
+    image: &Path,
+    existing: Option<&str>,
+    decided: &[Decided],
+    opts: &XmpOptions,
+) -> Result<Rendered, MergeError> {
+    let path = opts.path(image);
+    let text = existing.unwrap_or(TEMPLATE);
+    let fail = |reason: String| MergeError {
+        path: path.display().to_string(),
+        reason,
+    };
+    let doc = parse(text).map_err(fail)?;
+    let ours: Vec<String> = decided
+        .iter()
+        .filter(|d| opts.rating || d.category != crate::config::Category::Rating)
+        .map(|d| d.tag.clone())
+        .collect();
+    let empty = Container::default();
+    let subject = doc.containers.get("subject").unwrap_or(&empty);
+    let hier = doc.containers.get("hierarchical").unwrap_or(&empty);
+    let added_before = doc.containers.get("added").unwrap_or(&empty);
+    let prev: HashSet<String> = added_before
+        .items
+        .iter()
+        .map(|i| normalised(&i.text))
+        .collect();
+    let plan = plan_subject(subject, &prev, &ours);
+    let (remove_hier, add_hier) = plan_hierarchical(hier, &ours, opts);
 
     let wants = [
         Want {
@@ -353,8 +682,8 @@ pub fn render(
             uri: NS_DC,
             default_prefix: "dc",
             local: "subject",
-            remove: remove_subject,
-            add: add_subject.clone(),
+            remove: plan.remove,
+            add: plan.add.clone(),
             drop_if_empty: false,
         },
         Want {
@@ -372,163 +701,23 @@ pub fn render(
             default_prefix: "iwlab",
             local: "added",
             remove: (0..added_before.items.len()).collect(),
-            add: add_subject.clone(),
+            add: plan.add.clone(),
             drop_if_empty: true,
         },
     ];
-    let mut edits = Edits(Vec::new());
-    let mut new_props = String::new();
-    let mut new_decls = String::new();
-    let mut used_prefixes: HashSet<String> = doc.scope.values().cloned().collect();
-    let rdf = doc
-        .scope
-        .get(NS_RDF)
-        .cloned()
-        .unwrap_or_else(|| "rdf".into());
-    let desc_indent = doc
-        .desc_attrs_end
-        .map(|p| indent_at(text, text[..p].rfind('<').unwrap_or(p)))
-        .unwrap_or_default();
-    let step = if desc_indent.contains('\t') {
-        "\t".to_string()
-    } else {
-        " ".to_string()
-    };
-    // New declarations follow the Description's own quoting.
-    let quote = doc
-        .desc_attrs_end
-        .and_then(|end| {
-            let start = text[..end].rfind('<')?;
-            let tag = &text[start..end];
-            match (tag.find("=\""), tag.find("='")) {
-                (Some(d), Some(s)) => Some(if d < s { '"' } else { '\'' }),
-                (Some(_), None) => Some('"'),
-                _ => None,
-            }
-        })
-        .unwrap_or('\'');
+    let mut merge = Merge::new(text, &doc);
     for w in &wants {
-        match doc.containers.get(w.kind) {
-            Some(c) if !c.empty_property => {
-                let kept = c.items.len() - w.remove.len();
-                if w.drop_if_empty && kept == 0 && w.add.is_empty() {
-                    edits
-                        .0
-                        .push((line_start_if_blank(text, c.start), c.end, String::new()));
-                    continue;
-                }
-                for (n, item) in c.items.iter().enumerate() {
-                    if w.remove.contains(&n) {
-                        edits.0.push((
-                            line_start_if_blank(text, item.start),
-                            item.end,
-                            String::new(),
-                        ));
-                    }
-                }
-                if w.add.is_empty() {
-                    continue;
-                }
-                let item_indent = c
-                    .items
-                    .first()
-                    .map(|i| indent_at(text, i.start))
-                    .unwrap_or_else(|| {
-                        let bag_at = c
-                            .close_at
-                            .or(c.empty_bag.as_ref().map(|b| b.0))
-                            .unwrap_or(c.start);
-                        format!("{}{step}", indent_at(text, bag_at))
-                    });
-                let lis: String = w
-                    .add
-                    .iter()
-                    .map(|t| format!("\n{item_indent}<{rdf}:li>{}</{rdf}:li>", escape(t)))
-                    .collect();
-                if let Some((s, e, qname)) = &c.empty_bag {
-                    let bag_indent = indent_at(text, *s);
-                    edits
-                        .0
-                        .push((*s, *e, format!("<{qname}>{lis}\n{bag_indent}</{qname}>")));
-                } else if let Some(close) = c.close_at {
-                    // After the last item (or the Bag's start), before the closing whitespace.
-                    let at = text[..close].trim_end().len();
-                    edits.0.push((at, at, lis));
-                } else {
-                    return Err(fail(format!("{} has no rdf:Bag or rdf:Seq", w.local)));
-                }
-            }
-            existing_prop => {
-                if w.add.is_empty() {
-                    continue;
-                }
-                let prefix = match doc.scope.get(w.uri) {
-                    Some(p) => p.clone(),
-                    None => {
-                        let mut p = w.default_prefix.to_string();
-                        let mut n = 2;
-                        while used_prefixes.contains(&p) {
-                            p = format!("{}{n}", w.default_prefix);
-                            n += 1;
-                        }
-                        used_prefixes.insert(p.clone());
-                        new_decls.push_str(&format!(
-                            "\n{desc_indent}{step}xmlns:{p}={quote}{}{quote}",
-                            w.uri
-                        ));
-                        p
-                    }
-                };
-                let i1 = format!("{desc_indent}{step}");
-                let i2 = format!("{i1}{step}");
-                let i3 = format!("{i2}{step}");
-                let lis: String = w
-                    .add
-                    .iter()
-                    .map(|t| format!("\n{i3}<{rdf}:li>{}</{rdf}:li>", escape(t)))
-                    .collect();
-                let prop = format!("\n{i1}<{prefix}:{l}>\n{i2}<{rdf}:Bag>{lis}\n{i2}</{rdf}:Bag>\n{i1}</{prefix}:{l}>", l = w.local);
-                if let Some(c) = existing_prop {
-                    // `<dc:subject/>`: replace the empty element.
-                    edits
-                        .0
-                        .push((c.start, c.end, prop.trim_start().to_string()));
-                } else {
-                    new_props.push_str(&prop);
-                }
-            }
-        }
+        merge.want(w).map_err(fail)?;
     }
-    let attrs_end = doc.desc_attrs_end.expect("checked by parse");
-    if !new_decls.is_empty() {
-        edits.0.push((attrs_end, attrs_end, new_decls));
-    }
-    if !new_props.is_empty() {
-        if doc.desc_self_closing {
-            // `<rdf:Description .../>` becomes an element with children.
-            let close_end = text[attrs_end..]
-                .find("/>")
-                .map(|i| attrs_end + i + 2)
-                .unwrap_or(attrs_end);
-            edits.0.push((
-                attrs_end,
-                close_end,
-                format!(">{new_props}\n{desc_indent}</{rdf}:Description>"),
-            ));
-        } else if let Some(close) = doc.desc_close {
-            let at = text[..close].trim_end().len();
-            edits.0.push((at, at, new_props));
-        }
-    }
-    let content = edits.apply(text);
-    let (added, removed) = diff(&old_keywords, &new_keywords);
+    let content = merge.finish();
+    let (added, removed) = diff(&plan.old_keywords, &plan.new_keywords);
     Ok(Rendered {
         path,
         unchanged: existing == Some(content.as_str()),
         content: content.into_bytes(),
         added,
         removed,
-        ours: add_subject,
+        ours: plan.add,
     })
 }
 
