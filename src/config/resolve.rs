@@ -783,7 +783,7 @@ impl Origin<'_> {
             if *set {
                 return Err(self.invalid(
                     key,
-                    format!("`{key}:` is for {kinds} models, not `{}`", kind_name(kind)),
+                    format!("`{key}:` is for {kinds} models, not `{}`", kind.name()),
                 ));
             }
         }
@@ -1123,17 +1123,6 @@ fn check_model_numbers(f: &ModelFile) -> Result<(), (&'static str, String)> {
         }
     }
     Ok(())
-}
-
-fn kind_name(k: ModelKind) -> &'static str {
-    match k {
-        ModelKind::OnnxTagger => "onnx-tagger",
-        ModelKind::Sidecar => "sidecar",
-        ModelKind::Openai => "openai",
-        ModelKind::Gguf => "gguf",
-        ModelKind::Embedding => "embedding",
-        ModelKind::Ensemble => "ensemble",
-    }
 }
 
 /// A model definition equivalent to a resolved model, with absolute local paths and the

@@ -8,6 +8,7 @@ use super::charts::{self, Line};
 use super::Page;
 use crate::analysis::bootstrap::Interval;
 use crate::analysis::group;
+use crate::config::Metric;
 
 const CSS: &str = include_str!("report.css");
 const JS: &str = include_str!("report.js");
@@ -194,7 +195,14 @@ impl<'p, 'a> Leaderboard<'p, 'a> {
                 None => "none (no ground truth, no variant scored as tags, or --bootstrap 0)".into(),
             }
         );
-        h.push_str("<table class=\"sortable\" id=\"leaderboard-table\"><thead><tr><th data-type=\"num\">rank</th><th>variant</th><th data-type=\"num\">threshold</th><th data-type=\"num\">F1 micro</th><th>interval</th><th data-type=\"num\">P micro</th><th data-type=\"num\">R micro</th><th data-type=\"num\">F1 macro</th><th data-type=\"num\">F1 samples</th><th data-type=\"num\">mAP</th><th>interval</th><th data-type=\"num\">images</th>");
+        h.push_str("<table class=\"sortable\" id=\"leaderboard-table\"><thead><tr><th data-type=\"num\">rank</th><th>variant</th><th data-type=\"num\">threshold</th>");
+        for (metric, header) in Metric::columns(false) {
+            let _ = write!(h, "<th data-type=\"num\">{}</th>", esc(header));
+            if has_interval(metric) {
+                h.push_str("<th>interval</th>");
+            }
+        }
+        h.push_str("<th data-type=\"num\">images</th>");
         if self.has_neg {
             h.push_str("<th data-type=\"num\" title=\"share of (image, negative-prompt tag) pairs predicted\">neg. FP rate</th>");
         }
@@ -229,7 +237,7 @@ impl<'p, 'a> Leaderboard<'p, 'a> {
             chip(vi),
             esc(&v.key),
             if captions { String::new() } else { v.threshold.to_string() },
-            if self.has_neg { 10 } else { 9 },
+            metric_cells() + 1 + usize::from(self.has_neg),
             if captions {
                 "writes captions, not tags: see <a href=\"#judges\">Captions and judges</a>"
             } else {
@@ -249,39 +257,38 @@ impl<'p, 'a> Leaderboard<'p, 'a> {
     ) {
         let v = self.p.variants[vi];
         let chosen = m.threshold == v.threshold;
-        let (f1ci, mapci) = if chosen {
-            self.ci
-                .get(v.key.as_str())
-                .map(|(f, m)| {
-                    (
-                        format!("{} – {}", f4(f.low), f4(f.high)),
-                        m.map(|m| format!("{} – {}", f4(m.low), f4(m.high)))
-                            .unwrap_or_default(),
-                    )
-                })
-                .unwrap_or_default()
-        } else {
-            Default::default()
-        };
         let _ = write!(
             h,
-            "<tr{}><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td><td class=\"ci\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td data-v=\"{}\">{}</td><td class=\"ci\">{}</td><td>{}</td>",
+            "<tr{}><td>{}</td><td>{}{}</td><td>{}</td>",
             if chosen { " class=\"chosen\"" } else { "" },
             rank + 1,
             chip(vi),
             esc(&v.key),
             m.threshold,
-            f4(m.micro.f1),
-            f1ci,
-            f4(m.micro.precision),
-            f4(m.micro.recall),
-            f4(m.macro_.f1),
-            f4(m.samples.f1),
-            sort_num(m.map),
-            m.map.map(f4).unwrap_or_else(|| "–".into()),
-            mapci,
-            m.images
         );
+        for (metric, _) in Metric::columns(false) {
+            let x = m.get(metric);
+            let _ = write!(
+                h,
+                "<td data-v=\"{}\">{}</td>",
+                sort_num(x),
+                x.map(f4).unwrap_or_else(|| "–".into())
+            );
+            if has_interval(metric) {
+                let ci = self
+                    .ci
+                    .get(v.key.as_str())
+                    .filter(|_| chosen)
+                    .and_then(|(f1, map)| match metric {
+                        Metric::F1Micro => Some(*f1),
+                        _ => *map,
+                    })
+                    .map(|i| format!("{} – {}", f4(i.low), f4(i.high)))
+                    .unwrap_or_default();
+                let _ = write!(h, "<td class=\"ci\">{ci}</td>");
+            }
+        }
+        let _ = write!(h, "<td>{}</td>", m.images);
         if self.has_neg {
             let _ = write!(
                 h,
@@ -294,6 +301,19 @@ impl<'p, 'a> Leaderboard<'p, 'a> {
         h.push_str(tail);
         h.push_str("</tr>");
     }
+}
+
+/// Whether the leaderboard shows a bootstrap interval after `metric`'s column (the bootstrap
+/// resamples micro F1 and mAP).
+fn has_interval(metric: Metric) -> bool {
+    matches!(metric, Metric::F1Micro | Metric::Map)
+}
+
+/// The number of leaderboard cells the tag metrics take, intervals included.
+fn metric_cells() -> usize {
+    Metric::columns(false)
+        .map(|(m, _)| 1 + usize::from(has_interval(m)))
+        .sum()
 }
 
 /// A variant's speed cells, the last of each of its rows: ms/image, cells, cached, failures.

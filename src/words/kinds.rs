@@ -18,7 +18,7 @@ pub enum GroundTruthKind {
     Prompt,
 }
 
-/// Model kinds (adapters).
+/// Model kinds: the YAML `kind:`, which picks the engine (`engine::maker`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ModelKind {
@@ -39,6 +39,18 @@ pub enum ModelKind {
 }
 
 impl ModelKind {
+    /// The word of the YAML `kind:` (as serde spells it).
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::OnnxTagger => "onnx-tagger",
+            ModelKind::Sidecar => "sidecar",
+            ModelKind::Openai => "openai",
+            ModelKind::Gguf => "gguf",
+            ModelKind::Embedding => "embedding",
+            ModelKind::Ensemble => "ensemble",
+        }
+    }
+
     /// Kinds whose variants are prompted (LLMs and VLMs).
     pub fn generative(self) -> bool {
         matches!(self, ModelKind::Openai | ModelKind::Gguf)
@@ -99,4 +111,23 @@ pub enum ChooseBy {
 pub enum Reference {
     Truth,
     Prompt,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_kind_names_are_the_yaml_words() {
+        for k in [
+            ModelKind::OnnxTagger,
+            ModelKind::Sidecar,
+            ModelKind::Openai,
+            ModelKind::Gguf,
+            ModelKind::Embedding,
+            ModelKind::Ensemble,
+        ] {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.name());
+        }
+    }
 }
