@@ -54,6 +54,19 @@ def make(root, n_images, n_tags, seed=0):
             (p / f"i{i:05d}.json").write_text(json.dumps({"tags": scores}))
 
 
+def write_project(proj, data):
+    """A project whose experiment `syn` scores the two sidecar variants made by `make`."""
+    for d in ("datasets", "models", "experiments"):
+        (proj / d).mkdir(parents=True)
+    (proj / "datasets" / "syn.yaml").write_text(f"path: {data / 'images'}\nground_truth:\n  - source: txt\n")
+    for v in ("a", "b"):
+        (proj / "models" / f"side-{v}.yaml").write_text(
+            f"kind: sidecar\npath: {data / f'preds_{v}'}\nscore_floor: 0.0\n")
+    (proj / "experiments" / "syn.yaml").write_text(
+        "dataset: syn\nvariants:\n  - model: side-a\n    thresholds: [0.35, 0.5]\n"
+        "  - model: side-b\n    thresholds: [0.35, 0.5]\n")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=10000)
@@ -65,15 +78,7 @@ def main():
         tmp = Path(tmp)
         make(tmp / "data", a.images, a.tags)
         proj = tmp / "proj"
-        for d in ("datasets", "models", "experiments"):
-            (proj / d).mkdir(parents=True)
-        (proj / "datasets" / "syn.yaml").write_text(f"path: {tmp / 'data' / 'images'}\nground_truth:\n  - source: txt\n")
-        for v in ("a", "b"):
-            (proj / "models" / f"side-{v}.yaml").write_text(
-                f"kind: sidecar\npath: {tmp / 'data' / f'preds_{v}'}\nscore_floor: 0.0\n")
-        (proj / "experiments" / "syn.yaml").write_text(
-            "dataset: syn\nvariants:\n  - model: side-a\n    thresholds: [0.35, 0.5]\n"
-            "  - model: side-b\n    thresholds: [0.35, 0.5]\n")
+        write_project(proj, tmp / "data")
         run_s, p = common.run([exe, "run", "syn", "--quiet", "--json"], cwd=proj)
         run_id = json.loads(p.stdout)["run_id"]
         rows = json.loads(common.run([exe, "query", run_id, "--json", "SELECT count(*) AS n FROM outputs"], cwd=proj)[1].stdout)["n"]

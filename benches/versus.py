@@ -17,6 +17,7 @@ from pathlib import Path
 
 import analyses
 import common
+import warm_rerun as warm_rerun_bench
 
 
 def alternate(cmds, repeats, check):
@@ -65,18 +66,11 @@ def throughput(tmp, exes, n, repeats):
 def warm_rerun(tmp, exes, n, repeats):
     """Rerun of a finished n-image × 6-model experiment (every cell a cache hit)."""
     common.noise_images(tmp / "images", n)
-    models = {}
-    for i in range(6):
-        preset = "wd" if i < 3 else "joytag"
-        d = common.tagger_model(tmp / f"m{i}", preset=preset, size=224, seed=i + 1)
-        labels = d / ("selected_tags.csv" if preset == "wd" else "top_tags.txt")
-        models[f"m{i}"] = f"kind: onnx-tagger\nsource: {d / 'model.onnx'}\npreset: {preset}\nlabels: {labels}\n"
-    variants = "".join(f"  - model: m{i}\n    thresholds: [0.35, 0.5]\n" for i in range(6))
+    models = warm_rerun_bench.six_models(tmp)
     cmds = {}
     for name, exe in exes.items():
         proj = tmp / f"proj-{name}"
-        common.write_project(proj, tmp / "images", models)
-        (proj / "experiments" / "six.yaml").write_text(f"dataset: bench\nvariants:\n{variants}")
+        warm_rerun_bench.write_project(proj, tmp / "images", models)
         _, p = common.run([exe, "run", "six", "--quiet", "--json"], cwd=proj)
         assert json.loads(p.stdout)["inferences"] == 6 * n, p.stdout
         cmds[name] = ([exe, "run", "six", "--quiet", "--json"], proj)
@@ -94,15 +88,7 @@ def analyses_bench(tmp, exes, n, tags, repeats):
     runs = {}
     for name, exe in exes.items():
         proj = tmp / f"proj-{name}"
-        for d in ("datasets", "models", "experiments"):
-            (proj / d).mkdir(parents=True)
-        (proj / "datasets" / "syn.yaml").write_text(f"path: {tmp / 'data' / 'images'}\nground_truth:\n  - source: txt\n")
-        for v in ("a", "b"):
-            (proj / "models" / f"side-{v}.yaml").write_text(
-                f"kind: sidecar\npath: {tmp / 'data' / f'preds_{v}'}\nscore_floor: 0.0\n")
-        (proj / "experiments" / "syn.yaml").write_text(
-            "dataset: syn\nvariants:\n  - model: side-a\n    thresholds: [0.35, 0.5]\n"
-            "  - model: side-b\n    thresholds: [0.35, 0.5]\n")
+        analyses.write_project(proj, tmp / "data")
         _, p = common.run([exe, "run", "syn", "--quiet", "--json"], cwd=proj)
         runs[name] = (exe, proj, json.loads(p.stdout)["run_id"])
     out = {}

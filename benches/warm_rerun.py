@@ -16,6 +16,24 @@ from pathlib import Path
 import common
 
 
+def six_models(tmp):
+    """Six small taggers (three WD-shaped, three JoyTag-shaped, 224 px) as model files."""
+    models = {}
+    for i in range(6):
+        preset = "wd" if i < 3 else "joytag"
+        d = common.tagger_model(tmp / f"m{i}", preset=preset, size=224, seed=i + 1)
+        labels = d / ("selected_tags.csv" if preset == "wd" else "top_tags.txt")
+        models[f"m{i}"] = f"kind: onnx-tagger\nsource: {d / 'model.onnx'}\npreset: {preset}\nlabels: {labels}\n"
+    return models
+
+
+def write_project(proj, images, models):
+    """A project whose experiment `six` runs the six models at two thresholds each."""
+    common.write_project(proj, images, models)
+    variants = "".join(f"  - model: m{i}\n    thresholds: [0.35, 0.5]\n" for i in range(6))
+    (proj / "experiments" / "six.yaml").write_text(f"dataset: bench\nvariants:\n{variants}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=1000)
@@ -25,15 +43,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="iw-bench-") as tmp:
         tmp = Path(tmp)
         common.noise_images(tmp / "images", a.images)
-        models = {}
-        for i in range(6):
-            preset = "wd" if i < 3 else "joytag"
-            d = common.tagger_model(tmp / f"m{i}", preset=preset, size=224, seed=i + 1)
-            labels = d / ("selected_tags.csv" if preset == "wd" else "top_tags.txt")
-            models[f"m{i}"] = f"kind: onnx-tagger\nsource: {d / 'model.onnx'}\npreset: {preset}\nlabels: {labels}\n"
-        common.write_project(tmp / "proj", tmp / "images", models)
-        variants = "".join(f"  - model: m{i}\n    thresholds: [0.35, 0.5]\n" for i in range(6))
-        (tmp / "proj" / "experiments" / "six.yaml").write_text(f"dataset: bench\nvariants:\n{variants}")
+        write_project(tmp / "proj", tmp / "images", six_models(tmp))
         cold, p = common.run([exe, "run", "six", "--quiet", "--json"], cwd=tmp / "proj")
         doc = json.loads(p.stdout)
         assert doc["inferences"] == 6 * a.images, doc

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use serde_json::{json, Value};
 
-use super::{fallback_note, input_failure, Derived, Group, Groups, Inputs, Step};
+use super::{fallback_note, Derived, Group, Groups, Step};
 use crate::config::{Category, Variant};
 use crate::engine::{output, seed_of, Answer, Call, Engine, TagScore};
 use crate::plan::{key, Cell};
@@ -91,15 +91,8 @@ impl<'s> Step<'s, '_, '_> {
         let mut index = std::collections::HashMap::new();
         for &c in cells {
             let img = &staged.images()[c.image];
-            let fallback = match inputs.state(staged, &e.members, &img.rel, c.repeat) {
-                Inputs::Failed(name) => {
-                    self.writer.add_failure(input_failure(v, img, &name));
-                    self.tally.failures += 1;
-                    bar.inc(1);
-                    continue;
-                }
-                Inputs::Fallback(name) => Some(name),
-                Inputs::Ready => None,
+            let Some(fallback) = self.inputs_ready(v, inputs, &e.members, c, bar) else {
+                continue;
             };
             let members: Members = e
                 .members

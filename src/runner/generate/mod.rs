@@ -286,6 +286,30 @@ pub struct Step<'a, 'c, 'db> {
 }
 
 impl Step<'_, '_, '_> {
+    /// Whether a derived cell can be computed: `None` when one of its `inputs` has no output
+    /// for the image (the cell's failure is recorded, naming it), else the input whose
+    /// output is a fallback, if any.
+    fn inputs_ready(
+        &mut self,
+        v: &Variant,
+        inputs: &Derived,
+        names: &[String],
+        c: &Cell,
+        bar: &indicatif::ProgressBar,
+    ) -> Option<Option<String>> {
+        let img = &self.staged.images()[c.image];
+        match inputs.state(self.staged, names, &img.rel, c.repeat) {
+            Inputs::Failed(name) => {
+                self.writer.add_failure(input_failure(v, img, &name));
+                self.tally.failures += 1;
+                bar.inc(1);
+                None
+            }
+            Inputs::Fallback(name) => Some(Some(name)),
+            Inputs::Ready => Some(None),
+        }
+    }
+
     /// Where this step looks keys up: every run, this one included (an earlier variant of
     /// this run may have done the same work); with `--no-cache`, this run alone.
     fn scope(&self) -> Scope<'_> {

@@ -4,7 +4,7 @@
 use anyhow::Result;
 
 use super::answer::Reader;
-use super::{failure, fallback_note, input_failure, Derived, Group, Groups, Inputs, Step};
+use super::{failure, fallback_note, Derived, Group, Groups, Step};
 use crate::config::Variant;
 use crate::dataset::ImageEntry;
 use crate::engine::{seed_of, Call};
@@ -77,15 +77,8 @@ impl<'s> Step<'s, '_, '_> {
         let mut index = std::collections::HashMap::new();
         for &c in cells {
             let img = &staged.images()[c.image];
-            let fallback = match inputs.state(staged, &g.inputs, &img.rel, c.repeat) {
-                Inputs::Failed(name) => {
-                    self.writer.add_failure(input_failure(v, img, &name));
-                    self.tally.failures += 1;
-                    bar.inc(1);
-                    continue;
-                }
-                Inputs::Fallback(name) => Some(name),
-                Inputs::Ready => None,
+            let Some(fallback) = self.inputs_ready(v, inputs, &g.inputs, c, bar) else {
+                continue;
             };
             let value = inputs.template_value(staged, &img.rel, c.repeat);
             let context = super::variant_context(staged, v, c.image, value);
