@@ -340,3 +340,44 @@ fn a_killed_judging_run_asks_again_only_what_was_not_committed() {
         "only the verdicts not committed are asked again"
     );
 }
+
+/// Judge memory stays bounded: verdicts leave memory for disk in parts of at most 64 rows as
+/// they arrive, however many there are (here 200, with the time-based flush turned off so only
+/// the row bound commits them), and the run's statistics read them back from the parts.
+#[test]
+fn verdicts_leave_memory_in_bounded_parts() {
+    let vlm = MockServer::start(Step::answer("cat, grass")).unwrap();
+    let judge = MockServer::start(Step::answer("Verdict: good")).unwrap();
+    let mut p = project(&vlm, &judge);
+    let more = noise_images(&p.path().join("imgs/more"), 197, 24);
+    for img in &more {
+        std::fs::write(img.with_extension("txt"), "cat").unwrap();
+    }
+    // One prompt per image, so every verdict is its own call.
+    p.write(
+        "prompts/rubric.j2",
+        "Tags {{ tags_text }} for {{ file }}, tagged {{ truth_text }}. Answer good or bad.\n",
+    );
+    p.env.push(("IW_LAB_FLUSH_SECONDS".into(), "3600".into()));
+    let run = p.json(&["run", "e", "--json", "--quiet"], 0);
+    assert_eq!(run["counts"]["judge_calls"].as_u64(), Some(200), "{run}");
+    let per_part = rows(
+        &p,
+        "SELECT count(*) AS n FROM read_parquet('runs/*/judgments/*.parquet', filename = true) GROUP BY filename",
+    );
+    let sizes: Vec<u64> = per_part
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes.iter().sum::<u64>(), 200, "{sizes:?}");
+    assert!(sizes.len() >= 4, "200 verdicts in {} parts", sizes.len());
+    assert!(
+        sizes.iter().all(|&n| n <= 64),
+        "a part over 64 rows: {sizes:?}"
+    );
+    let verdicts = rows(&p, "SELECT count(*) AS n FROM judgments WHERE valid");
+    assert_eq!(verdicts[0]["n"].as_u64(), Some(200));
+    assert_eq!(run["best"]["value"].as_f64(), Some(1.0), "{run}");
+}
