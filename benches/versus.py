@@ -6,8 +6,8 @@ own copy of the project (same images, same models), so neither serves the other'
 
     .venv/bin/python benches/versus.py --baseline /path/to/old/iw-lab [--repeats 5]
 
-Prints JSON: per workload, both binaries' wall times, their medians and candidate/baseline
-(below 1 is faster).
+Prints JSON: per workload, both binaries' wall times, their medians, candidate/baseline of
+the medians and the median of the per-repeat ratios (below 1 is faster).
 """
 import argparse
 import json
@@ -37,6 +37,10 @@ def summary(walls):
         "wall_s": {k: [round(x, 3) for x in v] for k, v in walls.items()},
         "median_s": {k: round(v, 3) for k, v in med.items()},
         "candidate_over_baseline": round(med["candidate"] / med["baseline"], 3),
+        # Each repeat runs both back to back: the median of those pairs' ratios is steadier
+        # than the ratio of medians on a machine whose load drifts.
+        "paired_ratio_median": round(common.median(
+            [c / b for b, c in zip(walls["baseline"], walls["candidate"])]), 3),
     }
 
 
