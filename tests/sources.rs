@@ -424,10 +424,17 @@ fn a_tampered_onnx_runtime_library_is_refused() {
     let cache = iw_lab::fetch::default_cache_dir();
     let rel = "pypi/onnxruntime/1.31.1/files/onnxruntime/capi/libonnxruntime.so.1.31.1";
     let real = cache.join(rel);
-    if !real.is_file() || std::env::consts::ARCH != "x86_64" {
-        eprintln!("skipped: no linux x86_64 ONNX Runtime in the cache");
+    if std::env::consts::ARCH != "x86_64" || !cfg!(target_os = "linux") {
+        eprintln!("skipped: the pinned ONNX Runtime is the linux x86_64 wheel's");
         return;
     }
+    let img = fixtures().join("images/brick_tiny.png");
+    p.wd_model("wd", "");
+    if !real.is_file() {
+        // The first use fetches ONNX Runtime (and DuckDB) into the cache, verified.
+        p.expect(&["predict", "--model", "wd", img.to_str().unwrap()], 0);
+    }
+    assert!(real.is_file(), "{} was not fetched", real.display());
     let fake = tempfile::tempdir().unwrap();
     let target = fake.path().join(rel);
     std::fs::create_dir_all(target.parent().unwrap()).unwrap();
@@ -445,8 +452,6 @@ fn a_tampered_onnx_runtime_library_is_refused() {
         .push(("IW_LAB_CACHE_DIR".into(), fake.path().display().to_string()));
     p.env
         .push(("IW_LAB_DUCKDB_LIB".into(), duck.display().to_string()));
-    p.wd_model("wd", "");
-    let img = fixtures().join("images/brick_tiny.png");
     let out = p.run(&[
         "--offline",
         "predict",
