@@ -1,7 +1,8 @@
 //! The architecture of `docs/architecture.md`, checked on the source: each top-level module
 //! sits in one layer and imports only from its own layer or those below; the modules import
 //! each other without loops; SQL is written only under `store/`; model kinds are matched only
-//! where engines are made (`engine/`) and where config files are read (`config/`).
+//! where engines are made (`engine/`) and where config files are read (`config/`); no function
+//! runs over 80 lines.
 //!
 //! Dependencies are read from `crate::NAME` paths in code (use lines and inline paths; comments
 //! and string literals are skipped). A failure names the file, the line and the rule.
@@ -384,4 +385,50 @@ fn submodules_import_each_other_without_loops() {
             }
         }
     }
+}
+
+/// Functions are short enough to read in one sitting: none runs over 80 lines, from its `fn`
+/// line to the closing brace at its indentation (tests included; data tables are `const`s, not
+/// functions).
+#[test]
+fn functions_fit_in_one_sitting() {
+    const MAX: usize = 80;
+    let re = regex::Regex::new(
+        r#"^(\s*)(pub(\([a-z:]+\))?\s+)?(const\s+)?(async\s+)?(unsafe\s+)?(extern\s+"C(-unwind)?"\s+)?fn\s+(\w+)"#,
+    )
+    .unwrap();
+    let mut long = Vec::new();
+    for file in rust_files(&src()) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let Some(m) = re.captures(line) else {
+                continue;
+            };
+            if line.trim_end().ends_with(';') {
+                continue; // a declaration without a body
+            }
+            let Some(open) = (i..lines.len()).find(|&j| lines[j].contains('{')) else {
+                continue;
+            };
+            let l = lines[open];
+            if l.trim_end().ends_with('}') && l.matches('{').count() == l.matches('}').count() {
+                continue; // a one-line body
+            }
+            let close = format!("{}}}", &m[1]);
+            let Some(end) = (open + 1..lines.len()).find(|&k| lines[k].trim_end() == close) else {
+                continue;
+            };
+            let n = end - i + 1;
+            if n > MAX {
+                long.push(format!(
+                    "src/{}:{}: `{}` runs {n} lines (at most {MAX}): split it along its steps",
+                    file.strip_prefix(src()).unwrap().display(),
+                    i + 1,
+                    &m[9]
+                ));
+            }
+        }
+    }
+    assert!(long.is_empty(), "{}", long.join("\n"));
 }
