@@ -259,13 +259,9 @@ pub(crate) trait Maker: Sync {
     /// What the engine can do from the model's settings alone (see [`capabilities_of`]).
     fn capabilities(&self, model: &Model) -> Capabilities;
 
-    /// The per-image input identity of one cell (see [`Engine::cell_input`]). None by
-    /// default: the cell's key is the image's content alone.
-    fn cell_input(&self, _model: &Model, _image: &ImageEntry) -> Option<String> {
-        None
-    }
-
-    /// [`Maker::cell_input`] for many images at once, as `(image index, input)`.
+    /// The per-image input identities of cells (see [`Engine::cell_input`]), as `(image
+    /// index, input)` for the images that have one. None by default: a cell's key is the
+    /// image's content alone.
     fn cell_inputs(&self, _model: &Model, _images: &[ImageEntry]) -> Vec<(usize, String)> {
         Vec::new()
     }
@@ -303,11 +299,6 @@ pub fn capabilities_of(model: &Model) -> Capabilities {
 /// loading the model: `(image index, input)` for the images that have one.
 pub fn cell_inputs(model: &Model, images: &[ImageEntry]) -> Vec<(usize, String)> {
     maker(model.kind).cell_inputs(model, images)
-}
-
-/// The per-image input identity of one cell (see [`Engine::cell_input`]).
-pub fn cell_input(model: &Model, image: &ImageEntry) -> Option<String> {
-    maker(model.kind).cell_input(model, image)
 }
 
 /// Loads a model's engine.

@@ -38,10 +38,6 @@ impl super::Maker for Kind {
         capabilities()
     }
 
-    fn cell_input(&self, model: &Model, image: &ImageEntry) -> Option<String> {
-        Sidecar::new(model).cell_input(image)
-    }
-
     fn cell_inputs(&self, model: &Model, images: &[ImageEntry]) -> Vec<(usize, String)> {
         use rayon::prelude::*;
         let engine = Sidecar::new(model);

@@ -123,11 +123,14 @@ fn spelled_keys(
     identity: &Identity,
     images: &[ImageEntry],
 ) -> Vec<(String, String)> {
+    let inputs: std::collections::HashMap<usize, String> =
+        engine::cell_inputs(model, images).into_iter().collect();
     images
         .iter()
-        .map(|img| {
-            let input = engine::cell_input(model, img);
-            let k = key::tagger(identity, &img.hash, input.as_deref(), model.score_floor, 0);
+        .enumerate()
+        .map(|(i, img)| {
+            let input = inputs.get(&i).map(String::as_str);
+            let k = key::tagger(identity, &img.hash, input, model.score_floor, 0);
             (k.hash(), k.canonical())
         })
         .collect()
