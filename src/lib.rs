@@ -27,6 +27,7 @@ pub mod prompt_scores;
 pub mod report;
 pub mod runner;
 pub mod store;
+pub mod studio;
 pub mod tags;
 pub mod templates;
 #[cfg(test)]

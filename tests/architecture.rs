@@ -38,7 +38,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("store", &["store"]),
     ("analysis", &["analysis"]),
     ("runner", &["runner", "prompt_scores"]),
-    ("products", &["report", "production"]),
+    ("products", &["report", "production", "studio"]),
     ("cli", &["cli"]),
 ];
 

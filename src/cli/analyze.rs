@@ -22,6 +22,10 @@ use crate::ui;
 pub struct Args {
     /// Run id, unique prefix, `latest`, or a run folder.
     pub run: String,
+    /// Ground truth to score against: the dataset's as it is now (`current`, after studio
+    /// edits) or the run's own copy from when it ran (`snapshot`).
+    #[arg(long, value_enum, default_value = "current", value_name = "WHICH")]
+    pub ground_truth: crate::runner::truth::Choice,
     /// Only these variants (default: all, in experiment order).
     #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
     pub variant: Option<Vec<String>>,
@@ -140,7 +144,8 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
     crate::store::duck::ensure(&env.fetcher)?;
     let db = crate::store::open_db()?;
     let conn = db.connect()?;
-    store::tables::open_run(&conn, &run)?;
+    let used = crate::runner::truth::choose(&conn, &env.project, &run, args.ground_truth)?;
+    ui::note(used.describe());
     let attr = match &args.by {
         Some(by) => Some(store::images::attribute_values(&conn, by)?),
         None => None,

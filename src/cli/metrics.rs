@@ -15,6 +15,10 @@ use crate::ui;
 pub struct Args {
     /// Run id, unique prefix, `latest`, or a run folder.
     pub run: String,
+    /// Ground truth to score against: the dataset's as it is now (`current`, after studio
+    /// edits) or the run's own copy from when it ran (`snapshot`).
+    #[arg(long, value_enum, default_value = "current", value_name = "WHICH")]
+    pub ground_truth: crate::runner::truth::Choice,
     /// Print one JSON object: {"variants": [...]}.
     #[arg(long)]
     pub json: bool,
@@ -44,17 +48,19 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
     crate::store::duck::ensure(&env.fetcher)?;
     let db = crate::store::open_db()?;
     let conn = db.connect()?;
-    store::tables::open_run(&conn, &run)?;
+    let used = crate::runner::truth::choose(&conn, &env.project, &run, args.ground_truth)?;
     let mut metrics = crate::runner::scoring::run_metrics(&conn, &source, &variants, None)?;
     let agreement = add_run_metrics(&run, &mut metrics);
     if args.json {
-        let mut doc = json!({ "run_id": m.run_id, "ground_truth": source, "variants": metrics });
+        let mut doc = json!({ "run_id": m.run_id, "ground_truth": source,
+            "ground_truth_used": used.describe(), "variants": metrics });
         if let Some(a) = agreement {
             doc["judge_agreement"] = a;
         }
         ui::json_line(&doc);
         return Ok(ExitCode::SUCCESS);
     }
+    ui::out(used.describe());
     ui::out(super::run::leaderboard(&metrics, m.best.as_ref()));
     for vm in &metrics {
         print_tags(vm, args.top);

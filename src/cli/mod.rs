@@ -17,6 +17,7 @@ mod run;
 mod runs;
 mod scan;
 mod schema;
+mod serve;
 pub(crate) mod table;
 mod tag;
 
@@ -79,6 +80,8 @@ pub enum Command {
     Promote(promote::Args),
     /// Tag folders with a production config, writing .txt / XMP / JSON sidecars.
     Tag(tag::Args),
+    /// The studio: hand-tag a folder, review runs against ground truth, browse a folder.
+    Serve(serve::Args),
     /// Prompt templates (prompts/NAME.j2): versions, their scores, diffs, rollback.
     #[command(subcommand)]
     Prompts(prompts::PromptsCommand),
@@ -117,6 +120,7 @@ pub fn main() -> ExitCode {
         Command::Promote(a) => promote::run(&env, a),
         Command::Tag(a) => tag::run(&env, a),
         Command::Prompts(c) => prompts::run(&env, c),
+        Command::Serve(a) => serve::run(&env, a),
     };
     match result {
         Ok(code) => code,

@@ -17,6 +17,10 @@ pub struct Args {
     /// page (images matched by path and content hash; variants named `RUN:VARIANT`).
     #[arg(required = true)]
     pub runs: Vec<String>,
+    /// Ground truth to score against: the dataset's as it is now (`current`, after studio
+    /// edits) or the run's own copy from when it ran (`snapshot`).
+    #[arg(long, value_enum, default_value = "current", value_name = "WHICH")]
+    pub ground_truth: crate::runner::truth::Choice,
     /// The HTML file to write (default: reports/<first run id>.html).
     #[arg(long, short, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -92,6 +96,8 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
         thumb_size: args.thumb_size,
         page_size: args.page_size,
         thumb_cache: env.project.state_dir().join("thumbs"),
+        project: env.project.clone(),
+        ground_truth: args.ground_truth,
     };
     let summary = report::build(&conn, dirs, &opts)?;
     if env.verbose {

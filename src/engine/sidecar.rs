@@ -111,7 +111,12 @@ impl Sidecar {
         let rel_path = crate::dataset::names::rel_path(rel);
         let stem = rel_path.file_stem().unwrap_or_default().to_os_string();
         let mut out = Vec::new();
-        for ext in self.extensions() {
+        // A loose file's path (`iw-lab predict /abs/a.png`, `../a.png`) is not relative to
+        // the predictions folder: joined, it would name the image's own sibling files.
+        let inside = rel_path
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+        for ext in self.extensions().iter().filter(|_| inside) {
             out.push(self.dir.join(&rel_path).with_extension(ext));
             let mut full = self.dir.join(&rel_path).into_os_string();
             full.push(format!(".{ext}"));
@@ -275,6 +280,16 @@ mod tests {
                 PathBuf::from("/p/sub/img.png.txt"),
                 PathBuf::from("/p/img.txt")
             ]
+        );
+        // A loose file named by an absolute or parent path is found by its stem only, never
+        // by its own sibling `.txt`.
+        assert_eq!(
+            s.candidates("/data/img.png"),
+            vec![PathBuf::from("/p/img.txt")]
+        );
+        assert_eq!(
+            s.candidates("../img.png"),
+            vec![PathBuf::from("/p/img.txt")]
         );
     }
 }

@@ -28,6 +28,8 @@ pub type Attribute = (String, HashMap<String, Vec<String>>);
 /// One run, loaded.
 pub struct LoadedRun {
     pub manifest: Manifest,
+    /// The ground truth scored against (current or the run's snapshot).
+    pub truth_used: crate::runner::truth::Used,
     pub dir: RunDir,
     /// Short label used in front of variant names when a report compares several runs.
     pub label: String,
@@ -74,14 +76,17 @@ pub fn load_run(
     index: usize,
     several: bool,
     threshold: Option<f64>,
+    truth: (&crate::config::Project, crate::runner::truth::Choice),
 ) -> Result<LoadedRun> {
     let manifest = Manifest::read(&dir.manifest_path())?;
-    store::tables::open_run(conn, &dir)?;
+    let truth_used = crate::runner::truth::choose(conn, truth.0, &dir, truth.1)?;
     let source = manifest.dataset.ground_truth.clone();
     let label = run_label(&manifest.run_id, index);
     let file = read_metrics_file(&dir);
+    // Stored tag metrics hold only while the ground truth is the run's own.
+    let stored = file.as_ref().filter(|_| !truth_used.changed());
     let metrics = match &source {
-        Some(src) => tag_metrics(conn, &manifest, src, file.as_ref(), threshold)?,
+        Some(src) => tag_metrics(conn, &manifest, src, stored, threshold)?,
         None => Vec::new(),
     };
     let speeds = store::cells::speeds(conn)?;
@@ -109,6 +114,7 @@ pub fn load_run(
     let attributes = attributes(conn)?;
     let texts = store::texts::texts(conn)?;
     Ok(LoadedRun {
+        truth_used,
         manifest,
         dir,
         label,

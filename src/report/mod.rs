@@ -54,6 +54,10 @@ pub struct Options {
     pub page_size: usize,
     /// `.iw-lab/thumbs` of the project.
     pub thumb_cache: PathBuf,
+    /// The project (whose datasets hold the current ground truth).
+    pub project: crate::config::Project,
+    /// Score against the dataset's current ground truth or each run's snapshot.
+    pub ground_truth: crate::runner::truth::Choice,
 }
 
 /// What `build` did.
@@ -159,10 +163,17 @@ fn load_runs(
     let mut runs = Vec::new();
     for (i, d) in dirs.into_iter().enumerate() {
         let id = d.id.clone();
-        runs.push(
-            data::load_run(conn, d, i, several, opts.threshold)
-                .with_context(|| format!("cannot read run {id}"))?,
-        );
+        let run = data::load_run(
+            conn,
+            d,
+            i,
+            several,
+            opts.threshold,
+            (&opts.project, opts.ground_truth),
+        )
+        .with_context(|| format!("cannot read run {id}"))?;
+        crate::ui::note(format!("{id}: {}", run.truth_used.describe()));
+        runs.push(run);
     }
     Ok(runs)
 }

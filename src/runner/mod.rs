@@ -12,6 +12,7 @@ pub mod judge;
 pub mod pipeline;
 pub mod predict;
 pub mod scoring;
+pub mod truth;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

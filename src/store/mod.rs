@@ -39,6 +39,7 @@ pub mod lookup;
 pub mod manifest;
 pub mod reads;
 pub mod scores;
+pub mod studio;
 pub mod tables;
 pub mod texts;
 pub mod truth;

@@ -95,3 +95,53 @@ pub fn labelled_tags(conn: &Connection<'_>, source: &str) -> Result<HashMap<Stri
     })?;
     Ok(out)
 }
+
+/// Scores the run whose views are open on `conn` against other ground truth for `source`:
+/// `rows` (path, image hash, tag; `None` for a labelled image with no tags) replace that
+/// source's rows in the `ground_truth` view, and `images.labelled` follows them. Other sources
+/// keep the run's rows. The run's files are not touched. Returns whether anything differs from
+/// what the run stored.
+pub fn replace_source(
+    conn: &Connection<'_>,
+    run: &super::RunDir,
+    source: &str,
+    rows: &[(String, String, Option<String>)],
+) -> Result<bool> {
+    let src = lit(source);
+    let images = run.file("images.parquet");
+    if !images.is_file() {
+        return Ok(false);
+    }
+    conn.execute(&format!(
+        "CREATE OR REPLACE TABLE iw_truth_now AS SELECT path, image_hash, source, tag
+         FROM ground_truth WHERE source <> {src};
+         CREATE OR REPLACE TABLE iw_truth_new (path VARCHAR, image_hash VARCHAR, tag VARCHAR);"
+    ))?;
+    let mut a = conn.appender("iw_truth_new")?;
+    for (path, hash, tag) in rows {
+        a.str(path)?.str(hash)?.opt_str(tag.as_deref())?.end_row()?;
+    }
+    a.finish()?;
+    let mut differs = false;
+    conn.query(&format!(
+        "SELECT count(*) FROM (
+           (SELECT DISTINCT path, coalesce(tag, '') FROM ground_truth WHERE source = {src}
+            EXCEPT SELECT DISTINCT path, coalesce(tag, '') FROM iw_truth_new)
+           UNION ALL
+           (SELECT DISTINCT path, coalesce(tag, '') FROM iw_truth_new
+            EXCEPT SELECT DISTINCT path, coalesce(tag, '') FROM ground_truth WHERE source = {src}))"
+    ))?
+    .for_each_row(|r| {
+        differs = r.i64(0)?.unwrap_or(0) > 0;
+        Ok(())
+    })?;
+    conn.execute(&format!(
+        "INSERT INTO iw_truth_now SELECT path, image_hash, {src}, tag FROM iw_truth_new;
+         CREATE OR REPLACE VIEW ground_truth AS SELECT * FROM iw_truth_now;
+         CREATE OR REPLACE VIEW images AS SELECT * REPLACE (
+           path IN (SELECT path FROM iw_truth_now WHERE source = {src}) AS labelled)
+         FROM read_parquet({});",
+        super::duck::path_lit(&images)
+    ))?;
+    Ok(differs)
+}

@@ -563,6 +563,13 @@ impl Appender<'_> {
         self.check(state)
     }
 
+    pub fn opt_i32(&mut self, x: Option<u32>) -> Result<&mut Self> {
+        match x.and_then(|v| i32::try_from(v).ok()) {
+            Some(v) => self.i32(v),
+            None => self.null(),
+        }
+    }
+
     pub fn bool(&mut self, x: bool) -> Result<&mut Self> {
         let state = unsafe { (self.api.duckdb_append_bool)(self.raw, x) };
         self.check(state)

@@ -1,0 +1,410 @@
+//! Reviewing runs against ground truth (`iw-lab serve --run RUN…`): the grid of the run's
+//! images with their current ground truth, flags (`error`, `failed`, `disagree`) and sort keys
+//! (`f1`, `score:<tag>`); an image's page with each variant's tags as true positive, false
+//! positive or missed; and edits of the dataset's ground-truth `.txt` sidecars (accept a
+//! predicted tag, remove a wrong one), versioned and logged like every studio write.
+//!
+//! Runs stay immutable: edits go to the dataset's sidecars, never to a run's
+//! `ground_truth.parquet`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::{Path as AxPath, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::browse::Listing;
+use super::answer::{ApiError, ApiResult, Body};
+use super::tagfile::{self, Change, Writer};
+use super::{App, Mode};
+use crate::config::Project;
+use crate::dataset::GroundTruth;
+use crate::report::data::{LoadedRun, LoadedVariant};
+use crate::store::studio::ItemRow;
+use crate::words::GroundTruthKind;
+
+/// Runs being reviewed.
+pub struct Review {
+    listing: Listing,
+    runs: Vec<LoadedRun>,
+    variants: Vec<LoadedVariant>,
+    /// The first run's dataset root (where images and sidecars are).
+    root: PathBuf,
+    /// The scored ground-truth source as configured now, when its sidecars can be edited.
+    source: Option<GroundTruth>,
+    aliases: crate::tags::Aliases,
+    writer: Writer,
+}
+
+impl Review {
+    pub fn listing(&self) -> &Listing {
+        &self.listing
+    }
+
+    pub fn roots(&self) -> Vec<PathBuf> {
+        vec![self.root.clone()]
+    }
+
+    pub fn info(&self) -> Value {
+        json!({
+            "runs": self.runs.iter().map(|r| json!({"id": r.manifest.run_id, "experiment": r.manifest.experiment})).collect::<Vec<_>>(),
+            "variants": self.variants.iter().map(|v| json!({"key": v.key, "threshold": v.threshold})).collect::<Vec<_>>(),
+            "root": self.root.display().to_string(),
+            "source": self.source.as_ref().map(|s| s.name.clone()),
+            "editable": self.editable().is_ok(),
+            "edit_log": self.writer.log_path().display().to_string(),
+        })
+    }
+
+    fn editable(&self) -> Result<&GroundTruth, String> {
+        match &self.source {
+            Some(gt) if gt.kind == GroundTruthKind::Txt => Ok(gt),
+            Some(gt) => Err(format!(
+                "the ground truth `{}` is a {:?} source; the studio edits .txt sidecars",
+                gt.name, gt.kind
+            )),
+            None => Err("the run's dataset has no ground truth to edit".into()),
+        }
+    }
+
+    /// Loads the runs (their views scored against the dataset's current ground truth).
+    pub fn open(project: &Project, runs: Vec<crate::store::RunDir>) -> anyhow::Result<Review> {
+        let db = crate::store::open_db()?;
+        let conn = db.connect()?;
+        let several = runs.len() > 1;
+        let mut loaded = Vec::new();
+        for (i, dir) in runs.into_iter().enumerate() {
+            let id = dir.id.clone();
+            let truth = (project, crate::runner::truth::Choice::Current);
+            let run = crate::report::data::load_run(&conn, dir, i, several, None, truth)?;
+            crate::ui::note(format!("{id}: {}", run.truth_used.describe()));
+            loaded.push(run);
+        }
+        drop(conn);
+        let first = &loaded[0];
+        let root = first.manifest.dataset.root.clone();
+        let ds = crate::config::resolve::load_dataset(project, &first.manifest.dataset.file).ok();
+        let source = ds.as_ref().and_then(|d| {
+            let name = first.manifest.dataset.ground_truth.as_deref()?;
+            d.ground_truth.iter().find(|g| g.name == name).cloned()
+        });
+        let aliases = ds.map(|d| d.aliases).unwrap_or_default();
+        let mut variants = Vec::new();
+        for r in &mut loaded {
+            variants.append(&mut r.variants);
+        }
+        let rows = rows(&loaded[0], &variants);
+        let files = loaded[0]
+            .images
+            .iter()
+            .map(|i| (0, i.path.clone(), i.hash.clone()))
+            .collect();
+        let listing = Listing::new(files, &rows)?;
+        let logs = project.state_dir().join("studio");
+        std::fs::create_dir_all(&logs)?;
+        let key = blake3::hash(root.to_string_lossy().as_bytes()).to_hex();
+        Ok(Review {
+            listing,
+            runs: loaded,
+            variants,
+            root,
+            source,
+            aliases,
+            writer: Writer::new(logs.join(format!("edits-{}.jsonl", &key[..12]))),
+        })
+    }
+}
+
+/// Per variant, the predicted tags of image `path` at its threshold, with scores.
+fn predicted(v: &LoadedVariant, path: &str) -> Option<Vec<(String, f32)>> {
+    let s = &v.scores;
+    let img = s
+        .images
+        .binary_search_by(|i| i.path.as_str().cmp(path))
+        .ok()?;
+    let mut out: Vec<(String, f32)> = s.entries[img]
+        .iter()
+        .filter(|e| s.predicted(img, e, v.threshold))
+        .map(|e| (s.tags[e.tag as usize].clone(), e.score))
+        .collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    Some(out)
+}
+
+fn f1(pred: &BTreeSet<&str>, truth: &BTreeSet<&str>) -> f64 {
+    if pred.is_empty() && truth.is_empty() {
+        return 1.0;
+    }
+    let tp = pred.intersection(truth).count() as f64;
+    2.0 * tp / (pred.len() + truth.len()) as f64
+}
+
+fn rows(run: &LoadedRun, variants: &[LoadedVariant]) -> Vec<ItemRow> {
+    let mut fails: HashMap<&str, (bool, bool)> = HashMap::new();
+    for f in &run.failures {
+        let e = fails.entry(f.path.as_str()).or_default();
+        if f.variant.is_some() {
+            e.1 = true;
+        } else {
+            e.0 = true;
+        }
+    }
+    run.images
+        .iter()
+        .enumerate()
+        .map(|(id, img)| {
+            let truth = run.truth.get(&img.path);
+            let mut row = ItemRow {
+                id: id as i64,
+                path: img.path.clone(),
+                hash: Some(img.hash.clone()),
+                width: img.width.and_then(|w| u32::try_from(w).ok()),
+                height: img.height.and_then(|h| u32::try_from(h).ok()),
+                format: img.format.clone(),
+                tags: truth
+                    .map(|t| t.iter().map(|x| (x.clone(), x.clone())).collect())
+                    .unwrap_or_default(),
+                ..ItemRow::default()
+            };
+            for (k, v) in &img.meta {
+                match k.as_str() {
+                    "generator" => row.generator = Some(v.clone()),
+                    "sampler" => row.sampler = Some(v.clone()),
+                    "model" => row.model = Some(v.clone()),
+                    _ => {}
+                }
+            }
+            if let Some((err, failed)) = fails.get(img.path.as_str()) {
+                if *err {
+                    row.flags.push("error".into());
+                }
+                if *failed {
+                    row.flags.push("failed".into());
+                }
+            }
+            let truth_set: BTreeSet<&str> =
+                truth.into_iter().flatten().map(String::as_str).collect();
+            let mut sets = Vec::new();
+            let mut best: HashMap<String, f64> = HashMap::new();
+            for v in variants.iter().filter(|v| v.tags) {
+                let Some(p) = predicted(v, &img.path) else {
+                    continue;
+                };
+                for (t, s) in &p {
+                    let e = best.entry(format!("score:{t}")).or_insert(0.0);
+                    *e = e.max(*s as f64);
+                }
+                let set: BTreeSet<String> = p.into_iter().map(|x| x.0).collect();
+                sets.push(set);
+            }
+            if sets.windows(2).any(|w| w[0] != w[1]) {
+                row.flags.push("disagree".into());
+            }
+            if truth.is_some() && !sets.is_empty() {
+                let mean = sets
+                    .iter()
+                    .map(|s| f1(&s.iter().map(String::as_str).collect(), &truth_set))
+                    .sum::<f64>()
+                    / sets.len() as f64;
+                row.values.push(("f1".into(), mean));
+            }
+            row.values.extend(best);
+            row
+        })
+        .collect()
+}
+
+fn reviewing(app: &App) -> ApiResult<&Review> {
+    match &app.mode {
+        Mode::Review(r) => Ok(r),
+        _ => Err(ApiError::not_found("the studio is not reviewing a run")),
+    }
+}
+
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/api/review/items/{id}", get(item))
+        .route("/api/review/items/{id}/truth", post(edit_truth))
+}
+
+/// The ground-truth sidecar of an image, its raw tags and version.
+fn truth_file(r: &Review, rel: &str) -> Result<(PathBuf, tagfile::TagFile), ApiError> {
+    let gt = r.editable().map_err(ApiError::bad)?;
+    let cands = crate::dataset::ground_truth::sidecar_candidates(
+        &r.root,
+        gt.dir.as_deref(),
+        rel,
+        &gt.extension,
+    );
+    let path = cands
+        .iter()
+        .find(|p| p.is_file())
+        .or(cands.first())
+        .cloned()
+        .ok_or_else(|| ApiError::bad("no sidecar path"))?;
+    let f = tagfile::read(&path, &gt.separator).map_err(super::tagging::conflict_or_error)?;
+    Ok((path, f))
+}
+
+/// The key a tag is compared by: normalised, then through the dataset's aliases.
+fn key(r: &Review, tag: &str) -> Option<String> {
+    crate::tags::normalise(tag).map(|t| r.aliases.apply(t))
+}
+
+pub async fn item(State(app): State<Arc<App>>, AxPath(id): AxPath<i64>) -> ApiResult<Json<Value>> {
+    let r = reviewing(&app)?;
+    let (_, rel, hash) = r.listing.file(id)?.clone();
+    let run = &r.runs[0];
+    let img = run.images.iter().find(|i| i.path == rel);
+    let (truth, truth_meta) = match truth_file(r, &rel) {
+        Ok((path, f)) => {
+            let keys: Vec<String> = f.tags.iter().filter_map(|t| key(r, t)).collect();
+            let labelled = f.version != tagfile::ABSENT;
+            (
+                keys,
+                json!({"version": f.version, "file": path.strip_prefix(&r.root).map(|p| p.display().to_string()).unwrap_or_default(), "labelled": labelled, "editable": true}),
+            )
+        }
+        Err(e) => (
+            run.truth.get(&rel).cloned().unwrap_or_default(),
+            json!({"editable": false, "error": e.body["error"]}),
+        ),
+    };
+    let truth_set: BTreeSet<&str> = truth.iter().map(String::as_str).collect();
+    let variants: Vec<Value> = r
+        .variants
+        .iter()
+        .map(|v| {
+            let pred = predicted(v, &rel).unwrap_or_default();
+            let mut tags: Vec<Value> = pred
+                .iter()
+                .map(|(t, s)| json!({"tag": t, "score": s, "status": if truth_set.contains(t.as_str()) {"tp"} else {"fp"}}))
+                .collect();
+            for t in &truth {
+                if !pred.iter().any(|(p, _)| p == t) {
+                    tags.push(json!({"tag": t, "score": null, "status": "fn"}));
+                }
+            }
+            let failed: Vec<&str> = run
+                .failures
+                .iter()
+                .filter(|f| f.path == rel && f.variant.as_deref() == Some(v.name.as_str()))
+                .map(|f| f.reason.as_str())
+                .collect();
+            json!({"key": v.key, "threshold": v.threshold, "tags": tags, "failed": failed, "is_tagger": v.tags})
+        })
+        .collect();
+    let captions: Vec<Value> = run
+        .texts
+        .iter()
+        .filter(|t| t.path == rel)
+        .map(|t| json!({"variant": t.variant, "repeat": t.repeat, "text": t.text,
+            "verdicts": t.verdicts.iter().map(|(j, side, verdict, score)| json!({"judge": j, "side": side, "verdict": verdict, "score": score})).collect::<Vec<_>>()}))
+        .collect();
+    let prompt_tags = img.and_then(|i| i.prompt.as_deref()).map(|p| {
+        let gen = img
+            .and_then(|i| i.meta.iter().find(|(k, _)| k == "generator"))
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("");
+        let d = crate::prompt::Dialect::for_generator(gen);
+        crate::prompt::parse(p, d)
+            .tags
+            .into_iter()
+            .map(|t| t.tag)
+            .collect::<Vec<_>>()
+    });
+    Ok(Json(json!({
+        "id": id, "path": rel, "hash": hash,
+        "url": format!("/files/0/{}", super::tagging::encode_path(&rel)),
+        "meta": img.map(|i| i.meta.clone()),
+        "prompt": img.and_then(|i| i.prompt.clone()),
+        "negative": img.and_then(|i| i.negative.clone()),
+        "prompt_tags": prompt_tags,
+        "truth": truth, "truth_file": truth_meta,
+        "variants": variants, "captions": captions,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TruthEdit {
+    /// Accept this tag into the ground truth.
+    #[serde(default)]
+    add: Option<String>,
+    /// Remove this tag (compared after normalising and aliases).
+    #[serde(default)]
+    remove: Option<String>,
+    /// The version of the sidecar the edit was made on.
+    version: String,
+}
+
+/// Accepts a predicted tag into, or removes a tag from, an image's ground-truth sidecar.
+pub async fn edit_truth(
+    State(app): State<Arc<App>>,
+    AxPath(id): AxPath<i64>,
+    Body(e): Body<TruthEdit>,
+) -> ApiResult<Json<Value>> {
+    let r = reviewing(&app)?;
+    let (_, rel, _) = r.listing.file(id)?.clone();
+    let gt = r.editable().map_err(ApiError::bad)?;
+    let (path, current) = truth_file(r, &rel)?;
+    let mut tags = current.tags.clone();
+    let action = match (&e.add, &e.remove) {
+        (Some(add), None) => {
+            let add =
+                tagfile::check_tag(add, &gt.separator).map_err(|x| ApiError::bad(x.to_string()))?;
+            let k = key(r, &add);
+            if !tags.iter().any(|t| key(r, t) == k) {
+                tags.push(add);
+            }
+            "accept"
+        }
+        (None, Some(rm)) => {
+            let k = key(r, rm);
+            tags.retain(|t| key(r, t) != k);
+            "remove"
+        }
+        _ => return Err(ApiError::bad("give exactly one of `add` and `remove`")),
+    };
+    // A one-character separator is written kohya-style, with a space after it.
+    let joiner = match gt.separator.trim() {
+        s if s.chars().count() == 1 => format!("{s} "),
+        _ => gt.separator.clone(),
+    };
+    let content = tagfile::render(&tags, &joiner);
+    let rel_file = path
+        .strip_prefix(&r.root)
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let sep = gt.separator.clone();
+    let version = r
+        .writer
+        .write_if(
+            Change {
+                path: &path,
+                rel: &rel_file,
+                expected: &e.version,
+                content: content.as_bytes(),
+                old: current.tags,
+                new: tags.clone(),
+                action,
+            },
+            |p| tagfile::read(p, &sep),
+        )
+        .map_err(super::tagging::conflict_or_error)?;
+    let keyed: Vec<(String, String)> = tags
+        .iter()
+        .filter_map(|t| key(r, t).map(|k| (k.clone(), k)))
+        .collect();
+    r.listing
+        .with(|c| crate::store::studio::set_tags(c, id, &keyed))?;
+    let truth: Vec<String> = keyed.into_iter().map(|x| x.0).collect();
+    Ok(Json(
+        json!({"truth": truth, "version": version, "status": StatusCode::OK.as_u16()}),
+    ))
+}

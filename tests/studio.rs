@@ -1,0 +1,926 @@
+//! `iw-lab serve`, the studio, driven like a user drives it: the real binary on fixture trees,
+//! Debian's Chromium through `chromedriver` (WebDriver, via `fantoccini`), and raw HTTP for
+//! what a browser would never send (path traversal, missing tokens, foreign origins and hosts).
+//!
+//! The browser tests skip, saying so, only when `chromedriver` is absent; `.ci/run` installs
+//! it. `IW_LAB_SCREENSHOTS=DIR` saves a screenshot of each workflow there (how `docs/` got its
+//! pictures).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+
+/// A running studio; killed (SIGKILL) when dropped.
+struct Studio {
+    child: Child,
+    url: String,
+    base: String,
+    token: String,
+}
+
+impl Studio {
+    fn start(project: &Path, args: &[&str]) -> Studio {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_iw-lab"))
+            .arg("serve")
+            .args(args)
+            .current_dir(project)
+            .env("IW_LAB_PROJECT", project)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let url = first
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL on the first line: {first:?}"))
+            .to_string();
+        let base = url.split("/?").next().unwrap().to_string();
+        let token = url.split("token=").nth(1).unwrap().to_string();
+        Studio {
+            child,
+            url,
+            base,
+            token,
+        }
+    }
+
+    fn addr(&self) -> String {
+        self.base.trim_start_matches("http://").to_string()
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Studio {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One raw HTTP/1.1 request, exactly as given; returns (status, body).
+fn raw(addr: &str, request: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+fn get(st: &Studio, path: &str, headers: &str) -> (u16, String) {
+    raw(
+        &st.addr(),
+        &format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\n{headers}Connection: close\r\n\r\n",
+            st.addr()
+        ),
+    )
+}
+
+fn send(st: &Studio, method: &str, path: &str, headers: &str, body: &Value) -> (u16, Value) {
+    let body = body.to_string();
+    let (code, text) = raw(
+        &st.addr(),
+        &format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{headers}Connection: close\r\n\r\n{body}",
+            st.addr(),
+            body.len()
+        ),
+    );
+    (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Headers of a request the studio's own page makes.
+fn own(st: &Studio) -> String {
+    format!("X-IW-Token: {}\r\nOrigin: {}\r\n", st.token, st.base)
+}
+
+/// A folder of three small images (one in a subfolder, one with a non-ASCII name).
+fn three_images(dir: &Path) {
+    let imgs = fixture_images();
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    let png: Vec<&PathBuf> = imgs
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .collect();
+    std::fs::copy(png[0], dir.join("a.png")).unwrap();
+    std::fs::copy(png[1], dir.join("sub").join("b.png")).unwrap();
+    std::fs::copy(png[2], dir.join("é c.png")).unwrap();
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+// ---------- WebDriver ----------
+
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chromedriver() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("IW_LAB_CHROMEDRIVER") {
+        return Some(PathBuf::from(p));
+    }
+    ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .or_else(|| {
+            Command::new("sh")
+                .args(["-c", "command -v chromedriver"])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        })
+}
+
+/// Starts chromedriver, or says why the browser test is skipped.
+fn driver() -> Option<Driver> {
+    let Some(bin) = chromedriver() else {
+        eprintln!(
+            "SKIPPED: the studio's browser tests need chromedriver (Debian: apt-get install chromium chromium-driver; or set IW_LAB_CHROMEDRIVER)"
+        );
+        return None;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(bin)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "chromedriver did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(Driver { child, port })
+}
+
+async fn browser(d: &Driver) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000"]}),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{}", d.port))
+        .await
+        .expect("a WebDriver session")
+}
+
+/// Waits until the JavaScript expression is truthy; returns its value.
+async fn until(c: &Client, expr: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        let v = c
+            .execute(&format!("return ({expr});"), vec![])
+            .await
+            .unwrap_or(Value::Null);
+        let truthy =
+            !matches!(&v, Value::Null | Value::Bool(false)) && v != json!(0) && v != json!("");
+        if truthy {
+            return v;
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            let notice = c
+                .execute(
+                    "return document.getElementById('notice').textContent",
+                    vec![],
+                )
+                .await
+                .unwrap_or(Value::Null);
+            panic!("timed out waiting for {expr} (notice: {notice})");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn keys(c: &Client, text: &str) {
+    c.find(Locator::Css("body"))
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn shown_name(c: &Client) -> String {
+    until(c, "document.getElementById('imgname').textContent").await;
+    c.execute(
+        "return document.getElementById('imgname').textContent",
+        vec![],
+    )
+    .await
+    .unwrap()
+    .as_str()
+    .unwrap()
+    .split_whitespace()
+    .next()
+    .unwrap()
+    .to_string()
+}
+
+async fn screenshot(c: &Client, name: &str) {
+    if let Some(dir) = std::env::var_os("IW_LAB_SCREENSHOTS") {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let png = c.screenshot().await.unwrap();
+        std::fs::write(Path::new(&dir).join(name), png).unwrap();
+    }
+}
+
+const ENTER: char = '\u{E007}';
+const CONTROL: char = '\u{E009}';
+const NULL_KEY: char = '\u{E000}';
+
+// ---------- tests ----------
+
+#[test]
+fn preparing_copies_names_and_extends_without_renumbering() {
+    let p = Project::new();
+    let src = p.path().join("shoot");
+    three_images(&src);
+    std::fs::write(src.join("notes.txt"), "not an image").unwrap();
+    let st = Studio::start(p.path(), &["--tag", "shoot", "--prefix", "amy"]);
+    let out = src.join("out");
+    let session: Value = serde_json::from_str(&read(&out.join("iw-lab-session.json"))).unwrap();
+    let names: Vec<(&str, &str)> = session["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["name"].as_str().unwrap(), i["original"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("amy_0001.png", "a.png"),
+            ("amy_0002.png", "sub/b.png"),
+            ("amy_0003.png", "é c.png")
+        ]
+    );
+    for n in ["amy_0001", "amy_0002", "amy_0003"] {
+        assert_eq!(read(&out.join(format!("{n}.txt"))), "");
+    }
+    assert_eq!(
+        std::fs::read(out.join("amy_0002.png")).unwrap(),
+        std::fs::read(src.join("sub/b.png")).unwrap()
+    );
+    assert!(src.join("a.png").is_file(), "originals are never moved");
+    st.kill();
+    // A tagged copy stays; a new original gets the next number; the output folder is never input.
+    std::fs::write(out.join("amy_0001.txt"), "kept").unwrap();
+    std::fs::copy(src.join("a.png"), src.join("0-new.png")).unwrap();
+    let st = Studio::start(p.path(), &["--tag", "shoot", "--prefix", "amy"]);
+    let session: Value = serde_json::from_str(&read(&out.join("iw-lab-session.json"))).unwrap();
+    let items = session["items"].as_array().unwrap();
+    assert_eq!(items.len(), 4);
+    assert_eq!(items[3]["name"], "amy_0004.png");
+    assert_eq!(items[3]["original"], "0-new.png");
+    assert_eq!(items[0]["name"], "amy_0001.png");
+    assert_eq!(read(&out.join("amy_0001.txt")), "kept");
+    assert!(!out.join("out").exists());
+    st.kill();
+}
+
+#[test]
+fn raw_http_cannot_leave_the_folder_or_skip_the_token() {
+    let p = Project::new();
+    let src = p.path().join("shoot");
+    three_images(&src);
+    std::fs::write(p.path().join("secret.txt"), "secret").unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(p.path().join("secret.txt"), src.join("out-link.png")).unwrap();
+    let st = Studio::start(p.path(), &["--tag", "shoot"]);
+    // Reads on loopback need no token.
+    assert_eq!(get(&st, "/files/0/img_0001.png", "").0, 200);
+    assert_eq!(get(&st, "/", "").0, 200);
+    for bad in [
+        "/files/0/../../secret.txt",
+        "/files/0/..%2f..%2fsecret.txt",
+        "/files/0/%2e%2e/%2e%2e/secret.txt",
+        "/files/0/%2E%2E%2F%2E%2E%2Fsecret.txt",
+        "/files/0//etc/passwd",
+        "/files/0/%2fetc%2fpasswd",
+        "/files/0/..\\..\\secret.txt",
+        "/thumbs/0/../../secret.txt",
+        "/files/1/secret.txt",
+    ] {
+        let (code, body) = get(&st, bad, "");
+        assert!(
+            code == 403 || code == 404 || code == 400,
+            "{bad}: {code} {body}"
+        );
+        assert!(
+            !body.contains("secret\n") && body != "secret",
+            "{bad}: {body}"
+        );
+    }
+    // A symlink out of the folder is not an original: nothing of it is copied or served.
+    let (code, _) = get(&st, "/files/0/out-link.png", "");
+    assert_eq!(code, 404);
+    for e in std::fs::read_dir(src.join("out")).unwrap() {
+        assert_ne!(std::fs::read(e.unwrap().path()).unwrap(), b"secret");
+    }
+    // Writes need the token, the studio's own Origin, and a Host naming the studio.
+    let body = json!({"tags": ["x"], "version": "absent"});
+    let (code, _) = send(&st, "PUT", "/api/tag/items/0", "", &body);
+    assert_eq!(code, 401);
+    let (code, _) = send(
+        &st,
+        "PUT",
+        "/api/tag/items/0",
+        &format!(
+            "X-IW-Token: {}\r\nOrigin: http://evil.example\r\n",
+            st.token
+        ),
+        &body,
+    );
+    assert_eq!(code, 403);
+    let (code, _) = send(
+        &st,
+        "PUT",
+        "/api/tag/items/0",
+        &format!("X-IW-Token: {}\r\n", st.token),
+        &body,
+    );
+    assert_eq!(code, 403, "no Origin");
+    let (code, _) = send(
+        &st,
+        "PUT",
+        "/api/tag/items/0",
+        &format!("X-IW-Token: wrong\r\nOrigin: {}\r\n", st.base),
+        &body,
+    );
+    assert_eq!(code, 401);
+    let (code, _) = raw(
+        &st.addr(),
+        "GET / HTTP/1.1\r\nHost: rebind.example\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(code, 403, "a foreign Host (DNS rebinding) is refused");
+    // Bad parameters: 400 with a message.
+    let (code, v) = send(
+        &st,
+        "PUT",
+        "/api/tag/items/0",
+        &own(&st),
+        &json!({"tags": "x"}),
+    );
+    assert_eq!(code, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("tags"), "{v}");
+    let (code, v) = send(
+        &st,
+        "PUT",
+        "/api/tag/items/0",
+        &own(&st),
+        &json!({"tags": ["a, b"], "version": "absent"}),
+    );
+    assert_eq!(code, 400, "{v}");
+    assert_eq!(get(&st, "/api/tag/items/99", "").0, 404);
+    assert_eq!(get(&st, "/api/tag/items/-1", "").0, 400);
+    assert_eq!(get(&st, "/thumbs/0/img_0001.png?size=99999", "").0, 400);
+    // A strict CSP on every answer.
+    let (_, _) = get(&st, "/", "");
+    let mut s = TcpStream::connect(st.addr()).unwrap();
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        st.addr()
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    assert!(
+        text.to_lowercase()
+            .contains("content-security-policy: default-src 'none'; script-src 'self'"),
+        "{text}"
+    );
+    st.kill();
+
+    // Off loopback, every request needs the token.
+    let st = Studio::start(p.path(), &["--tag", "shoot", "--host", "0.0.0.0"]);
+    let port = st.addr().rsplit(':').next().unwrap().to_string();
+    let addr = format!("127.0.0.1:{port}");
+    let (code, _) = raw(
+        &addr,
+        &format!("GET /api/tag/session HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(code, 401);
+    let (code, _) = raw(
+        &addr,
+        &format!("GET /files/0/img_0001.png HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(code, 401);
+    let (code, _) = raw(
+        &addr,
+        &format!(
+            "GET /api/tag/session?token={} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n",
+            st.token
+        ),
+    );
+    assert_eq!(code, 200);
+    st.kill();
+}
+
+#[test]
+fn a_stale_write_gets_409_and_edits_on_disk_are_detected() {
+    let p = Project::new();
+    let src = p.path().join("shoot");
+    three_images(&src);
+    let st = Studio::start(p.path(), &["--tag", "shoot"]);
+    let v0 = serde_json::from_str::<Value>(&get(&st, "/api/tag/items/0", "").1).unwrap()["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, a) = send(
+        &st,
+        "PUT",
+        "/api/tag/items/0",
+        &own(&st),
+        &json!({"tags": ["one"], "version": v0}),
+    );
+    assert_eq!(code, 200, "{a}");
+    let (code, b) = send(
+        &st,
+        "PUT",
+        "/api/tag/items/0",
+        &own(&st),
+        &json!({"tags": ["two"], "version": v0}),
+    );
+    assert_eq!(code, 409, "{b}");
+    assert_eq!(b["tags"], json!(["one"]));
+    // Another program writes the file: the next write made on the old version is refused.
+    std::fs::write(src.join("out/img_0001.txt"), "from another tool").unwrap();
+    let (code, c) = send(
+        &st,
+        "PUT",
+        "/api/tag/items/0",
+        &own(&st),
+        &json!({"tags": ["three"], "version": a["version"]}),
+    );
+    assert_eq!(code, 409, "{c}");
+    assert_eq!(c["tags"], json!(["from another tool"]));
+    assert_eq!(read(&src.join("out/img_0001.txt")), "from another tool");
+    // A sidecar that is not UTF-8 is reported and never overwritten.
+    std::fs::write(src.join("out/img_0002.txt"), b"caf\xe9").unwrap();
+    let body = get(&st, "/api/tag/items/1", "").1;
+    assert!(body.contains("not UTF-8"), "{body}");
+    let (code, _) = send(
+        &st,
+        "PUT",
+        "/api/tag/items/1",
+        &own(&st),
+        &json!({"tags": ["x"], "version": "absent"}),
+    );
+    assert_eq!(code, 409);
+    assert_eq!(
+        std::fs::read(src.join("out/img_0002.txt")).unwrap(),
+        b"caf\xe9"
+    );
+    let log = read(&src.join("out/iw-lab-edits.jsonl"));
+    assert_eq!(log.lines().count(), 1, "{log}");
+    st.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_tagging_in_a_browser_with_clicks_and_keys_then_resume() {
+    let Some(d) = driver() else { return };
+    let p = Project::new();
+    let src = p.path().join("shoot");
+    three_images(&src);
+    let out = src.join("out");
+    let st = Studio::start(p.path(), &["--tag", "shoot"]);
+    let c = browser(&d).await;
+    c.goto(&st.url).await.unwrap();
+    assert_eq!(shown_name(&c).await, "img_0001.png");
+    // Image 1, by clicks: type a tag, add it with the button-less Enter, then a hostile one.
+    let input = c.find(Locator::Id("taginput")).await.unwrap();
+    input.send_keys("blue sky").await.unwrap();
+    input.send_keys(&ENTER.to_string()).await.unwrap();
+    until(&c, "document.querySelectorAll('#chips .chip').length === 1").await;
+    let hostile = "<img src=x onerror=window.__pwned=1>";
+    input.send_keys(hostile).await.unwrap();
+    input.send_keys(&ENTER.to_string()).await.unwrap();
+    until(&c, "document.querySelectorAll('#chips .chip').length === 2").await;
+    click(&c, "#save").await;
+    until(
+        &c,
+        "document.getElementById('imgname').textContent.startsWith('img_0002')",
+    )
+    .await;
+    // The hostile tag is text: no image element was made from it, no script ran.
+    let pwned = c.execute("return window.__pwned === undefined && document.querySelectorAll('#chips img, #alltags img').length === 0", vec![]).await.unwrap();
+    assert_eq!(pwned, json!(true));
+    let shown = until(
+        &c,
+        "[...document.querySelectorAll('#alltags .chip span')].map(s => s.textContent).join('|')",
+    )
+    .await;
+    assert!(shown.as_str().unwrap().contains(hostile), "{shown}");
+    // Image 2, by keyboard: `/` focuses the input, type, Enter adds; a used tag by click.
+    keys(&c, "/").await;
+    let focused = until(&c, "document.activeElement && document.activeElement.id").await;
+    assert_eq!(focused, json!("taginput"));
+    c.find(Locator::Id("taginput"))
+        .await
+        .unwrap()
+        .send_keys(&format!("red car{ENTER}"))
+        .await
+        .unwrap();
+    until(&c, "document.querySelectorAll('#chips .chip').length === 1").await;
+    c.execute("document.activeElement.blur()", vec![])
+        .await
+        .unwrap();
+    click(&c, "#alltags button[data-tag='blue sky']").await;
+    until(&c, "document.querySelectorAll('#chips .chip').length === 2").await;
+    screenshot(&c, "studio-tagging.png").await;
+    keys(&c, &ENTER.to_string()).await;
+    until(
+        &c,
+        "document.getElementById('imgname').textContent.startsWith('img_0003')",
+    )
+    .await;
+    // Image 3: add, undo with Ctrl+Z, add again; move away and back with the arrow keys.
+    let input = c.find(Locator::Id("taginput")).await.unwrap();
+    input.send_keys(&format!("mistake{ENTER}")).await.unwrap();
+    until(&c, "document.querySelectorAll('#chips .chip').length === 1").await;
+    input.send_keys(&format!("blue{ENTER}")).await.unwrap();
+    until(&c, "document.querySelectorAll('#chips .chip').length === 2").await;
+    c.execute("document.activeElement.blur()", vec![])
+        .await
+        .unwrap();
+    keys(&c, &format!("{CONTROL}z{NULL_KEY}")).await;
+    until(&c, "document.querySelectorAll('#chips .chip').length === 1").await;
+    assert_eq!(read(&out.join("img_0003.txt")), "mistake");
+    keys(&c, "k").await;
+    until(
+        &c,
+        "document.getElementById('imgname').textContent.startsWith('img_0002')",
+    )
+    .await;
+    keys(&c, "j").await;
+    until(
+        &c,
+        "document.getElementById('imgname').textContent.startsWith('img_0003')",
+    )
+    .await;
+    c.close().await.unwrap();
+    // On disk: kohya files in the order shown, the master list most used first.
+    assert_eq!(
+        read(&out.join("img_0001.txt")),
+        format!("blue sky, {hostile}")
+    );
+    assert_eq!(read(&out.join("img_0002.txt")), "red car, blue sky");
+    let master = read(&out.join("tags.txt"));
+    let lines: Vec<&str> = master.lines().collect();
+    assert_eq!(lines[0], "blue sky");
+    assert_eq!(lines.len(), 4, "{master}");
+    for t in [hostile, "red car", "mistake"] {
+        assert!(lines.contains(&t), "{master}");
+    }
+    let session: Value = serde_json::from_str(&read(&out.join("iw-lab-session.json"))).unwrap();
+    let done: Vec<bool> = session["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["done"].as_bool().unwrap())
+        .collect();
+    assert_eq!(done, vec![true, true, false]);
+    // Killed and started again, it resumes at the first unfinished image.
+    st.kill();
+    let st = Studio::start(p.path(), &["--tag", "shoot"]);
+    let c = browser(&d).await;
+    c.goto(&st.url).await.unwrap();
+    assert_eq!(shown_name(&c).await, "img_0003.png");
+    let progress = until(&c, "document.getElementById('progress').textContent").await;
+    assert_eq!(progress, json!("2 of 3 done"));
+    c.close().await.unwrap();
+    let log = read(&out.join("iw-lab-edits.jsonl"));
+    assert!(
+        log.lines().any(|l| l.contains("\"action\":\"undo\"")),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepting_a_suggestion_and_two_sessions_conflicting() {
+    let Some(d) = driver() else { return };
+    let p = Project::new();
+    let src = p.path().join("shoot");
+    three_images(&src);
+    p.write(
+        "preds/img_0001.json",
+        r#"{"tags": {"sunset": 0.93, "beach": 0.41, "dog": 0.12}}"#,
+    );
+    p.write(
+        "models/other.yaml",
+        "kind: sidecar\npath: ../preds\nscore_floor: 0.2\n",
+    );
+    let out = src.join("out");
+    let st = Studio::start(p.path(), &["--tag", "shoot", "--suggest", "other"]);
+    let a = browser(&d).await;
+    a.goto(&st.url).await.unwrap();
+    until(
+        &a,
+        "document.querySelectorAll('#pending .suggestion').length === 2",
+    )
+    .await;
+    let first = until(
+        &a,
+        "document.querySelector('#pending .suggestion').dataset.tag",
+    )
+    .await;
+    assert_eq!(first, json!("sunset"));
+    screenshot(&a, "studio-suggestions.png").await;
+    keys(&a, "x").await;
+    until(
+        &a,
+        "document.querySelectorAll('#pending .suggestion').length === 1",
+    )
+    .await;
+    keys(&a, "1").await;
+    until(&a, "document.querySelectorAll('#chips .chip').length === 1").await;
+    assert_eq!(read(&out.join("img_0001.txt")), "beach");
+    // A second session on the same image, then an edit in each: the later one is refused
+    // with the current tags shown, and nothing is lost silently.
+    let b = browser(&d).await;
+    b.goto(&st.url).await.unwrap();
+    until(&b, "document.querySelectorAll('#chips .chip').length === 1").await;
+    let ia = a.find(Locator::Id("taginput")).await.unwrap();
+    ia.send_keys(&format!("from a{ENTER}")).await.unwrap();
+    until(&a, "document.querySelectorAll('#chips .chip').length === 2").await;
+    let ib = b.find(Locator::Id("taginput")).await.unwrap();
+    ib.send_keys(&format!("from b{ENTER}")).await.unwrap();
+    let notice = until(&b, "document.getElementById('notice').className === 'conflict' && document.getElementById('notice').textContent").await;
+    assert!(notice.as_str().unwrap().contains("Not saved"), "{notice}");
+    let shown = until(
+        &b,
+        "[...document.querySelectorAll('#chips .chip span')].map(s => s.textContent).join(',')",
+    )
+    .await;
+    assert_eq!(shown, json!("beach,from a"));
+    assert_eq!(read(&out.join("img_0001.txt")), "beach, from a");
+    // Retrying on the current version succeeds.
+    ib.send_keys(&format!("from b{ENTER}")).await.unwrap();
+    until(&b, "document.querySelectorAll('#chips .chip').length === 3").await;
+    assert_eq!(read(&out.join("img_0001.txt")), "beach, from a, from b");
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+    st.kill();
+}
+
+/// A dataset with `.txt` ground truth and a sidecar "model" whose predictions differ.
+fn review_project() -> (Project, String) {
+    let p = Project::new();
+    let imgs = fixture_images();
+    let png: Vec<&PathBuf> = imgs
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .collect();
+    for (i, name) in ["a", "b", "c"].iter().enumerate() {
+        p.copy(png[i], &format!("data/{name}.png"));
+    }
+    p.write("data/a.txt", "cat, tree");
+    p.write("data/b.txt", "dog");
+    p.write("data/c.txt", "cat");
+    p.write("preds/a.json", r#"{"tags": {"cat": 0.9, "sky": 0.8}}"#);
+    p.write("preds/b.json", r#"{"tags": {"dog": 0.7}}"#);
+    p.write("preds/c.json", r#"{"tags": {"cat": 0.6, "sky": 0.55}}"#);
+    p.write(
+        "datasets/d.yaml",
+        "path: ../data\nground_truth:\n  - source: txt\n",
+    );
+    p.write(
+        "models/side.yaml",
+        "kind: sidecar\npath: ../preds\nscore_floor: 0.0\n",
+    );
+    p.write(
+        "experiments/e.yaml",
+        "dataset: d\nvariants:\n  - model: side\n    thresholds: [0.5]\n",
+    );
+    let run = p.json(&["run", "e", "--json", "--quiet"], 0);
+    (p, run["run_id"].as_str().unwrap().to_string())
+}
+
+fn micro_f1(p: &Project, extra: &[&str]) -> f64 {
+    let mut args = vec!["metrics", "latest", "--json"];
+    args.extend_from_slice(extra);
+    let m = p.json(&args, 0);
+    m["variants"][0]["micro"]["f1"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{m}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepting_a_predicted_tag_in_review_changes_the_metrics() {
+    let (p, _) = review_project();
+    let before = micro_f1(&p, &[]);
+    let st = Studio::start(p.path(), &["--run", "latest"]);
+    let page: Value =
+        serde_json::from_str(&get(&st, "/api/grid/page?flags=disagree", "").1).unwrap();
+    assert_eq!(page["total"], 0, "one variant never disagrees: {page}");
+    let page: Value =
+        serde_json::from_str(&get(&st, "/api/grid/page?q=cat&sort=f1", "").1).unwrap();
+    let paths: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, vec!["a.png", "c.png"], "worst F1 first: {page}");
+    if let Some(d) = driver() {
+        let c = browser(&d).await;
+        c.goto(&st.url).await.unwrap();
+        until(&c, "document.querySelectorAll('#grid .cell').length === 3").await;
+        screenshot(&c, "studio-review-grid.png").await;
+        click(&c, "#grid .cell[data-id='0']").await;
+        until(&c, "document.querySelector('#detailpanel .chip.fp')").await;
+        screenshot(&c, "studio-review-image.png").await;
+        click(&c, "#detailpanel .chip.fp .accept-gt").await;
+        until(
+            &c,
+            "document.getElementById('notice').textContent === 'ground truth saved'",
+        )
+        .await;
+        c.close().await.unwrap();
+    } else {
+        let item: Value = serde_json::from_str(&get(&st, "/api/review/items/0", "").1).unwrap();
+        let (code, v) = send(
+            &st,
+            "POST",
+            "/api/review/items/0/truth",
+            &own(&st),
+            &json!({"add": "sky", "version": item["truth_file"]["version"]}),
+        );
+        assert_eq!(code, 200, "{v}");
+    }
+    assert_eq!(read(&p.path().join("data/a.txt")), "cat, tree, sky");
+    let log_dir = p.path().join(".iw-lab/studio");
+    let log: String = std::fs::read_dir(&log_dir)
+        .unwrap()
+        .map(|e| read(&e.unwrap().path()))
+        .collect();
+    assert!(
+        log.contains("\"action\":\"accept\"") && log.contains("\"new\":[\"cat\",\"tree\",\"sky\"]"),
+        "{log}"
+    );
+    st.kill();
+    let after = micro_f1(&p, &[]);
+    let snapshot = micro_f1(&p, &["--ground-truth", "snapshot"]);
+    assert!(after > before, "{before} → {after}");
+    assert_eq!(snapshot, before);
+    let text = p.expect(&["metrics", "latest"], 0);
+    assert!(text.contains("ground truth: current"), "{text}");
+}
+
+#[test]
+fn browsing_a_folder_filters_sorts_and_groups_through_duckdb() {
+    let p = Project::new();
+    let dir = p.path().join("pics");
+    three_images(&dir);
+    std::fs::write(dir.join("a.txt"), "cat, dog, outdoors").unwrap();
+    std::fs::write(dir.join("sub/b.txt"), "cat").unwrap();
+    std::fs::write(dir.join("é c.txt"), "cat, dog").unwrap();
+    std::fs::write(dir.join("broken.png"), b"not really a png").unwrap();
+    let st = Studio::start(p.path(), &["pics"]);
+    let page = |q: &str| -> Value {
+        serde_json::from_str(&get(&st, &format!("/api/grid/page?{q}"), "").1).unwrap()
+    };
+    let paths = |v: &Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["path"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(page("")["total"], 4);
+    assert_eq!(paths(&page("q=cat+dog")), vec!["a.png", "é c.png"]);
+    assert_eq!(paths(&page("q=cat+dog+-outdoors")), vec!["é c.png"]);
+    assert_eq!(
+        paths(&page("q=dog+outdoors&mode=any")),
+        vec!["a.png", "é c.png"]
+    );
+    assert_eq!(paths(&page("folder=sub")), vec!["sub/b.png"]);
+    assert_eq!(paths(&page("sort=tags"))[0], "a.png");
+    assert_eq!(
+        paths(&page("sort=shared:0")),
+        vec!["a.png", "é c.png", "sub/b.png", "broken.png"]
+    );
+    let grouped = page("group=tag");
+    assert_eq!(grouped["items"][0]["group"], "cat");
+    assert_eq!(
+        page("q=cat&limit=1&offset=1")["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let tags: Value = serde_json::from_str(&get(&st, "/api/grid/tags?q=dog", "").1).unwrap();
+    assert_eq!(
+        tags["tags"][0],
+        json!({"tag": "cat", "key": "cat", "count": 2})
+    );
+    let done: Value = serde_json::from_str(&get(&st, "/api/grid/complete?q=ou", "").1).unwrap();
+    assert_eq!(done["tags"][0]["tag"], "outdoors");
+    for bad in [
+        "sort=sideways",
+        "group=nothing",
+        "mode=some",
+        "flags=odd",
+        "limit=x",
+    ] {
+        let (code, body) = get(&st, &format!("/api/grid/page?{bad}"), "");
+        assert_eq!(code, 400, "{bad}: {body}");
+    }
+    let export: Value =
+        serde_json::from_str(&get(&st, "/api/grid/export?q=cat+-outdoors", "").1).unwrap();
+    assert_eq!(export["negative"], "outdoors");
+    assert_eq!(export["files"], json!(["sub/b.png", "é c.png"]));
+    // The unreadable file shows a placeholder with the reason.
+    let (code, body) = get(&st, "/thumbs/0/broken.png?size=128", "");
+    assert_eq!(code, 422, "{body}");
+    assert!(page("name=broken")["items"][0]["error"].is_string());
+    // Edits to a browsed image's `.txt`, versioned.
+    let item: Value = serde_json::from_str(&get(&st, "/api/browse/items/0", "").1).unwrap();
+    let (code, v) = send(
+        &st,
+        "PUT",
+        "/api/browse/items/0",
+        &own(&st),
+        &json!({"tags": ["cat", "bird"], "version": item["version"]}),
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(read(&dir.join("a.txt")), "cat, bird");
+    assert_eq!(paths(&page("q=bird")), vec!["a.png"]);
+    let (code, _) = send(
+        &st,
+        "PUT",
+        "/api/browse/items/0",
+        &own(&st),
+        &json!({"tags": ["x"], "version": item["version"]}),
+    );
+    assert_eq!(code, 409);
+    if let Some(d) = driver() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let c = browser(&d).await;
+            c.goto(&st.url).await.unwrap();
+            until(&c, "document.querySelectorAll('#grid .cell').length === 4").await;
+            until(&c, "document.querySelector('#grid .placeholder')").await;
+            screenshot(&c, "studio-browse.png").await;
+            c.close().await.unwrap();
+        });
+    }
+    st.kill();
+}
