@@ -924,3 +924,147 @@ fn browsing_a_folder_filters_sorts_and_groups_through_duckdb() {
     }
     st.kill();
 }
+
+#[test]
+fn renaming_a_tag_previews_then_rewrites_sidecars_and_records_the_alias() {
+    let (p, _) = review_project();
+    let st = Studio::start(p.path(), &["--run", "latest"]);
+    let body = json!({"from": "cat", "to": "feline"});
+    let (code, preview) = send(&st, "POST", "/api/review/rename", &own(&st), &body);
+    assert_eq!(code, 200, "{preview}");
+    assert_eq!(preview["files"], json!(["a.txt", "c.txt"]));
+    assert_eq!(
+        read(&p.path().join("data/a.txt")),
+        "cat, tree",
+        "a preview writes nothing"
+    );
+    let mut confirm = body.clone();
+    confirm["confirm"] = json!(true);
+    let (code, done) = send(&st, "POST", "/api/review/rename", &own(&st), &confirm);
+    assert_eq!(code, 200, "{done}");
+    assert_eq!(done["rewritten"], 2);
+    assert_eq!(read(&p.path().join("data/a.txt")), "feline, tree");
+    assert_eq!(read(&p.path().join("data/c.txt")), "feline");
+    assert_eq!(read(&p.path().join("data/b.txt")), "dog");
+    let aliases = read(&p.path().join("datasets/d.aliases.yaml"));
+    assert_eq!(aliases.trim(), "cat: feline");
+    assert!(read(&p.path().join("datasets/d.yaml")).contains("alias_file: d.aliases.yaml"));
+    let page: Value = serde_json::from_str(&get(&st, "/api/grid/page?q=feline", "").1).unwrap();
+    assert_eq!(page["total"], 2);
+    // Merging into a tag an image already has keeps it once.
+    let (code, v) = send(
+        &st,
+        "POST",
+        "/api/review/rename",
+        &own(&st),
+        &json!({"from": "tree", "to": "Feline", "confirm": true}),
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(read(&p.path().join("data/a.txt")), "feline");
+    let (code, _) = send(
+        &st,
+        "POST",
+        "/api/review/rename",
+        &own(&st),
+        &json!({"from": "x", "to": "a, b"}),
+    );
+    assert_eq!(code, 400);
+    st.kill();
+    // The dataset still loads, with the alias applied to its ground truth: the model's
+    // `cat` no longer matches.
+    let m = p.json(&["metrics", "latest", "--json"], 0);
+    assert!(
+        m["ground_truth_used"].as_str().unwrap().contains("differs"),
+        "{m}"
+    );
+}
+
+#[test]
+fn one_studio_per_session_folder() {
+    let p = Project::new();
+    let src = p.path().join("shoot");
+    three_images(&src);
+    let st = Studio::start(p.path(), &["--tag", "shoot"]);
+    let second = Command::new(env!("CARGO_BIN_EXE_iw-lab"))
+        .args(["serve", "--tag", "shoot"])
+        .current_dir(p.path())
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("another iw-lab studio is tagging"), "{err}");
+    st.kill();
+    // A killed studio's lock dies with it.
+    let st = Studio::start(p.path(), &["--tag", "shoot"]);
+    st.kill();
+}
+
+/// Several clients editing overlapping images: every accepted edit is in the log, each file
+/// ends as the last accepted write to it, and stale writes get 409.
+#[test]
+fn concurrent_edits_are_all_logged_and_none_lost() {
+    let p = Project::new();
+    let src = p.path().join("shoot");
+    three_images(&src);
+    let st = Studio::start(p.path(), &["--tag", "shoot"]);
+    let addr = st.addr();
+    let headers = own(&st);
+    let results: Vec<Vec<(usize, u16, Value)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|client| {
+                let (addr, headers) = (addr.clone(), headers.clone());
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    for n in 0..40 {
+                        let img = (client + n) % 3;
+                        let (_, cur) = raw(
+                            &addr,
+                            &format!("GET /api/tag/items/{img} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+                        );
+                        let cur: Value = serde_json::from_str(&cur).unwrap();
+                        let body = json!({"tags": [format!("c{client} n{n}")], "version": cur["version"]}).to_string();
+                        let (code, text) = raw(
+                            &addr,
+                            &format!(
+                                "PUT /api/tag/items/{img} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{headers}Connection: close\r\n\r\n{body}",
+                                body.len()
+                            ),
+                        );
+                        out.push((img, code, serde_json::from_str(&text).unwrap_or(Value::Null)));
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let all: Vec<&(usize, u16, Value)> = results.iter().flatten().collect();
+    let accepted = all.iter().filter(|r| r.1 == 200).count();
+    let stale = all.iter().filter(|r| r.1 == 409).count();
+    assert_eq!(accepted + stale, all.len(), "only 200 or 409");
+    assert!(accepted > 0);
+    let log: Vec<Value> = read(&src.join("out/iw-lab-edits.jsonl"))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        log.len(),
+        accepted,
+        "every accepted edit is logged, nothing else"
+    );
+    for img in 0..3 {
+        let name = format!("img_{:04}.txt", img + 1);
+        let last = log.iter().rev().find(|e| e["file"] == name.as_str());
+        let on_disk = read(&src.join("out").join(&name));
+        match last {
+            Some(e) => assert_eq!(on_disk, e["new"][0].as_str().unwrap()),
+            None => assert_eq!(on_disk, ""),
+        }
+        // The log chains: each edit was made on the version the previous one wrote.
+        let chain: Vec<&Value> = log.iter().filter(|e| e["file"] == name.as_str()).collect();
+        for w in chain.windows(2) {
+            assert_eq!(w[0]["new_version"], w[1]["old_version"]);
+        }
+    }
+    st.kill();
+}

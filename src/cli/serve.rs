@@ -153,6 +153,7 @@ fn tag_mode(env: &Env, args: &Args, folder: &Path) -> Result<Mode> {
         moved: args.move_files,
         suggest: args.suggest.clone(),
     };
+    let lock = session::lock(&out)?;
     let resumed = session::load(&out)?.is_some();
     let (s, report) = session::prepare(&settings, &out)?;
     for (file, why) in &report.problems {
@@ -175,9 +176,8 @@ fn tag_mode(env: &Env, args: &Args, folder: &Path) -> Result<Mode> {
         Some(name) => Some(suggester(env, name)?),
         None => None,
     };
-    Ok(Mode::Tag(Box::new(studio::tagging::Tagging::new(
-        out, s, suggester,
-    ))))
+    let t = studio::tagging::Tagging::new(out, s, suggester, Some(lock));
+    Ok(Mode::Tag(Box::new(t)))
 }
 
 /// Suggestions from a model file (its tags above its score floor, ratings left out) or a

@@ -46,6 +46,11 @@ pub struct DatasetFile {
     /// Tag aliases applied to ground truth: `alias: canonical`.
     #[serde(default)]
     pub aliases: BTreeMap<String, String>,
+    /// A YAML file of more aliases (`alias: canonical`, relative to this file), merged with
+    /// `aliases:` (which wins on a clash). The studio's tag renames are added to it; it is
+    /// created when absent.
+    #[serde(default)]
+    pub alias_file: Option<String>,
     /// Free text.
     #[serde(default)]
     pub description: Option<String>,

@@ -487,6 +487,12 @@ pub fn load_dataset(project: &Project, path: &Path) -> Result<Dataset, ConfigErr
         ground_truth.push(ground_truth_source(&origin, i, g, &mut names)?);
     }
     check_dataset_values(&origin, &f)?;
+    let alias_file = f.alias_file.as_deref().map(|p| origin.config_path(p));
+    let mut aliases = match &alias_file {
+        Some(file) => read_alias_file(file).map_err(|e| origin.invalid("alias_file", e))?,
+        None => BTreeMap::new(),
+    };
+    aliases.extend(f.aliases.clone());
     let extensions = f
         .extensions
         .unwrap_or_else(|| DEFAULT_EXTENSIONS.iter().map(|s| s.to_string()).collect())
@@ -502,7 +508,26 @@ pub fn load_dataset(project: &Project, path: &Path) -> Result<Dataset, ConfigErr
         exclude: f.exclude,
         max_pixels: f.max_pixels.unwrap_or(DEFAULT_MAX_PIXELS),
         ground_truth,
-        aliases: Aliases::from_pairs(f.aliases.iter().map(|(a, c)| (a.as_str(), c.as_str()))),
+        aliases: Aliases::from_pairs(aliases.iter().map(|(a, c)| (a.as_str(), c.as_str()))),
+        alias_file,
+    })
+}
+
+/// A dataset's alias file: a YAML map `alias: canonical`; a missing file is an empty table.
+pub fn read_alias_file(file: &Path) -> Result<BTreeMap<String, String>, String> {
+    let bytes = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(format!("cannot read {}: {e}", file.display())),
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(BTreeMap::new());
+    }
+    serde_yaml::from_slice(&bytes).map_err(|e| {
+        format!(
+            "{} is not a YAML map of `alias: canonical` pairs: {e}",
+            file.display()
+        )
     })
 }
 

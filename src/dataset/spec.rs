@@ -21,6 +21,8 @@ pub struct Dataset {
     pub max_pixels: u64,
     pub ground_truth: Vec<GroundTruth>,
     pub aliases: Aliases,
+    /// The file of more aliases the dataset names (`alias_file:`), whether or not it exists.
+    pub alias_file: Option<PathBuf>,
 }
 
 /// A resolved ground-truth source.

@@ -63,4 +63,3 @@ where
             .map_err(|e| ApiError::bad(format!("bad request body: {e}")))
     }
 }
-

@@ -86,6 +86,7 @@ pub fn folder_dataset(root: &Path) -> Dataset {
         max_pixels: crate::config::resolve::DEFAULT_MAX_PIXELS,
         ground_truth: Vec::new(),
         aliases: Default::default(),
+        alias_file: None,
     }
 }
 

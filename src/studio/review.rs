@@ -18,8 +18,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::browse::Listing;
 use super::answer::{ApiError, ApiResult, Body};
+use super::browse::Listing;
 use super::tagfile::{self, Change, Writer};
 use super::{App, Mode};
 use crate::config::Project;
@@ -38,6 +38,9 @@ pub struct Review {
     /// The scored ground-truth source as configured now, when its sidecars can be edited.
     source: Option<GroundTruth>,
     aliases: crate::tags::Aliases,
+    /// The dataset file, and the alias file it names (if any).
+    dataset_file: PathBuf,
+    alias_file: Option<PathBuf>,
     writer: Writer,
 }
 
@@ -88,11 +91,13 @@ impl Review {
         drop(conn);
         let first = &loaded[0];
         let root = first.manifest.dataset.root.clone();
+        let dataset_file = first.manifest.dataset.file.clone();
         let ds = crate::config::resolve::load_dataset(project, &first.manifest.dataset.file).ok();
         let source = ds.as_ref().and_then(|d| {
             let name = first.manifest.dataset.ground_truth.as_deref()?;
             d.ground_truth.iter().find(|g| g.name == name).cloned()
         });
+        let alias_file = ds.as_ref().and_then(|d| d.alias_file.clone());
         let aliases = ds.map(|d| d.aliases).unwrap_or_default();
         let mut variants = Vec::new();
         for r in &mut loaded {
@@ -115,6 +120,8 @@ impl Review {
             root,
             source,
             aliases,
+            dataset_file,
+            alias_file,
             writer: Writer::new(logs.join(format!("edits-{}.jsonl", &key[..12]))),
         })
     }
@@ -176,6 +183,7 @@ fn rows(run: &LoadedRun, variants: &[LoadedVariant]) -> Vec<ItemRow> {
                     "generator" => row.generator = Some(v.clone()),
                     "sampler" => row.sampler = Some(v.clone()),
                     "model" => row.model = Some(v.clone()),
+                    "loras" => row.loras = v.split(", ").map(lora_name).collect(),
                     _ => {}
                 }
             }
@@ -219,6 +227,14 @@ fn rows(run: &LoadedRun, variants: &[LoadedVariant]) -> Vec<ItemRow> {
         .collect()
 }
 
+/// `name:0.8` → `name` (a name holding `:` keeps it when no weight follows).
+fn lora_name(s: &str) -> String {
+    match s.rsplit_once(':') {
+        Some((n, w)) if w.parse::<f64>().is_ok() => n.to_string(),
+        _ => s.to_string(),
+    }
+}
+
 fn reviewing(app: &App) -> ApiResult<&Review> {
     match &app.mode {
         Mode::Review(r) => Ok(r),
@@ -230,6 +246,7 @@ pub fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/api/review/items/{id}", get(item))
         .route("/api/review/items/{id}/truth", post(edit_truth))
+        .route("/api/review/rename", post(rename))
 }
 
 /// The ground-truth sidecar of an image, its raw tags and version.
@@ -371,12 +388,7 @@ pub async fn edit_truth(
         }
         _ => return Err(ApiError::bad("give exactly one of `add` and `remove`")),
     };
-    // A one-character separator is written kohya-style, with a space after it.
-    let joiner = match gt.separator.trim() {
-        s if s.chars().count() == 1 => format!("{s} "),
-        _ => gt.separator.clone(),
-    };
-    let content = tagfile::render(&tags, &joiner);
+    let content = tagfile::render(&tags, &joiner(gt));
     let rel_file = path
         .strip_prefix(&r.root)
         .map(|p| p.display().to_string())
@@ -407,4 +419,165 @@ pub async fn edit_truth(
     Ok(Json(
         json!({"truth": truth, "version": version, "status": StatusCode::OK.as_u16()}),
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameBody {
+    from: String,
+    to: String,
+    /// Without it, only the preview: the files that would be rewritten.
+    #[serde(default)]
+    confirm: bool,
+}
+
+/// Renames or merges a tag across the dataset (`red_hair` → `redhead`): the preview lists the
+/// ground-truth sidecars holding it; on confirmation the pair goes into the dataset's alias
+/// file (created, and named in the dataset file, when absent) and each sidecar is rewritten,
+/// versioned and logged like any edit.
+pub async fn rename(
+    State(app): State<Arc<App>>,
+    Body(b): Body<RenameBody>,
+) -> ApiResult<Json<Value>> {
+    let r = reviewing(&app)?;
+    let gt = r.editable().map_err(ApiError::bad)?;
+    let from = key(r, &b.from).ok_or_else(|| ApiError::bad("`from` is empty"))?;
+    let to = tagfile::check_tag(&b.to, &gt.separator).map_err(|e| ApiError::bad(e.to_string()))?;
+    let to_key = crate::tags::normalise(&to).unwrap_or_default();
+    if from == to_key {
+        return Err(ApiError::bad("`from` and `to` are the same tag"));
+    }
+    let mut affected = Vec::new();
+    for (id, (_, rel, _)) in r.listing.files.iter().enumerate() {
+        if let Ok((path, f)) = truth_file(r, rel) {
+            if f.tags
+                .iter()
+                .any(|t| key(r, t).as_deref() == Some(from.as_str()))
+            {
+                affected.push((id as i64, path, f));
+            }
+        }
+    }
+    let files: Vec<String> = affected
+        .iter()
+        .map(|(_, p, _)| p.strip_prefix(&r.root).unwrap_or(p).display().to_string())
+        .collect();
+    let alias_file = r
+        .alias_file
+        .clone()
+        .unwrap_or_else(|| default_alias_file(&r.dataset_file));
+    if !b.confirm {
+        return Ok(Json(
+            json!({"files": files, "alias_file": alias_file.display().to_string(),
+            "pair": [from, to_key], "confirmed": false}),
+        ));
+    }
+    add_alias(r, &alias_file, &from, &to_key)?;
+    let mut rewritten = 0;
+    let mut conflicts = Vec::new();
+    for (id, path, f) in affected {
+        match rename_in(r, id, &path, f, &from, &to) {
+            Ok(()) => rewritten += 1,
+            Err(e) => conflicts.push(format!("{}: {}", path.display(), e.body["error"])),
+        }
+    }
+    Ok(Json(
+        json!({"files": files, "alias_file": alias_file.display().to_string(),
+        "pair": [from, to_key], "confirmed": true, "rewritten": rewritten, "conflicts": conflicts}),
+    ))
+}
+
+/// What goes between tags written to a ground-truth sidecar: a one-character separator is
+/// written kohya-style, with a space after it.
+fn joiner(gt: &GroundTruth) -> String {
+    match gt.separator.trim() {
+        s if s.chars().count() == 1 => format!("{s} "),
+        _ => gt.separator.clone(),
+    }
+}
+
+/// `datasets/NAME.yaml` → `datasets/NAME.aliases.yaml`.
+fn default_alias_file(dataset_file: &std::path::Path) -> PathBuf {
+    let stem = dataset_file
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "dataset".into());
+    dataset_file.with_file_name(format!("{stem}.aliases.yaml"))
+}
+
+/// Adds `from: to` to the alias file (written whole, atomically); names the file in the
+/// dataset file when it names none yet.
+fn add_alias(r: &Review, file: &std::path::Path, from: &str, to: &str) -> ApiResult<()> {
+    let mut table = crate::config::resolve::read_alias_file(file).map_err(ApiError::bad)?;
+    table.insert(from.to_string(), to.to_string());
+    let text = serde_yaml::to_string(&table).map_err(ApiError::internal)?;
+    crate::atomic::write(file, text.as_bytes())
+        .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", file.display())))?;
+    if r.alias_file.is_none() {
+        let mut yaml = std::fs::read_to_string(&r.dataset_file).map_err(|e| {
+            ApiError::internal(format!("cannot read {}: {e}", r.dataset_file.display()))
+        })?;
+        if !yaml.lines().any(|l| l.starts_with("alias_file:")) {
+            if !yaml.ends_with('\n') && !yaml.is_empty() {
+                yaml.push('\n');
+            }
+            let name = file.file_name().unwrap_or_default().to_string_lossy();
+            yaml.push_str(&format!("alias_file: {name}\n"));
+            crate::atomic::write(&r.dataset_file, yaml.as_bytes()).map_err(|e| {
+                ApiError::internal(format!("cannot write {}: {e}", r.dataset_file.display()))
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Rewrites one sidecar: `from` becomes `to` (once), at the version it was read at.
+fn rename_in(
+    r: &Review,
+    id: i64,
+    path: &std::path::Path,
+    f: tagfile::TagFile,
+    from: &str,
+    to: &str,
+) -> ApiResult<()> {
+    let gt = r.editable().map_err(ApiError::bad)?;
+    let mut tags: Vec<String> = Vec::new();
+    for t in &f.tags {
+        let replaced = if key(r, t).as_deref() == Some(from) {
+            to.to_string()
+        } else {
+            t.clone()
+        };
+        let k = crate::tags::normalise(&replaced);
+        if !tags.iter().any(|x| crate::tags::normalise(x) == k) {
+            tags.push(replaced);
+        }
+    }
+    let content = tagfile::render(&tags, &joiner(gt));
+    let rel = path
+        .strip_prefix(&r.root)
+        .unwrap_or(path)
+        .display()
+        .to_string();
+    let sep = gt.separator.clone();
+    r.writer
+        .write_if(
+            Change {
+                path,
+                rel: &rel,
+                expected: &f.version,
+                content: content.as_bytes(),
+                old: f.tags.clone(),
+                new: tags.clone(),
+                action: "rename",
+            },
+            |p| tagfile::read(p, &sep),
+        )
+        .map_err(super::tagging::conflict_or_error)?;
+    let keyed: Vec<(String, String)> = tags
+        .iter()
+        .filter_map(|t| key(r, t).map(|k| (k.clone(), k)))
+        .collect();
+    r.listing
+        .with(|c| crate::store::studio::set_tags(c, id, &keyed))
 }

@@ -26,6 +26,8 @@ pub struct Tagging {
     writer: Writer,
     suggester: Option<Arc<Suggester>>,
     suggestions: Mutex<HashMap<usize, Vec<(String, f32)>>>,
+    /// The session's lock, held while the studio runs.
+    _lock: Option<std::fs::File>,
 }
 
 struct State_ {
@@ -35,7 +37,12 @@ struct State_ {
 
 impl Tagging {
     /// Opens a prepared session in `out`.
-    pub fn new(out: PathBuf, session: Session, suggester: Option<Arc<Suggester>>) -> Tagging {
+    pub fn new(
+        out: PathBuf,
+        session: Session,
+        suggester: Option<Arc<Suggester>>,
+        lock: Option<std::fs::File>,
+    ) -> Tagging {
         let (counts, _) = session::read_all(&session, &out);
         let writer = Writer::new(out.join(session::EDIT_LOG));
         Tagging {
@@ -44,6 +51,7 @@ impl Tagging {
             writer,
             suggester,
             suggestions: Mutex::new(HashMap::new()),
+            _lock: lock,
         }
     }
 

@@ -392,6 +392,7 @@ async function refresh(append) {
 async function loadTagList() {
   const r = await api("GET", "/api/grid/tags?" + query({ limit: 300 }));
   const box = clear(document.getElementById("taglist"));
+  if (G.mode === "review" && G.info.editable) box.append(renameForm());
   box.append(el("h3", { text: "Tags" }));
   if (r.status !== 200) return;
   const ul = el("ul", {});
@@ -399,6 +400,27 @@ async function loadTagList() {
     el("a", { href: "#", onclick: (e) => { e.preventDefault(); addFilter(t.tag); }, text: t.tag }),
     el("small", { text: " " + t.count })));
   box.append(ul);
+}
+
+function renameForm() {
+  const from = el("input", { id: "rename-from", placeholder: "tag", size: 10 });
+  const to = el("input", { id: "rename-to", placeholder: "new name", size: 10 });
+  const out = el("div", { id: "rename-out" });
+  const run = async (confirm) => {
+    const r = await api("POST", "/api/review/rename", { from: from.value, to: to.value, confirm });
+    clear(out);
+    if (r.status !== 200) return writeFailed(r);
+    if (!confirm) {
+      out.append(el("p", { text: r.data.files.length + " sidecars hold “" + r.data.pair[0] + "”; the pair goes into " + r.data.alias_file }),
+        el("ul", {}, ...r.data.files.slice(0, 50).map((f) => el("li", { text: f }))),
+        el("button", { id: "rename-confirm", type: "button", onclick: () => run(true), text: "rename in " + r.data.files.length + " files" }));
+    } else {
+      out.append(el("p", { text: "renamed in " + r.data.rewritten + " files" + (r.data.conflicts.length ? "; not in: " + r.data.conflicts.join("; ") : "") }));
+      refresh();
+    }
+  };
+  return el("details", { class: "rename" }, el("summary", { text: "Rename or merge a tag" }),
+    from, " → ", to, el("button", { id: "rename-preview", type: "button", onclick: () => run(false), text: "preview" }), out);
 }
 
 function addFilter(tag) {
