@@ -866,6 +866,12 @@ fn browsing_a_folder_filters_sorts_and_groups_through_duckdb() {
             .len(),
         1
     );
+    // Invalid UTF-8 in a filter is read lossily: no match, no error.
+    assert_eq!(page("q=%ff%fe")["total"], 0);
+    // Absurd numbers are clamped, not errors.
+    let huge = page("offset=18446744073709551615&limit=99999999");
+    assert_eq!(huge["items"], json!([]), "{huge}");
+    assert_eq!(get(&st, "/api/grid/complete?q=%00", "").0, 400);
     let tags: Value = serde_json::from_str(&get(&st, "/api/grid/tags?q=dog", "").1).unwrap();
     assert_eq!(
         tags["tags"][0],
@@ -1066,5 +1072,41 @@ fn concurrent_edits_are_all_logged_and_none_lost() {
             assert_eq!(w[0]["new_version"], w[1]["old_version"]);
         }
     }
+    st.kill();
+}
+
+#[test]
+fn in_a_project_the_studio_offers_its_runs_and_datasets() {
+    let (p, id) = review_project();
+    let st = Studio::start(p.path(), &[]);
+    let info: Value = serde_json::from_str(&get(&st, "/api/info", "").1).unwrap();
+    assert_eq!(info["mode"], "pick");
+    let list: Value = serde_json::from_str(&get(&st, "/api/pick", "").1).unwrap();
+    assert_eq!(list["runs"][0]["id"], id.as_str());
+    assert_eq!(list["datasets"][0]["name"], "d");
+    let (code, v) = send(&st, "POST", "/api/pick", &own(&st), &json!({"run": id}));
+    assert_eq!((code, &v["mode"]), (200, &json!("review")), "{v}");
+    let page: Value = serde_json::from_str(&get(&st, "/api/grid/page", "").1).unwrap();
+    assert_eq!(page["total"], 3);
+    let (code, v) = send(&st, "POST", "/api/pick", &own(&st), &json!({}));
+    assert_eq!((code, &v["mode"]), (200, &json!("pick")));
+    let (code, v) = send(
+        &st,
+        "POST",
+        "/api/pick",
+        &own(&st),
+        &json!({"dataset": "d"}),
+    );
+    assert_eq!((code, &v["mode"]), (200, &json!("browse")), "{v}");
+    let item: Value = serde_json::from_str(&get(&st, "/api/browse/items/0", "").1).unwrap();
+    assert_eq!(item["tags"], json!(["cat", "tree"]));
+    let (code, _) = send(&st, "POST", "/api/pick", &own(&st), &json!({"run": "nope"}));
+    assert_eq!(code, 400);
+    let (code, _) = send(&st, "POST", "/api/pick", "", &json!({"run": id}));
+    assert_eq!(code, 401);
+    st.kill();
+    // A folder or run named on the command line has no picker.
+    let st = Studio::start(p.path(), &["--run", "latest"]);
+    assert_eq!(get(&st, "/api/pick", "").0, 404);
     st.kill();
 }

@@ -1,6 +1,6 @@
 //! `iw-lab serve`: the studio. `--tag FOLDER` hand-tags a training set, `--run RUN…` reviews
-//! runs against ground truth, `FOLDER` browses a folder; with none of them, the latest run of
-//! the project is reviewed.
+//! runs against ground truth, `FOLDER` browses a folder; with none of them, a picker of the
+//! project's runs and datasets.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -72,6 +72,7 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
         open: args.open,
     };
     let thumbs = env.project.state_dir().join("thumbs");
+    let mut picker = None;
     let mode = if let Some(folder) = &args.tag {
         tag_mode(env, &args, folder)?
     } else if let Some(folder) = &args.folder {
@@ -84,24 +85,28 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
         let b =
             studio::browse::Browse::open(root, &env.project.state_dir(), args.separator.clone())?;
         Mode::Browse(Box::new(b))
+    } else if args.run.is_empty() {
+        crate::store::duck::ensure(&env.fetcher)?;
+        let has_runs = !crate::store::list_runs(&env.project.runs_dir()).is_empty();
+        let has_datasets = std::fs::read_dir(env.project.root.join("datasets"))
+            .is_ok_and(|mut d| d.next().is_some());
+        if !has_runs && !has_datasets {
+            bail!(
+                "nothing to serve: {} has no runs or datasets\nhint: `iw-lab serve --tag FOLDER` hand-tags a folder; `iw-lab serve FOLDER` browses one",
+                env.project.root.display()
+            );
+        }
+        picker = Some(studio::picker::Picker {
+            project: env.project.clone(),
+            separator: args.separator.clone(),
+        });
+        Mode::Pick
     } else {
         crate::store::duck::ensure(&env.fetcher)?;
-        let refs = if args.run.is_empty() {
-            if crate::store::list_runs(&env.project.runs_dir()).is_empty() {
-                bail!(
-                    "nothing to serve: {} has no runs yet\nhint: `iw-lab serve --tag FOLDER` hand-tags a folder; `iw-lab serve FOLDER` browses one",
-                    env.project.root.display()
-                );
-            }
-            ui::note("reviewing the latest run (`--run RUN…` picks others)");
-            vec!["latest".to_string()]
-        } else {
-            args.run.clone()
-        };
-        let dirs = crate::report::data::resolve(&env.project.runs_dir(), &refs)?;
+        let dirs = crate::report::data::resolve(&env.project.runs_dir(), &args.run)?;
         Mode::Review(Box::new(studio::review::Review::open(&env.project, dirs)?))
     };
-    studio::serve(mode, listen, thumbs)?;
+    studio::serve(mode, listen, thumbs, picker)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -177,6 +182,8 @@ fn tag_mode(env: &Env, args: &Args, folder: &Path) -> Result<Mode> {
         None => None,
     };
     let t = studio::tagging::Tagging::new(out, s, suggester, Some(lock));
+    t.write_master()
+        .map_err(|e| anyhow::anyhow!("{}", e.body["error"]))?;
     Ok(Mode::Tag(Box::new(t)))
 }
 

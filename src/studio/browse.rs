@@ -55,11 +55,11 @@ impl Listing {
 }
 
 /// The listing of the mode being served.
-pub fn listing(app: &App) -> ApiResult<&Listing> {
-    match &app.mode {
+pub fn listing(mode: &Mode) -> ApiResult<&Listing> {
+    match mode {
         Mode::Browse(b) => Ok(&b.listing),
         Mode::Review(r) => Ok(r.listing()),
-        Mode::Tag(_) => Err(ApiError::not_found("the tagging studio has no grid")),
+        Mode::Tag(_) | Mode::Pick => Err(ApiError::not_found("no grid is being served")),
     }
 }
 
@@ -201,8 +201,31 @@ fn nonempty(s: &Option<String>) -> Option<String> {
     s.as_ref().filter(|s| !s.trim().is_empty()).cloned()
 }
 
+/// Refuses text with control characters (a NUL cannot reach SQL, a newline means nothing in a
+/// filter).
+fn plain(what: &str, s: &Option<String>) -> ApiResult<()> {
+    match s {
+        Some(v) if v.chars().any(char::is_control) => {
+            Err(ApiError::bad(format!("`{what}` holds a control character")))
+        }
+        _ => Ok(()),
+    }
+}
+
 impl GridQuery {
     pub fn filter(&self) -> ApiResult<Filter> {
+        for (what, v) in [
+            ("q", &self.q),
+            ("generator", &self.generator),
+            ("sampler", &self.sampler),
+            ("model", &self.model),
+            ("lora", &self.lora),
+            ("folder", &self.folder),
+            ("name", &self.name),
+            ("sort", &self.sort),
+        ] {
+            plain(what, v)?;
+        }
         let mut f = Filter {
             any: match self.mode.as_deref() {
                 None | Some("all") | Some("") => false,
@@ -300,15 +323,17 @@ pub async fn page(
 ) -> ApiResult<Json<Value>> {
     let (f, s, g) = (q.filter()?, q.sort()?, q.group()?);
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let offset = q.offset.unwrap_or(0);
+    let offset = q.offset.unwrap_or(0).min(1 << 40);
     let app2 = app.clone();
     let page = tokio::task::spawn_blocking(move || {
-        let l = listing(&app2)?;
+        let mode = app2.mode();
+        let l = listing(&mode)?;
         l.with(|c| grid::page(c, &f, &s, g, (offset, limit), 12))
     })
     .await
     .map_err(ApiError::internal)??;
-    let l = listing(&app)?;
+    let mode = app.mode();
+    let l = listing(&mode)?;
     let items: Vec<Value> = page
         .items
         .iter()
@@ -337,7 +362,7 @@ pub async fn tags(
     let f = q.filter()?;
     let limit = q.limit.unwrap_or(200).clamp(1, 5000);
     let rows = tokio::task::spawn_blocking(move || {
-        listing(&app)?.with(|c| grid::tag_counts(c, &f, limit))
+        listing(&app.mode())?.with(|c| grid::tag_counts(c, &f, limit))
     })
     .await
     .map_err(ApiError::internal)??;
@@ -349,7 +374,7 @@ pub async fn tags(
 }
 
 pub async fn facets(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
-    let f = tokio::task::spawn_blocking(move || listing(&app)?.with(grid::facets))
+    let f = tokio::task::spawn_blocking(move || listing(&app.mode())?.with(grid::facets))
         .await
         .map_err(ApiError::internal)??;
     Ok(Json(json!(f)))
@@ -368,9 +393,10 @@ pub async fn complete(
     Query(q): Query<CompleteQuery>,
 ) -> ApiResult<Json<Value>> {
     let limit = q.limit.unwrap_or(20).clamp(1, 200);
+    plain("q", &Some(q.q.clone()))?;
     let key = crate::tags::normalise(&q.q).unwrap_or_default();
     let rows = tokio::task::spawn_blocking(move || {
-        listing(&app)?.with(|c| grid::complete(c, &key, limit))
+        listing(&app.mode())?.with(|c| grid::complete(c, &key, limit))
     })
     .await
     .map_err(ApiError::internal)??;
@@ -390,7 +416,8 @@ pub async fn export(
     let f = q.filter()?;
     let without = f.without.clone();
     let (counts, paths) = tokio::task::spawn_blocking(move || {
-        listing(&app)?.with(|c| Ok((grid::tag_counts(c, &f, 40)?, grid::paths(c, &f, 100_000)?)))
+        listing(&app.mode())?
+            .with(|c| Ok((grid::tag_counts(c, &f, 40)?, grid::paths(c, &f, 100_000)?)))
     })
     .await
     .map_err(ApiError::internal)??;
@@ -408,8 +435,8 @@ pub async fn export(
     })))
 }
 
-fn browsing(app: &App) -> ApiResult<&Browse> {
-    match &app.mode {
+fn browsing(mode: &Mode) -> ApiResult<&Browse> {
+    match mode {
         Mode::Browse(b) => Ok(b),
         _ => Err(ApiError::not_found("the studio is not browsing a folder")),
     }
@@ -417,7 +444,8 @@ fn browsing(app: &App) -> ApiResult<&Browse> {
 
 /// One image of a browsed folder: its file, metadata and `.txt` tags with their version.
 pub async fn item(State(app): State<Arc<App>>, AxPath(id): AxPath<i64>) -> ApiResult<Json<Value>> {
-    let b = browsing(&app)?;
+    let mode = app.mode();
+    let b = browsing(&mode)?;
     let (_, rel, hash) = b.listing.file(id)?.clone();
     let path = b.root.join(crate::dataset::names::rel_path(&rel));
     let mut v = json!({
@@ -457,7 +485,8 @@ pub async fn save(
     AxPath(id): AxPath<i64>,
     Body(body): Body<SaveBody>,
 ) -> ApiResult<Json<Value>> {
-    let b = browsing(&app)?;
+    let mode = app.mode();
+    let b = browsing(&mode)?;
     let (_, rel, _) = b.listing.file(id)?.clone();
     let txt =
         sidecar(&b.root, &rel).ok_or_else(|| ApiError::bad("this image has no sidecar path"))?;

@@ -38,7 +38,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/tag/items/{i}/skip", post(super::tagging::skip))
         .route("/api/tag/items/{i}/suggest", get(super::tagging::suggest))
         .merge(super::browse::routes())
-        .merge(super::review::routes());
+        .merge(super::review::routes())
+        .merge(super::picker::routes());
     api.fallback(|| async { ApiError::not_found("no such page or endpoint") })
         .layer(middleware::from_fn_with_state(app.clone(), guard_layer))
         .with_state(app)
@@ -123,25 +124,29 @@ async fn style() -> Response {
 }
 
 async fn info(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
-    let detail = match &app.mode {
+    let mode = app.mode();
+    let detail = match &*mode {
         Mode::Tag(t) => t.info(),
         Mode::Browse(b) => b.info(),
         Mode::Review(r) => r.info(),
+        Mode::Pick => json!({}),
     };
     Json(json!({
-        "mode": app.mode.name(),
+        "mode": mode.name(),
         "version": env!("CARGO_PKG_VERSION"),
         "loopback": app.policy.loopback(),
+        "picker": app.picker.is_some(),
         "detail": detail,
     }))
 }
 
 /// The folders files may come from, by number.
 fn roots(app: &App) -> Vec<std::path::PathBuf> {
-    match &app.mode {
+    match &*app.mode() {
         Mode::Tag(t) => vec![t.out.clone()],
         Mode::Browse(b) => vec![b.root.clone()],
         Mode::Review(r) => r.roots(),
+        Mode::Pick => Vec::new(),
     }
 }
 

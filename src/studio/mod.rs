@@ -12,6 +12,7 @@ pub mod answer;
 pub mod browse;
 pub mod guard;
 mod http;
+pub mod picker;
 pub mod review;
 pub mod session;
 pub mod tagfile;
@@ -28,6 +29,8 @@ pub enum Mode {
     Tag(Box<tagging::Tagging>),
     Browse(Box<browse::Browse>),
     Review(Box<review::Review>),
+    /// Choosing a run or a dataset of the project.
+    Pick,
 }
 
 impl Mode {
@@ -36,6 +39,7 @@ impl Mode {
             Mode::Tag(_) => "tag",
             Mode::Browse(_) => "browse",
             Mode::Review(_) => "review",
+            Mode::Pick => "pick",
         }
     }
 }
@@ -52,14 +56,34 @@ pub struct Listen {
 
 /// Everything a request handler can reach.
 pub struct App {
-    pub mode: Mode,
+    /// What is served now (the picker swaps it).
+    mode: std::sync::RwLock<Arc<Mode>>,
     pub policy: guard::Policy,
     /// `.iw-lab/thumbs` of the project.
     pub thumbs: PathBuf,
+    /// The project's runs and datasets, when the studio was started on none of them.
+    pub picker: Option<Arc<picker::Picker>>,
+}
+
+impl App {
+    /// What is served now.
+    pub fn mode(&self) -> Arc<Mode> {
+        self.mode.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Serves something else (the picker's choice).
+    pub fn set_mode(&self, mode: Mode) {
+        *self.mode.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(mode);
+    }
 }
 
 /// Binds, prints the URL (the first line of output), serves until Ctrl+C or SIGTERM.
-pub fn serve(mode: Mode, listen: Listen, thumbs: PathBuf) -> Result<()> {
+pub fn serve(
+    mode: Mode,
+    listen: Listen,
+    thumbs: PathBuf,
+    picker: Option<picker::Picker>,
+) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -72,15 +96,16 @@ pub fn serve(mode: Mode, listen: Listen, thumbs: PathBuf) -> Result<()> {
         let bound = listener.local_addr()?;
         let token = listen.token.clone().unwrap_or_else(guard::new_token);
         let app = Arc::new(App {
-            mode,
+            mode: std::sync::RwLock::new(Arc::new(mode)),
             policy: guard::Policy {
                 token: token.clone(),
                 addr: bound,
             },
             thumbs,
+            picker: picker.map(Arc::new),
         });
         let url = format!("http://{}/?token={token}", display_addr(bound));
-        println!("iw-lab studio ({}): {url}", app.mode.name());
+        println!("iw-lab studio ({}): {url}", app.mode().name());
         if !bound.ip().is_loopback() {
             crate::ui::warn(format!(
                 "listening on {bound}, beyond this machine: every request needs the token"

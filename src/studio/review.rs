@@ -235,8 +235,8 @@ fn lora_name(s: &str) -> String {
     }
 }
 
-fn reviewing(app: &App) -> ApiResult<&Review> {
-    match &app.mode {
+fn reviewing(mode: &Mode) -> ApiResult<&Review> {
+    match mode {
         Mode::Review(r) => Ok(r),
         _ => Err(ApiError::not_found("the studio is not reviewing a run")),
     }
@@ -274,7 +274,8 @@ fn key(r: &Review, tag: &str) -> Option<String> {
 }
 
 pub async fn item(State(app): State<Arc<App>>, AxPath(id): AxPath<i64>) -> ApiResult<Json<Value>> {
-    let r = reviewing(&app)?;
+    let mode = app.mode();
+    let r = reviewing(&mode)?;
     let (_, rel, hash) = r.listing.file(id)?.clone();
     let run = &r.runs[0];
     let img = run.images.iter().find(|i| i.path == rel);
@@ -366,7 +367,8 @@ pub async fn edit_truth(
     AxPath(id): AxPath<i64>,
     Body(e): Body<TruthEdit>,
 ) -> ApiResult<Json<Value>> {
-    let r = reviewing(&app)?;
+    let mode = app.mode();
+    let r = reviewing(&mode)?;
     let (_, rel, _) = r.listing.file(id)?.clone();
     let gt = r.editable().map_err(ApiError::bad)?;
     let (path, current) = truth_file(r, &rel)?;
@@ -439,7 +441,8 @@ pub async fn rename(
     State(app): State<Arc<App>>,
     Body(b): Body<RenameBody>,
 ) -> ApiResult<Json<Value>> {
-    let r = reviewing(&app)?;
+    let mode = app.mode();
+    let r = reviewing(&mode)?;
     let gt = r.editable().map_err(ApiError::bad)?;
     let from = key(r, &b.from).ok_or_else(|| ApiError::bad("`from` is empty"))?;
     let to = tagfile::check_tag(&b.to, &gt.separator).map_err(|e| ApiError::bad(e.to_string()))?;

@@ -346,6 +346,8 @@ fn place(from: &Path, to: &Path, moved: bool) -> Result<(), String> {
 #[derive(Debug, Default, Clone)]
 pub struct Counts {
     by_key: HashMap<String, (usize, String)>,
+    /// The sorted list, kept until the next change (autocomplete asks often, saves are rarer).
+    sorted: Option<std::sync::Arc<Vec<(String, usize)>>>,
 }
 
 impl Counts {
@@ -354,6 +356,9 @@ impl Counts {
     }
 
     pub fn add(&mut self, tags: &[String]) {
+        if !tags.is_empty() {
+            self.sorted = None;
+        }
         for t in tags {
             let e = self
                 .by_key
@@ -364,6 +369,9 @@ impl Counts {
     }
 
     pub fn remove(&mut self, tags: &[String]) {
+        if !tags.is_empty() {
+            self.sorted = None;
+        }
         for t in tags {
             let k = Self::key(t);
             if let Some(e) = self.by_key.get_mut(&k) {

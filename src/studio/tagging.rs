@@ -73,16 +73,23 @@ impl Tagging {
         session::save(&self.out, s).map_err(|e| ApiError::internal(format!("{e:#}")))
     }
 
+    /// Writes `tags.txt` from the `.txt` files as they are now (at start: it is derived, so a
+    /// studio killed between a save and its `tags.txt` leaves nothing stale).
+    pub fn write_master(&self) -> ApiResult<()> {
+        let mut st = self.lock();
+        self.save_master(&mut st.counts)
+    }
+
     /// Rewrites `tags.txt` from the counts.
-    fn save_master(&self, counts: &Counts) -> ApiResult<()> {
+    fn save_master(&self, counts: &mut Counts) -> ApiResult<()> {
         let path = self.out.join(session::MASTER_TAGS);
         crate::atomic::write(&path, counts.master().as_bytes())
             .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", path.display())))
     }
 }
 
-fn tagging(app: &App) -> ApiResult<&Tagging> {
-    match &app.mode {
+fn tagging(mode: &Mode) -> ApiResult<&Tagging> {
+    match mode {
         Mode::Tag(t) => Ok(t),
         _ => Err(ApiError::not_found("the studio is not tagging a folder")),
     }
@@ -128,7 +135,8 @@ pub fn encode_path(rel: &str) -> String {
 }
 
 pub async fn session(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
-    let t = tagging(&app)?;
+    let mode = app.mode();
+    let t = tagging(&mode)?;
     let st = t.lock();
     let s = &st.session;
     let items: Vec<Value> = s
@@ -148,7 +156,8 @@ pub async fn session(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
 }
 
 pub async fn item(State(app): State<Arc<App>>, AxPath(i): AxPath<usize>) -> ApiResult<Json<Value>> {
-    let t = tagging(&app)?;
+    let mode = app.mode();
+    let t = tagging(&mode)?;
     let st = t.lock();
     Ok(Json(item_json(t, &st.session, i)?))
 }
@@ -174,7 +183,8 @@ pub async fn save(
     AxPath(i): AxPath<usize>,
     Body(body): Body<SaveBody>,
 ) -> ApiResult<Json<Value>> {
-    let t = tagging(&app)?;
+    let mode = app.mode();
+    let t = tagging(&mode)?;
     let mut st = t.lock();
     let sep = st.session.settings.separator.clone();
     let txt = st
@@ -251,7 +261,8 @@ pub fn conflict_or_error(e: TagFileError) -> ApiError {
 }
 
 pub async fn skip(State(app): State<Arc<App>>, AxPath(i): AxPath<usize>) -> ApiResult<Json<Value>> {
-    let t = tagging(&app)?;
+    let mode = app.mode();
+    let t = tagging(&mode)?;
     let mut st = t.lock();
     let s = &mut st.session;
     let item = s
@@ -275,7 +286,8 @@ pub async fn position(
     State(app): State<Arc<App>>,
     Body(body): Body<PositionBody>,
 ) -> ApiResult<Json<Value>> {
-    let t = tagging(&app)?;
+    let mode = app.mode();
+    let t = tagging(&mode)?;
     let mut st = t.lock();
     let s = &mut st.session;
     if body.position >= s.items.len() {
@@ -302,10 +314,12 @@ pub async fn tags(
     State(app): State<Arc<App>>,
     Query(q): Query<TagsQuery>,
 ) -> ApiResult<Json<Value>> {
-    let t = tagging(&app)?;
+    let mode = app.mode();
+    let t = tagging(&mode)?;
     let sorted = t.lock().counts.sorted();
+    let sorted = sorted.as_slice();
     let limit = q.limit.unwrap_or(200).min(5000);
-    let list = complete(&sorted, q.q.as_deref().unwrap_or(""), limit);
+    let list = complete(sorted, q.q.as_deref().unwrap_or(""), limit);
     let list: Vec<Value> = list
         .into_iter()
         .map(|(t, c)| json!({"tag": t, "count": c}))
@@ -342,7 +356,8 @@ pub async fn suggest(
     State(app): State<Arc<App>>,
     AxPath(i): AxPath<usize>,
 ) -> ApiResult<Json<Value>> {
-    let t = tagging(&app)?;
+    let mode = app.mode();
+    let t = tagging(&mode)?;
     let Some(suggester) = t.suggester.clone() else {
         return Ok(Json(json!({"tags": [], "model": null})));
     };

@@ -537,6 +537,43 @@ function renderReview(info, d) {
   }
 }
 
+// ---------- the picker (`iw-lab serve` in a project) ----------
+async function startPicker() {
+  document.getElementById("mode").textContent = "choose a run to review or a dataset to browse";
+  const r = await api("GET", "/api/pick");
+  if (r.status !== 200) return fail(r);
+  const app = clear(document.getElementById("app"));
+  app.className = "picker";
+  const choose = async (body, button) => {
+    button.disabled = true;
+    notice("loading…");
+    const x = await api("POST", "/api/pick", body);
+    if (x.status === 200) location.reload();
+    else { button.disabled = false; writeFailed(x); }
+  };
+  const runs = el("table", { id: "runs" }, el("tr", {}, ...["run", "experiment", "dataset", "images", "status", ""].map((h) => el("th", { text: h }))));
+  for (const run of r.data.runs) {
+    const b = el("button", { "data-run": run.id, text: "review" });
+    b.addEventListener("click", () => choose({ run: run.id }, b));
+    runs.append(el("tr", {}, el("td", { text: run.id }), el("td", { text: run.experiment }), el("td", { text: run.dataset }),
+      el("td", { text: run.images }), el("td", { text: run.status }), el("td", {}, b)));
+  }
+  const sets = el("table", { id: "datasets" }, el("tr", {}, ...["dataset", "folder", ""].map((h) => el("th", { text: h }))));
+  for (const d of r.data.datasets) {
+    const b = d.error ? el("span", { class: "error", text: d.error }) : el("button", { "data-dataset": d.name, text: "browse" });
+    if (!d.error) b.addEventListener("click", () => choose({ dataset: d.name }, b));
+    sets.append(el("tr", {}, el("td", { text: d.name }), el("td", { text: d.root || "" }), el("td", {}, b)));
+  }
+  app.append(el("h2", { text: "Runs of " + r.data.project }), runs, el("h2", { text: "Datasets" }), sets);
+}
+
+function backToPicker(info) {
+  if (!info.picker) return;
+  const b = el("button", { id: "to-picker", text: "← runs and datasets" });
+  b.addEventListener("click", async () => { const x = await api("POST", "/api/pick", {}); if (x.status === 200) location.reload(); else writeFailed(x); });
+  document.getElementById("bar").insertBefore(b, document.getElementById("notice"));
+}
+
 // ---------- start ----------
 function fail(r) {
   clear(document.getElementById("app")).append(el("p", { class: "error", text: (r.data && r.data.error) || "error " + r.status }));
@@ -545,7 +582,9 @@ function fail(r) {
 async function main() {
   const r = await api("GET", "/api/info");
   if (r.status !== 200) return fail(r);
+  backToPicker(r.data);
   if (r.data.mode === "tag") await startTagging(r.data);
+  else if (r.data.mode === "pick") await startPicker();
   else await startGrid(r.data);
 }
 
