@@ -137,12 +137,16 @@ def disk_floor(folder, repeat=300):
     return ms
 
 
-def bench_browse(binary, work, n, out):
+def bench_browse(binary, work, n, out, keep=None):
     vocab = ["tag%05d" % i for i in range(50000)]
-    folder = os.path.join(work, "browse")
-    t0 = time.perf_counter()
-    make_folder(folder, n, vocab, 12)
-    out["browse_generate_s"] = round(time.perf_counter() - t0, 1)
+    folder = keep or os.path.join(work, "browse")
+    marker = os.path.join(folder, ".complete-%d" % n)
+    if not os.path.exists(marker):
+        shutil.rmtree(folder, ignore_errors=True)
+        t0 = time.perf_counter()
+        make_folder(folder, n, vocab, 12)
+        out["browse_generate_s"] = round(time.perf_counter() - t0, 1)
+        open(marker, "w").close()
     project = os.path.join(work, "proj")
     os.makedirs(project, exist_ok=True)
     for run in ("cold", "warm"):
@@ -170,7 +174,8 @@ def bench_browse(binary, work, n, out):
         out["browse_autocomplete_ms_p95_" + run] = round(pct(ac, 95), 1)
         out["browse_peak_mb_" + run] = round(s.peak_mb(), 1)
         s.stop()
-    shutil.rmtree(folder, ignore_errors=True)
+    if not keep:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def fetch_parallel(s, paths, workers):
@@ -296,12 +301,16 @@ def main():
     ap.add_argument("--bin", required=True)
     ap.add_argument("--images", type=int, default=100000)
     ap.add_argument("--json")
+    ap.add_argument("--keep", help="generate the browse folder here once and reuse it")
+    ap.add_argument("--only", choices=["browse", "tagging"])
     args = ap.parse_args()
     binary = os.path.abspath(args.bin)
     out = {"images": args.images}
     with tempfile.TemporaryDirectory(prefix="iw-studio-bench-") as work:
-        bench_browse(binary, work, args.images, out)
-        bench_tagging(binary, work, out)
+        if args.only != "tagging":
+            bench_browse(binary, work, args.images, out, args.keep)
+        if args.only != "browse":
+            bench_tagging(binary, work, out)
     print(json.dumps(out, indent=1))
     if args.json:
         with open(args.json, "w") as f:

@@ -875,7 +875,7 @@ fn browsing_a_folder_filters_sorts_and_groups_through_duckdb() {
     let tags: Value = serde_json::from_str(&get(&st, "/api/grid/tags?q=dog", "").1).unwrap();
     assert_eq!(
         tags["tags"][0],
-        json!({"tag": "cat", "key": "cat", "count": 2})
+        json!({"tag": "cat", "key": "cat", "count": 2, "category": null})
     );
     let done: Value = serde_json::from_str(&get(&st, "/api/grid/complete?q=ou", "").1).unwrap();
     assert_eq!(done["tags"][0]["tag"], "outdoors");
@@ -1108,5 +1108,133 @@ fn in_a_project_the_studio_offers_its_runs_and_datasets() {
     // A folder or run named on the command line has no picker.
     let st = Studio::start(p.path(), &["--run", "latest"]);
     assert_eq!(get(&st, "/api/pick", "").0, 404);
+    st.kill();
+}
+
+#[test]
+fn review_groups_by_a_tag_category_from_the_models_labels() {
+    let (p, _) = review_project();
+    p.wd_model("wd", "");
+    p.write(
+        "experiments/two.yaml",
+        "dataset: d\nvariants:\n  - model: side\n    thresholds: [0.5]\n  - model: wd\n    thresholds: [0.3]\n",
+    );
+    p.json(&["run", "two", "--json", "--quiet"], 0);
+    let st = Studio::start(p.path(), &["--run", "latest"]);
+    let facets: Value = serde_json::from_str(&get(&st, "/api/grid/facets", "").1).unwrap();
+    let cats: Vec<&str> = facets["category"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c[0].as_str().unwrap())
+        .collect();
+    assert!(
+        cats.contains(&"rating") && cats.contains(&"general"),
+        "{facets}"
+    );
+    // Every image has a stored rating: grouped by rating, each image's group is one of the
+    // model's four ratings.
+    let page: Value =
+        serde_json::from_str(&get(&st, "/api/grid/page?group=category:rating&limit=10", "").1)
+            .unwrap();
+    let ratings = ["general", "sensitive", "questionable", "explicit"];
+    for it in page["items"].as_array().unwrap() {
+        let g = it["group"].as_str().unwrap_or_else(|| panic!("{page}"));
+        assert!(ratings.contains(&g), "{g}");
+    }
+    let (code, _) = get(&st, "/api/grid/page?group=category:bogus", "");
+    assert_eq!(code, 400);
+    // The two variants disagree somewhere, and that is a filter.
+    let dis: Value =
+        serde_json::from_str(&get(&st, "/api/grid/page?flags=disagree", "").1).unwrap();
+    assert!(dis["total"].as_u64().unwrap() > 0, "{dis}");
+    st.kill();
+}
+
+#[test]
+fn only_the_served_images_come_out_and_bad_starts_are_refused() {
+    let p = Project::new();
+    let dir = p.path().join("pics");
+    three_images(&dir);
+    std::fs::write(dir.join(".env"), "SECRET=1").unwrap();
+    std::fs::write(dir.join("notes.md"), "private").unwrap();
+    std::fs::write(dir.join("a.txt"), "cat").unwrap();
+    let st = Studio::start(p.path(), &["pics"]);
+    assert_eq!(get(&st, "/files/0/a.png", "").0, 200);
+    for other in [
+        "/files/0/.env",
+        "/files/0/notes.md",
+        "/files/0/a.txt",
+        "/thumbs/0/notes.md",
+    ] {
+        let (code, body) = get(&st, other, "");
+        assert_eq!(code, 404, "{other}: {body}");
+        assert!(
+            !body.contains("SECRET") && !body.contains("private"),
+            "{body}"
+        );
+    }
+    // Every bad parameter is a JSON 400.
+    for bad in [
+        "/api/browse/items/abc",
+        "/api/browse/items/99999999999999999999999",
+        "/thumbs/0/a.png?size=abc",
+    ] {
+        let (code, body) = get(&st, bad, "");
+        assert_eq!(code, 400, "{bad}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{bad}: {body}"));
+        assert!(v["error"].is_string(), "{v}");
+    }
+    // An unknown query parameter (a cache-buster) is ignored.
+    assert_eq!(get(&st, "/api/grid/page?_=123", "").0, 200);
+    st.kill();
+    let refused = |args: &[&str], says: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_iw-lab"))
+            .arg("serve")
+            .args(args)
+            .current_dir(p.path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    };
+    refused(&["pics", "--token", ""], "at least 16");
+    refused(&["pics", "--token", "a+b&c#d e0123456789"], "only letters");
+    refused(&["--tag", "pics", "--out", "pics"], "folder of their own");
+    refused(&["--tag", "pics", "--separator", " "], "--separator");
+    // A `.txt` left in the output folder by something else is not adopted by a new image.
+    std::fs::create_dir_all(dir.join("out")).unwrap();
+    std::fs::write(dir.join("out/img_0001.txt"), "stale").unwrap();
+    let st = Studio::start(p.path(), &["--tag", "pics"]);
+    let first: Value = serde_json::from_str(&get(&st, "/api/tag/items/0", "").1).unwrap();
+    assert_eq!(first["name"], "img_0002.png");
+    assert_eq!(first["tags"], json!([]));
+    assert_eq!(read(&dir.join("out/img_0001.txt")), "stale");
+    st.kill();
+}
+
+#[test]
+fn renames_never_chain_or_cycle_aliases() {
+    let (p, _) = review_project();
+    let st = Studio::start(p.path(), &["--run", "latest"]);
+    let rename = |from: &str, to: &str| {
+        send(
+            &st,
+            "POST",
+            "/api/review/rename",
+            &own(&st),
+            &json!({"from": from, "to": to, "confirm": true}),
+        )
+    };
+    assert_eq!(rename("tree", "plant").0, 200);
+    assert_eq!(rename("plant", "shrub").0, 200);
+    let (code, v) = rename("shrub", "tree");
+    assert_eq!(code, 400, "{v}");
+    let table: std::collections::BTreeMap<String, String> =
+        serde_yaml::from_str(&read(&p.path().join("datasets/d.aliases.yaml"))).unwrap();
+    assert_eq!(table["tree"], "shrub", "{table:?}");
+    assert_eq!(table["plant"], "shrub", "{table:?}");
+    assert_eq!(read(&p.path().join("data/a.txt")), "cat, shrub");
     st.kill();
 }

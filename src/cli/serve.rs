@@ -128,8 +128,13 @@ fn check(args: &Args) -> Result<()> {
             args.width
         );
     }
-    if args.separator.trim().is_empty() && args.separator != " " {
-        bail!("--separator must hold something besides blanks (`, ` by default)");
+    if args.separator.trim().is_empty() {
+        bail!("--separator must hold something besides blanks (`, ` by default): tags may hold spaces");
+    }
+    if let Some(t) = &args.token {
+        if let Err(e) = studio::guard::check_token(t) {
+            bail!("--token (or IW_LAB_TOKEN): {e}");
+        }
     }
     if args.separator.chars().any(|c| c.is_control()) {
         bail!("--separator may not hold control characters");
@@ -150,6 +155,12 @@ fn tag_mode(env: &Env, args: &Args, folder: &Path) -> Result<Mode> {
         }
         None => source.join("out"),
     };
+    if out == source {
+        bail!(
+            "--out {} is the folder being tagged; the copies need a folder of their own (default: FOLDER/out)",
+            out.display()
+        );
+    }
     let settings = session::Settings {
         source,
         prefix: args.prefix.clone(),

@@ -8,6 +8,8 @@
 //! item_loras(id, lora)
 //! item_flags(id, flag)            e.g. `error`, `failed`, `disagree`
 //! item_values(id, key, value)     e.g. `f1`, `score:<tag>`: what a grid can sort by
+//! tag_categories(tag, category)   a model's category of a tag (`character`, `rating`…)
+//! tag_stats(tag, shown, n)        distinct tags and their image counts (autocomplete)
 //! ```
 
 use std::collections::BTreeMap;
@@ -40,13 +42,15 @@ pub struct ItemRow {
 /// Creates the listing tables.
 pub fn create(conn: &Connection<'_>) -> Result<()> {
     conn.execute(
-        "CREATE TABLE items(id BIGINT PRIMARY KEY, path VARCHAR, folder VARCHAR, hash VARCHAR,
+        "CREATE TABLE items(id BIGINT, path VARCHAR, folder VARCHAR, hash VARCHAR,
            width INTEGER, height INTEGER, format VARCHAR, generator VARCHAR, sampler VARCHAR,
            model VARCHAR, error VARCHAR);
          CREATE TABLE item_tags(id BIGINT, tag VARCHAR, shown VARCHAR, pos INTEGER);
          CREATE TABLE item_loras(id BIGINT, lora VARCHAR);
          CREATE TABLE item_flags(id BIGINT, flag VARCHAR);
-         CREATE TABLE item_values(id BIGINT, key VARCHAR, value DOUBLE);",
+         CREATE TABLE item_values(id BIGINT, key VARCHAR, value DOUBLE);
+         CREATE TABLE tag_categories(tag VARCHAR, category VARCHAR);
+         CREATE TABLE tag_stats(tag VARCHAR, shown VARCHAR, n BIGINT);",
     )?;
     Ok(())
 }
@@ -108,8 +112,39 @@ pub fn load(conn: &Connection<'_>, rows: &[ItemRow]) -> Result<()> {
     Ok(())
 }
 
-/// Replaces one image's tags.
+/// Records the category of each (normalised) tag; the first one given for a tag wins.
+pub fn load_categories(conn: &Connection<'_>, pairs: &[(String, String)]) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    let mut a = conn.appender("tag_categories")?;
+    for (tag, cat) in pairs {
+        if seen.insert(tag.as_str()) {
+            a.str(tag)?.str(cat)?.end_row()?;
+        }
+    }
+    a.finish()?;
+    Ok(())
+}
+
+/// Counts the distinct tags once everything is loaded (autocomplete reads the counts).
+pub fn summarise(conn: &Connection<'_>) -> Result<()> {
+    conn.execute(
+        "DELETE FROM tag_stats;
+         INSERT INTO tag_stats SELECT tag, min(shown), count(DISTINCT id) FROM item_tags
+         GROUP BY tag;",
+    )?;
+    Ok(())
+}
+
+/// Replaces one image's tags (and the counts of the tags it loses or gains).
 pub fn set_tags(conn: &Connection<'_>, id: i64, tags: &[(String, String)]) -> Result<()> {
+    let mut touched: Vec<String> = tags.iter().map(|(t, _)| lit(t)).collect();
+    conn.query(&format!(
+        "SELECT DISTINCT tag FROM item_tags WHERE id = {id}"
+    ))?
+    .for_each_row(|r| {
+        touched.push(lit(r.str(0)?.unwrap_or("")));
+        Ok(())
+    })?;
     conn.execute(&format!("DELETE FROM item_tags WHERE id = {id}"))?;
     let mut t = conn.appender("item_tags")?;
     for (pos, (tag, shown)) in tags.iter().enumerate() {
@@ -120,6 +155,14 @@ pub fn set_tags(conn: &Connection<'_>, id: i64, tags: &[(String, String)]) -> Re
             .end_row()?;
     }
     t.finish()?;
+    if !touched.is_empty() {
+        let list = touched.join(", ");
+        conn.execute(&format!(
+            "DELETE FROM tag_stats WHERE tag IN ({list});
+             INSERT INTO tag_stats SELECT tag, min(shown), count(DISTINCT id) FROM item_tags
+             WHERE tag IN ({list}) GROUP BY tag;"
+        ))?;
+    }
     Ok(())
 }
 
@@ -159,7 +202,7 @@ pub enum Sort {
 }
 
 /// How a grid is grouped (the group is sorted on first).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Group {
     None,
     /// The image's tag that is most frequent in the whole listing.
@@ -169,6 +212,9 @@ pub enum Group {
     Model,
     Lora,
     Folder,
+    /// The image's most frequent tag of this category (`character`: group by character),
+    /// among its tags and its predicted tags (`score:` values).
+    Category(String),
 }
 
 fn where_clause(f: &Filter) -> String {
@@ -252,18 +298,26 @@ pub struct Page {
     pub items: Vec<Listed>,
 }
 
-fn group_expr(g: Group) -> &'static str {
+fn group_expr(g: &Group) -> String {
     match g {
-        Group::None => "NULL",
-        Group::Sampler => "i.sampler",
-        Group::Generator => "i.generator",
-        Group::Model => "i.model",
-        Group::Folder => "i.folder",
-        Group::Lora => "(SELECT min(lora) FROM item_loras l WHERE l.id = i.id)",
-        Group::DominantTag => {
-            "(SELECT arg_max(t.shown, f.n) FROM item_tags t JOIN freq f ON f.tag = t.tag \
-             WHERE t.id = i.id)"
-        }
+        Group::None => "NULL".into(),
+        Group::Sampler => "i.sampler".into(),
+        Group::Generator => "i.generator".into(),
+        Group::Model => "i.model".into(),
+        Group::Folder => "i.folder".into(),
+        Group::Lora => "(SELECT min(lora) FROM item_loras l WHERE l.id = i.id)".into(),
+        Group::DominantTag => "(SELECT arg_max(t.shown, f.n) FROM item_tags t \
+             JOIN freq f ON f.tag = t.tag WHERE t.id = i.id)"
+            .into(),
+        Group::Category(c) => format!(
+            "(SELECT arg_max(x.tag, coalesce(f.n, 0)) FROM
+               (SELECT t.tag FROM item_tags t WHERE t.id = i.id
+                UNION SELECT substr(v.key, 7) FROM item_values v
+                WHERE v.id = i.id AND starts_with(v.key, 'score:')) x
+               JOIN tag_categories c ON c.tag = x.tag LEFT JOIN freq f ON f.tag = x.tag
+             WHERE c.category = {})",
+            lit(c)
+        ),
     }
 }
 
@@ -312,7 +366,7 @@ pub fn page(
             Ok(())
         })?;
     let (key, dir) = sort_expr(sort);
-    let g = group_expr(group);
+    let g = group_expr(&group);
     let sql = format!(
         "WITH freq AS (SELECT tag, count(*) AS n FROM item_tags GROUP BY tag),
          sel AS (SELECT i.id, i.path, i.hash, i.width, i.height, i.error, CAST({g} AS VARCHAR) AS grp,
@@ -345,25 +399,34 @@ pub fn page(
     Ok(Page { total, items })
 }
 
-/// Tag counts over the filtered images: (shown, normalised, count), most frequent first.
-pub fn tag_counts(
-    conn: &Connection<'_>,
-    f: &Filter,
-    limit: u64,
-) -> Result<Vec<(String, String, u64)>> {
+/// One tag of the filtered images, with its count and category (when a model gave one).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TagCount {
+    /// As written.
+    pub tag: String,
+    /// Normalised.
+    pub key: String,
+    pub count: u64,
+    pub category: Option<String>,
+}
+
+/// Tag counts over the filtered images, most frequent first.
+pub fn tag_counts(conn: &Connection<'_>, f: &Filter, limit: u64) -> Result<Vec<TagCount>> {
     let w = where_clause(f);
     let sql = format!(
-        "SELECT min(t.shown), t.tag, count(DISTINCT t.id) AS n FROM item_tags t
-         JOIN items i ON i.id = t.id WHERE {w}
+        "SELECT min(t.shown), t.tag, count(DISTINCT t.id) AS n, any_value(c.category)
+         FROM item_tags t JOIN items i ON i.id = t.id
+         LEFT JOIN tag_categories c ON c.tag = t.tag WHERE {w}
          GROUP BY t.tag ORDER BY n DESC, t.tag LIMIT {limit}"
     );
     let mut out = Vec::new();
     conn.query(&sql)?.for_each_row(|r| {
-        out.push((
-            r.str(0)?.unwrap_or("").to_string(),
-            r.str(1)?.unwrap_or("").to_string(),
-            r.i64(2)?.unwrap_or(0) as u64,
-        ));
+        out.push(TagCount {
+            tag: r.str(0)?.unwrap_or("").to_string(),
+            key: r.str(1)?.unwrap_or("").to_string(),
+            count: r.i64(2)?.unwrap_or(0) as u64,
+            category: r.str(3)?.map(str::to_string),
+        });
         Ok(())
     })?;
     Ok(out)
@@ -373,8 +436,8 @@ pub fn tag_counts(
 pub fn complete(conn: &Connection<'_>, q: &str, limit: u64) -> Result<Vec<(String, u64)>> {
     let q = lit(&q.to_lowercase());
     let sql = format!(
-        "SELECT min(shown), count(DISTINCT id) AS n, starts_with(tag, {q}) AS p FROM item_tags
-         WHERE contains(tag, {q}) GROUP BY tag ORDER BY p DESC, n DESC, tag LIMIT {limit}"
+        "SELECT shown, n, starts_with(tag, {q}) AS p FROM tag_stats
+         WHERE contains(tag, {q}) ORDER BY p DESC, n DESC, tag LIMIT {limit}"
     );
     let mut out = Vec::new();
     conn.query(&sql)?.for_each_row(|r| {
@@ -414,6 +477,10 @@ pub fn facets(conn: &Connection<'_>) -> Result<BTreeMap<String, Vec<(String, u64
         (
             "flag",
             "SELECT flag, count(DISTINCT id) FROM item_flags GROUP BY ALL",
+        ),
+        (
+            "category",
+            "SELECT category, count(*) FROM tag_categories GROUP BY ALL",
         ),
     ] {
         let mut v = Vec::new();

@@ -63,3 +63,46 @@ where
             .map_err(|e| ApiError::bad(format!("bad request body: {e}")))
     }
 }
+
+/// A query string, with any problem in it answered by 400 and a JSON message.
+pub struct Q<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for Q<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let q = parts.uri.query().unwrap_or("");
+        let de = serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(q.as_bytes()));
+        serde_path_to_error::deserialize(de)
+            .map(Q)
+            .map_err(|e| ApiError::bad(format!("bad query parameter: {e}")))
+    }
+}
+
+/// Path parameters, with any problem in them answered by 400 and a JSON message.
+pub struct P<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for P<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| P(v))
+            .map_err(|e| ApiError::bad(format!("bad path: {}", e.body_text())))
+    }
+}

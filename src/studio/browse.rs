@@ -5,13 +5,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use axum::extract::{Path as AxPath, Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::answer::{ApiError, ApiResult, Body};
+use super::answer::{ApiError, ApiResult, Body, P, Q};
 use super::tagfile::{self, Change, Writer};
 use super::{App, Mode};
 use crate::dataset::{Dataset, ImageEntry};
@@ -23,18 +23,46 @@ pub struct Listing {
     db: Database,
     /// Per id: (root number, path relative to that root, content hash).
     pub files: Vec<(usize, String, String)>,
+    /// (root, path) → id.
+    index: std::collections::HashMap<(usize, String), usize>,
 }
 
 impl Listing {
-    /// Loads `rows` (ids are their index in `files`).
-    pub fn new(files: Vec<(usize, String, String)>, rows: &[ItemRow]) -> anyhow::Result<Listing> {
+    /// An empty listing of `files` (ids are their index), with tag categories (normalised tag,
+    /// category). Rows come with [`Listing::append`], then [`Listing::finish`].
+    pub fn new(
+        files: Vec<(usize, String, String)>,
+        categories: &[(String, String)],
+    ) -> anyhow::Result<Listing> {
         let db = crate::store::open_db()?;
         {
             let conn = db.connect()?;
             grid::create(&conn)?;
-            grid::load(&conn, rows)?;
+            grid::load_categories(&conn, categories)?;
         }
-        Ok(Listing { db, files })
+        let index = files
+            .iter()
+            .enumerate()
+            .map(|(id, (root, rel, _))| ((*root, rel.clone()), id))
+            .collect();
+        Ok(Listing { db, files, index })
+    }
+
+    /// Adds rows (in chunks, so a large folder is never all in memory twice).
+    pub fn append(&self, rows: &[ItemRow]) -> anyhow::Result<()> {
+        let conn = self.db.connect()?;
+        grid::load(&conn, rows)
+    }
+
+    /// Counts the tags, once every row is in.
+    pub fn finish(&self) -> anyhow::Result<()> {
+        let conn = self.db.connect()?;
+        grid::summarise(&conn)
+    }
+
+    /// Whether the listing holds `rel` under root `root`.
+    pub fn has(&self, root: usize, rel: &str) -> bool {
+        self.index.contains_key(&(root, rel.to_string()))
     }
 
     /// Runs `f` on a fresh connection.
@@ -112,7 +140,8 @@ pub fn item_row(id: usize, img: &ImageEntry, tags: &[String]) -> ItemRow {
             .then(|| "not an image iw-lab can read".to_string()),
         tags: tags
             .iter()
-            .filter_map(|t| crate::tags::normalise(t).map(|k| (k, t.clone())))
+            .map(|t| t.replace(char::is_control, "\u{fffd}"))
+            .filter_map(|t| crate::tags::normalise(&t).map(|k| (k, t)))
             .collect(),
         flags: Vec::new(),
         values: Vec::new(),
@@ -127,17 +156,29 @@ impl Browse {
         for (file, why) in &scan.unreadable {
             crate::ui::warn(format!("{file}: {why}"));
         }
-        let mut rows = Vec::with_capacity(scan.images.len());
-        let mut files = Vec::with_capacity(scan.images.len());
-        for (id, img) in scan.images.iter().enumerate() {
-            let tags = sidecar(&root, &img.rel)
-                .and_then(|p| tagfile::read(&p, &separator).ok())
-                .map(|f| f.tags)
-                .unwrap_or_default();
-            rows.push(item_row(id, img, &tags));
-            files.push((0, img.rel.clone(), img.hash.clone()));
+        let files = scan
+            .images
+            .iter()
+            .map(|img| (0, img.rel.clone(), img.hash.clone()))
+            .collect();
+        let listing = Listing::new(files, &[])?;
+        let mut id = 0;
+        for chunk in scan.images.chunks(4096) {
+            let rows: Vec<ItemRow> = chunk
+                .iter()
+                .map(|img| {
+                    let tags = sidecar(&root, &img.rel)
+                        .and_then(|p| tagfile::read(&p, &separator).ok())
+                        .map(|f| f.tags)
+                        .unwrap_or_default();
+                    id += 1;
+                    item_row(id - 1, img, &tags)
+                })
+                .collect();
+            listing.append(&rows)?;
         }
-        let listing = Listing::new(files, &rows)?;
+        drop(scan);
+        listing.finish()?;
         let key = blake3::hash(root.to_string_lossy().as_bytes()).to_hex();
         let logs = state_dir.join("studio");
         std::fs::create_dir_all(&logs)?;
@@ -173,7 +214,6 @@ pub fn routes() -> Router<Arc<App>> {
 
 /// The grid's query string.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct GridQuery {
     /// Tags: `cat dog -outdoors` (underscores or spaces; `-` excludes).
     pub q: Option<String>,
@@ -190,11 +230,10 @@ pub struct GridQuery {
     /// `name`, `tags` (most first), `shared:<id>` (most shared first), `f1` (worst first),
     /// `score:<tag>` (highest first).
     pub sort: Option<String>,
-    /// `none`, `tag`, `sampler`, `generator`, `model`, `lora`, `folder`.
+    /// `none`, `tag`, `category:NAME`, `sampler`, `generator`, `model`, `lora`, `folder`.
     pub group: Option<String>,
     pub offset: Option<u64>,
     pub limit: Option<u64>,
-    pub token: Option<String>,
 }
 
 fn nonempty(s: &Option<String>) -> Option<String> {
@@ -308,6 +347,15 @@ impl GridQuery {
             "model" => Group::Model,
             "lora" => Group::Lora,
             "folder" => Group::Folder,
+            g if g.starts_with("category:") => {
+                let c = &g["category:".len()..];
+                if crate::config::Category::parse(c).is_none() {
+                    return Err(ApiError::bad(format!(
+                        "group {g:?}: the category is one of general, character, rating, artist, copyright, meta"
+                    )));
+                }
+                Group::Category(c.to_string())
+            }
             g => {
                 return Err(ApiError::bad(format!(
                     "group {g:?}: use none, tag, sampler, generator, model, lora or folder"
@@ -317,10 +365,7 @@ impl GridQuery {
     }
 }
 
-pub async fn page(
-    State(app): State<Arc<App>>,
-    Query(q): Query<GridQuery>,
-) -> ApiResult<Json<Value>> {
+pub async fn page(State(app): State<Arc<App>>, Q(q): Q<GridQuery>) -> ApiResult<Json<Value>> {
     let (f, s, g) = (q.filter()?, q.sort()?, q.group()?);
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let offset = q.offset.unwrap_or(0).min(1 << 40);
@@ -355,10 +400,7 @@ pub async fn page(
     ))
 }
 
-pub async fn tags(
-    State(app): State<Arc<App>>,
-    Query(q): Query<GridQuery>,
-) -> ApiResult<Json<Value>> {
+pub async fn tags(State(app): State<Arc<App>>, Q(q): Q<GridQuery>) -> ApiResult<Json<Value>> {
     let f = q.filter()?;
     let limit = q.limit.unwrap_or(200).clamp(1, 5000);
     let rows = tokio::task::spawn_blocking(move || {
@@ -366,11 +408,7 @@ pub async fn tags(
     })
     .await
     .map_err(ApiError::internal)??;
-    let list: Vec<Value> = rows
-        .into_iter()
-        .map(|(shown, tag, n)| json!({"tag": shown, "key": tag, "count": n}))
-        .collect();
-    Ok(Json(json!({ "tags": list })))
+    Ok(Json(json!({ "tags": rows })))
 }
 
 pub async fn facets(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
@@ -384,13 +422,11 @@ pub async fn facets(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
 pub struct CompleteQuery {
     q: String,
     limit: Option<u64>,
-    #[allow(dead_code)]
-    token: Option<String>,
 }
 
 pub async fn complete(
     State(app): State<Arc<App>>,
-    Query(q): Query<CompleteQuery>,
+    Q(q): Q<CompleteQuery>,
 ) -> ApiResult<Json<Value>> {
     let limit = q.limit.unwrap_or(20).clamp(1, 200);
     plain("q", &Some(q.q.clone()))?;
@@ -409,10 +445,7 @@ pub async fn complete(
 
 /// The filtered selection as a prompt for generation UIs (its most frequent tags, and the
 /// excluded ones as the negative) and as a file list.
-pub async fn export(
-    State(app): State<Arc<App>>,
-    Query(q): Query<GridQuery>,
-) -> ApiResult<Json<Value>> {
+pub async fn export(State(app): State<Arc<App>>, Q(q): Q<GridQuery>) -> ApiResult<Json<Value>> {
     let f = q.filter()?;
     let without = f.without.clone();
     let (counts, paths) = tokio::task::spawn_blocking(move || {
@@ -425,8 +458,8 @@ pub async fn export(
     // Tags on at least a third of the selection make the prompt, most frequent first.
     let positive: Vec<String> = counts
         .iter()
-        .filter(|(_, _, n)| *n as f64 / total >= 1.0 / 3.0)
-        .map(|(shown, _, _)| shown.clone())
+        .filter(|c| c.count as f64 / total >= 1.0 / 3.0)
+        .map(|c| c.tag.clone())
         .collect();
     Ok(Json(json!({
         "positive": positive.join(", "),
@@ -443,7 +476,7 @@ fn browsing(mode: &Mode) -> ApiResult<&Browse> {
 }
 
 /// One image of a browsed folder: its file, metadata and `.txt` tags with their version.
-pub async fn item(State(app): State<Arc<App>>, AxPath(id): AxPath<i64>) -> ApiResult<Json<Value>> {
+pub async fn item(State(app): State<Arc<App>>, P(id): P<i64>) -> ApiResult<Json<Value>> {
     let mode = app.mode();
     let b = browsing(&mode)?;
     let (_, rel, hash) = b.listing.file(id)?.clone();
@@ -482,7 +515,7 @@ pub struct SaveBody {
 /// Saves a browsed image's `.txt` tags when still at the version the edit was made on.
 pub async fn save(
     State(app): State<Arc<App>>,
-    AxPath(id): AxPath<i64>,
+    P(id): P<i64>,
     Body(body): Body<SaveBody>,
 ) -> ApiResult<Json<Value>> {
     let mode = app.mode();

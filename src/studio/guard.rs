@@ -8,7 +8,7 @@
 //! - On loopback, pages and files may be read without the token; on any other address every
 //!   request needs it (401 otherwise).
 //! - A request that changes state needs the token, and an `Origin` equal to the studio's own.
-//! - The token may come as `?token=`, the `X-IW-Token` header, or the `iw_token` cookie that a
+//! - The token may come as `?token=`, the `X-IW-Token` header, or the `iw_token_PORT` cookie that a
 //!   tokened page load sets (`HttpOnly`, `SameSite=Strict`), so `<img>` loads work off loopback.
 //! - A file path is relative to a served root: `..`, absolute paths, NUL, and anything that
 //!   resolves (through symlinks) outside the root are refused.
@@ -81,7 +81,14 @@ impl Policy {
     }
 
     fn token_ok(&self, offered: Option<&str>) -> bool {
-        offered.is_some_and(|t| constant_time_eq(t.as_bytes(), self.token.as_bytes()))
+        !self.token.is_empty()
+            && offered.is_some_and(|t| constant_time_eq(t.as_bytes(), self.token.as_bytes()))
+    }
+
+    /// The cookie that carries the token: named after the port, so studios on other ports of
+    /// the same host keep their own.
+    pub fn cookie_name(&self) -> String {
+        format!("{TOKEN_COOKIE}_{}", self.addr.port())
     }
 
     /// Decides one request.
@@ -134,12 +141,27 @@ pub fn new_token() -> String {
     hex::encode(bytes)
 }
 
-/// The token in a `Cookie` header.
-pub fn cookie_token(cookie: &str) -> Option<&str> {
+/// The value of cookie `name` in a `Cookie` header.
+pub fn cookie_token<'a>(cookie: &'a str, name: &str) -> Option<&'a str> {
     cookie.split(';').find_map(|kv| {
         let (k, v) = kv.trim().split_once('=')?;
-        (k == TOKEN_COOKIE).then_some(v)
+        (k == name).then_some(v)
     })
+}
+
+/// Checks a token given by the user: at least 16 characters, all URL-safe (it goes into the
+/// printed URL as it is).
+pub fn check_token(t: &str) -> Result<(), String> {
+    if t.chars().count() < 16 {
+        return Err("the token must be at least 16 characters".into());
+    }
+    if !t
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~'))
+    {
+        return Err("the token may hold only letters, digits, `-`, `_`, `.` and `~`".into());
+    }
+    Ok(())
 }
 
 /// Why a file path is refused.
@@ -153,13 +175,15 @@ pub enum PathRefused {
     Missing,
 }
 
-/// Resolves `rel` (already percent-decoded) under `root`: only plain components, and the
+/// Resolves `rel` (already percent-decoded; spelled as iw-lab spells relative paths, so a name
+/// that is not UTF-8 comes back to its bytes) under `root`: only plain components, and the
 /// real path (symlinks followed) must stay inside the real root.
 pub fn resolve(root: &Path, rel: &str) -> Result<PathBuf, PathRefused> {
     if rel.is_empty() || rel.contains('\0') || rel.contains('\\') {
         return Err(PathRefused::NotRelative);
     }
-    let p = Path::new(rel);
+    let p = crate::dataset::names::rel_path(rel);
+    let p = p.as_path();
     for c in p.components() {
         match c {
             Component::Normal(_) => {}
@@ -331,7 +355,19 @@ mod tests {
     fn tokens_are_random_and_found_in_cookies() {
         assert_ne!(new_token(), new_token());
         assert_eq!(new_token().len(), 32);
-        assert_eq!(cookie_token("a=b; iw_token=xyz; c=d"), Some("xyz"));
-        assert_eq!(cookie_token("a=b"), None);
+        assert_eq!(
+            cookie_token("a=b; iw_token_80=xyz; c=d", "iw_token_80"),
+            Some("xyz")
+        );
+        assert_eq!(cookie_token("a=b", "iw_token_80"), None);
+        assert!(check_token(&new_token()).is_ok());
+        assert!(check_token("").is_err());
+        assert!(check_token("short").is_err());
+        assert!(check_token("a+b&c#d%e f0123456789").is_err());
+        let empty = Policy {
+            token: String::new(),
+            addr: "127.0.0.1:1".parse().unwrap(),
+        };
+        assert!(!empty.token_ok(Some("")));
     }
 }

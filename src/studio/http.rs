@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path as AxPath, Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::answer::{ApiError, ApiResult};
+use super::answer::{ApiError, ApiResult, P, Q};
 use super::guard::{self, Seen, Verdict};
 use super::{App, Mode};
 
@@ -54,7 +54,8 @@ async fn guard_layer(State(app): State<Arc<App>>, req: Request, next: Next) -> R
             .find(|(k, _)| k == "token")
             .map(|(_, v)| v.into_owned())
     });
-    let cookie = text("cookie").and_then(guard::cookie_token);
+    let cookie_name = app.policy.cookie_name();
+    let cookie = text("cookie").and_then(|c| guard::cookie_token(c, &cookie_name));
     let token = query_token
         .as_deref()
         .or(text(guard::TOKEN_HEADER))
@@ -90,7 +91,7 @@ async fn guard_layer(State(app): State<Arc<App>>, req: Request, next: Next) -> R
     if set_cookie {
         let c = format!(
             "{}={}; Path=/; HttpOnly; SameSite=Strict",
-            guard::TOKEN_COOKIE,
+            app.policy.cookie_name(),
             app.policy.token
         );
         if let Ok(v) = HeaderValue::from_str(&c) {
@@ -152,11 +153,17 @@ fn roots(app: &App) -> Vec<std::path::PathBuf> {
 
 fn served(app: &App, root: &str, path: &str) -> ApiResult<std::path::PathBuf> {
     let roots = roots(app);
-    let root = root
-        .parse::<usize>()
-        .ok()
+    let n = root.parse::<usize>().ok();
+    let root = n
         .and_then(|i| roots.get(i))
         .ok_or_else(|| ApiError::not_found("no such served folder"))?;
+    // Only the images being served: never a sidecar, a session file, or anything else that
+    // happens to sit in the folder.
+    if !n.is_some_and(|n| app.mode().serves(n, path)) {
+        return Err(ApiError::not_found(format!(
+            "{path} is not one of the images being served"
+        )));
+    }
     guard::resolve(root, path).map_err(|e| match e {
         guard::PathRefused::Missing => ApiError::not_found(e.to_string()),
         _ => ApiError::new(StatusCode::FORBIDDEN, e.to_string()),
@@ -165,7 +172,7 @@ fn served(app: &App, root: &str, path: &str) -> ApiResult<std::path::PathBuf> {
 
 async fn file(
     State(app): State<Arc<App>>,
-    AxPath((root, path)): AxPath<(String, String)>,
+    P((root, path)): P<(String, String)>,
 ) -> ApiResult<Response> {
     let real = served(&app, &root, &path)?;
     let bytes = tokio::fs::read(&real)
@@ -205,8 +212,8 @@ struct ThumbQuery {
 /// A JPEG thumbnail from the project's thumbnail cache (made on first request).
 async fn thumb(
     State(app): State<Arc<App>>,
-    AxPath((root, path)): AxPath<(String, String)>,
-    Query(q): Query<ThumbQuery>,
+    P((root, path)): P<(String, String)>,
+    Q(q): Q<ThumbQuery>,
 ) -> ApiResult<Response> {
     let real = served(&app, &root, &path)?;
     let size = match q.size.unwrap_or(256) {

@@ -34,6 +34,16 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// Whether `rel` (as the listing spells it) is an image this mode serves from root `root`.
+    pub fn serves(&self, root: usize, rel: &str) -> bool {
+        match self {
+            Mode::Tag(t) => root == 0 && t.has_image(rel),
+            Mode::Browse(b) => b.listing.has(root, rel),
+            Mode::Review(r) => r.listing().has(root, rel),
+            Mode::Pick => false,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Mode::Tag(_) => "tag",

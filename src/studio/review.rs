@@ -11,14 +11,14 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::extract::{Path as AxPath, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::answer::{ApiError, ApiResult, Body};
+use super::answer::{ApiError, ApiResult, Body, P};
 use super::browse::Listing;
 use super::tagfile::{self, Change, Writer};
 use super::{App, Mode};
@@ -37,7 +37,8 @@ pub struct Review {
     root: PathBuf,
     /// The scored ground-truth source as configured now, when its sidecars can be edited.
     source: Option<GroundTruth>,
-    aliases: crate::tags::Aliases,
+    /// The dataset's aliases (renames add to them while the studio runs).
+    aliases: std::sync::RwLock<crate::tags::Aliases>,
     /// The dataset file, and the alias file it names (if any).
     dataset_file: PathBuf,
     alias_file: Option<PathBuf>,
@@ -109,7 +110,11 @@ impl Review {
             .iter()
             .map(|i| (0, i.path.clone(), i.hash.clone()))
             .collect();
-        let listing = Listing::new(files, &rows)?;
+        let listing = Listing::new(files, &categories(&variants))?;
+        for chunk in rows.chunks(4096) {
+            listing.append(chunk)?;
+        }
+        listing.finish()?;
         let logs = project.state_dir().join("studio");
         std::fs::create_dir_all(&logs)?;
         let key = blake3::hash(root.to_string_lossy().as_bytes()).to_hex();
@@ -119,12 +124,25 @@ impl Review {
             variants,
             root,
             source,
-            aliases,
+            aliases: std::sync::RwLock::new(aliases),
             dataset_file,
             alias_file,
             writer: Writer::new(logs.join(format!("edits-{}.jsonl", &key[..12]))),
         })
     }
+}
+
+/// The category each variant's labels give a tag (`character`, `rating`…).
+fn categories(variants: &[LoadedVariant]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for v in variants {
+        for (tag, cat) in v.scores.tags.iter().zip(&v.scores.categories) {
+            if let Some(c) = cat {
+                out.push((tag.clone(), c.as_str().to_string()));
+            }
+        }
+    }
+    out
 }
 
 /// Per variant, the predicted tags of image `path` at its threshold, with scores.
@@ -270,10 +288,11 @@ fn truth_file(r: &Review, rel: &str) -> Result<(PathBuf, tagfile::TagFile), ApiE
 
 /// The key a tag is compared by: normalised, then through the dataset's aliases.
 fn key(r: &Review, tag: &str) -> Option<String> {
-    crate::tags::normalise(tag).map(|t| r.aliases.apply(t))
+    let aliases = r.aliases.read().unwrap_or_else(|p| p.into_inner());
+    crate::tags::normalise(tag).map(|t| aliases.apply(t))
 }
 
-pub async fn item(State(app): State<Arc<App>>, AxPath(id): AxPath<i64>) -> ApiResult<Json<Value>> {
+pub async fn item(State(app): State<Arc<App>>, P(id): P<i64>) -> ApiResult<Json<Value>> {
     let mode = app.mode();
     let r = reviewing(&mode)?;
     let (_, rel, hash) = r.listing.file(id)?.clone();
@@ -364,7 +383,7 @@ pub struct TruthEdit {
 /// Accepts a predicted tag into, or removes a tag from, an image's ground-truth sidecar.
 pub async fn edit_truth(
     State(app): State<Arc<App>>,
-    AxPath(id): AxPath<i64>,
+    P(id): P<i64>,
     Body(e): Body<TruthEdit>,
 ) -> ApiResult<Json<Value>> {
     let mode = app.mode();
@@ -475,7 +494,9 @@ pub async fn rename(
             "pair": [from, to_key], "confirmed": false}),
         ));
     }
-    add_alias(r, &alias_file, &from, &to_key)?;
+    // The alias is checked (no cycle) before any sidecar is touched, and recorded after them,
+    // so the sidecars are matched by the aliases they were read with.
+    check_alias(r, &alias_file, &from, &to_key)?;
     let mut rewritten = 0;
     let mut conflicts = Vec::new();
     for (id, path, f) in affected {
@@ -484,6 +505,7 @@ pub async fn rename(
             Err(e) => conflicts.push(format!("{}: {}", path.display(), e.body["error"])),
         }
     }
+    add_alias(r, &alias_file, &from, &to_key)?;
     Ok(Json(
         json!({"files": files, "alias_file": alias_file.display().to_string(),
         "pair": [from, to_key], "confirmed": true, "rewritten": rewritten, "conflicts": conflicts}),
@@ -508,11 +530,55 @@ fn default_alias_file(dataset_file: &std::path::Path) -> PathBuf {
     dataset_file.with_file_name(format!("{stem}.aliases.yaml"))
 }
 
-/// Adds `from: to` to the alias file (written whole, atomically); names the file in the
-/// dataset file when it names none yet.
+/// Refuses a rename that would make the alias table cycle.
+fn check_alias(r: &Review, file: &std::path::Path, from: &str, to: &str) -> ApiResult<()> {
+    let _ = r;
+    let table = crate::config::resolve::read_alias_file(file).map_err(ApiError::bad)?;
+    let norm = |t: &str| crate::tags::normalise(t).unwrap_or_default();
+    let target = table
+        .iter()
+        .find(|(a, _)| norm(a) == to)
+        .map(|(_, c)| norm(c))
+        .unwrap_or_else(|| to.to_string());
+    if target == from {
+        return Err(ApiError::bad(format!(
+            "`{to}` is already an alias of `{from}`: renaming `{from}` to it would make a cycle"
+        )));
+    }
+    Ok(())
+}
+
+/// Adds `from: to` to the alias file (written whole, atomically) without chains or cycles:
+/// `to` is followed to its own canonical tag first, and aliases that pointed at `from` now
+/// point there too. Names the file in the dataset file when it names none yet.
 fn add_alias(r: &Review, file: &std::path::Path, from: &str, to: &str) -> ApiResult<()> {
     let mut table = crate::config::resolve::read_alias_file(file).map_err(ApiError::bad)?;
-    table.insert(from.to_string(), to.to_string());
+    let norm = |t: &str| crate::tags::normalise(t).unwrap_or_default();
+    let target = table
+        .iter()
+        .find(|(a, _)| norm(a) == to)
+        .map(|(_, c)| norm(c))
+        .unwrap_or_else(|| to.to_string());
+    if target == from {
+        return Err(ApiError::bad(format!(
+            "`{to}` is already an alias of `{from}`: renaming `{from}` to it would make a cycle"
+        )));
+    }
+    for canonical in table.values_mut() {
+        if norm(canonical) == from {
+            *canonical = target.clone();
+        }
+    }
+    table.insert(from.to_string(), target.clone());
+    {
+        let mut live = r.aliases.write().unwrap_or_else(|p| p.into_inner());
+        for canonical in live.0.values_mut() {
+            if *canonical == from {
+                *canonical = target.clone();
+            }
+        }
+        live.0.insert(from.to_string(), target.clone());
+    }
     let text = serde_yaml::to_string(&table).map_err(ApiError::internal)?;
     crate::atomic::write(file, text.as_bytes())
         .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", file.display())))?;

@@ -245,8 +245,10 @@ pub fn prepare(settings: &Settings, out: &Path) -> Result<(Session, Prepared)> {
             let s = &session.settings;
             let candidate = format!("{}_{:0w$}.{ext}", s.prefix, next, w = s.width);
             next += 1;
-            // A file of that name left by something else is never overwritten.
-            let stem_busy = out.join(&candidate).exists();
+            // A file of that name (or a `.txt` of that stem) left by something else is never
+            // overwritten or adopted.
+            let txt = format!("{}_{:0w$}.txt", s.prefix, next - 1, w = s.width);
+            let stem_busy = out.join(&candidate).exists() || out.join(txt).exists();
             if !taken.contains(&candidate.to_lowercase()) && !stem_busy {
                 break candidate;
             }

@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Path as AxPath, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::answer::{ApiError, ApiResult, Body};
+use super::answer::{ApiError, ApiResult, Body, P, Q};
 use super::session::{self, Counts, Session};
 use super::tagfile::{self, Change, TagFileError, Writer};
 use super::{App, Mode};
@@ -53,6 +53,11 @@ impl Tagging {
             suggestions: Mutex::new(HashMap::new()),
             _lock: lock,
         }
+    }
+
+    /// Whether `name` is one of the session's images.
+    pub fn has_image(&self, name: &str) -> bool {
+        self.lock().session.items.iter().any(|i| i.name == name)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State_> {
@@ -155,7 +160,7 @@ pub async fn session(State(app): State<Arc<App>>) -> ApiResult<Json<Value>> {
     })))
 }
 
-pub async fn item(State(app): State<Arc<App>>, AxPath(i): AxPath<usize>) -> ApiResult<Json<Value>> {
+pub async fn item(State(app): State<Arc<App>>, P(i): P<usize>) -> ApiResult<Json<Value>> {
     let mode = app.mode();
     let t = tagging(&mode)?;
     let st = t.lock();
@@ -180,7 +185,7 @@ pub struct SaveBody {
 /// otherwise 409 with the current tags and version.
 pub async fn save(
     State(app): State<Arc<App>>,
-    AxPath(i): AxPath<usize>,
+    P(i): P<usize>,
     Body(body): Body<SaveBody>,
 ) -> ApiResult<Json<Value>> {
     let mode = app.mode();
@@ -260,7 +265,7 @@ pub fn conflict_or_error(e: TagFileError) -> ApiError {
     }
 }
 
-pub async fn skip(State(app): State<Arc<App>>, AxPath(i): AxPath<usize>) -> ApiResult<Json<Value>> {
+pub async fn skip(State(app): State<Arc<App>>, P(i): P<usize>) -> ApiResult<Json<Value>> {
     let mode = app.mode();
     let t = tagging(&mode)?;
     let mut st = t.lock();
@@ -310,10 +315,7 @@ pub struct TagsQuery {
 }
 
 /// Tags used so far, most used first; with `q`, the autocomplete for it.
-pub async fn tags(
-    State(app): State<Arc<App>>,
-    Query(q): Query<TagsQuery>,
-) -> ApiResult<Json<Value>> {
+pub async fn tags(State(app): State<Arc<App>>, Q(q): Q<TagsQuery>) -> ApiResult<Json<Value>> {
     let mode = app.mode();
     let t = tagging(&mode)?;
     let sorted = t.lock().counts.sorted();
@@ -352,10 +354,7 @@ pub fn complete(sorted: &[(String, usize)], q: &str, limit: usize) -> Vec<(Strin
 }
 
 /// The suggester's tags for one image, as pending chips (cached for the session).
-pub async fn suggest(
-    State(app): State<Arc<App>>,
-    AxPath(i): AxPath<usize>,
-) -> ApiResult<Json<Value>> {
+pub async fn suggest(State(app): State<Arc<App>>, P(i): P<usize>) -> ApiResult<Json<Value>> {
     let mode = app.mode();
     let t = tagging(&mode)?;
     let Some(suggester) = t.suggester.clone() else {

@@ -120,6 +120,7 @@ function progress() {
 }
 
 async function go(i, force) {
+  await saving.catch(() => {});
   if (!T.session || i < 0 || i >= T.session.total) return;
   if (i === T.index && !force) return;
   const r = await api("GET", "/api/tag/items/" + i);
@@ -159,7 +160,7 @@ function renderTags() {
   const chips = clear(document.getElementById("chips"));
   T.tags.forEach((t, n) => chips.append(el("span", { class: "chip tag", "data-tag": t },
     el("span", { text: t }),
-    el("button", { class: "x", title: "remove", "aria-label": "remove " + t, onclick: () => change(T.tags.filter((_, k) => k !== n), "tag") }, "×"))));
+    el("button", { class: "x", title: "remove", "aria-label": "remove " + t, onclick: () => change((tags) => tags.filter((x) => x !== t), "tag") }, "×"))));
   if (T.tags.length === 0) chips.append(el("span", { class: "muted", text: "no tags yet" }));
   const pend = clear(document.getElementById("pending"));
   pending().forEach((s, n) => pend.append(el("span", { class: "chip suggestion " + scoreClass(s.score), "data-tag": s.tag, title: "score " + Number(s.score).toFixed(3) },
@@ -188,11 +189,21 @@ function renderAll() {
   }
 }
 
-async function change(tags, action, done) {
+// Saves run one after another, each computing its tags from the state the previous one left,
+// so quick keys (1 then 2) never race each other into a 409.
+let saving = Promise.resolve(true);
+function change(update, action, done) {
+  saving = saving.then(() => save(update, action, done), () => save(update, action, done));
+  return saving;
+}
+
+async function save(update, action, done) {
   const before = T.tags.slice();
+  const tags = typeof update === "function" ? update(before) : update;
+  if (tags === null) return false;
   const r = await api("PUT", "/api/tag/items/" + T.index, { tags, version: T.version || "absent", done: !!done, action });
   if (r.status === 200) {
-    if (action !== "undo") T.undo.push(before);
+    if (action !== "undo" && action !== "done") T.undo.push(before);
     T.tags = r.data.tags; T.version = r.data.version;
     T.session.done = r.data.done;
     T.session.recent = r.data.recent;
@@ -212,21 +223,26 @@ async function change(tags, action, done) {
 function add(raw) {
   const t = raw.trim().replace(/\s+/g, " ");
   if (!t) return;
-  if (T.tags.some((x) => x.toLowerCase() === t.toLowerCase())) { notice("already tagged " + t); return; }
-  return change(T.tags.concat([t]), "tag");
+  return change((tags) => {
+    if (tags.some((x) => x.toLowerCase() === t.toLowerCase())) { notice("already tagged " + t); return null; }
+    return tags.concat([t]);
+  }, "tag");
 }
 
-function accept(tag) { return change(T.tags.concat([tag]), "accept"); }
+function accept(tag) {
+  return change((tags) => tags.some((x) => x.toLowerCase() === tag.toLowerCase()) ? null : tags.concat([tag]), "accept");
+}
 function reject(tag) { T.rejected.add(tag.toLowerCase()); renderTags(); }
 
 async function undo() {
+  await saving.catch(() => {});
   const prev = T.undo.pop();
   if (!prev) { notice("nothing to undo for this image"); return; }
-  await change(prev, "undo");
+  await change(() => prev, "undo");
 }
 
 async function saveAndNext() {
-  const ok = await change(T.tags, "done", true);
+  const ok = await change((tags) => tags, "done", true);
   if (ok) {
     if (T.index + 1 < T.session.total) await go(T.index + 1);
     else notice("That was the last image: " + T.session.done + " of " + T.session.total + " done.");
@@ -332,6 +348,8 @@ async function startGrid(info) {
   const f = await api("GET", "/api/grid/facets");
   if (f.status === 200) {
     G.facets = f.data;
+    const group = document.getElementById("group");
+    for (const [c] of (f.data.category || [])) group.append(el("option", { value: "category:" + c, text: "group: " + c }));
     for (const field of ["generator", "sampler", "model", "lora", "folder"]) {
       const sel = document.getElementById("f-" + field);
       for (const [v, n] of (f.data[field] || [])) sel.append(el("option", { value: v, text: v + " (" + n + ")" }));
@@ -396,9 +414,9 @@ async function loadTagList() {
   box.append(el("h3", { text: "Tags" }));
   if (r.status !== 200) return;
   const ul = el("ul", {});
-  for (const t of r.data.tags) ul.append(el("li", {},
+  for (const t of r.data.tags) ul.append(el("li", { class: t.category ? "cat-" + t.category : null },
     el("a", { href: "#", onclick: (e) => { e.preventDefault(); addFilter(t.tag); }, text: t.tag }),
-    el("small", { text: " " + t.count })));
+    el("small", { text: " " + t.count + (t.category && t.category !== "general" ? " " + t.category : "") })));
   box.append(ul);
 }
 
