@@ -496,7 +496,7 @@ pub async fn rename(
     }
     // The alias is checked (no cycle) before any sidecar is touched, and recorded after them,
     // so the sidecars are matched by the aliases they were read with.
-    check_alias(r, &alias_file, &from, &to_key)?;
+    check_alias(&alias_file, &from, &to_key)?;
     let mut rewritten = 0;
     let mut conflicts = Vec::new();
     for (id, path, f) in affected {
@@ -530,10 +530,13 @@ fn default_alias_file(dataset_file: &std::path::Path) -> PathBuf {
     dataset_file.with_file_name(format!("{stem}.aliases.yaml"))
 }
 
-/// Refuses a rename that would make the alias table cycle.
-fn check_alias(r: &Review, file: &std::path::Path, from: &str, to: &str) -> ApiResult<()> {
-    let _ = r;
-    let table = crate::config::resolve::read_alias_file(file).map_err(ApiError::bad)?;
+/// Where `from` goes when renamed to `to` in `table`: `to` followed to its own canonical tag;
+/// refused when that is `from` itself (a cycle).
+fn alias_target(
+    table: &std::collections::BTreeMap<String, String>,
+    from: &str,
+    to: &str,
+) -> ApiResult<String> {
     let norm = |t: &str| crate::tags::normalise(t).unwrap_or_default();
     let target = table
         .iter()
@@ -545,7 +548,13 @@ fn check_alias(r: &Review, file: &std::path::Path, from: &str, to: &str) -> ApiR
             "`{to}` is already an alias of `{from}`: renaming `{from}` to it would make a cycle"
         )));
     }
-    Ok(())
+    Ok(target)
+}
+
+/// Refuses a rename that would make the alias table cycle.
+fn check_alias(file: &std::path::Path, from: &str, to: &str) -> ApiResult<()> {
+    let table = crate::config::resolve::read_alias_file(file).map_err(ApiError::bad)?;
+    alias_target(&table, from, to).map(drop)
 }
 
 /// Adds `from: to` to the alias file (written whole, atomically) without chains or cycles:
@@ -554,16 +563,7 @@ fn check_alias(r: &Review, file: &std::path::Path, from: &str, to: &str) -> ApiR
 fn add_alias(r: &Review, file: &std::path::Path, from: &str, to: &str) -> ApiResult<()> {
     let mut table = crate::config::resolve::read_alias_file(file).map_err(ApiError::bad)?;
     let norm = |t: &str| crate::tags::normalise(t).unwrap_or_default();
-    let target = table
-        .iter()
-        .find(|(a, _)| norm(a) == to)
-        .map(|(_, c)| norm(c))
-        .unwrap_or_else(|| to.to_string());
-    if target == from {
-        return Err(ApiError::bad(format!(
-            "`{to}` is already an alias of `{from}`: renaming `{from}` to it would make a cycle"
-        )));
-    }
+    let target = alias_target(&table, from, to)?;
     for canonical in table.values_mut() {
         if norm(canonical) == from {
             *canonical = target.clone();
