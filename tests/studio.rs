@@ -1238,3 +1238,91 @@ fn renames_never_chain_or_cycle_aliases() {
     assert_eq!(read(&p.path().join("data/a.txt")), "cat, shrub");
     st.kill();
 }
+
+#[test]
+fn a_ground_truth_edit_is_undone_from_the_edit_log() {
+    let (p, _) = review_project();
+    let st = Studio::start(p.path(), &["--run", "latest"]);
+    let item: Value = serde_json::from_str(&get(&st, "/api/review/items/0", "").1).unwrap();
+    let (code, v) = send(
+        &st,
+        "POST",
+        "/api/review/items/0/truth",
+        &own(&st),
+        &json!({"remove": "tree", "version": item["truth_file"]["version"]}),
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(read(&p.path().join("data/a.txt")), "cat");
+    let (code, v) = send(
+        &st,
+        "POST",
+        "/api/review/items/0/undo",
+        &own(&st),
+        &json!({}),
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(read(&p.path().join("data/a.txt")), "cat, tree");
+    // Edited elsewhere since: the undo is refused, the file kept.
+    let (_, v) = send(
+        &st,
+        "POST",
+        "/api/review/items/0/truth",
+        &own(&st),
+        &json!({"add": "sky", "version": v["version"]}),
+    );
+    std::fs::write(p.path().join("data/a.txt"), "by hand").unwrap();
+    let (code, _) = send(
+        &st,
+        "POST",
+        "/api/review/items/0/undo",
+        &own(&st),
+        &json!({}),
+    );
+    assert_eq!(code, 409, "{v}");
+    assert_eq!(read(&p.path().join("data/a.txt")), "by hand");
+    // Nothing to undo on an image never edited.
+    let (code, _) = send(
+        &st,
+        "POST",
+        "/api/review/items/1/undo",
+        &own(&st),
+        &json!({}),
+    );
+    assert_eq!(code, 400);
+    st.kill();
+}
+
+#[test]
+fn a_promoted_config_suggests_its_final_tags_shaded_by_its_model() {
+    let (p, _) = review_project();
+    p.wd_model("wd", "");
+    p.write(
+        "experiments/w.yaml",
+        "dataset: d\nvariants:\n  - model: wd\n    thresholds: [0.3]\n",
+    );
+    p.json(&["run", "w", "--json", "--quiet"], 0);
+    p.expect(&["promote", "latest", "wd"], 0);
+    let src = p.path().join("shoot");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::copy(p.path().join("data/a.png"), src.join("x.png")).unwrap();
+    let st = Studio::start(p.path(), &["--tag", "shoot", "--suggest", "production"]);
+    let v: Value = serde_json::from_str(&get(&st, "/api/tag/items/0/suggest", "").1).unwrap();
+    let tags = v["tags"].as_array().unwrap_or_else(|| panic!("{v}"));
+    assert!(!tags.is_empty(), "{v}");
+    for t in tags {
+        let s = t["score"].as_f64().unwrap();
+        assert!(
+            (0.3..=1.0).contains(&s),
+            "{t}: at or above the promoted threshold"
+        );
+        assert!(
+            !t["tag"].as_str().unwrap().contains(','),
+            "{t}: could not be saved"
+        );
+    }
+    assert!(
+        tags.iter().any(|t| t["score"].as_f64().unwrap() < 1.0),
+        "{v}"
+    );
+    st.kill();
+}

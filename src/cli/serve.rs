@@ -205,6 +205,9 @@ fn suggester(env: &Env, name: &str) -> Result<Arc<studio::tagging::Suggester>> {
     let ctx = Context::new(env.fetcher.clone());
     let promoted = crate::production::promote::load(&env.project, name);
     if let (Ok(loaded), Err(_)) = (promoted, env.project.model_path(name)) {
+        let model = loaded
+            .config
+            .resolve_model(&env.project, &loaded.path, &loaded.text)?;
         return Ok(Arc::new(move |file: &Path| {
             let req = crate::production::Request {
                 paths: vec![file.to_path_buf()],
@@ -223,7 +226,17 @@ fn suggester(env: &Env, name: &str) -> Result<Arc<studio::tagging::Suggester>> {
             if tags.is_empty() && !errors.is_empty() {
                 return Err(errors.join("; "));
             }
-            Ok(tags.into_iter().map(|t| (t, 1.0)).collect())
+            // The config's final tags, shaded by its model's scores (cached by content).
+            let scores = model_scores(&project, &model, file, &ctx);
+            Ok(tags
+                .into_iter()
+                .map(|t| {
+                    let s = crate::tags::normalise(&t)
+                        .and_then(|k| scores.get(&k).copied())
+                        .unwrap_or(1.0);
+                    (t, s)
+                })
+                .collect())
         }));
     }
     let path = env.project.model_path(name)?;
@@ -248,4 +261,23 @@ fn suggester(env: &Env, name: &str) -> Result<Arc<studio::tagging::Suggester>> {
         tags.truncate(40);
         Ok(tags)
     }))
+}
+
+/// A model's scores for one file by normalised tag (empty when it cannot be run).
+fn model_scores(
+    project: &crate::config::Project,
+    model: &crate::config::Model,
+    file: &Path,
+    ctx: &Context,
+) -> std::collections::HashMap<String, f32> {
+    crate::runner::predict::predict(project, model, &[file.to_path_buf()], ctx)
+        .ok()
+        .and_then(|r| r.into_iter().next())
+        .map(|r| {
+            r.tags
+                .into_iter()
+                .filter_map(|(t, s, _)| crate::tags::normalise(&t).map(|k| (k, s)))
+                .collect()
+        })
+        .unwrap_or_default()
 }

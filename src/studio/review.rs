@@ -264,6 +264,7 @@ pub fn routes() -> Router<Arc<App>> {
     Router::new()
         .route("/api/review/items/{id}", get(item))
         .route("/api/review/items/{id}/truth", post(edit_truth))
+        .route("/api/review/items/{id}/undo", post(undo_truth))
         .route("/api/review/rename", post(rename))
 }
 
@@ -378,6 +379,59 @@ pub struct TruthEdit {
     remove: Option<String>,
     /// The version of the sidecar the edit was made on.
     version: String,
+}
+
+/// Undoes the last edit of an image's ground-truth sidecar, from the edit log: its old tags
+/// are written back when the file is still as that edit left it (otherwise 409).
+pub async fn undo_truth(State(app): State<Arc<App>>, P(id): P<i64>) -> ApiResult<Json<Value>> {
+    let mode = app.mode();
+    let r = reviewing(&mode)?;
+    let (_, rel, _) = r.listing.file(id)?.clone();
+    let gt = r.editable().map_err(ApiError::bad)?;
+    let (path, current) = truth_file(r, &rel)?;
+    let rel_file = path
+        .strip_prefix(&r.root)
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let last = tagfile::read_log(r.writer.log_path())
+        .into_iter()
+        .rev()
+        .find(|e| e.file == rel_file && e.action != "undo")
+        .ok_or_else(|| ApiError::bad(format!("{rel_file} has no edit to undo")))?;
+    if last.new_version != current.version {
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            body: json!({"error": format!("{rel_file} changed after its last studio edit; not undone"),
+                         "tags": current.tags, "version": current.version}),
+        });
+    }
+    let content = tagfile::render(&last.old, &joiner(gt));
+    let sep = gt.separator.clone();
+    let version = r
+        .writer
+        .write_if(
+            Change {
+                path: &path,
+                rel: &rel_file,
+                expected: &current.version,
+                content: content.as_bytes(),
+                old: current.tags,
+                new: last.old.clone(),
+                action: "undo",
+            },
+            |p| tagfile::read(p, &sep),
+        )
+        .map_err(super::tagging::conflict_or_error)?;
+    let keyed: Vec<(String, String)> = last
+        .old
+        .iter()
+        .filter_map(|t| key(r, t).map(|k| (k.clone(), k)))
+        .collect();
+    r.listing
+        .with(|c| crate::store::studio::set_tags(c, id, &keyed))?;
+    Ok(Json(
+        json!({"truth": keyed.into_iter().map(|x| x.0).collect::<Vec<_>>(), "version": version}),
+    ))
 }
 
 /// Accepts a predicted tag into, or removes a tag from, an image's ground-truth sidecar.

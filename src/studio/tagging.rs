@@ -389,8 +389,11 @@ pub async fn suggest(State(app): State<Arc<App>>, P(i): P<usize>) -> ApiResult<J
             l
         }
     };
+    // A suggestion that could not be saved (it holds the separator…) is not offered.
+    let sep = t.lock().session.settings.separator.clone();
     let tags: Vec<Value> = list
         .iter()
+        .filter(|(tag, _)| tagfile::check_tag(tag, &sep).is_ok())
         .map(|(t, s)| json!({"tag": t, "score": s}))
         .collect();
     Ok(Json(json!({"tags": tags, "model": model})))

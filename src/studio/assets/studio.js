@@ -536,7 +536,12 @@ function renderReview(info, d) {
   };
   for (const t of state.truth) truthBox.append(el("span", { class: "chip truth" }, el("span", { text: t }),
     tf.editable ? el("button", { class: "x", title: "remove from the ground truth", onclick: () => edit({ remove: t }) }, "×") : null));
-  info.append(el("h3", { text: "Ground truth" + (tf.file ? " (" + tf.file + ")" : "") }), truthBox);
+  const undoBtn = tf.editable ? el("button", { class: "undo-gt", title: "undo the last edit of this file (from the edit log)", text: "undo" }) : null;
+  if (undoBtn) undoBtn.addEventListener("click", async () => {
+    const x = await api("POST", "/api/review/items/" + d.id + "/undo", {});
+    if (x.status === 200) { notice("undone"); openDetail(d.id); } else writeFailed(x);
+  });
+  info.append(el("h3", { text: "Ground truth" + (tf.file ? " (" + tf.file + ")" : "") }), truthBox, undoBtn);
   if (!tf.editable && tf.error) info.append(el("p", { class: "muted", text: tf.error }));
   for (const v of d.variants) {
     const box = el("div", { class: "chips" });
