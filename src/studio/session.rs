@@ -349,8 +349,11 @@ fn place(from: &Path, to: &Path, moved: bool) -> Result<(), String> {
 pub struct Counts {
     by_key: HashMap<String, (usize, String)>,
     /// The sorted list, kept until the next change (autocomplete asks often, saves are rarer).
-    sorted: Option<std::sync::Arc<Vec<(String, usize)>>>,
+    sorted: Option<std::sync::Arc<Vec<Counted>>>,
 }
+
+/// A tag as written, its count, and its lowercase form (what completion matches).
+pub type Counted = (String, usize, String);
 
 impl Counts {
     fn key(tag: &str) -> String {
@@ -385,19 +388,27 @@ impl Counts {
         }
     }
 
-    /// (tag, count), most used first, then by tag.
-    pub fn sorted(&self) -> Vec<(String, usize)> {
-        let mut v: Vec<(String, usize)> =
-            self.by_key.values().map(|(c, t)| (t.clone(), *c)).collect();
+    /// (tag, count, lowercase tag), most used first, then by tag; computed once per change.
+    pub fn sorted(&mut self) -> std::sync::Arc<Vec<Counted>> {
+        if let Some(s) = &self.sorted {
+            return s.clone();
+        }
+        let mut v: Vec<Counted> = self
+            .by_key
+            .iter()
+            .map(|(k, (c, t))| (t.clone(), *c, k.clone()))
+            .collect();
         v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let v = std::sync::Arc::new(v);
+        self.sorted = Some(v.clone());
         v
     }
 
     /// The master `tags.txt`: one tag per line, most used first.
-    pub fn master(&self) -> String {
+    pub fn master(&mut self) -> String {
         let mut s = String::new();
-        for (t, _) in self.sorted() {
-            s.push_str(&t);
+        for (t, _, _) in self.sorted().iter() {
+            s.push_str(t);
             s.push('\n');
         }
         s

@@ -330,15 +330,18 @@ pub async fn tags(State(app): State<Arc<App>>, Q(q): Q<TagsQuery>) -> ApiResult<
 }
 
 /// Tags containing `q` (ignoring case): those starting with it first, each group by count.
-pub fn complete(sorted: &[(String, usize)], q: &str, limit: usize) -> Vec<(String, usize)> {
+pub fn complete(sorted: &[session::Counted], q: &str, limit: usize) -> Vec<(String, usize)> {
     let q = q.trim().to_lowercase();
     if q.is_empty() {
-        return sorted.iter().take(limit).cloned().collect();
+        return sorted
+            .iter()
+            .take(limit)
+            .map(|(t, c, _)| (t.clone(), *c))
+            .collect();
     }
     let mut prefix = Vec::new();
     let mut inner = Vec::new();
-    for (tag, c) in sorted {
-        let low = tag.to_lowercase();
+    for (tag, c, low) in sorted {
         if low.starts_with(&q) {
             prefix.push((tag.clone(), *c));
             if prefix.len() >= limit {
@@ -405,12 +408,15 @@ mod tests {
 
     #[test]
     fn completion_puts_prefixes_first() {
-        let sorted = vec![
-            ("long hair".to_string(), 9),
-            ("hair ribbon".to_string(), 5),
-            ("hat".to_string(), 3),
-            ("Hair bow".to_string(), 1),
-        ];
+        let sorted: Vec<session::Counted> = [
+            ("long hair", 9),
+            ("hair ribbon", 5),
+            ("hat", 3),
+            ("Hair bow", 1),
+        ]
+        .iter()
+        .map(|(t, c)| (t.to_string(), *c, t.to_lowercase()))
+        .collect();
         let got: Vec<String> = complete(&sorted, "hai", 10)
             .into_iter()
             .map(|x| x.0)
