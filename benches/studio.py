@@ -206,6 +206,7 @@ def bench_tagging(binary, work, out):
         with open(os.path.join(src, "p%04d.png" % i), "wb") as f:
             f.write(png(10_000_000 + i))
     project = os.path.join(work, "proj")
+    os.makedirs(project, exist_ok=True)
     s = Server(binary, ["--tag", src], project)
     outdir = os.path.join(src, "out")
     # 50,000 distinct tags in the session (50 per image), written as another tool would, then

@@ -404,10 +404,13 @@ impl Counts {
         v
     }
 
-    /// The master `tags.txt`: one tag per line, most used first.
-    pub fn master(&mut self) -> String {
-        let mut s = String::new();
-        for (t, _, _) in self.sorted().iter() {
+    /// The master `tags.txt`: one tag per line, most used first (sorted by reference: a save
+    /// rewrites it without copying every tag).
+    pub fn master(&self) -> String {
+        let mut v: Vec<(&String, usize)> = self.by_key.values().map(|(c, t)| (t, *c)).collect();
+        v.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        let mut s = String::with_capacity(v.iter().map(|(t, _)| t.len() + 1).sum());
+        for (t, _) in v {
             s.push_str(t);
             s.push('\n');
         }

@@ -81,12 +81,12 @@ impl Tagging {
     /// Writes `tags.txt` from the `.txt` files as they are now (at start: it is derived, so a
     /// studio killed between a save and its `tags.txt` leaves nothing stale).
     pub fn write_master(&self) -> ApiResult<()> {
-        let mut st = self.lock();
-        self.save_master(&mut st.counts)
+        let st = self.lock();
+        self.save_master(&st.counts)
     }
 
     /// Rewrites `tags.txt` from the counts.
-    fn save_master(&self, counts: &mut Counts) -> ApiResult<()> {
+    fn save_master(&self, counts: &Counts) -> ApiResult<()> {
         let path = self.out.join(session::MASTER_TAGS);
         crate::atomic::write(&path, counts.master().as_bytes())
             .map_err(|e| ApiError::internal(format!("cannot write {}: {e}", path.display())))
