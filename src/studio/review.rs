@@ -422,16 +422,8 @@ pub async fn undo_truth(State(app): State<Arc<App>>, P(id): P<i64>) -> ApiResult
             |p| tagfile::read(p, &sep),
         )
         .map_err(super::tagging::conflict_or_error)?;
-    let keyed: Vec<(String, String)> = last
-        .old
-        .iter()
-        .filter_map(|t| key(r, t).map(|k| (k.clone(), k)))
-        .collect();
-    r.listing
-        .with(|c| crate::store::studio::set_tags(c, id, &keyed))?;
-    Ok(Json(
-        json!({"truth": keyed.into_iter().map(|x| x.0).collect::<Vec<_>>(), "version": version}),
-    ))
+    let truth = relist(r, id, &last.old)?;
+    Ok(Json(json!({"truth": truth, "version": version})))
 }
 
 /// Accepts a predicted tag into, or removes a tag from, an image's ground-truth sidecar.
@@ -484,13 +476,7 @@ pub async fn edit_truth(
             |p| tagfile::read(p, &sep),
         )
         .map_err(super::tagging::conflict_or_error)?;
-    let keyed: Vec<(String, String)> = tags
-        .iter()
-        .filter_map(|t| key(r, t).map(|k| (k.clone(), k)))
-        .collect();
-    r.listing
-        .with(|c| crate::store::studio::set_tags(c, id, &keyed))?;
-    let truth: Vec<String> = keyed.into_iter().map(|x| x.0).collect();
+    let truth = relist(r, id, &tags)?;
     Ok(Json(
         json!({"truth": truth, "version": version, "status": StatusCode::OK.as_u16()}),
     ))
@@ -697,10 +683,17 @@ fn rename_in(
             |p| tagfile::read(p, &sep),
         )
         .map_err(super::tagging::conflict_or_error)?;
+    relist(r, id, &tags).map(drop)
+}
+
+/// Puts an image's new ground-truth tags into the listing (as compared: normalised, through
+/// the aliases); returns them.
+fn relist(r: &Review, id: i64, tags: &[String]) -> ApiResult<Vec<String>> {
     let keyed: Vec<(String, String)> = tags
         .iter()
         .filter_map(|t| key(r, t).map(|k| (k.clone(), k)))
         .collect();
     r.listing
-        .with(|c| crate::store::studio::set_tags(c, id, &keyed))
+        .with(|c| crate::store::studio::set_tags(c, id, &keyed))?;
+    Ok(keyed.into_iter().map(|x| x.0).collect())
 }
