@@ -515,6 +515,22 @@ mod tests {
     }
 
     #[test]
+    fn moving_takes_the_originals_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("a.png"), b"a").unwrap();
+        let out = dir.path().join("out");
+        let mut set = settings(&src);
+        set.moved = true;
+        let (s, _) = prepare(&set, &out).unwrap();
+        assert!(!src.join("a.png").exists(), "moved, not copied");
+        assert_eq!(std::fs::read(out.join("img_0001.png")).unwrap(), b"a");
+        let (s2, r2) = prepare(&set, &out).unwrap();
+        assert_eq!((r2.added, s2.items.clone()), (0, s.items));
+    }
+
+    #[test]
     fn counts_make_the_master_list() {
         let mut c = Counts::default();
         c.add(&["b".into(), "a".into()]);
