@@ -90,7 +90,13 @@ pub fn render(tags: &[String], separator: &str) -> String {
 /// Checks a tag typed or accepted by a user: trimmed, inner blanks collapsed; refused when
 /// empty, holding a control character or the separator, or over 200 characters.
 pub fn check_tag(raw: &str, separator: &str) -> Result<String, TagFileError> {
-    let tag = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+    // A byte-order mark is invisible and a reader drops it at the start of a file: never part
+    // of a tag.
+    let tag = raw
+        .replace('\u{feff}', "")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     let sep = separator.trim();
     if tag.is_empty() {
         return Err(TagFileError::BadTag("a tag cannot be empty".into()));
@@ -317,6 +323,8 @@ mod tests {
         assert!(check_tag("a\u{7}b", ", ").is_err());
         assert_eq!(check_tag("  blue   eyes ", ", ").unwrap(), "blue eyes");
         assert_eq!(check_tag("<img src=x>", ", ").unwrap(), "<img src=x>");
+        assert!(check_tag("\u{feff}", ", ").is_err());
+        assert_eq!(check_tag("\u{feff}a", ", ").unwrap(), "a");
     }
 
     proptest! {
