@@ -405,23 +405,14 @@ pub async fn undo_truth(State(app): State<Arc<App>>, P(id): P<i64>) -> ApiResult
                          "tags": current.tags, "version": current.version}),
         });
     }
-    let content = tagfile::render(&last.old, &joiner(gt));
-    let sep = gt.separator.clone();
-    let version = r
-        .writer
-        .write_if(
-            Change {
-                path: &path,
-                rel: &rel_file,
-                expected: &current.version,
-                content: content.as_bytes(),
-                old: current.tags,
-                new: last.old.clone(),
-                action: "undo",
-            },
-            |p| tagfile::read(p, &sep),
-        )
-        .map_err(super::tagging::conflict_or_error)?;
+    let version = write_truth(
+        r,
+        gt,
+        &path,
+        &current.version,
+        (current.tags.clone(), last.old.clone()),
+        "undo",
+    )?;
     let truth = relist(r, id, &last.old)?;
     Ok(Json(json!({"truth": truth, "version": version})))
 }
@@ -455,27 +446,14 @@ pub async fn edit_truth(
         }
         _ => return Err(ApiError::bad("give exactly one of `add` and `remove`")),
     };
-    let content = tagfile::render(&tags, &joiner(gt));
-    let rel_file = path
-        .strip_prefix(&r.root)
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
-    let sep = gt.separator.clone();
-    let version = r
-        .writer
-        .write_if(
-            Change {
-                path: &path,
-                rel: &rel_file,
-                expected: &e.version,
-                content: content.as_bytes(),
-                old: current.tags,
-                new: tags.clone(),
-                action,
-            },
-            |p| tagfile::read(p, &sep),
-        )
-        .map_err(super::tagging::conflict_or_error)?;
+    let version = write_truth(
+        r,
+        gt,
+        &path,
+        &e.version,
+        (current.tags, tags.clone()),
+        action,
+    )?;
     let truth = relist(r, id, &tags)?;
     Ok(Json(
         json!({"truth": truth, "version": version, "status": StatusCode::OK.as_u16()}),
@@ -662,7 +640,28 @@ fn rename_in(
             tags.push(replaced);
         }
     }
-    let content = tagfile::render(&tags, &joiner(gt));
+    write_truth(
+        r,
+        gt,
+        path,
+        &f.version,
+        (f.tags.clone(), tags.clone()),
+        "rename",
+    )?;
+    relist(r, id, &tags).map(drop)
+}
+
+/// Writes a ground-truth sidecar's new tags when it is still at `expected`, logging the edit
+/// (`change`: old and new tags). Returns the new version; a stale file is a 409.
+fn write_truth(
+    r: &Review,
+    gt: &GroundTruth,
+    path: &std::path::Path,
+    expected: &str,
+    change: (Vec<String>, Vec<String>),
+    action: &str,
+) -> ApiResult<String> {
+    let content = tagfile::render(&change.1, &joiner(gt));
     let rel = path
         .strip_prefix(&r.root)
         .unwrap_or(path)
@@ -674,16 +673,15 @@ fn rename_in(
             Change {
                 path,
                 rel: &rel,
-                expected: &f.version,
+                expected,
                 content: content.as_bytes(),
-                old: f.tags.clone(),
-                new: tags.clone(),
-                action: "rename",
+                old: change.0,
+                new: change.1,
+                action,
             },
             |p| tagfile::read(p, &sep),
         )
-        .map_err(super::tagging::conflict_or_error)?;
-    relist(r, id, &tags).map(drop)
+        .map_err(super::tagging::conflict_or_error)
 }
 
 /// Puts an image's new ground-truth tags into the listing (as compared: normalised, through
