@@ -26,6 +26,7 @@ pub mod prompt;
 pub mod prompt_scores;
 pub mod report;
 pub mod runner;
+pub mod similarity;
 pub mod store;
 pub mod studio;
 pub mod tags;

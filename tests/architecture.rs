@@ -30,6 +30,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "textpost",
             "postprocess",
             "ensemble",
+            "similarity",
         ],
     ),
     ("config", &["config", "templates"]),

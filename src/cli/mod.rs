@@ -5,6 +5,7 @@
 
 mod analyze;
 mod diff;
+mod dupes;
 mod inspect;
 mod metrics;
 mod plan;
@@ -20,6 +21,7 @@ mod schema;
 mod serve;
 pub(crate) mod table;
 mod tag;
+mod target;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -82,6 +84,8 @@ pub enum Command {
     Tag(tag::Args),
     /// The studio: hand-tag a folder, review runs against ground truth, browse a folder.
     Serve(serve::Args),
+    /// Exact and near-duplicate images by perceptual hash, grouped, with a keeper each.
+    Dupes(dupes::Args),
     /// Prompt templates (prompts/NAME.j2): versions, their scores, diffs, rollback.
     #[command(subcommand)]
     Prompts(prompts::PromptsCommand),
@@ -121,6 +125,7 @@ pub fn main() -> ExitCode {
         Command::Tag(a) => tag::run(&env, a),
         Command::Prompts(c) => prompts::run(&env, c),
         Command::Serve(a) => serve::run(&env, a),
+        Command::Dupes(a) => dupes::run(&env, a),
     };
     match result {
         Ok(code) => code,

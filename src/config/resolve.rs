@@ -738,8 +738,38 @@ pub fn build_model(
         }
         ModelKind::Openai => model.openai = Some(openai_spec(&origin, &f)?),
         ModelKind::Ensemble => model.ensemble = Some(ensemble_of(&origin, &f)?),
+        ModelKind::Phash => {}
     }
     Ok(model)
+}
+
+/// The built-in `phash` model of one hash method (`iw-lab dupes --method M` without
+/// `--model`): it has no file, so its file is the project's `models/M.yaml` whether or not
+/// that exists.
+pub fn builtin_phash(project: &Project, method: &str) -> Model {
+    let mut params = BTreeMap::new();
+    params.insert("methods".to_string(), serde_json::json!([method]));
+    Model {
+        name: method.into(),
+        file: project.root.join("models").join(format!("{method}.yaml")),
+        kind: ModelKind::Phash,
+        source: None,
+        source_parsed: None,
+        sha256: None,
+        preset: None,
+        preprocess: preprocess_spec(None, None),
+        labels: None,
+        labels_parsed: None,
+        aliases: Aliases::default(),
+        score_floor: DEFAULT_SCORE_FLOOR,
+        batch_size: 64,
+        threads: None,
+        sidecar_dir: None,
+        sidecar_format: SidecarFormat::Auto,
+        openai: None,
+        params,
+        ensemble: None,
+    }
 }
 
 /// The config file a definition came from: for its relative paths and error locations.

@@ -21,6 +21,7 @@ pub mod labels;
 mod onnx_tagger;
 pub mod openai;
 pub mod output;
+mod phash;
 mod sidecar;
 pub mod vocab;
 
@@ -34,7 +35,7 @@ use crate::dataset::ImageEntry;
 use crate::ensemble::Combine;
 use crate::fetch::Fetcher;
 use crate::hashing::FileHashes;
-pub use crate::words::{Category, FileInfo, Identity, ModelKind, TagScore};
+pub use crate::words::{Category, FileInfo, Identity, ModelKind, TagScore, Vector};
 pub use call::{seed_of, Answer, Call, DEFAULT_MAX_TOKENS};
 
 /// An input made ready on a worker thread.
@@ -43,6 +44,8 @@ pub enum Prepared {
     Tensor(Vec<f32>),
     /// Predictions already complete (engines that read them rather than compute them).
     Done(Vec<TagScore>),
+    /// A vector already complete (perceptual hashes are computed on the worker threads).
+    Vector(Vector),
 }
 
 /// What an engine can do. The default is nothing: each engine names what it adds.
@@ -58,6 +61,8 @@ pub struct Capabilities {
     pub choose: bool,
     /// Embeds texts ([`Engine::embed`]).
     pub embed: bool,
+    /// A vector per image: perceptual hashes or an embedding ([`Engine::vectors`]).
+    pub vectors: bool,
     /// Combines other variants' tags ([`Engine::combine`]).
     pub combine: bool,
     /// Whether `prepare` needs decoded pixels (false: the runner never decodes for it).
@@ -76,6 +81,7 @@ impl Default for Capabilities {
             vision: false,
             choose: false,
             embed: false,
+            vectors: false,
             combine: false,
             needs_pixels: false,
             max_batch: 1,
@@ -230,6 +236,14 @@ pub trait Engine: Send + Sync {
         Err(self.unsupported("read images"))
     }
 
+    /// Runs a batch of prepared images into one [`Vector`] each, in order.
+    fn vectors(&self, batch: Vec<Prepared>) -> Vec<Result<Vector, EngineError>> {
+        batch
+            .iter()
+            .map(|_| Err(self.unsupported("give image vectors")))
+            .collect()
+    }
+
     /// One unit-length vector per text, in order.
     fn embed(&self, _texts: &[&str]) -> Result<Vec<Vec<f32>>, EngineError> {
         Err(self.unsupported("embed texts"))
@@ -279,6 +293,7 @@ fn maker(kind: ModelKind) -> &'static dyn Maker {
         ModelKind::Embedding => &embedding::Kind,
         ModelKind::Openai => &openai::engine::Kind,
         ModelKind::Ensemble => &ensemble::Kind,
+        ModelKind::Phash => &phash::Kind,
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod decode;
 pub mod error;
 mod jpeg;
+pub mod perceptual;
 pub mod resample;
 pub mod thumbs;
 

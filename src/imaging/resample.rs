@@ -6,7 +6,7 @@
 //! normalised to 22-bit fixed point, a horizontal pass over just the rows the vertical pass
 //! needs, then a vertical pass, rounding to 8 bits in between. Tests compare against Pillow.
 
-use image::RgbImage;
+use image::{GrayImage, RgbImage};
 
 use crate::words::Filter;
 
@@ -394,6 +394,104 @@ fn horizontal_row_impl(line: &[u8], out: &mut [u8], horiz: &Coeffs) {
         o[1] = clip8(acc[1]);
         o[2] = clip8(acc[2]);
     }
+}
+
+/// Resizes a greyscale image exactly as Pillow's `Image.resize(size, filter)` does for an
+/// `L` image (the same passes as [`resize`], one channel).
+pub fn resize_gray(src: &GrayImage, out_w: u32, out_h: u32, filter: Filter) -> GrayImage {
+    let (in_w, in_h) = (src.width() as usize, src.height() as usize);
+    let (ow, oh) = (out_w as usize, out_h as usize);
+    if (in_w, in_h) == (ow, oh) || in_w == 0 || in_h == 0 || ow == 0 || oh == 0 {
+        return if (in_w, in_h) == (ow, oh) {
+            src.clone()
+        } else {
+            GrayImage::new(out_w, out_h)
+        };
+    }
+    if filter == Filter::Nearest {
+        return GrayImage::from_fn(out_w, out_h, |x, y| {
+            let sy = (((y as f64 + 0.5) * in_h as f64 / oh as f64) as u32).min(in_h as u32 - 1);
+            let sx = (((x as f64 + 0.5) * in_w as f64 / ow as f64) as u32).min(in_w as u32 - 1);
+            *src.get_pixel(sx, sy)
+        });
+    }
+    let raw = src.as_raw();
+    let vert = precompute(in_h, oh, filter);
+    let (first, last) = if oh != in_h {
+        let (a, n) = vert.bounds[oh - 1];
+        (vert.bounds[0].0, a + n)
+    } else {
+        (0, in_h)
+    };
+    let (tmp, tmp_w) = if ow != in_w {
+        let horiz = precompute(in_w, ow, filter);
+        let half = 1i32 << (PRECISION_BITS - 1);
+        let mut tmp = vec![0u8; ow * (last - first)];
+        for (y, out) in (first..last).zip(tmp.chunks_exact_mut(ow)) {
+            let line = &raw[y * in_w..(y + 1) * in_w];
+            for (xx, o) in out.iter_mut().enumerate() {
+                let (xmin, n) = horiz.bounds[xx];
+                let k = &horiz.kk[xx * horiz.ksize..xx * horiz.ksize + n];
+                *o = clip8(half.wrapping_add(dot_u8_i32(&line[xmin..xmin + n], k)));
+            }
+        }
+        (tmp, ow)
+    } else {
+        (raw[first * in_w..last * in_w].to_vec(), in_w)
+    };
+    if oh == in_h {
+        return GrayImage::from_raw(tmp_w as u32, oh as u32, tmp).expect("buffer size matches");
+    }
+    let mut out = vec![0u8; tmp_w * oh];
+    let mut acc = vec![0i32; tmp_w];
+    for yy in 0..oh {
+        let (ymin, n) = vert.bounds[yy];
+        let ymin = ymin - first;
+        let k = &vert.kk[yy * vert.ksize..yy * vert.ksize + n];
+        vertical_row(
+            &tmp[ymin * tmp_w..(ymin + n) * tmp_w],
+            k,
+            &mut acc,
+            &mut out[yy * tmp_w..(yy + 1) * tmp_w],
+        );
+    }
+    GrayImage::from_raw(tmp_w as u32, oh as u32, out).expect("buffer size matches")
+}
+
+/// `Σ p·k` with wrapping integer arithmetic (exact in any order), eight taps at a time so
+/// it runs as vector code; AVX2 when the CPU has it.
+fn dot_u8_i32(p: &[u8], k: &[i32]) -> i32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { dot_avx2(p, k) };
+        }
+    }
+    dot_impl(p, k)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_avx2(p: &[u8], k: &[i32]) -> i32 {
+    dot_impl(p, k)
+}
+
+#[inline(always)]
+fn dot_impl(p: &[u8], k: &[i32]) -> i32 {
+    let mut lanes = [0i32; 8];
+    let (pc, kc) = (p.chunks_exact(8), k.chunks_exact(8));
+    let (pr, kr) = (pc.remainder(), kc.remainder());
+    for (a, b) in pc.zip(kc) {
+        for i in 0..8 {
+            lanes[i] = lanes[i].wrapping_add((a[i] as i32).wrapping_mul(b[i]));
+        }
+    }
+    let mut acc = lanes.iter().fold(0i32, |x, &y| x.wrapping_add(y));
+    for (&a, &b) in pr.iter().zip(kr) {
+        acc = acc.wrapping_add((a as i32).wrapping_mul(b));
+    }
+    acc
 }
 
 /// Nearest neighbour: each output pixel takes the input pixel under its centre.

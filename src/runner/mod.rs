@@ -13,6 +13,7 @@ pub mod pipeline;
 pub mod predict;
 pub mod scoring;
 pub mod truth;
+pub mod vectors;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -461,6 +462,13 @@ impl<'a> Work<'a, '_, '_> {
                     self.writer.add_cell(row, tags.clone());
                 }
             }
+            pipeline::Outcome::Vector { .. } => self.tagger_outcome(
+                cells,
+                pipeline::Outcome::Failed {
+                    stage: "infer",
+                    reason: "the model gives image vectors, not tags".into(),
+                },
+            ),
             pipeline::Outcome::Failed { stage, reason } => {
                 for c in cells {
                     let img = &staged.images()[c.image];

@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::Result;
 
 use crate::dataset::ImageEntry;
-use crate::engine::{Engine, EngineError, Prepared, TagScore};
+use crate::engine::{Engine, EngineError, Prepared, TagScore, Vector};
 
 /// One distinct cache key to compute.
 #[derive(Debug, Clone)]
@@ -21,8 +21,19 @@ pub struct Job {
 /// What happened to a job.
 #[derive(Debug)]
 pub enum Outcome {
-    Done { tags: Vec<TagScore>, infer_ms: f64 },
-    Failed { stage: &'static str, reason: String },
+    Done {
+        tags: Vec<TagScore>,
+        infer_ms: f64,
+    },
+    /// A vector engine's output (perceptual hashes, an embedding).
+    Vector {
+        vector: Vector,
+        infer_ms: f64,
+    },
+    Failed {
+        stage: &'static str,
+        reason: String,
+    },
 }
 
 /// Settings of one pipeline pass.
@@ -167,25 +178,45 @@ impl Pass<'_> {
         }
         let (idx, inputs): (Vec<usize>, Vec<Prepared>) = batch.drain(..).unzip();
         let start = Instant::now();
-        let mut results = crate::panics::catch(|| {
+        let n = idx.len();
+        let vectors = self.engine.capabilities().vectors;
+        let outcomes: Vec<Result<Outcome, EngineError>> = crate::panics::catch(|| {
             for &i in &idx {
                 crate::panics::failpoint("engine.infer", &self.images[self.jobs[i].image].rel);
             }
-            self.engine.infer(inputs, self.settings.floor)
+            if vectors {
+                let r = self.engine.vectors(inputs);
+                let ms = start.elapsed().as_secs_f64() * 1000.0 / n as f64;
+                r.into_iter()
+                    .map(|r| {
+                        r.map(|vector| Outcome::Vector {
+                            vector,
+                            infer_ms: ms,
+                        })
+                    })
+                    .collect()
+            } else {
+                let r = self.engine.infer(inputs, self.settings.floor);
+                let ms = start.elapsed().as_secs_f64() * 1000.0 / n as f64;
+                r.into_iter()
+                    .map(|r| r.map(|tags| Outcome::Done { tags, infer_ms: ms }))
+                    .collect()
+            }
         })
-        .unwrap_or_else(|panic| vec![Err(EngineError::Model(panic)); idx.len()]);
-        results.resize_with(idx.len(), || {
+        .unwrap_or_else(|panic| {
+            (0..n)
+                .map(|_| Err(EngineError::Model(panic.clone())))
+                .collect()
+        });
+        let mut outcomes = outcomes;
+        outcomes.resize_with(n, || {
             Err(EngineError::Model("the engine gave no result".into()))
         });
-        let ms = start.elapsed().as_secs_f64() * 1000.0 / idx.len() as f64;
-        for (i, r) in idx.into_iter().zip(results) {
-            let outcome = match r {
-                Ok(tags) => Outcome::Done { tags, infer_ms: ms },
-                Err(e) => Outcome::Failed {
-                    stage: "infer",
-                    reason: e.to_string(),
-                },
-            };
+        for (i, r) in idx.into_iter().zip(outcomes) {
+            let outcome = r.unwrap_or_else(|e| Outcome::Failed {
+                stage: "infer",
+                reason: e.to_string(),
+            });
             on_done(&self.jobs[i], outcome)?;
         }
         Ok(())

@@ -118,7 +118,7 @@ pub fn predict(
 }
 
 /// The cache key of each image (hash and spelled-out form).
-fn spelled_keys(
+pub(super) fn spelled_keys(
     model: &Model,
     identity: &Identity,
     images: &[ImageEntry],
@@ -222,15 +222,15 @@ pub fn infer_cached(
 }
 
 /// The run new predictions are stored in.
-struct Stored<'c, 'db> {
-    run: store::RunDir,
-    manifest: Manifest,
-    writer: PartWriter<'c, 'db>,
+pub(super) struct Stored<'c, 'db> {
+    pub(super) run: store::RunDir,
+    pub(super) manifest: Manifest,
+    pub(super) writer: PartWriter<'c, 'db>,
 }
 
 impl<'c, 'db> Stored<'c, 'db> {
     /// Creates the run `label` for the images of `jobs`.
-    fn create(
+    pub(super) fn create(
         project: &Project,
         conn: &'c Connection<'db>,
         model: &Model,
@@ -284,6 +284,11 @@ impl Computation<'_, '_, '_, '_> {
                 match outcome {
                     Outcome::Done { tags, infer_ms } => self.done(job, tags, infer_ms),
                     Outcome::Failed { stage, reason } => self.failed(job, stage, reason),
+                    Outcome::Vector { .. } => self.failed(
+                        job,
+                        "infer",
+                        "the model gives image vectors, not tags".into(),
+                    ),
                 }
                 bar.inc(1);
                 match self.stored.as_mut() {

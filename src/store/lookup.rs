@@ -294,6 +294,56 @@ pub fn read_scores(
     Ok(out)
 }
 
+/// The vectors of `hits` (vector engines' cells: perceptual hashes or an embedding), read
+/// from the runs that hold them. A hit whose vector rows are missing is left out.
+pub fn read_vectors(
+    conn: &Connection<'_>,
+    hits: &HashMap<String, Hit>,
+) -> Result<HashMap<String, crate::words::Vector>> {
+    use crate::words::Vector;
+    let mut out: HashMap<String, Vector> = HashMap::new();
+    for (run, keys) in by_run(hits) {
+        let files = list_parquet(&run.join("vectors"));
+        if files.is_empty() {
+            continue;
+        }
+        let sql = format!(
+            "SELECT v.cache_key, v.method, any_value(v.hash), any_value(v.embedding::VARCHAR)
+             FROM read_parquet({}, union_by_name = true) v
+             SEMI JOIN wanted w ON v.cache_key = w.cache_key
+             GROUP BY v.cache_key, v.method ORDER BY v.cache_key, v.method",
+            path_list(&files)
+        );
+        with_wanted(conn, &keys, || {
+            Ok(conn.query(&sql)?.for_each_row(|r| {
+                let key = r.str(0)?.unwrap_or_default().to_string();
+                let method = r.str(1)?.unwrap_or_default();
+                if let Some(hex) = r.str(2)? {
+                    match out.entry(key).or_insert_with(|| Vector::Hashes(Vec::new())) {
+                        Vector::Hashes(h) => h.push((method.to_string(), hex.to_string())),
+                        Vector::Embedding(_) => {}
+                    }
+                } else if let Some(list) = r.str(3)? {
+                    out.insert(key, Vector::Embedding(parse_float_list(list)));
+                }
+                Ok(())
+            })?)
+        })?;
+    }
+    Ok(out)
+}
+
+/// `[1.5, -2.0, ...]` as DuckDB prints a `FLOAT[]`.
+fn parse_float_list(s: &str) -> Vec<f32> {
+    s.trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .split(',')
+        .filter(|x| !x.trim().is_empty())
+        .map(|x| x.trim().parse::<f32>().unwrap_or(0.0))
+        .collect()
+}
+
 /// The keys of `hits` by the run that holds them.
 fn by_run(hits: &HashMap<String, Hit>) -> BTreeMap<&Path, Vec<&str>> {
     let mut out: BTreeMap<&Path, Vec<&str>> = BTreeMap::new();

@@ -28,6 +28,11 @@ pub const IMAGE_LORAS_SCHEMA: &str =
 pub const TEXTS_SCHEMA: &str = "run_id VARCHAR, variant VARCHAR, path VARCHAR, image_hash VARCHAR, repeat INTEGER, cache_key VARCHAR, prompt_name VARCHAR, prompt_hash VARCHAR, prompt VARCHAR, params VARCHAR, raw VARCHAR, caption VARCHAR, mapping VARCHAR, prompt_tokens BIGINT, completion_tokens BIGINT, cost DOUBLE, finish VARCHAR, attempts INTEGER, note VARCHAR";
 /// Judges' verdicts: one row per (judge, judged cell, order).
 pub const JUDGMENTS_SCHEMA: &str = "run_id VARCHAR, judge VARCHAR, variant VARCHAR, path VARCHAR, image_hash VARCHAR, repeat INTEGER, target_key VARCHAR, cache_key VARCHAR, side VARCHAR, prompt VARCHAR, raw VARCHAR, verdict VARCHAR, score DOUBLE, valid BOOLEAN, error VARCHAR, prompt_tokens BIGINT, completion_tokens BIGINT, ms DOUBLE, origin_run VARCHAR";
+/// What vector engines gave: one row per cell and hash method (`hash`, hex), or one row per
+/// cell with its `embedding`.
+pub const VECTORS_SCHEMA: &str = "run_id VARCHAR, variant VARCHAR, path VARCHAR, image_hash VARCHAR, repeat INTEGER, cache_key VARCHAR, method VARCHAR, hash VARCHAR, embedding FLOAT[]";
+/// The same, as the writer's staging table holds it (embeddings as text until committed).
+const VECTORS_STAGING: &str = "run_id VARCHAR, variant VARCHAR, path VARCHAR, image_hash VARCHAR, repeat INTEGER, cache_key VARCHAR, method VARCHAR, hash VARCHAR, embedding VARCHAR";
 pub const GROUND_TRUTH_SCHEMA: &str =
     "path VARCHAR, image_hash VARCHAR, source VARCHAR, tag VARCHAR";
 
@@ -87,6 +92,7 @@ pub struct PartWriter<'c, 'db> {
     outputs: Vec<(usize, Vec<TagScore>)>,
     failures: Vec<FailureRow>,
     texts: Vec<(usize, TextRow)>,
+    vectors: Vec<(usize, crate::words::Vector)>,
     last_flush: Instant,
     /// Flush after this many cells (`IW_LAB_FLUSH_CELLS`, default 512)...
     pub max_cells: usize,
@@ -97,7 +103,7 @@ pub struct PartWriter<'c, 'db> {
 impl<'c, 'db> PartWriter<'c, 'db> {
     pub fn new(conn: &'c Connection<'db>, run: RunDir) -> Result<Self> {
         conn.execute(&format!(
-            "CREATE TEMP TABLE w_cells ({CELLS_SCHEMA}); CREATE TEMP TABLE w_outputs ({OUTPUTS_SCHEMA}); CREATE TEMP TABLE w_failures ({FAILURES_SCHEMA}); CREATE TEMP TABLE w_texts ({TEXTS_SCHEMA});"
+            "CREATE TEMP TABLE w_cells ({CELLS_SCHEMA}); CREATE TEMP TABLE w_outputs ({OUTPUTS_SCHEMA}); CREATE TEMP TABLE w_failures ({FAILURES_SCHEMA}); CREATE TEMP TABLE w_texts ({TEXTS_SCHEMA}); CREATE TEMP TABLE w_vectors ({VECTORS_STAGING});"
         ))?;
         Ok(PartWriter {
             conn,
@@ -107,6 +113,7 @@ impl<'c, 'db> PartWriter<'c, 'db> {
             outputs: Vec::new(),
             failures: Vec::new(),
             texts: Vec::new(),
+            vectors: Vec::new(),
             last_flush: Instant::now(),
             max_cells: env_or("IW_LAB_FLUSH_CELLS", 512.0) as usize,
             max_age: Duration::from_secs_f64(env_or("IW_LAB_FLUSH_SECONDS", 2.0)),
@@ -123,6 +130,12 @@ impl<'c, 'db> PartWriter<'c, 'db> {
     pub fn add_text_cell(&mut self, cell: CellRow, outputs: Vec<TagScore>, text: TextRow) {
         self.texts.push((self.cells.len(), text));
         self.add_cell(cell, outputs);
+    }
+
+    /// Buffers a finished cell of a vector engine and its vector.
+    pub fn add_vector_cell(&mut self, cell: CellRow, vector: crate::words::Vector) {
+        self.vectors.push((self.cells.len(), vector));
+        self.cells.push(cell);
     }
 
     /// Buffers a cell whose outputs are already in the run (copied cache hits).
@@ -162,6 +175,11 @@ impl<'c, 'db> PartWriter<'c, 'db> {
             self.append_texts()?;
             self.commit("w_texts", "texts", &name, "")?;
         }
+        if !self.vectors.is_empty() {
+            self.append_vectors()?;
+            let replace = "REPLACE (embedding::FLOAT[] AS embedding)";
+            self.commit("w_vectors", "vectors", &name, replace)?;
+        }
         if !self.cells.is_empty() {
             self.append_cells(&now)?;
             let replace = "REPLACE (created_at::TIMESTAMP AS created_at)";
@@ -175,6 +193,7 @@ impl<'c, 'db> PartWriter<'c, 'db> {
         self.cells.clear();
         self.outputs.clear();
         self.texts.clear();
+        self.vectors.clear();
         self.failures.clear();
         Ok(())
     }
@@ -229,6 +248,28 @@ impl<'c, 'db> PartWriter<'c, 'db> {
         Ok(())
     }
 
+    fn append_vectors(&self) -> Result<()> {
+        let mut app = self.conn.appender("w_vectors")?;
+        for (ci, v) in &self.vectors {
+            match v {
+                crate::words::Vector::Hashes(hashes) => {
+                    for (method, hex) in hashes {
+                        self.cell_columns(&mut app, &self.cells[*ci])?;
+                        app.str(method)?.str(hex)?.null()?;
+                        app.end_row()?;
+                    }
+                }
+                crate::words::Vector::Embedding(values) => {
+                    self.cell_columns(&mut app, &self.cells[*ci])?;
+                    app.str("embedding")?.null()?.str(&float_list(values))?;
+                    app.end_row()?;
+                }
+            }
+        }
+        app.finish()?;
+        Ok(())
+    }
+
     fn append_cells(&self, now: &str) -> Result<()> {
         let mut app = self.conn.appender("w_cells")?;
         for c in &self.cells {
@@ -270,6 +311,7 @@ impl<'c, 'db> PartWriter<'c, 'db> {
             "w_outputs" => OUTPUTS_SCHEMA,
             "w_cells" => CELLS_SCHEMA,
             "w_texts" => TEXTS_SCHEMA,
+            "w_vectors" => VECTORS_STAGING,
             _ => FAILURES_SCHEMA,
         };
         self.conn.execute(&format!(
@@ -281,7 +323,7 @@ impl<'c, 'db> PartWriter<'c, 'db> {
 
 impl Drop for PartWriter<'_, '_> {
     fn drop(&mut self) {
-        let _ = self.conn.execute("DROP TABLE IF EXISTS w_cells; DROP TABLE IF EXISTS w_outputs; DROP TABLE IF EXISTS w_failures; DROP TABLE IF EXISTS w_texts;");
+        let _ = self.conn.execute("DROP TABLE IF EXISTS w_cells; DROP TABLE IF EXISTS w_outputs; DROP TABLE IF EXISTS w_failures; DROP TABLE IF EXISTS w_texts; DROP TABLE IF EXISTS w_vectors;");
     }
 }
 
@@ -320,6 +362,22 @@ pub fn write_table(
     copy_to_parquet(conn, &format!("SELECT * FROM {table}"), dest)?;
     conn.execute(&format!("DROP TABLE {table}"))?;
     Ok(())
+}
+
+/// `[v, v, ...]` with every f32 written so it reads back exactly (non-finite values, which no
+/// engine should give, become 0).
+pub fn float_list(values: &[f32]) -> String {
+    let mut s = String::with_capacity(values.len() * 12 + 2);
+    s.push('[');
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        let v = if v.is_finite() { *v } else { 0.0 };
+        s.push_str(&format!("{v:?}"));
+    }
+    s.push(']');
+    s
 }
 
 /// A positive number from the environment (tuning knobs documented in `docs/runs.md`).

@@ -36,6 +36,8 @@ pub enum ModelKind {
     Embedding,
     /// Combines other variants' outputs.
     Ensemble,
+    /// Perceptual hashes (pHash, dHash, aHash, blockhash) of each image: no model file.
+    Phash,
 }
 
 impl ModelKind {
@@ -48,6 +50,7 @@ impl ModelKind {
             ModelKind::Gguf => "gguf",
             ModelKind::Embedding => "embedding",
             ModelKind::Ensemble => "ensemble",
+            ModelKind::Phash => "phash",
         }
     }
 

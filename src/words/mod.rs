@@ -7,6 +7,7 @@ pub mod image;
 pub mod kinds;
 pub mod metric;
 pub mod tag;
+pub mod vector;
 
 pub use identity::{FileInfo, Identity};
 pub use image::{
@@ -18,6 +19,7 @@ pub use kinds::{
 };
 pub use metric::{Direction, Metric};
 pub use tag::{Category, TagScore};
+pub use vector::Vector;
 
 /// The similarity at or above which an embedding match of a free-text tag onto the
 /// vocabulary counts (measured for all-MiniLM-L6-v2; see `vocab`).

@@ -1,0 +1,395 @@
+//! `iw-lab dupes TARGET`: exact and near-duplicate images by perceptual hash, grouped, each
+//! group with a suggested keeper. Nothing is ever deleted: `--script` prints the `mv`
+//! commands that would set the others aside. `--not-duplicate A B` remembers a pair that is
+//! not a duplicate (by content) so it is never shown again.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _, Result};
+use serde_json::json;
+
+use super::target::{self, Target};
+use super::Env;
+use crate::engine::Context;
+use crate::imaging::perceptual;
+use crate::similarity::dupes::{self, Found, Item, NotDuplicates};
+use crate::ui;
+
+/// The default distance of each method, in bits (docs/similarity.md: chosen on the labelled
+/// set of `benches/dupes_accuracy.py`).
+pub const DEFAULT_DISTANCES: &[(&str, u32)] = &[
+    ("phash", 14),
+    ("phash16", 80),
+    ("dhash", 10),
+    ("dhash16", 56),
+    ("ahash", 8),
+    ("ahash16", 40),
+    ("blockhash", 6),
+    ("blockhash16", 40),
+];
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A folder, a dataset (file or name in datasets/), or a run.
+    #[arg(required_unless_present = "not_duplicate")]
+    pub target: Option<String>,
+    /// Hash method: phash (default), phash16, dhash, dhash16, ahash, ahash16, blockhash,
+    /// blockhash16.
+    #[arg(long, default_value = "phash", value_name = "METHOD")]
+    pub method: String,
+    /// Largest Hamming distance (bits) of a near duplicate; default per method
+    /// (phash: 14 of 64).
+    #[arg(long, value_name = "N")]
+    pub max_distance: Option<u32>,
+    /// A `phash` model file (or name in models/) instead of the built-in one.
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
+    /// One JSON object: {"groups": [{"files", "keeper", "exact", "max_distance"}], "pairs", ...}.
+    #[arg(long)]
+    pub json: bool,
+    /// Print a shell script that moves every non-keeper into `duplicates/` (nothing is run).
+    #[arg(long, conflicts_with_all = ["json", "hashes"])]
+    pub script: bool,
+    /// Print each image's hash (with --json: {"hashes": [{"file", "hash"}]}).
+    #[arg(long)]
+    pub hashes: bool,
+    /// Remember that these two files are not duplicates (by content), then exit.
+    #[arg(long, num_args = 2, value_names = ["A", "B"], conflicts_with_all = ["json", "script", "hashes"])]
+    pub not_duplicate: Option<Vec<PathBuf>>,
+}
+
+/// Where the project remembers pairs that are not duplicates.
+pub fn not_duplicates_file(env: &Env) -> PathBuf {
+    env.project.state_dir().join("not-duplicates.jsonl")
+}
+
+pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
+    if let Some(pair) = &args.not_duplicate {
+        return remember(env, &pair[0], &pair[1]);
+    }
+    let Some(method) = perceptual::method(&args.method) else {
+        let names: Vec<&str> = perceptual::METHODS.iter().map(|m| m.name).collect();
+        bail!(
+            "unknown --method `{}`; choose one of {}",
+            args.method,
+            names.join(", ")
+        );
+    };
+    let max_distance = match args.max_distance {
+        Some(d) if d > method.bits() => bail!(
+            "--max-distance {d} is more than the {} bits of a {} hash",
+            method.bits(),
+            method.name
+        ),
+        Some(d) => d,
+        None => default_distance(method.name),
+    };
+    let target = target::resolve(env, args.target.as_deref().unwrap_or("."))?;
+    let model = match &args.model {
+        Some(name) => {
+            let path = env.project.model_path(name)?;
+            let m = crate::config::resolve::load_model(&env.project, &path)?;
+            if !crate::engine::capabilities_of(&m).vectors {
+                bail!(
+                    "model `{}` is a `{}` model, which gives no image hashes; dupes needs a `phash` model",
+                    m.name,
+                    m.kind.name()
+                );
+            }
+            m
+        }
+        None => crate::config::resolve::builtin_phash(&env.project, method.name),
+    };
+    let ctx = Context::new(env.fetcher.clone());
+    let label = format!("dupes-{}", model.name);
+    let vectors =
+        crate::runner::vectors::vectors_cached(&env.project, &model, &target.images, &ctx, &label)?;
+    let (items, paths, mut unreadable) = items_of(&target, &vectors, method);
+    unreadable.splice(0..0, target.unreadable.iter().cloned());
+    let not_dupes = NotDuplicates::load(&not_duplicates_file(env))
+        .with_context(|| format!("reading {}", not_duplicates_file(env).display()))?;
+    if not_dupes.skipped > 0 {
+        ui::warn(format!(
+            "{}: {} unreadable line(s) skipped",
+            not_duplicates_file(env).display(),
+            not_dupes.skipped
+        ));
+    }
+    if args.hashes {
+        print_hashes(&args, method, &items, &unreadable);
+    } else {
+        let found = dupes::find(&items, max_distance, &not_dupes);
+        if args.script {
+            print_script(&target, &items, &paths, &found)?;
+        } else if args.json {
+            ui::json_line(&to_json(method, max_distance, &items, &found, &unreadable));
+        } else {
+            print_text(method, max_distance, &items, &found, &unreadable);
+        }
+    }
+    Ok(if unreadable.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The images that have a hash of `method`, with their paths; the rest with why not.
+#[allow(clippy::type_complexity)]
+fn items_of(
+    target: &Target,
+    vectors: &crate::runner::vectors::Vectors,
+    method: perceptual::Method,
+) -> (Vec<Item>, Vec<PathBuf>, Vec<(String, String)>) {
+    let (mut items, mut paths, mut unreadable) = (Vec::new(), Vec::new(), Vec::new());
+    for (img, v) in target.images.iter().zip(&vectors.per_image) {
+        let hex = match v {
+            Ok(v) => v.hash(method.name).map(str::to_string),
+            Err(e) => {
+                unreadable.push((img.rel.clone(), e.clone()));
+                continue;
+            }
+        };
+        let Some(words) = hex.as_deref().and_then(perceptual::parse_hex) else {
+            unreadable.push((img.rel.clone(), format!("no {} hash stored", method.name)));
+            continue;
+        };
+        items.push(Item {
+            file: img.rel.clone(),
+            content: img.hash.clone(),
+            hash: words,
+            pixels: img.width.unwrap_or(0) as u64 * img.height.unwrap_or(0) as u64,
+            format: img.format.clone(),
+            has_meta: img.meta.is_some(),
+        });
+        paths.push(img.abs.clone());
+    }
+    (items, paths, unreadable)
+}
+
+/// The default distance of a method.
+pub fn default_distance(method: &str) -> u32 {
+    DEFAULT_DISTANCES
+        .iter()
+        .find(|(m, _)| *m == method)
+        .map_or(0, |(_, d)| *d)
+}
+
+fn remember(env: &Env, a: &Path, b: &Path) -> Result<ExitCode> {
+    let hash = |p: &Path| -> Result<String> {
+        let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
+        Ok(crate::hashing::content_hash(&bytes))
+    };
+    let (ha, hb) = (hash(a)?, hash(b)?);
+    if ha == hb {
+        bail!(
+            "{} and {} have the same bytes: they are duplicates whatever their names",
+            a.display(),
+            b.display()
+        );
+    }
+    let file = not_duplicates_file(env);
+    let (ta, tb) = (a.display().to_string(), b.display().to_string());
+    NotDuplicates::remember(
+        &file,
+        (&ha, &ta),
+        (&hb, &tb),
+        &crate::store::time_now().iso(),
+    )
+    .with_context(|| format!("writing {}", file.display()))?;
+    ui::note(format!(
+        "remembered: {ta} and {tb} are not duplicates ({})",
+        file.display()
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn to_json(
+    method: perceptual::Method,
+    max_distance: u32,
+    items: &[Item],
+    found: &Found,
+    unreadable: &[(String, String)],
+) -> serde_json::Value {
+    let groups: Vec<_> = found
+        .groups
+        .iter()
+        .map(|g| {
+            json!({
+                "files": g.items.iter().map(|&i| &items[i].file).collect::<Vec<_>>(),
+                "keeper": items[g.keeper].file,
+                "exact": g.exact,
+                "max_distance": g.max_distance,
+            })
+        })
+        .collect();
+    let pairs: Vec<_> = found
+        .pairs
+        .iter()
+        .map(|p| json!({"a": items[p.a].file, "b": items[p.b].file, "distance": p.distance, "exact": p.exact}))
+        .collect();
+    json!({
+        "method": method.name,
+        "bits": method.bits(),
+        "max_distance": max_distance,
+        "images": items.len(),
+        "groups": groups,
+        "pairs": pairs,
+        "dismissed": found.dismissed,
+        "unreadable": unreadable.iter().map(|(f, e)| json!({"file": f, "error": e})).collect::<Vec<_>>(),
+    })
+}
+
+fn print_hashes(
+    args: &Args,
+    method: perceptual::Method,
+    items: &[Item],
+    unreadable: &[(String, String)],
+) {
+    if args.json {
+        let hashes: Vec<_> = items
+            .iter()
+            .map(|it| {
+                let bits: Vec<bool> = it
+                    .hash
+                    .iter()
+                    .flat_map(|w| (0..64).rev().map(move |i| w >> i & 1 == 1))
+                    .take(method.bits() as usize)
+                    .collect();
+                json!({"file": it.file, "hash": perceptual::to_hex(&bits)})
+            })
+            .collect();
+        let bad: Vec<_> = unreadable
+            .iter()
+            .map(|(f, e)| json!({"file": f, "error": e}))
+            .collect();
+        ui::json_line(&json!({"method": method.name, "hashes": hashes, "unreadable": bad}));
+        return;
+    }
+    for it in items {
+        let hex: String = it.hash.iter().map(|w| format!("{w:016x}")).collect();
+        ui::out(format!(
+            "{}  {}",
+            &hex[..(method.bits() / 4) as usize],
+            it.file
+        ));
+    }
+    for (f, e) in unreadable {
+        ui::warn(format!("{f}: {e}"));
+    }
+}
+
+fn describe(it: &Item) -> String {
+    format!(
+        "{}{}{}",
+        it.format.as_deref().unwrap_or("?"),
+        if it.pixels > 0 {
+            format!(", {} px", it.pixels)
+        } else {
+            String::new()
+        },
+        if it.has_meta {
+            ", has generation metadata"
+        } else {
+            ""
+        }
+    )
+}
+
+fn print_text(
+    method: perceptual::Method,
+    max_distance: u32,
+    items: &[Item],
+    found: &Found,
+    unreadable: &[(String, String)],
+) {
+    let exact = found.groups.iter().filter(|g| g.exact).count();
+    let mut lines = vec![format!(
+        "{} group(s) among {} images: {} exact (same bytes), {} near ({} ≤ {} of {} bits){}",
+        found.groups.len(),
+        items.len(),
+        exact,
+        found.groups.len() - exact,
+        method.name,
+        max_distance,
+        method.bits(),
+        if found.dismissed > 0 {
+            format!("; {} pair(s) marked not duplicates", found.dismissed)
+        } else {
+            String::new()
+        }
+    )];
+    for exact_pass in [true, false] {
+        for g in found.groups.iter().filter(|g| g.exact == exact_pass) {
+            lines.push(String::new());
+            lines.push(if g.exact {
+                "exact duplicates (same bytes):".to_string()
+            } else {
+                format!("near duplicates (up to {} bits apart):", g.max_distance)
+            });
+            for &i in &g.items {
+                let mark = if i == g.keeper { "keep" } else { "    " };
+                lines.push(format!(
+                    "  {mark}  {}  ({})",
+                    items[i].file,
+                    describe(&items[i])
+                ));
+            }
+        }
+    }
+    ui::out(lines.join("\n"));
+    for (f, e) in unreadable {
+        ui::warn(format!("{f}: {e}"));
+    }
+}
+
+/// A word for a POSIX shell: single-quoted bytes (`'` written as `'\''`).
+fn sh_quote(bytes: &[u8]) -> Vec<u8> {
+    let mut out = vec![b'\''];
+    for &b in bytes {
+        if b == b'\'' {
+            out.extend_from_slice(b"'\\''");
+        } else {
+            out.push(b);
+        }
+    }
+    out.push(b'\'');
+    out
+}
+
+fn os_bytes(p: &Path) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt as _;
+    p.as_os_str().as_bytes().to_vec()
+}
+
+/// A script that moves every file but each group's keeper into `duplicates/` (keeping its
+/// sub-folders), never overwriting (`mv -n`).
+fn print_script(target: &Target, items: &[Item], paths: &[PathBuf], found: &Found) -> Result<()> {
+    let mut out: Vec<u8> = Vec::new();
+    out.extend_from_slice(b"#!/bin/sh\n# Written by iw-lab dupes: moves all but the suggested keeper of each group into\n# duplicates/ (nothing is deleted; mv -n never overwrites). Review before running.\nset -e\ncd -- ");
+    out.extend(sh_quote(&os_bytes(&target.root)));
+    out.extend_from_slice(b"\n");
+    for g in &found.groups {
+        out.extend_from_slice(
+            format!("# keep {}\n", items[g.keeper].file.replace('\n', "?")).as_bytes(),
+        );
+        for &i in g.items.iter().filter(|&&i| i != g.keeper) {
+            let rel = paths[i].strip_prefix(&target.root).unwrap_or(&paths[i]);
+            let dest = Path::new("duplicates").join(rel);
+            let dir = dest.parent().unwrap_or(Path::new("duplicates"));
+            out.extend_from_slice(b"mkdir -p -- ");
+            out.extend(sh_quote(&os_bytes(dir)));
+            out.extend_from_slice(b" && mv -n -- ");
+            out.extend(sh_quote(&os_bytes(rel)));
+            out.push(b' ');
+            out.extend(sh_quote(&os_bytes(&dest)));
+            out.push(b'\n');
+        }
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(&out)?;
+    stdout.flush()?;
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! `iw-lab dupes`: perceptual hashes bit for bit as Python's `imagehash` and blockhash.io's
+//! reference compute them, duplicate groups with keepers on a folder of transformed copies,
+//! the not-a-duplicate memory, the move script, the cache, and hostile file names.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+const METHODS: &[&str] = &[
+    "phash",
+    "phash16",
+    "dhash",
+    "dhash16",
+    "ahash",
+    "ahash16",
+    "blockhash",
+    "blockhash16",
+];
+
+#[test]
+fn hashes_match_imagehash_and_blockhash_bit_for_bit() {
+    let p = Project::new();
+    let images = fixtures().join("images");
+    let reference = python_json(&[
+        repo()
+            .join("tests/reference/phash_reference.py")
+            .to_str()
+            .unwrap(),
+        images.to_str().unwrap(),
+    ]);
+    let folder = images.to_str().unwrap();
+    for method in METHODS {
+        let out = p.json(
+            &["dupes", folder, "--method", method, "--hashes", "--json"],
+            0,
+        );
+        let ours = out["hashes"].as_array().unwrap();
+        assert_eq!(
+            ours.len(),
+            reference.as_object().unwrap().len(),
+            "{method}: image count"
+        );
+        for h in ours {
+            let file = h["file"].as_str().unwrap();
+            assert_eq!(
+                h["hash"], reference[file][method],
+                "{method} of {file}: ours vs the reference"
+            );
+        }
+    }
+}
+
+/// A photo, transformed copies of it, a byte-for-byte copy, another photo, a broken file,
+/// and names that are hostile to shells and file systems.
+fn make_folder(dir: &Path) {
+    let photo = image::open(fixtures().join("images/retina_wide.jpg"))
+        .unwrap()
+        .to_rgb8();
+    let other = image::open(fixtures().join("images/horse_cmyk.jpg"))
+        .unwrap()
+        .to_rgb8();
+    std::fs::create_dir_all(dir.join("sub dir")).unwrap();
+    photo.save(dir.join("original.png")).unwrap();
+    let half = image::imageops::resize(
+        &photo,
+        photo.width() / 2,
+        photo.height() / 2,
+        image::imageops::FilterType::Triangle,
+    );
+    half.save(dir.join("sub dir/it's half \u{1F600}.jpg"))
+        .unwrap();
+    let brighter = image::RgbImage::from_fn(photo.width(), photo.height(), |x, y| {
+        let p = photo.get_pixel(x, y);
+        image::Rgb(p.0.map(|c| c.saturating_add(12)))
+    });
+    brighter.save(dir.join("Brighter.webp")).unwrap();
+    std::fs::copy(dir.join("original.png"), dir.join("ORIGINAL copy.png")).unwrap();
+    other.save(dir.join("horse.png")).unwrap();
+    std::fs::write(dir.join("broken.png"), b"\x89PNG\r\n\x1a\nnot really").unwrap();
+}
+
+#[test]
+fn groups_copies_suggests_keepers_and_remembers_dismissals() {
+    let p = Project::new();
+    let folder = p.path().join("photos");
+    make_folder(&folder);
+    let f = folder.to_str().unwrap();
+    // A broken file is reported (exit 1) and the rest still compared.
+    let out = p.json(&["dupes", f, "--json"], 1);
+    assert_eq!(out["method"], "phash");
+    assert_eq!(out["bits"], 64);
+    assert_eq!(out["unreadable"][0]["file"], "broken.png", "{out}");
+    let groups = out["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{out}");
+    let g = &groups[0];
+    let files: Vec<&str> = g["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        files,
+        [
+            "Brighter.webp",
+            "ORIGINAL copy.png",
+            "original.png",
+            "sub dir/it's half \u{1F600}.jpg"
+        ]
+    );
+    assert_eq!(g["exact"], false);
+    // Full size and lossless: one of the two identical PNGs (the shorter name).
+    assert_eq!(g["keeper"], "original.png");
+    let exact: Vec<_> = out["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["exact"] == true)
+        .collect();
+    assert_eq!(exact.len(), 1);
+    assert_eq!(exact[0]["distance"], 0);
+    // The cache: a second call computes nothing and adds no run.
+    let runs = || std::fs::read_dir(p.path().join("runs")).unwrap().count();
+    let before = runs();
+    let again = p.json(&["dupes", f, "--json"], 1);
+    assert_eq!(again["groups"], out["groups"]);
+    assert_eq!(runs(), before, "cached hashes need no new run");
+    // Dismiss the brighter copy against the original: that pair is gone, the others stay.
+    p.expect(
+        &[
+            "dupes",
+            "--not-duplicate",
+            &format!("{f}/Brighter.webp"),
+            &format!("{f}/original.png"),
+        ],
+        0,
+    );
+    let after = p.json(&["dupes", f, "--json"], 1);
+    assert_eq!(after["dismissed"], 1, "{after}");
+    let still = after["pairs"].as_array().unwrap();
+    assert!(!still
+        .iter()
+        .any(|x| x["a"] == "Brighter.webp" && x["b"] == "original.png"));
+    // Identical bytes can never be marked apart.
+    let same = p.run(&[
+        "dupes",
+        "--not-duplicate",
+        &format!("{f}/original.png"),
+        &format!("{f}/ORIGINAL copy.png"),
+    ]);
+    assert_eq!(same.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&same.stderr).contains("same bytes"));
+}
+
+#[test]
+fn the_script_moves_copies_aside_and_never_overwrites() {
+    let p = Project::new();
+    let folder = p.path().join("photos");
+    make_folder(&folder);
+    let script = p.expect(&["dupes", folder.to_str().unwrap(), "--script"], 1);
+    assert!(script.starts_with("#!/bin/sh"));
+    // Nothing moved yet: iw-lab only prints.
+    assert!(folder.join("Brighter.webp").exists());
+    let path = p.path().join("move.sh");
+    std::fs::write(&path, &script).unwrap();
+    for _ in 0..2 {
+        let status = std::process::Command::new("sh")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success() || folder.join("duplicates").exists());
+    }
+    assert!(folder.join("original.png").exists(), "the keeper stays");
+    assert!(folder.join("horse.png").exists(), "not a duplicate");
+    for moved in [
+        "Brighter.webp",
+        "ORIGINAL copy.png",
+        "sub dir/it's half \u{1F600}.jpg",
+    ] {
+        assert!(!folder.join(moved).exists(), "{moved} moved");
+        assert!(
+            folder.join("duplicates").join(moved).exists(),
+            "{moved} in duplicates/"
+        );
+    }
+}
+
+#[test]
+fn bad_arguments_are_clear_errors() {
+    let p = Project::new();
+    let f = fixtures().join("images");
+    let f = f.to_str().unwrap();
+    let out = p.run(&["dupes", f, "--method", "sha1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown --method `sha1`"));
+    let out = p.run(&["dupes", f, "--max-distance", "65"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("more than the 64 bits"));
+    let out = p.run(&["dupes", "no-such-thing"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a folder, a dataset"));
+}
