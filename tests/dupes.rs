@@ -202,3 +202,38 @@ fn bad_arguments_are_clear_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a folder, a dataset"));
 }
+
+#[test]
+fn a_phash_model_is_not_an_experiment_variant() {
+    let p = Project::new();
+    p.copy(&fixtures().join("images/brick_tiny.png"), "imgs/a.png");
+    p.write("datasets/demo.yaml", "path: ../imgs\n");
+    p.write("models/hashes.yaml", "kind: phash\n");
+    p.write(
+        "experiments/e.yaml",
+        "dataset: demo\nvariants:\n  - model: hashes\n",
+    );
+    let out = p.run(&["plan", "e"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`variants[0].model`") && err.contains("use `iw-lab dupes`"),
+        "{err}"
+    );
+    // As `--model`, it computes every method at once; the built-in one computes one.
+    let imgs = p.path().join("imgs");
+    let all = p.json(
+        &[
+            "dupes",
+            imgs.to_str().unwrap(),
+            "--model",
+            "hashes",
+            "--method",
+            "dhash16",
+            "--hashes",
+            "--json",
+        ],
+        0,
+    );
+    assert_eq!(all["hashes"][0]["hash"].as_str().unwrap().len(), 64);
+}

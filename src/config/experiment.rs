@@ -116,6 +116,15 @@ fn variant_points(
 ) -> Result<Vec<Unnamed>, ConfigError> {
     let key = format!("variants[{i}].model");
     let model = ctx.model(&v.model, &key)?;
+    if model.kind == ModelKind::Phash {
+        return Err(ctx.invalid(
+            &key,
+            format!(
+                "model `{}` is a `phash` model: it gives image hashes, not tags, so it cannot be a variant; use `iw-lab dupes`",
+                model.name
+            ),
+        ));
+    }
     let generative = model.kind.generative() || model.kind == ModelKind::Ensemble;
     let score_floor = v.score_floor.map_or(model.score_floor, |p| p.0);
     let thresholds = thresholds_of(ctx, i, v, score_floor, generative)?;

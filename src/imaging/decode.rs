@@ -4,11 +4,12 @@
 //!
 //! The container is sniffed from magic bytes (never the extension). The pixel count is checked
 //! from the header before any pixel is decoded (decompression bombs). JPEGs are decoded by
-//! libjpeg-turbo's decoder ([`super::jpeg`]), bit-exact with Pillow; other formats by the
-//! `image` crate. EXIF orientation is applied. Transparency (alpha, palette or colour-key) is
-//! composited on white with Pillow's integer arithmetic; 16-bit grey is scaled to 8 bits by
-//! rounding v/257; CMYK JPEGs are converted to RGB as Pillow converts them. Anything that
-//! cannot be decoded becomes a [`DecodeError`] with a reason.
+//! libjpeg-turbo's decoder ([`super::jpeg`]) and WebPs by libwebp ([`super::webp`]), bit-exact
+//! with Pillow; other formats (and animated WebPs) by the `image` crate. EXIF orientation is
+//! applied. Transparency (alpha, palette or colour-key) is composited on white with Pillow's
+//! integer arithmetic; 16-bit grey is scaled to 8 bits by rounding v/257; CMYK JPEGs are
+//! converted to RGB as Pillow converts them. Anything that cannot be decoded becomes a
+//! [`DecodeError`] with a reason.
 
 use std::io::Cursor;
 
@@ -130,6 +131,11 @@ fn decode_stored(
     let (fmt, w, h) = admit(bytes, max_pixels)?;
     if fmt == ImageFormat::Jpeg {
         return Ok((super::jpeg::decode(bytes, denom)?, fmt));
+    }
+    if fmt == ImageFormat::WebP {
+        if let Some(img) = super::webp::decode(bytes) {
+            return Ok((img, fmt));
+        }
     }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), fmt);
     let mut limits = image::Limits::default();

@@ -10,6 +10,7 @@ mod jpeg;
 pub mod perceptual;
 pub mod resample;
 pub mod thumbs;
+mod webp;
 
 use image::RgbImage;
 

@@ -136,6 +136,19 @@ pub(super) fn spelled_keys(
         .collect()
 }
 
+/// One job per distinct key that `known` does not have, at its first image.
+pub(super) fn distinct_misses(keys: &[(String, String)], known: impl Fn(&str) -> bool) -> Vec<Job> {
+    let mut seen = std::collections::HashSet::new();
+    keys.iter()
+        .enumerate()
+        .filter(|(_, k)| !known(&k.0) && seen.insert(k.0.as_str()))
+        .map(|(i, k)| Job {
+            key: k.0.clone(),
+            image: i,
+        })
+        .collect()
+}
+
 /// The cache key of each image, as [`infer_cached`] computes them.
 pub fn cache_keys(model: &Model, identity: &Identity, images: &[ImageEntry]) -> Vec<String> {
     spelled_keys(model, identity, images)
@@ -171,16 +184,7 @@ pub fn infer_cached(
             sink(&k, Ok(s), &hits[&k].origin_run);
         }
     }
-    let mut seen = std::collections::HashSet::new();
-    let misses: Vec<Job> = keys
-        .iter()
-        .enumerate()
-        .filter(|(_, k)| !hits.contains_key(&k.0) && seen.insert(k.0.clone()))
-        .map(|(i, k)| Job {
-            key: k.0.clone(),
-            image: i,
-        })
-        .collect();
+    let misses = distinct_misses(&keys, |k| hits.contains_key(k));
     let mut origins: HashMap<String, String> = hits
         .iter()
         .map(|(k, h)| (k.clone(), h.origin_run.clone()))

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 
 use super::pipeline::{self, Job, Outcome};
-use super::predict::{spelled_keys, Stored};
+use super::predict::{distinct_misses, spelled_keys, Stored};
 use crate::config::resolve::DEFAULT_MAX_PIXELS;
 use crate::config::{Model, Project};
 use crate::dataset::ImageEntry;
@@ -56,16 +56,7 @@ pub fn vectors_cached(
         .map(|(k, v)| (k, Arc::new(v)))
         .collect();
     let cached = found.len();
-    let mut seen = std::collections::HashSet::new();
-    let misses: Vec<Job> = keys
-        .iter()
-        .enumerate()
-        .filter(|(_, k)| !found.contains_key(&k.0) && seen.insert(k.0.clone()))
-        .map(|(i, k)| Job {
-            key: k.0.clone(),
-            image: i,
-        })
-        .collect();
+    let misses = distinct_misses(&keys, |k| found.contains_key(k));
     let mut work = Work {
         model,
         images,

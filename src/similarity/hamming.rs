@@ -4,9 +4,8 @@
 //! its chunks, and each hash looks up the chunk values within `⌊d/m⌋` flips of its own; the
 //! candidates found are verified on the full hash. A pair is reported once: by the first
 //! chunk that qualifies it, from its lower index. `m` is chosen to minimise the expected
-//! candidates for the number of hashes. Small sets are compared pair by pair.
-
-use std::collections::HashMap;
+//! candidates for the number of hashes; each chunk's table is a flat array indexed by chunk
+//! value. Small sets, and distances too large for the index to pay, are compared pair by pair.
 
 /// Below this many hashes, every pair is compared (faster than building the tables).
 const BRUTE_BELOW: usize = 2_000;
@@ -42,10 +41,12 @@ impl Hashes<'_> {
 pub fn near_pairs(h: &Hashes<'_>, max_distance: u32) -> Vec<Pair> {
     let n = h.len();
     let bits = (h.words * 64) as u32;
-    let mut out = if n < BRUTE_BELOW || max_distance >= bits / 2 {
+    let (m, cost) = chunk_count(n, bits, max_distance);
+    // Comparing every pair costs n/2 per hash; the index pays off well before that.
+    let mut out = if n < BRUTE_BELOW || cost * 4.0 > n as f64 {
         brute_pairs(h, max_distance)
     } else {
-        indexed_pairs(h, max_distance, chunk_count(n, bits, max_distance))
+        indexed_pairs(h, max_distance, m)
     };
     out.sort_unstable();
     out
@@ -66,7 +67,7 @@ pub fn brute_pairs(h: &Hashes<'_>, max_distance: u32) -> Vec<Pair> {
         .collect()
 }
 
-/// Number of combinations C(n, k), saturating.
+/// Number of combinations C(n, k).
 fn choose(n: u64, k: u64) -> f64 {
     if k > n {
         return 0.0;
@@ -74,28 +75,28 @@ fn choose(n: u64, k: u64) -> f64 {
     (0..k).fold(1.0, |acc, i| acc * (n - i) as f64 / (i + 1) as f64)
 }
 
-/// The chunk count with the fewest expected candidates (uniform hashes): per hash, `m`
-/// chunks × probes within radius ⌊d/m⌋ × hashes per bucket, with chunks of at most 32 bits.
-fn chunk_count(n: usize, bits: u32, d: u32) -> u32 {
-    let mut best = (f64::INFINITY, d + 1);
-    for m in 1..=bits.min(64) {
-        let width = bits.div_ceil(m);
-        if width > 32 {
-            continue;
-        }
-        let r = d / m;
-        let probes: f64 = (0..=r as u64).map(|k| choose(width as u64, k)).sum();
-        let per_bucket = (n as f64 / 2f64.powi(width as i32)).max(1.0);
-        let cost = m as f64 * probes * per_bucket;
-        if cost < best.0 {
-            best = (cost, m);
-        }
-    }
-    best.1
+/// Chunks are at most this wide, so each chunk's table is a flat array of 2^width buckets.
+const MAX_WIDTH: u32 = 24;
+
+/// The expected work per hash with `m` chunks (uniform hashes): per chunk, every probe within
+/// radius ⌊d/m⌋ costs a table lookup (a likely cache miss: weighed as 8 candidate checks)
+/// plus the hashes it finds.
+fn chunk_cost(n: usize, bits: u32, d: u32, m: u32) -> f64 {
+    let width = bits.div_ceil(m);
+    let probes: f64 = (0..=(d / m) as u64).map(|k| choose(width as u64, k)).sum();
+    m as f64 * probes * (8.0 + n as f64 / 2f64.powi(width as i32))
+}
+
+/// The chunk count with the least expected work, and that work per hash.
+fn chunk_count(n: usize, bits: u32, d: u32) -> (u32, f64) {
+    (bits.div_ceil(MAX_WIDTH)..=bits.min(64))
+        .map(|m| (m, chunk_cost(n, bits, d, m)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap_or((bits.min(64), f64::INFINITY))
 }
 
 /// Bits `[start, start+len)` of a hash (bit 0 = the first word's most significant), as an
-/// integer (`len` ≤ 32).
+/// integer (`len` ≤ 64).
 fn chunk(hash: &[u64], start: u32, len: u32) -> u64 {
     let mut v = 0u64;
     for b in start..start + len {
@@ -105,55 +106,96 @@ fn chunk(hash: &[u64], start: u32, len: u32) -> u64 {
     v
 }
 
+/// One chunk's table: the indices of the hashes by chunk value (`ids[offsets[v]..offsets[v+1]]`).
+struct Table {
+    offsets: Vec<u32>,
+    ids: Vec<u32>,
+}
+
+impl Table {
+    fn new(values: &[u32], width: u32) -> Table {
+        let mut offsets = vec![0u32; (1usize << width) + 1];
+        for &v in values {
+            offsets[v as usize + 1] += 1;
+        }
+        for i in 1..offsets.len() {
+            offsets[i] += offsets[i - 1];
+        }
+        let mut next = offsets.clone();
+        let mut ids = vec![0u32; values.len()];
+        for (i, &v) in values.iter().enumerate() {
+            ids[next[v as usize] as usize] = i as u32;
+            next[v as usize] += 1;
+        }
+        Table { offsets, ids }
+    }
+
+    fn get(&self, v: u64) -> &[u32] {
+        let v = v as usize;
+        &self.ids[self.offsets[v] as usize..self.offsets[v + 1] as usize]
+    }
+}
+
 /// Multi-index hashing with `m` chunks (see the module docs).
 fn indexed_pairs(h: &Hashes<'_>, d: u32, m: u32) -> Vec<Pair> {
     use rayon::prelude::*;
     let n = h.len();
     let bits = (h.words * 64) as u32;
-    let width = bits.div_ceil(m);
-    let spans: Vec<(u32, u32)> = (0..m)
-        .map(|c| (c * width, width.min(bits.saturating_sub(c * width))))
-        .filter(|s| s.1 > 0)
+    let width = bits.div_ceil(m).min(MAX_WIDTH);
+    let spans: Vec<(u32, u32)> = (0..bits.div_ceil(width))
+        .map(|c| (c * width, width.min(bits - c * width)))
         .collect();
     let r = d / spans.len() as u32;
-    // Per chunk: chunk value → indices holding it.
-    let tables: Vec<HashMap<u64, Vec<u32>>> = spans
+    // Per chunk: the chunk value of every hash, and the table of hashes by value.
+    let values: Vec<Vec<u32>> = spans
         .par_iter()
+        .map(|&(start, len)| (0..n).map(|i| chunk(h.get(i), start, len) as u32).collect())
+        .collect();
+    let tables: Vec<Table> = spans
+        .par_iter()
+        .zip(&values)
+        .map(|(&(_, len), v)| Table::new(v, len))
+        .collect();
+    // Per chunk, its bits as a mask over the hash's words.
+    let masks: Vec<Vec<u64>> = spans
+        .iter()
         .map(|&(start, len)| {
-            let mut t: HashMap<u64, Vec<u32>> = HashMap::new();
-            for i in 0..n {
-                t.entry(chunk(h.get(i), start, len))
-                    .or_default()
-                    .push(i as u32);
+            let mut m = vec![0u64; h.words];
+            for b in start..start + len {
+                m[(b / 64) as usize] |= 1 << (63 - b % 64);
             }
-            t
+            m
         })
         .collect();
-    let chunks_of =
-        |i: usize| -> Vec<u64> { spans.iter().map(|&(s, l)| chunk(h.get(i), s, l)).collect() };
     (0..n)
         .into_par_iter()
         .flat_map_iter(|i| {
-            let mine = chunks_of(i);
             let mut found = Vec::new();
+            let mut xor = vec![0u64; h.words];
             for (c, &(_, len)) in spans.iter().enumerate() {
-                for_each_within(mine[c], len, r, &mut |probe| {
-                    let Some(list) = tables[c].get(&probe) else {
-                        return;
-                    };
-                    for &j in list {
+                for_each_within(values[c][i] as u64, len, r, &mut |probe| {
+                    for &j in tables[c].get(probe) {
                         let j = j as usize;
                         if j <= i {
                             continue;
                         }
-                        let dist = h.distance(i, j);
+                        for (x, (a, b)) in xor.iter_mut().zip(h.get(i).iter().zip(h.get(j))) {
+                            *x = a ^ b;
+                        }
+                        let dist: u32 = xor.iter().map(|x| x.count_ones()).sum();
                         if dist > d {
                             continue;
                         }
                         // Report from the first chunk within the radius only.
-                        let theirs = chunks_of(j);
-                        let first = (0..spans.len())
-                            .find(|&k| (mine[k] ^ theirs[k]).count_ones() <= r)
+                        let first = masks
+                            .iter()
+                            .position(|m| {
+                                m.iter()
+                                    .zip(&xor)
+                                    .map(|(m, x)| (m & x).count_ones())
+                                    .sum::<u32>()
+                                    <= r
+                            })
                             .expect("the probing chunk qualifies");
                         if first == c {
                             found.push((i as u32, j as u32, dist));
@@ -218,10 +260,10 @@ mod tests {
             let h = Hashes { flat: &flat, words };
             let mut brute = brute_pairs(&h, d);
             brute.sort_unstable();
-            for m in [1, 2, 3, 4, d + 1] {
+            for m in [3, 4, 11, 12, d + 1] {
                 let width = (words as u32 * 64).div_ceil(m);
                 let probes: f64 = (0..=(d / m) as u64).map(|k| choose(width as u64, k)).sum();
-                if width > 32 || probes > 2_000.0 {
+                if width > MAX_WIDTH || probes > 2_000.0 {
                     continue;
                 }
                 let mut got = indexed_pairs(&h, d, m);
@@ -238,7 +280,7 @@ mod tests {
             let h = Hashes { flat: &flat, words: 1 };
             let mut brute = brute_pairs(&h, d);
             brute.sort_unstable();
-            let m = chunk_count(h.len(), 64, d);
+            let m = chunk_count(h.len(), 64, d).0;
             let mut got = indexed_pairs(&h, d, m);
             got.sort_unstable();
             prop_assert_eq!(got, brute);
