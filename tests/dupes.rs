@@ -237,3 +237,62 @@ fn a_phash_model_is_not_an_experiment_variant() {
     );
     assert_eq!(all["hashes"][0]["hash"].as_str().unwrap().len(), 64);
 }
+
+#[test]
+fn links_are_not_duplicates_and_the_script_never_reaches_outside() {
+    let p = Project::new();
+    let folder = p.path().join("pics");
+    let outside = p.path().join("outside");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    let photo = fixtures().join("images/retina_wide.jpg");
+    std::fs::copy(&photo, outside.join("out.jpg")).unwrap();
+    std::fs::copy(&photo, folder.join("mine.jpg")).unwrap();
+    std::os::unix::fs::symlink(folder.join("mine.jpg"), folder.join("link.jpg")).unwrap();
+    std::os::unix::fs::symlink(&outside, folder.join("outdir")).unwrap();
+    let out = p.json(&["dupes", folder.to_str().unwrap(), "--json"], 0);
+    let files: Vec<&str> = out["groups"][0]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(files.len(), 2, "a link to a file is that file, once: {out}");
+    let script = p.expect(&["dupes", folder.to_str().unwrap(), "--script"], 0);
+    let path = p.path().join("move.sh");
+    std::fs::write(&path, &script).unwrap();
+    assert!(std::process::Command::new("sh")
+        .arg(&path)
+        .status()
+        .unwrap()
+        .success());
+    assert!(
+        outside.join("out.jpg").exists(),
+        "nothing outside the folder moves:\n{script}"
+    );
+}
+
+#[test]
+fn a_cut_short_line_never_swallows_a_remembered_pair() {
+    let p = Project::new();
+    let f = p.path().join("photos");
+    make_folder(&f);
+    std::fs::create_dir_all(p.path().join(".iw-lab")).unwrap();
+    std::fs::write(
+        p.path().join(".iw-lab/not-duplicates.jsonl"),
+        "{\"a\":\"trunc",
+    )
+    .unwrap();
+    let (a, b) = (f.join("Brighter.webp"), f.join("original.png"));
+    p.expect(
+        &[
+            "dupes",
+            "--not-duplicate",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+        ],
+        0,
+    );
+    let out = p.json(&["dupes", f.to_str().unwrap(), "--json"], 1);
+    assert_eq!(out["dismissed"], 1, "{out}");
+}

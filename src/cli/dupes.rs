@@ -144,7 +144,12 @@ fn items_of(
     method: perceptual::Method,
 ) -> (Vec<Item>, Vec<PathBuf>, Vec<(String, String)>) {
     let (mut items, mut paths, mut unreadable) = (Vec::new(), Vec::new(), Vec::new());
+    // A file reached twice (through a link) is one file, not a duplicate of itself.
+    let mut seen = std::collections::HashSet::new();
     for (img, v) in target.images.iter().zip(&vectors.per_image) {
+        if !seen.insert(std::fs::canonicalize(&img.abs).unwrap_or(img.abs.clone())) {
+            continue;
+        }
         let hex = match v {
             Ok(v) => v.hash(method.name).map(str::to_string),
             Err(e) => {
@@ -364,28 +369,61 @@ fn os_bytes(p: &Path) -> Vec<u8> {
     p.as_os_str().as_bytes().to_vec()
 }
 
+/// Whether moving `rel` (the file at `abs`) moves something inside the folder: its folder,
+/// with links resolved, is where `rel` says it is (not reached through a link elsewhere).
+fn movable(root: &Path, abs: &Path, rel: &Path) -> bool {
+    let parent = abs.parent().and_then(|p| std::fs::canonicalize(p).ok());
+    let expected = root.join(rel.parent().unwrap_or(Path::new("")));
+    parent.is_some_and(|p| p == expected)
+}
+
 /// A script that moves every file but each group's keeper into `duplicates/` (keeping its
 /// sub-folders), never overwriting (`mv -n`).
 fn print_script(target: &Target, items: &[Item], paths: &[PathBuf], found: &Found) -> Result<()> {
     let mut out: Vec<u8> = Vec::new();
-    out.extend_from_slice(b"#!/bin/sh\n# Written by iw-lab dupes: moves all but the suggested keeper of each group into\n# duplicates/ (nothing is deleted; mv -n never overwrites). Review before running.\nset -e\ncd -- ");
+    out.extend_from_slice(b"#!/bin/sh\n# Written by iw-lab dupes: moves all but the suggested keeper of each group into\n# duplicates/ (nothing is deleted; mv -n never overwrites; a file already gone is skipped).\n# Review before running.\ncd -- ");
     out.extend(sh_quote(&os_bytes(&target.root)));
-    out.extend_from_slice(b"\n");
+    out.extend_from_slice(b" || exit 1\n");
+    let root = std::fs::canonicalize(&target.root).unwrap_or(target.root.clone());
     for g in &found.groups {
         out.extend_from_slice(
-            format!("# keep {}\n", items[g.keeper].file.replace('\n', "?")).as_bytes(),
+            format!(
+                "# keep {}\n",
+                items[g.keeper].file.replace(['\n', '\r'], "?")
+            )
+            .as_bytes(),
         );
         for &i in g.items.iter().filter(|&&i| i != g.keeper) {
             let rel = paths[i].strip_prefix(&target.root).unwrap_or(&paths[i]);
+            if !movable(&root, &paths[i], rel) {
+                out.extend_from_slice(b"# not moved (reached through a link out of the folder): ");
+                out.extend_from_slice(items[i].file.replace(['\n', '\r'], "?").as_bytes());
+                out.push(b'\n');
+                continue;
+            }
             let dest = Path::new("duplicates").join(rel);
             let dir = dest.parent().unwrap_or(Path::new("duplicates"));
-            out.extend_from_slice(b"mkdir -p -- ");
-            out.extend(sh_quote(&os_bytes(dir)));
-            out.extend_from_slice(b" && mv -n -- ");
-            out.extend(sh_quote(&os_bytes(rel)));
-            out.push(b' ');
-            out.extend(sh_quote(&os_bytes(&dest)));
-            out.push(b'\n');
+            let (src, dest, dir) = (
+                sh_quote(&os_bytes(rel)),
+                sh_quote(&os_bytes(&dest)),
+                sh_quote(&os_bytes(dir)),
+            );
+            let line: [&[u8]; 9] = [
+                b"if [ -e ",
+                &src,
+                b" ] || [ -L ",
+                &src,
+                b" ]; then mkdir -p -- ",
+                &dir,
+                b" && mv -n -- ",
+                &src,
+                b" ",
+            ];
+            for part in line {
+                out.extend_from_slice(part);
+            }
+            out.extend_from_slice(&dest);
+            out.extend_from_slice(b"; fi\n");
         }
     }
     let mut stdout = std::io::stdout().lock();

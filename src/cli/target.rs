@@ -20,10 +20,12 @@ pub struct Target {
 /// Resolves `arg` as a folder, then a dataset, then a run.
 pub fn resolve(env: &Env, arg: &str) -> Result<Target> {
     let direct = PathBuf::from(arg);
-    if direct.is_dir() {
+    if direct.is_dir() && !direct.join("run.yaml").is_file() {
         let root = std::fs::canonicalize(&direct)
             .with_context(|| format!("cannot open {}", direct.display()))?;
-        let ds = crate::studio::browse::folder_dataset(&root);
+        let mut ds = crate::studio::browse::folder_dataset(&root);
+        // Where `dupes --script` sets copies aside: never input again.
+        ds.exclude.push("duplicates/**".into());
         return scanned(env, ds);
     }
     if let Ok(path) = env.project.dataset_path(arg) {
@@ -37,6 +39,12 @@ pub fn resolve(env: &Env, arg: &str) -> Result<Target> {
         format!("`{arg}` is not a folder, a dataset (datasets/{arg}.yaml) or a run")
     })?;
     let manifest = crate::store::Manifest::read(&run.manifest_path())?;
+    if manifest.experiment.starts_with("dupes-") {
+        anyhow::bail!(
+            "run {} holds the hashes of an earlier `dupes` call, not a set of images; give its folder instead",
+            run.id
+        );
+    }
     let root = manifest.dataset.root.clone();
     let db = crate::store::open_db()?;
     let conn = db.connect()?;

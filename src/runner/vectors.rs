@@ -68,6 +68,14 @@ pub fn vectors_cached(
     let mut run_id = None;
     if !misses.is_empty() {
         let mut stored = Stored::create(project, &conn, model, images, label, &misses)?;
+        if let Some(img) = images.first() {
+            // The folder the images' paths are relative to (the run's dataset root).
+            let mut root = img.abs.clone();
+            for _ in std::path::Path::new(&img.rel).components() {
+                root.pop();
+            }
+            stored.manifest.dataset.root = root;
+        }
         work.compute(&identity, ctx, &misses, &mut stored)?;
         stored.writer.flush()?;
         if work.failures == misses.len() {

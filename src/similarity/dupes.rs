@@ -25,7 +25,9 @@ pub struct Item {
     pub has_meta: bool,
 }
 
-/// A pair of items (`a < b`) and their distance; `exact` when the bytes are the same.
+/// A pair of items (`a < b`) and their distance; `exact` when the bytes are the same. Files
+/// with the same bytes are represented by the first of them: each other copy pairs with it,
+/// and near pairs join the first files of two contents.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pair {
     pub a: usize,
@@ -79,16 +81,16 @@ pub fn find(items: &[Item], max_distance: u32, not_dupes: &NotDuplicates) -> Fou
         })
         .collect();
     let mut found = Found::default();
+    // Byte-identical files pair with the first of them (not each with each: a thousand
+    // identical black images are 999 pairs, not half a million).
     for m in &members {
-        for (x, &a) in m.iter().enumerate() {
-            for &b in &m[x + 1..] {
-                found.pairs.push(Pair {
-                    a: a.min(b),
-                    b: a.max(b),
-                    distance: 0,
-                    exact: true,
-                });
-            }
+        for &b in &m[1..] {
+            found.pairs.push(Pair {
+                a: m[0].min(b),
+                b: m[0].max(b),
+                distance: 0,
+                exact: true,
+            });
         }
     }
     for (ca, cb, d) in near_pairs(&Hashes { flat: &flat, words }, max_distance) {
@@ -97,16 +99,13 @@ pub fn find(items: &[Item], max_distance: u32, not_dupes: &NotDuplicates) -> Fou
             found.dismissed += 1;
             continue;
         }
-        for &a in &members[ca] {
-            for &b in &members[cb] {
-                found.pairs.push(Pair {
-                    a: a.min(b),
-                    b: a.max(b),
-                    distance: d,
-                    exact: false,
-                });
-            }
-        }
+        let (a, b) = (members[ca][0], members[cb][0]);
+        found.pairs.push(Pair {
+            a: a.min(b),
+            b: a.max(b),
+            distance: d,
+            exact: false,
+        });
     }
     found.pairs.sort_by_key(|p| (p.a, p.b));
     found.groups = groups(items, &found.pairs);
@@ -240,11 +239,17 @@ impl NotDuplicates {
             std::fs::create_dir_all(dir)?;
         }
         let line = serde_json::json!({"a": a.0, "b": b.0, "files": [a.1, b.1], "at": at});
+        // A line cut short (a crash mid-write elsewhere) must not swallow this one.
+        let ends_cleanly = match std::fs::read(path) {
+            Ok(bytes) => bytes.last().is_none_or(|&b| b == b'\n'),
+            Err(_) => true,
+        };
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)?;
-        f.write_all(format!("{line}\n").as_bytes())?;
+        let lead = if ends_cleanly { "" } else { "\n" };
+        f.write_all(format!("{lead}{line}\n").as_bytes())?;
         f.sync_all()
     }
 }
