@@ -242,6 +242,7 @@ fn to_json(
         "images": items.len(),
         "groups": groups,
         "pairs": pairs,
+        "pairs_complete": found.complete,
         "dismissed": found.dismissed,
         "unreadable": unreadable.iter().map(|(f, e)| json!({"file": f, "error": e})).collect::<Vec<_>>(),
     })

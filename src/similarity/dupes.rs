@@ -25,9 +25,7 @@ pub struct Item {
     pub has_meta: bool,
 }
 
-/// A pair of items (`a < b`) and their distance; `exact` when the bytes are the same. Files
-/// with the same bytes are represented by the first of them: each other copy pairs with it,
-/// and near pairs join the first files of two contents.
+/// A pair of items (`a < b`) and their distance; `exact` when the bytes are the same.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pair {
     pub a: usize,
@@ -55,7 +53,12 @@ pub struct Found {
     pub groups: Vec<Group>,
     /// Pairs left out because they were marked "not a duplicate".
     pub dismissed: usize,
+    /// Every pair is listed (else copies are represented by their first file; see [`find`]).
+    pub complete: bool,
 }
+
+/// Above this many pairs, copies are represented by their first file.
+pub const MAX_PAIRS: usize = 1_000_000;
 
 /// Finds every pair within `max_distance` and the groups they form. Items must all have
 /// hashes of one length.
@@ -81,31 +84,59 @@ pub fn find(items: &[Item], max_distance: u32, not_dupes: &NotDuplicates) -> Fou
         })
         .collect();
     let mut found = Found::default();
-    // Byte-identical files pair with the first of them (not each with each: a thousand
-    // identical black images are 999 pairs, not half a million).
+    let near: Vec<(usize, usize, u32)> = near_pairs(&Hashes { flat: &flat, words }, max_distance)
+        .into_iter()
+        .map(|(a, b, d)| (a as usize, b as usize, d))
+        .filter(|&(ca, cb, _)| {
+            let mark = not_dupes.contains(contents[ca], contents[cb]);
+            found.dismissed += mark as usize;
+            !mark
+        })
+        .collect();
+    // Every pair of files, unless copies would make that too many (a thousand identical
+    // black images are half a million pairs): then each content is represented by its first
+    // file, which every other copy pairs with.
+    let complete: usize = members
+        .iter()
+        .map(|m| m.len() * (m.len() - 1) / 2)
+        .sum::<usize>()
+        + near
+            .iter()
+            .map(|&(a, b, _)| members[a].len() * members[b].len())
+            .sum::<usize>();
+    found.complete = complete <= MAX_PAIRS;
+    let pair = |a: usize, b: usize, distance: u32, exact: bool| Pair {
+        a: a.min(b),
+        b: a.max(b),
+        distance,
+        exact,
+    };
     for m in &members {
-        for &b in &m[1..] {
-            found.pairs.push(Pair {
-                a: m[0].min(b),
-                b: m[0].max(b),
-                distance: 0,
-                exact: true,
-            });
+        for (x, &a) in m.iter().enumerate() {
+            let others = if found.complete {
+                &m[x + 1..]
+            } else if x == 0 {
+                &m[1..]
+            } else {
+                &[][..]
+            };
+            found
+                .pairs
+                .extend(others.iter().map(|&b| pair(a, b, 0, true)));
         }
     }
-    for (ca, cb, d) in near_pairs(&Hashes { flat: &flat, words }, max_distance) {
-        let (ca, cb) = (ca as usize, cb as usize);
-        if not_dupes.contains(contents[ca], contents[cb]) {
-            found.dismissed += 1;
-            continue;
+    for (ca, cb, d) in near {
+        if found.complete {
+            for &a in &members[ca] {
+                found
+                    .pairs
+                    .extend(members[cb].iter().map(|&b| pair(a, b, d, false)));
+            }
+        } else {
+            found
+                .pairs
+                .push(pair(members[ca][0], members[cb][0], d, false));
         }
-        let (a, b) = (members[ca][0], members[cb][0]);
-        found.pairs.push(Pair {
-            a: a.min(b),
-            b: a.max(b),
-            distance: d,
-            exact: false,
-        });
     }
     found.pairs.sort_by_key(|p| (p.a, p.b));
     found.groups = groups(items, &found.pairs);
