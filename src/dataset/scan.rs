@@ -234,6 +234,16 @@ pub fn index_path(state_dir: &Path, ds: &Dataset) -> PathBuf {
 }
 
 impl ImageEntry {
+    /// The file's bytes, checked against the content hash of the scan (a file rewritten since
+    /// must not be computed under its old key). Errors say which.
+    pub fn read_verified(&self) -> Result<Vec<u8>, String> {
+        let bytes = std::fs::read(&self.abs).map_err(|e| format!("cannot read: {e}"))?;
+        if crate::hashing::content_hash(&bytes) != self.hash {
+            return Err("file changed since it was scanned; run again".into());
+        }
+        Ok(bytes)
+    }
+
     /// The entry of an image file whose bytes are in memory: content hash, format and size
     /// from the header, and generation metadata (pixels, for stealth payloads, decoded only up
     /// to `max_pixels`; `None` skips reading metadata). The one place an image is hashed.

@@ -104,13 +104,7 @@ impl Engine for Phash {
         image: &ImageEntry,
         _pixels: Option<&RgbImage>,
     ) -> Result<Prepared, EngineError> {
-        let bytes = std::fs::read(&image.abs)
-            .map_err(|e| EngineError::Input(format!("cannot read: {e}")))?;
-        if crate::hashing::content_hash(&bytes) != image.hash {
-            return Err(EngineError::Input(
-                "file changed since it was scanned; run again".into(),
-            ));
-        }
+        let bytes = image.read_verified().map_err(EngineError::Input)?;
         let max = crate::config::resolve::DEFAULT_MAX_PIXELS;
         let img = crate::imaging::decode::decode_pixels(&bytes, max)
             .map_err(|e| EngineError::Input(e.to_string()))?;

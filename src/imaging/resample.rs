@@ -257,17 +257,16 @@ fn resize_without_convolution(
     None
 }
 
-/// The vertical pass over `tmp` (`tmp_w` pixels wide, starting at input row `row_offset`)
+/// The vertical pass over `tmp` (rows of `stride` bytes, starting at input row `row_offset`)
 /// into `out_h` rows.
 fn vertical_pass(
     tmp: &[u8],
-    tmp_w: usize,
+    stride: usize,
     row_offset: usize,
     vert: &Coeffs,
     out_h: usize,
 ) -> Vec<u8> {
     // Vertical pass: accumulate whole rows tap by tap (contiguous, vectorisable).
-    let stride = tmp_w * 3;
     let mut out = vec![0u8; stride * out_h];
     let mut acc = vec![0i32; stride];
     for yy in 0..out_h {
@@ -318,7 +317,7 @@ pub fn resize_padded(
     if !need_v {
         return RgbImage::from_raw(tmp_w as u32, out_h as u32, tmp).expect("buffer size matches");
     }
-    let out = vertical_pass(&tmp, tmp_w, row_offset, &vert, out_h);
+    let out = vertical_pass(&tmp, tmp_w * 3, row_offset, &vert, out_h);
     RgbImage::from_raw(tmp_w as u32, out_h as u32, out).expect("buffer size matches")
 }
 
@@ -442,19 +441,7 @@ pub fn resize_gray(src: &GrayImage, out_w: u32, out_h: u32, filter: Filter) -> G
     if oh == in_h {
         return GrayImage::from_raw(tmp_w as u32, oh as u32, tmp).expect("buffer size matches");
     }
-    let mut out = vec![0u8; tmp_w * oh];
-    let mut acc = vec![0i32; tmp_w];
-    for yy in 0..oh {
-        let (ymin, n) = vert.bounds[yy];
-        let ymin = ymin - first;
-        let k = &vert.kk[yy * vert.ksize..yy * vert.ksize + n];
-        vertical_row(
-            &tmp[ymin * tmp_w..(ymin + n) * tmp_w],
-            k,
-            &mut acc,
-            &mut out[yy * tmp_w..(yy + 1) * tmp_w],
-        );
-    }
+    let out = vertical_pass(&tmp, tmp_w, first, &vert, oh);
     GrayImage::from_raw(tmp_w as u32, oh as u32, out).expect("buffer size matches")
 }
 

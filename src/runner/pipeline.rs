@@ -71,13 +71,7 @@ fn prepare_stages(
             .prepare(img, None)
             .map_err(|e| ("prepare", e.to_string()));
     }
-    let bytes = std::fs::read(&img.abs).map_err(|e| ("read", format!("cannot read: {e}")))?;
-    if crate::hashing::content_hash(&bytes) != img.hash {
-        return Err((
-            "read",
-            "file changed since it was scanned; run again".into(),
-        ));
-    }
+    let bytes = img.read_verified().map_err(|e| ("read", e))?;
     stage.set("decode");
     let rgb =
         crate::imaging::decode_rgb(&bytes, max_pixels).map_err(|e| ("decode", e.to_string()))?;
