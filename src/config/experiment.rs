@@ -125,6 +125,15 @@ fn variant_points(
             ),
         ));
     }
+    if model.kind == ModelKind::Clip && model.zero_shot.is_none() {
+        return Err(ctx.invalid(
+            &key,
+            format!(
+                "model `{}` is a `clip` model without `zero_shot:`: it gives embeddings, not tags, so it cannot be a variant; add `zero_shot: {{vocabulary: FILE}}` to tag with it, or use `iw-lab similar`/`search`",
+                model.name
+            ),
+        ));
+    }
     let generative = model.kind.generative() || model.kind == ModelKind::Ensemble;
     let score_floor = v.score_floor.map_or(model.score_floor, |p| p.0);
     let thresholds = thresholds_of(ctx, i, v, score_floor, generative)?;

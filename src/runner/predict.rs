@@ -277,6 +277,7 @@ impl Computation<'_, '_, '_, '_> {
             floor: self.model.score_floor as f32,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             thumbs: None,
+            vectors: false,
         };
         let bar = crate::ui::progress(jobs.len() as u64, &self.model.name);
         pipeline::execute(

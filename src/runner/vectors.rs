@@ -148,6 +148,7 @@ impl Work<'_> {
             floor: 0.0,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             thumbs: None,
+            vectors: true,
         };
         let bar = crate::ui::progress(jobs.len() as u64, &self.model.name);
         let run_id = stored.run.id.clone();

@@ -38,6 +38,9 @@ pub enum ModelKind {
     Ensemble,
     /// Perceptual hashes (pHash, dHash, aHash, blockhash) of each image: no model file.
     Phash,
+    /// A CLIP or SigLIP model (image and text towers) run in-process: image embeddings for
+    /// similarity and text search, and zero-shot tags.
+    Clip,
 }
 
 impl ModelKind {
@@ -51,6 +54,7 @@ impl ModelKind {
             ModelKind::Embedding => "embedding",
             ModelKind::Ensemble => "ensemble",
             ModelKind::Phash => "phash",
+            ModelKind::Clip => "clip",
         }
     }
 
