@@ -626,3 +626,73 @@ fn a_zero_shot_model_with_the_datasets_vocabulary_is_a_variant() {
     let out = p.run(&["run", "bad"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("zero_shot"));
 }
+
+#[test]
+fn dupes_with_a_clip_model_groups_by_cosine_distance() {
+    let p = clip_project("clip-tiny", "");
+    let (images, _) = reference("clip-tiny");
+    // The smallest distance between two different reference images decides what is near.
+    let mut closest = (2.0f32, String::new(), String::new());
+    for (i, (fa, a)) in images.iter().enumerate() {
+        for (fb, b) in &images[i + 1..] {
+            let d = 1.0 - dot(a, b);
+            if d < closest.0 {
+                closest = (d, fa.clone(), fb.clone());
+            }
+        }
+    }
+    let out = p.json(
+        &[
+            "dupes",
+            "photos",
+            "--model",
+            "clip-tiny",
+            "--max-distance",
+            "0.0001",
+            "--json",
+        ],
+        0,
+    );
+    let groups = out["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{out}");
+    assert_eq!(groups[0]["exact"], true);
+    assert_eq!(out["method"], "cosine");
+    let wide = format!("{}", closest.0 + 1e-3);
+    let out = p.json(
+        &[
+            "dupes",
+            "photos",
+            "--model",
+            "clip-tiny",
+            "--max-distance",
+            &wide,
+            "--json",
+        ],
+        0,
+    );
+    let near: Vec<&Value> = out["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["exact"] == false)
+        .collect();
+    assert!(!near.is_empty(), "{out}");
+    let has = |f: &str| {
+        near.iter()
+            .any(|p| p["a"].as_str().unwrap().ends_with(f) || p["b"].as_str().unwrap().ends_with(f))
+    };
+    assert!(has(&closest.1) && has(&closest.2), "{out} vs {closest:?}");
+    for pair in &near {
+        let d = pair["distance"].as_f64().unwrap();
+        assert!((d as f32) <= closest.0 + 1e-3 + 1e-6);
+    }
+    let out = p.run(&[
+        "dupes",
+        "photos",
+        "--model",
+        "clip-tiny",
+        "--max-distance",
+        "5",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("from 0 to 2"));
+}

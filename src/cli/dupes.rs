@@ -1,5 +1,5 @@
-//! `iw-lab dupes TARGET`: exact and near-duplicate images by perceptual hash, grouped, each
-//! group with a suggested keeper. Nothing is ever deleted: `--script` prints the `mv`
+//! `iw-lab dupes TARGET`: exact and near-duplicate images by perceptual hash (or, with a
+//! `clip` model, by embedding), grouped, each group with a suggested keeper. Nothing is ever deleted: `--script` prints the `mv`
 //! commands that would set the others aside. `--not-duplicate A B` remembers a pair that is
 //! not a duplicate (by content) so it is never shown again.
 
@@ -39,11 +39,11 @@ pub struct Args {
     /// blockhash16.
     #[arg(long, default_value = "phash", value_name = "METHOD")]
     pub method: String,
-    /// Largest Hamming distance (bits) of a near duplicate; default per method
-    /// (phash: 14 of 64).
+    /// Largest distance of a near duplicate: Hamming bits for hashes (default per method;
+    /// phash: 14 of 64), cosine distance for a `clip` model (default 0.05).
     #[arg(long, value_name = "N")]
-    pub max_distance: Option<u32>,
-    /// A `phash` model file (or name in models/) instead of the built-in one.
+    pub max_distance: Option<f64>,
+    /// A `phash` or `clip` model file (or name in models/) instead of the built-in hashes.
     #[arg(long, value_name = "NAME")]
     pub model: Option<String>,
     /// One JSON object: {"groups": [{"files", "keeper", "exact", "max_distance"}], "pairs", ...}.
@@ -65,10 +65,60 @@ pub fn not_duplicates_file(env: &Env) -> PathBuf {
     env.project.state_dir().join("not-duplicates.jsonl")
 }
 
+/// The default cosine distance of near duplicates by embedding (docs/similarity.md).
+pub const DEFAULT_COSINE: f64 = 0.05;
+
+/// How near pairs are measured, for the output.
+struct Measure {
+    /// The hash method, or `cosine`.
+    name: String,
+    /// Bits of the hash (none for embeddings).
+    bits: Option<u32>,
+    /// The model (embeddings).
+    model: Option<String>,
+    max_distance: f64,
+}
+
+impl Measure {
+    fn distance(&self, d: f64) -> serde_json::Value {
+        if self.bits.is_some() {
+            json!(d.round() as u64)
+        } else {
+            json!((d * 1e6).round() / 1e6)
+        }
+    }
+
+    fn describe(&self, d: f64) -> String {
+        match self.bits {
+            Some(bits) => format!("{} ≤ {d} of {bits} bits", self.name),
+            None => format!("cosine distance ≤ {d}"),
+        }
+    }
+}
+
 pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
     if let Some(pair) = &args.not_duplicate {
         return remember(env, &pair[0], &pair[1]);
     }
+    let model = match &args.model {
+        Some(name) => {
+            let path = env.project.model_path(name)?;
+            let m = crate::config::resolve::load_model(&env.project, &path)?;
+            let caps = crate::engine::capabilities_of(&m);
+            if caps.vectors && caps.embed {
+                return run_embedded(env, &args, &m);
+            }
+            if !caps.vectors {
+                bail!(
+                    "model `{}` is a `{}` model, which gives no image hashes or embeddings; dupes needs a `phash` or `clip` model",
+                    m.name,
+                    m.kind.name()
+                );
+            }
+            Some(m)
+        }
+        None => None,
+    };
     let Some(method) = perceptual::method(&args.method) else {
         let names: Vec<&str> = perceptual::METHODS.iter().map(|m| m.name).collect();
         bail!(
@@ -78,36 +128,55 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
         );
     };
     let max_distance = match args.max_distance {
-        Some(d) if d > method.bits() => bail!(
+        Some(d) if d.fract() != 0.0 || d < 0.0 => {
+            bail!("--max-distance {d}: a hash distance is a whole number of bits")
+        }
+        Some(d) if d > f64::from(method.bits()) => bail!(
             "--max-distance {d} is more than the {} bits of a {} hash",
             method.bits(),
             method.name
         ),
-        Some(d) => d,
+        Some(d) => d as u32,
         None => default_distance(method.name),
     };
     let target = target::resolve(env, args.target.as_deref().unwrap_or("."))?;
-    let model = match &args.model {
-        Some(name) => {
-            let path = env.project.model_path(name)?;
-            let m = crate::config::resolve::load_model(&env.project, &path)?;
-            if !crate::engine::capabilities_of(&m).vectors {
-                bail!(
-                    "model `{}` is a `{}` model, which gives no image hashes; dupes needs a `phash` model",
-                    m.name,
-                    m.kind.name()
-                );
-            }
-            m
-        }
-        None => crate::config::resolve::builtin_phash(&env.project, method.name),
-    };
+    let model =
+        model.unwrap_or_else(|| crate::config::resolve::builtin_phash(&env.project, method.name));
     let ctx = Context::new(env.fetcher.clone());
     let label = format!("dupes-{}", model.name);
     let vectors =
         crate::runner::vectors::vectors_cached(&env.project, &model, &target.images, &ctx, &label)?;
     let (items, paths, mut unreadable) = items_of(&target, &vectors, method);
     unreadable.splice(0..0, target.unreadable.iter().cloned());
+    let not_dupes = load_not_duplicates(env)?;
+    if args.hashes {
+        print_hashes(&args, method, &items, &unreadable);
+    } else {
+        let found = dupes::find(&items, max_distance, &not_dupes);
+        let measure = Measure {
+            name: method.name.to_string(),
+            bits: Some(method.bits()),
+            model: args.model.clone(),
+            max_distance: f64::from(max_distance),
+        };
+        print_found(
+            &args,
+            &measure,
+            &target,
+            &items,
+            &paths,
+            &found,
+            &unreadable,
+        )?;
+    }
+    Ok(if unreadable.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn load_not_duplicates(env: &Env) -> Result<NotDuplicates> {
     let not_dupes = NotDuplicates::load(&not_duplicates_file(env))
         .with_context(|| format!("reading {}", not_duplicates_file(env).display()))?;
     if not_dupes.skipped > 0 {
@@ -117,23 +186,103 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
             not_dupes.skipped
         ));
     }
-    if args.hashes {
-        print_hashes(&args, method, &items, &unreadable);
+    Ok(not_dupes)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn print_found(
+    args: &Args,
+    measure: &Measure,
+    target: &Target,
+    items: &[Item],
+    paths: &[PathBuf],
+    found: &Found,
+    unreadable: &[(String, String)],
+) -> Result<()> {
+    if args.script {
+        print_script(target, items, paths, found)?;
+    } else if args.json {
+        ui::json_line(&to_json(measure, items, found, unreadable));
     } else {
-        let found = dupes::find(&items, max_distance, &not_dupes);
-        if args.script {
-            print_script(&target, &items, &paths, &found)?;
-        } else if args.json {
-            ui::json_line(&to_json(method, max_distance, &items, &found, &unreadable));
-        } else {
-            print_text(method, max_distance, &items, &found, &unreadable);
+        print_text(measure, items, found, unreadable);
+    }
+    Ok(())
+}
+
+/// `dupes --model M` with a `clip` model: near pairs by cosine distance of embeddings.
+fn run_embedded(env: &Env, args: &Args, model: &crate::config::Model) -> Result<ExitCode> {
+    if args.hashes {
+        bail!(
+            "--hashes prints perceptual hashes; model `{}` gives embeddings",
+            model.name
+        );
+    }
+    let max_distance = args.max_distance.unwrap_or(DEFAULT_COSINE);
+    if !(0.0..=2.0).contains(&max_distance) {
+        bail!("--max-distance {max_distance}: a cosine distance is from 0 to 2");
+    }
+    let target = target::resolve(env, args.target.as_deref().unwrap_or("."))?;
+    let ctx = Context::new(env.fetcher.clone());
+    let set = super::similar::embed_target(env, model, &target, &ctx)?;
+    let fingerprint = crate::engine::identify(model, &ctx, true)?
+        .context("model identity")?
+        .fingerprint;
+    let row_pairs =
+        super::similar::near_rows(env, &fingerprint, &target.root, &set, max_distance as f32)?;
+    let (mut items, mut paths) = (Vec::new(), Vec::new());
+    let mut seen = std::collections::HashSet::new();
+    for (_, members) in &set.rows {
+        for &i in members {
+            let img = &target.images[i];
+            if !seen.insert(std::fs::canonicalize(&img.abs).unwrap_or(img.abs.clone())) {
+                continue;
+            }
+            items.push(item_of(img, Vec::new()));
+            paths.push(img.abs.clone());
         }
     }
-    Ok(if unreadable.is_empty() {
+    let row_of: std::collections::HashMap<&str, usize> = set
+        .rows
+        .iter()
+        .enumerate()
+        .map(|(r, (h, _))| (h.as_str(), r))
+        .collect();
+    let not_dupes = load_not_duplicates(env)?;
+    let found = dupes::find_with(&items, &not_dupes, |firsts| {
+        let mut slot = vec![usize::MAX; set.rows.len()];
+        for (x, &i) in firsts.iter().enumerate() {
+            slot[row_of[items[i].content.as_str()]] = x;
+        }
+        row_pairs
+            .iter()
+            .map(|&(a, b, d)| (slot[a], slot[b], d))
+            .filter(|&(a, b, _)| a != usize::MAX && b != usize::MAX)
+            .collect()
+    });
+    let measure = Measure {
+        name: "cosine".into(),
+        bits: None,
+        model: Some(model.name.clone()),
+        max_distance,
+    };
+    print_found(args, &measure, &target, &items, &paths, &found, &set.failed)?;
+    Ok(if set.failed.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// One image as a duplicate candidate.
+fn item_of(img: &crate::dataset::ImageEntry, hash: Vec<u64>) -> Item {
+    Item {
+        file: img.rel.clone(),
+        content: img.hash.clone(),
+        hash,
+        pixels: img.width.unwrap_or(0) as u64 * img.height.unwrap_or(0) as u64,
+        format: img.format.clone(),
+        has_meta: img.meta.is_some(),
+    }
 }
 
 /// The images that have a hash of `method`, with their paths; the rest with why not.
@@ -161,14 +310,7 @@ fn items_of(
             unreadable.push((img.rel.clone(), format!("no {} hash stored", method.name)));
             continue;
         };
-        items.push(Item {
-            file: img.rel.clone(),
-            content: img.hash.clone(),
-            hash: words,
-            pixels: img.width.unwrap_or(0) as u64 * img.height.unwrap_or(0) as u64,
-            format: img.format.clone(),
-            has_meta: img.meta.is_some(),
-        });
+        items.push(item_of(img, words));
         paths.push(img.abs.clone());
     }
     (items, paths, unreadable)
@@ -212,8 +354,7 @@ fn remember(env: &Env, a: &Path, b: &Path) -> Result<ExitCode> {
 }
 
 fn to_json(
-    method: perceptual::Method,
-    max_distance: u32,
+    measure: &Measure,
     items: &[Item],
     found: &Found,
     unreadable: &[(String, String)],
@@ -226,19 +367,20 @@ fn to_json(
                 "files": g.items.iter().map(|&i| &items[i].file).collect::<Vec<_>>(),
                 "keeper": items[g.keeper].file,
                 "exact": g.exact,
-                "max_distance": g.max_distance,
+                "max_distance": measure.distance(g.max_distance),
             })
         })
         .collect();
     let pairs: Vec<_> = found
         .pairs
         .iter()
-        .map(|p| json!({"a": items[p.a].file, "b": items[p.b].file, "distance": p.distance, "exact": p.exact}))
+        .map(|p| json!({"a": items[p.a].file, "b": items[p.b].file, "distance": measure.distance(p.distance), "exact": p.exact}))
         .collect();
     json!({
-        "method": method.name,
-        "bits": method.bits(),
-        "max_distance": max_distance,
+        "method": measure.name,
+        "bits": measure.bits,
+        "model": measure.model,
+        "max_distance": measure.distance(measure.max_distance),
         "images": items.len(),
         "groups": groups,
         "pairs": pairs,
@@ -304,23 +446,15 @@ fn describe(it: &Item) -> String {
     )
 }
 
-fn print_text(
-    method: perceptual::Method,
-    max_distance: u32,
-    items: &[Item],
-    found: &Found,
-    unreadable: &[(String, String)],
-) {
+fn print_text(measure: &Measure, items: &[Item], found: &Found, unreadable: &[(String, String)]) {
     let exact = found.groups.iter().filter(|g| g.exact).count();
     let mut lines = vec![format!(
-        "{} group(s) among {} images: {} exact (same bytes), {} near ({} ≤ {} of {} bits){}",
+        "{} group(s) among {} images: {} exact (same bytes), {} near ({}){}",
         found.groups.len(),
         items.len(),
         exact,
         found.groups.len() - exact,
-        method.name,
-        max_distance,
-        method.bits(),
+        measure.describe(measure.max_distance),
         if found.dismissed > 0 {
             format!("; {} pair(s) marked not duplicates", found.dismissed)
         } else {
@@ -333,7 +467,13 @@ fn print_text(
             lines.push(if g.exact {
                 "exact duplicates (same bytes):".to_string()
             } else {
-                format!("near duplicates (up to {} bits apart):", g.max_distance)
+                match measure.bits {
+                    Some(_) => format!("near duplicates (up to {} bits apart):", g.max_distance),
+                    None => format!(
+                        "near duplicates (cosine distance up to {:.4}):",
+                        g.max_distance
+                    ),
+                }
             });
             for &i in &g.items {
                 let mark = if i == g.keeper { "keep" } else { "    " };

@@ -19,6 +19,7 @@ mod runs;
 mod scan;
 mod schema;
 mod serve;
+mod similar;
 pub(crate) mod table;
 mod tag;
 mod target;
@@ -86,6 +87,10 @@ pub enum Command {
     Serve(serve::Args),
     /// Exact and near-duplicate images by perceptual hash, grouped, with a keeper each.
     Dupes(dupes::Args),
+    /// The images nearest an image in a CLIP/SigLIP model's embedding space.
+    Similar(similar::SimilarArgs),
+    /// The images that best match a text, by a CLIP/SigLIP model, with a relevance cut-off.
+    Search(similar::SearchArgs),
     /// Prompt templates (prompts/NAME.j2): versions, their scores, diffs, rollback.
     #[command(subcommand)]
     Prompts(prompts::PromptsCommand),
@@ -126,6 +131,8 @@ pub fn main() -> ExitCode {
         Command::Prompts(c) => prompts::run(&env, c),
         Command::Serve(a) => serve::run(&env, a),
         Command::Dupes(a) => dupes::run(&env, a),
+        Command::Similar(a) => similar::run_similar(&env, a),
+        Command::Search(a) => similar::run_search(&env, a),
     };
     match result {
         Ok(code) => code,

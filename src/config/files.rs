@@ -190,9 +190,9 @@ pub struct ModelFile {
 #[serde(deny_unknown_fields)]
 pub struct ZeroShotFile {
     /// The tags to score: a labels file (one tag per line, or a `selected_tags.csv`; a path
-    /// relative to this file, `hf://` or `pypi://`), or `dataset`: every tag of the
-    /// experiment's ground truth.
-    pub vocabulary: String,
+    /// relative to this file, `hf://` or `pypi://`), `dataset` (every tag of the experiment's
+    /// ground truth), or a list of tags.
+    pub vocabulary: ZeroShotVocabulary,
     /// The text each tag is embedded in; `{tag}` is replaced by the tag with underscores as
     /// spaces (default `a photo of {tag}`).
     #[serde(default)]
@@ -206,6 +206,14 @@ pub struct ZeroShotFile {
     /// `neutral`: the text every tag is weighed against (default `a photo`).
     #[serde(default)]
     pub neutral_text: Option<String>,
+}
+
+/// A zero-shot vocabulary: a file or `dataset`, or the tags themselves.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ZeroShotVocabulary {
+    Source(String),
+    Tags(Vec<String>),
 }
 
 /// How a zero-shot model turns image–text similarities into scores.

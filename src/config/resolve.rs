@@ -268,9 +268,11 @@ pub enum Vocabulary {
         #[serde(skip)]
         source: Source,
     },
-    /// The experiment's ground-truth tags: filled in by the runner from the scanned dataset
-    /// (`None` until then, and outside an experiment).
-    Dataset(Option<Vec<String>>),
+    /// The tags themselves (a list in the file, or the runner's fill-in of `Dataset`).
+    Tags(Vec<String>),
+    /// The experiment's ground-truth tags: the runner replaces it by `Tags` from the scanned
+    /// dataset; outside an experiment it has none.
+    Dataset,
 }
 
 /// The default zero-shot template.
@@ -928,18 +930,23 @@ fn check_keys_of_other_kinds(origin: &Origin<'_>, f: &ModelFile) -> Result<(), C
 
 /// A `clip` model's `zero_shot:`: its vocabulary found, its template checked.
 fn zero_shot_of(origin: &Origin<'_>, z: &ZeroShotFile) -> Result<ZeroShot, ConfigError> {
-    let vocabulary = if z.vocabulary.trim() == "dataset" {
-        Vocabulary::Dataset(None)
-    } else {
-        let source = origin.existing_source(
-            "zero_shot.vocabulary",
-            &z.vocabulary,
-            Path::is_file,
-            "vocabulary file",
-        )?;
-        Vocabulary::File {
-            display: source.to_string(),
-            source,
+    let vocabulary = match &z.vocabulary {
+        ZeroShotVocabulary::Tags(tags) if tags.is_empty() => {
+            return Err(origin.invalid("zero_shot.vocabulary", "the vocabulary list is empty"))
+        }
+        ZeroShotVocabulary::Tags(tags) => Vocabulary::Tags(tags.clone()),
+        ZeroShotVocabulary::Source(s) if s.trim() == "dataset" => Vocabulary::Dataset,
+        ZeroShotVocabulary::Source(s) => {
+            let source = origin.existing_source(
+                "zero_shot.vocabulary",
+                s,
+                Path::is_file,
+                "vocabulary file",
+            )?;
+            Vocabulary::File {
+                display: source.to_string(),
+                source,
+            }
         }
     };
     let template = z
@@ -1277,24 +1284,8 @@ fn check_model_numbers(f: &ModelFile) -> Result<(), (&'static str, String)> {
 /// A model definition equivalent to a resolved model, with absolute local paths and the
 /// files' sha256 pinned.
 pub fn model_file_of(m: &Model, files: &[crate::words::FileInfo]) -> ModelFile {
-    use crate::config::files::{LabelEntry, LabelsFile, PreprocessFile};
-    let p = &m.preprocess;
-    let preprocess = PreprocessFile {
-        size: p.size.map(|s| crate::config::files::Positive(s as u64)),
-        pad: Some(match p.pad {
-            Some(c) => crate::config::files::PadFile::Rgb(c),
-            None => crate::config::files::PadFile::Named(crate::config::files::PadName::None),
-        }),
-        resize_filter: Some(p.filter),
-        resize: p.resize.map(|r| crate::config::files::Positive(r as u64)),
-        jpeg_quality: p.jpeg_quality,
-        channels: Some(p.channels),
-        layout: Some(p.layout),
-        scale: Some(p.scale),
-        mean: Some(p.mean),
-        std: Some(p.std),
-        output: Some(p.output),
-    };
+    use crate::config::files::{LabelEntry, LabelsFile};
+    let preprocess = preprocess_file_of(&m.preprocess);
     let labels = m.labels.as_ref().map(|l| match l {
         crate::config::Labels::Source { source, .. } => LabelsFile::Source(source.clone()),
         crate::config::Labels::Inline(list) => LabelsFile::Inline(
@@ -1353,7 +1344,41 @@ pub fn model_file_of(m: &Model, files: &[crate::words::FileInfo]) -> ModelFile {
         prices: None,
         params: Default::default(),
         ensemble: None,
-        zero_shot: None,
+        zero_shot: m.zero_shot.as_ref().map(zero_shot_file_of),
         description: None,
+    }
+}
+
+/// The `preprocess:` fields of a resolved spec.
+fn preprocess_file_of(p: &PreprocessSpec) -> crate::config::files::PreprocessFile {
+    crate::config::files::PreprocessFile {
+        size: p.size.map(|s| crate::config::files::Positive(s as u64)),
+        pad: Some(match p.pad {
+            Some(c) => crate::config::files::PadFile::Rgb(c),
+            None => crate::config::files::PadFile::Named(crate::config::files::PadName::None),
+        }),
+        resize_filter: Some(p.filter),
+        resize: p.resize.map(|r| crate::config::files::Positive(r as u64)),
+        jpeg_quality: p.jpeg_quality,
+        channels: Some(p.channels),
+        layout: Some(p.layout),
+        scale: Some(p.scale),
+        mean: Some(p.mean),
+        std: Some(p.std),
+        output: Some(p.output),
+    }
+}
+
+/// The `zero_shot:` of a resolved model; a dataset's vocabulary is written out as its list.
+fn zero_shot_file_of(z: &ZeroShot) -> ZeroShotFile {
+    ZeroShotFile {
+        vocabulary: match &z.vocabulary {
+            Vocabulary::File { display, .. } => ZeroShotVocabulary::Source(display.clone()),
+            Vocabulary::Tags(tags) => ZeroShotVocabulary::Tags(tags.clone()),
+            Vocabulary::Dataset => ZeroShotVocabulary::Source("dataset".into()),
+        },
+        template: Some(z.template.clone()),
+        calibration: z.calibration,
+        neutral_text: Some(z.neutral_text.clone()).filter(|t| t != DEFAULT_NEUTRAL),
     }
 }

@@ -118,10 +118,10 @@ fn with_dataset_vocabulary(mut exp: Experiment, vocabulary: &[String]) -> Experi
     use crate::config::Vocabulary;
     for v in &mut exp.variants {
         if let Some(z) = &v.model.zero_shot {
-            if matches!(z.vocabulary, Vocabulary::Dataset(None)) {
+            if matches!(z.vocabulary, Vocabulary::Dataset) {
                 let mut m = (*v.model).clone();
                 if let Some(z) = &mut m.zero_shot {
-                    z.vocabulary = Vocabulary::Dataset(Some(vocabulary.to_vec()));
+                    z.vocabulary = Vocabulary::Tags(vocabulary.to_vec());
                 }
                 v.model = std::sync::Arc::new(m);
             }

@@ -1,5 +1,6 @@
-//! Duplicate groups from perceptual hashes: byte-identical files (same content hash) and near
-//! duplicates (hashes within a Hamming distance), joined into connected components, each
+//! Duplicate groups: byte-identical files (same content hash) and near duplicates (perceptual
+//! hashes within a Hamming distance, or embeddings within a cosine distance, whichever the
+//! caller measures: [`find`], [`find_with`]), joined into connected components, each
 //! with a suggested keeper. Pairs the user marked "not a duplicate" (by content, so renames
 //! do not matter) are never reported.
 
@@ -16,7 +17,7 @@ pub struct Item {
     pub file: String,
     /// Content hash (blake3 of the bytes).
     pub content: String,
-    /// The perceptual hash, as 64-bit words.
+    /// The perceptual hash, as 64-bit words (empty when near pairs are measured otherwise).
     pub hash: Vec<u64>,
     /// Width × height.
     pub pixels: u64,
@@ -25,17 +26,18 @@ pub struct Item {
     pub has_meta: bool,
 }
 
-/// A pair of items (`a < b`) and their distance; `exact` when the bytes are the same.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A pair of items (`a < b`) and their distance (bits for hashes, cosine distance for
+/// embeddings); `exact` when the bytes are the same.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Pair {
     pub a: usize,
     pub b: usize,
-    pub distance: u32,
+    pub distance: f64,
     pub exact: bool,
 }
 
 /// A connected group of duplicates.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Group {
     /// Items, sorted.
     pub items: Vec<usize>,
@@ -43,7 +45,7 @@ pub struct Group {
     /// Every item has the same bytes.
     pub exact: bool,
     /// The largest distance of a pair inside the group.
-    pub max_distance: u32,
+    pub max_distance: f64,
 }
 
 /// Pairs and groups of [`find`].
@@ -63,6 +65,30 @@ pub const MAX_PAIRS: usize = 1_000_000;
 /// Finds every pair within `max_distance` and the groups they form. Items must all have
 /// hashes of one length.
 pub fn find(items: &[Item], max_distance: u32, not_dupes: &NotDuplicates) -> Found {
+    find_with(items, not_dupes, |firsts| {
+        let words = items.first().map_or(1, |i| i.hash.len().max(1));
+        let flat: Vec<u64> = firsts
+            .iter()
+            .flat_map(|&i| {
+                let h = &items[i].hash;
+                (0..words).map(move |w| h.get(w).copied().unwrap_or(0))
+            })
+            .collect();
+        near_pairs(&Hashes { flat: &flat, words }, max_distance)
+            .into_iter()
+            .map(|(a, b, d)| (a as usize, b as usize, f64::from(d)))
+            .collect()
+    })
+}
+
+/// [`find`] with near pairs measured by `near`: given the first item of each distinct
+/// content, it returns the pairs of those (indices into its argument) that are near, with
+/// their distances.
+pub fn find_with(
+    items: &[Item],
+    not_dupes: &NotDuplicates,
+    near: impl FnOnce(&[usize]) -> Vec<(usize, usize, f64)>,
+) -> Found {
     // One hash per distinct content.
     let mut contents: Vec<&str> = Vec::new();
     let mut members: Vec<Vec<usize>> = Vec::new();
@@ -75,18 +101,10 @@ pub fn find(items: &[Item], max_distance: u32, not_dupes: &NotDuplicates) -> Fou
         });
         members[c].push(i);
     }
-    let words = items.first().map_or(1, |i| i.hash.len().max(1));
-    let flat: Vec<u64> = members
-        .iter()
-        .flat_map(|m| {
-            let h = &items[m[0]].hash;
-            (0..words).map(move |w| h.get(w).copied().unwrap_or(0))
-        })
-        .collect();
+    let firsts: Vec<usize> = members.iter().map(|m| m[0]).collect();
     let mut found = Found::default();
-    let near: Vec<(usize, usize, u32)> = near_pairs(&Hashes { flat: &flat, words }, max_distance)
+    let near: Vec<(usize, usize, f64)> = near(&firsts)
         .into_iter()
-        .map(|(a, b, d)| (a as usize, b as usize, d))
         .filter(|&(ca, cb, _)| {
             let mark = not_dupes.contains(contents[ca], contents[cb]);
             found.dismissed += mark as usize;
@@ -105,7 +123,7 @@ pub fn find(items: &[Item], max_distance: u32, not_dupes: &NotDuplicates) -> Fou
             .map(|&(a, b, _)| members[a].len() * members[b].len())
             .sum::<usize>();
     found.complete = complete <= MAX_PAIRS;
-    let pair = |a: usize, b: usize, distance: u32, exact: bool| Pair {
+    let pair = |a: usize, b: usize, distance: f64, exact: bool| Pair {
         a: a.min(b),
         b: a.max(b),
         distance,
@@ -122,7 +140,7 @@ pub fn find(items: &[Item], max_distance: u32, not_dupes: &NotDuplicates) -> Fou
             };
             found
                 .pairs
-                .extend(others.iter().map(|&b| pair(a, b, 0, true)));
+                .extend(others.iter().map(|&b| pair(a, b, 0.0, true)));
         }
     }
     for (ca, cb, d) in near {
@@ -152,7 +170,7 @@ fn groups(items: &[Item], pairs: &[Pair]) -> Vec<Group> {
             group_of[i as usize] = g;
         }
     }
-    let mut max_d = vec![0u32; comps.len()];
+    let mut max_d = vec![0f64; comps.len()];
     for p in pairs {
         let g = group_of[p.a];
         max_d[g] = max_d[g].max(p.distance);
@@ -319,7 +337,7 @@ mod tests {
         assert_eq!(g.items, vec![0, 1, 2]);
         assert_eq!(g.keeper, 1, "same pixels: PNG over JPEG");
         assert!(!g.exact);
-        assert_eq!(g.max_distance, 1);
+        assert_eq!(g.max_distance, 1.0);
         assert!(f.pairs.iter().any(|p| p.a == 0 && p.b == 2 && p.exact));
     }
 

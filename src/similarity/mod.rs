@@ -6,7 +6,9 @@
 //! "not a duplicate"); it knows nothing of runs or models.
 
 pub mod dupes;
+pub mod exact;
 pub mod hamming;
+pub mod index;
 
 pub use crate::imaging::perceptual::{hamming, parse_hex};
 

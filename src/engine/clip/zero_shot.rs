@@ -61,13 +61,13 @@ fn labels_of(model: &Model, z: &ZeroShot, ctx: &Context) -> Result<Vec<Label>> {
             let path = ctx.fetcher.resolve(source, None)?;
             labels::read_file(&path, &model.aliases)?
         }
-        Vocabulary::Dataset(Some(tags)) => {
+        Vocabulary::Tags(tags) => {
             let raw: Vec<(String, Option<crate::words::Category>)> =
                 tags.iter().map(|t| (t.clone(), None)).collect();
             labels::from_names(&raw, &model.aliases)
                 .map_err(|e| anyhow::anyhow!("the dataset's tags: {e}"))?
         }
-        Vocabulary::Dataset(None) => bail!(
+        Vocabulary::Dataset => bail!(
             "`vocabulary: dataset` takes the tags of an experiment's ground truth; it has none outside an experiment"
         ),
     };
@@ -99,10 +99,11 @@ pub fn spec(
             files.push(f);
             id
         }
-        Vocabulary::Dataset(tags) => {
+        Vocabulary::Tags(tags) => {
             let text = serde_json::to_string(tags)?;
             blake3::hash(text.as_bytes()).to_hex().to_string()
         }
+        Vocabulary::Dataset => "dataset".to_string(),
     };
     Ok(serde_json::json!({
         "zero_shot": {

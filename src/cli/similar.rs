@@ -1,0 +1,446 @@
+//! `iw-lab similar IMAGE` and `iw-lab search "TEXT"`: the images of a set nearest an image
+//! or a text query in a CLIP/SigLIP model's embedding space, ranked by cosine distance, with a
+//! cut-off so a query with no good match returns nothing rather than everything.
+//!
+//! The set's embeddings come from the run store (cached by content and model). Up to
+//! [`EXACT_MAX`] images are searched exactly; larger sets through an
+//! HNSW index kept under `.iw-lab/index/`, built incrementally (a killed build resumes).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use std::collections::HashMap;
+
+use anyhow::{bail, Context as _, Result};
+use serde_json::json;
+
+use super::target::{self, Target};
+use super::Env;
+use crate::config::Model;
+use crate::engine::{Context, Vector};
+use crate::similarity::{exact, index};
+use crate::ui;
+
+/// Default cosine-distance cut-off of a text search with a CLIP model: cosine similarity
+/// 0.25, a little under the 0.28 LAION-5B kept image–caption pairs above with ViT-B/32 (a
+/// search phrase is shorter than a caption). docs/similarity.md.
+pub const CLIP_TEXT_MAX_DISTANCE: f32 = 0.75;
+
+/// A SigLIP text search keeps the images its own calibrated probability puts at or above
+/// this (docs/similarity.md).
+pub const SIGLIP_MIN_PROBABILITY: f32 = 0.01;
+
+#[derive(Debug, clap::Args)]
+pub struct SimilarArgs {
+    /// The image to match: a file inside the set or anywhere else.
+    pub image: PathBuf,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SearchArgs {
+    /// What to look for, in words ("dramatic lighting at sunset").
+    pub query: String,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Common {
+    /// A `clip` model file (or name in models/).
+    #[arg(long, value_name = "NAME")]
+    pub model: String,
+    /// The images to search: a folder, a dataset or a run (default: the current folder).
+    #[arg(long = "in", value_name = "TARGET", default_value = ".")]
+    pub within: String,
+    /// How many results at most.
+    #[arg(short = 'k', long = "top", default_value_t = 20, value_name = "K")]
+    pub k: usize,
+    /// Largest cosine distance (1 − cosine similarity, 0–2) of a result. `search` has a
+    /// default per model family; `similar` has none.
+    #[arg(long, value_name = "X")]
+    pub max_distance: Option<f32>,
+    /// One JSON object: {"results": [{"file", "distance", "similarity"}], ...}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Sets of up to this many distinct images are searched exactly; larger ones through the
+/// HNSW index (benches/vector_index.rs measures where the index starts to pay).
+pub const EXACT_MAX: usize = 50_000;
+
+/// Most results a query may ask for.
+const MAX_K: usize = 100_000;
+
+/// The embeddings of a set: one row per distinct content, and the files of each row.
+pub(super) struct Embedded {
+    pub dim: usize,
+    pub data: Vec<f32>,
+    /// Per row: content hash and the images (indices into the target) holding it.
+    pub rows: Vec<(String, Vec<usize>)>,
+    pub failed: Vec<(String, String)>,
+}
+
+/// Loads a model that gives image embeddings (a `clip` model).
+fn embedding_model(env: &Env, name: &str) -> Result<Model> {
+    let path = env.project.model_path(name)?;
+    let m = crate::config::resolve::load_model(&env.project, &path)?;
+    let caps = crate::engine::capabilities_of(&m);
+    if !(caps.vectors && caps.embed) {
+        bail!(
+            "model `{}` is a `{}` model, which gives no image embeddings; use a `clip` model",
+            m.name,
+            m.kind.name()
+        );
+    }
+    Ok(m)
+}
+
+fn check_common(c: &Common) -> Result<()> {
+    if c.k == 0 || c.k > MAX_K {
+        bail!("-k {} is out of range: ask for 1 to {MAX_K} results", c.k);
+    }
+    if let Some(d) = c.max_distance {
+        if !(0.0..=2.0).contains(&d) {
+            bail!("--max-distance {d} is out of range: a cosine distance is from 0 to 2");
+        }
+    }
+    Ok(())
+}
+
+/// The embeddings of every image of `target`, computed or taken from the store.
+pub(super) fn embed_target(
+    env: &Env,
+    model: &Model,
+    target: &Target,
+    ctx: &Context,
+) -> Result<Embedded> {
+    let label = format!("embed-{}", model.name);
+    let v =
+        crate::runner::vectors::vectors_cached(&env.project, model, &target.images, ctx, &label)?;
+    let mut out = Embedded {
+        dim: 0,
+        data: Vec::new(),
+        rows: Vec::new(),
+        failed: target.unreadable.clone(),
+    };
+    let mut row_of: HashMap<&str, usize> = Default::default();
+    for (i, (img, r)) in target.images.iter().zip(&v.per_image).enumerate() {
+        let e = match r.as_deref() {
+            Ok(Vector::Embedding(e)) => e,
+            Ok(Vector::Hashes(_)) => bail!("model `{}` gave hashes, not an embedding", model.name),
+            Err(why) => {
+                out.failed.push((img.rel.clone(), why.clone()));
+                continue;
+            }
+        };
+        if let Some(&row) = row_of.get(img.hash.as_str()) {
+            out.rows[row].1.push(i);
+            continue;
+        }
+        if out.dim == 0 {
+            out.dim = e.len();
+        } else if e.len() != out.dim {
+            bail!(
+                "model `{}` gave embeddings of {} and {} values",
+                model.name,
+                out.dim,
+                e.len()
+            );
+        }
+        row_of.insert(&img.hash, out.rows.len());
+        out.rows.push((img.hash.clone(), vec![i]));
+        out.data.extend_from_slice(e);
+    }
+    Ok(out)
+}
+
+/// The index key of a content hash: its first 64 bits.
+fn key_of(hash: &str) -> u64 {
+    u64::from_str_radix(hash.get(..16).unwrap_or(hash), 16).unwrap_or_else(|_| {
+        let h = blake3::hash(hash.as_bytes());
+        u64::from_le_bytes(h.as_bytes()[..8].try_into().unwrap_or([0; 8]))
+    })
+}
+
+/// The set's HNSW index (created or brought up to date; a killed build resumes), and the
+/// row of each key.
+fn open_index(
+    env: &Env,
+    fingerprint: &str,
+    root: &Path,
+    set: &Embedded,
+) -> Result<(index::VectorIndex, HashMap<u64, usize>)> {
+    let where_ = env.project.state_dir().join("index").join(format!(
+        "{}-{}.usearch",
+        &fingerprint[..16.min(fingerprint.len())],
+        &blake3::hash(root.to_string_lossy().as_bytes()).to_hex()[..16]
+    ));
+    let mut idx =
+        index::VectorIndex::open_or_create(&where_, set.dim, index::IndexParams::default())
+            .with_context(|| format!("opening the index {}", where_.display()))?;
+    let keys: Vec<u64> = set.rows.iter().map(|(h, _)| key_of(h)).collect();
+    let bar = ui::progress(keys.len() as u64, "index");
+    idx.add_missing(&keys, &set.data, 50_000, |done| {
+        bar.set_position(done as u64)
+    })?;
+    bar.finish_and_clear();
+    let row_of = keys.iter().enumerate().map(|(i, &k)| (k, i)).collect();
+    Ok((idx, row_of))
+}
+
+/// Neighbours each row is compared with when looking for near duplicates.
+const K_NEAR: usize = 16;
+
+/// Pairs of rows within `max_distance` (cosine), from each row's [`K_NEAR`] nearest: exact
+/// for small sets, through the index for large ones.
+pub(super) fn near_rows(
+    env: &Env,
+    fingerprint: &str,
+    root: &Path,
+    set: &Embedded,
+    max_distance: f32,
+) -> Result<Vec<(usize, usize, f64)>> {
+    use rayon::prelude::*;
+    let (n, dim) = (set.rows.len(), set.dim);
+    let k = (K_NEAR + 1).min(n);
+    let lists: Vec<Vec<(usize, f32)>> = if n <= EXACT_MAX {
+        let mut out = Vec::with_capacity(n);
+        for chunk in set.data.chunks(1024 * dim.max(1)) {
+            for l in exact::top_k_many(&set.data, dim, chunk, k)? {
+                out.push(l.into_iter().map(|(r, d)| (r as usize, d)).collect());
+            }
+        }
+        out
+    } else {
+        let (idx, row_of) = open_index(env, fingerprint, root, set)?;
+        (0..n)
+            .into_par_iter()
+            .map(|i| {
+                let hits = idx.search(&set.data[i * dim..(i + 1) * dim], k)?;
+                Ok(hits
+                    .into_iter()
+                    .filter_map(|(key, d)| row_of.get(&key).map(|&r| (r, d)))
+                    .collect())
+            })
+            .collect::<Result<_>>()?
+    };
+    let mut pairs: std::collections::BTreeMap<(usize, usize), f64> = Default::default();
+    for (i, list) in lists.iter().enumerate() {
+        for &(j, d) in list {
+            if j != i && d <= max_distance {
+                pairs.insert((i.min(j), i.max(j)), f64::from(d));
+            }
+        }
+    }
+    Ok(pairs.into_iter().map(|((a, b), d)| (a, b, d)).collect())
+}
+
+/// The rows nearest `query` (at most `want`), nearest first, as (row, distance): exact for
+/// small sets, through the set's HNSW index for large ones.
+fn nearest(
+    env: &Env,
+    fingerprint: &str,
+    target: &Target,
+    set: &Embedded,
+    query: &[f32],
+    want: usize,
+) -> Result<(Vec<(usize, f32)>, &'static str)> {
+    let n = set.rows.len();
+    if n <= EXACT_MAX {
+        let hits = exact::top_k(&set.data, set.dim, query, want)?;
+        return Ok((
+            hits.into_iter().map(|(r, d)| (r as usize, d)).collect(),
+            "exact",
+        ));
+    }
+    let (idx, row_of) = open_index(env, fingerprint, &target.root, set)?;
+    // The index may hold images no longer in the set: ask for more, keep the set's.
+    let hits = idx.search(query, (want * 2 + 16).min(n))?;
+    let out = hits
+        .into_iter()
+        .filter_map(|(k, d)| row_of.get(&k).map(|&r| (r, d)))
+        .take(want)
+        .collect();
+    Ok((out, "index"))
+}
+
+pub fn run_similar(env: &Env, args: SimilarArgs) -> Result<ExitCode> {
+    check_common(&args.common)?;
+    let model = embedding_model(env, &args.common.model)?;
+    let bytes = std::fs::read(&args.image)
+        .with_context(|| format!("cannot read {}", args.image.display()))?;
+    let abs = std::fs::canonicalize(&args.image).unwrap_or_else(|_| args.image.clone());
+    let query = crate::dataset::ImageEntry::from_bytes(
+        args.image.display().to_string(),
+        abs.clone(),
+        &bytes,
+        0,
+        None,
+    );
+    drop(bytes);
+    let target = target::resolve(env, &args.common.within)?;
+    let ctx = Context::new(env.fetcher.clone());
+    let label = format!("embed-{}", model.name);
+    let q = crate::runner::vectors::vectors_cached(&env.project, &model, &[query], &ctx, &label)?;
+    let q = match q.per_image.into_iter().next() {
+        Some(Ok(v)) => match v.as_ref() {
+            Vector::Embedding(e) => e.clone(),
+            Vector::Hashes(_) => bail!("model `{}` gave hashes, not an embedding", model.name),
+        },
+        Some(Err(why)) => bail!("{}: {why}", args.image.display()),
+        None => bail!("{}: no embedding", args.image.display()),
+    };
+    let set = embed_target(env, &model, &target, &ctx)?;
+    let identity = crate::engine::identify(&model, &ctx, true)?.context("model identity")?;
+    // The query itself comes back first: ask for one more and leave its own file out.
+    let k = args.common.k;
+    let (hits, method) = nearest(env, &identity.fingerprint, &target, &set, &q, k + 1)?;
+    let cut = args.common.max_distance.unwrap_or(2.0);
+    let results: Vec<(PathBuf, f32)> = expand(&target, &set, &hits, cut)
+        .into_iter()
+        .filter(|(p, _)| canonical(p) != abs)
+        .take(k)
+        .collect();
+    let query_json = json!({"image": args.image.display().to_string()});
+    report(
+        &args.common,
+        &target,
+        &set,
+        query_json,
+        &results,
+        cut,
+        method,
+        None,
+    )
+}
+
+pub fn run_search(env: &Env, args: SearchArgs) -> Result<ExitCode> {
+    check_common(&args.common)?;
+    if args.query.trim().is_empty() {
+        bail!("the search text is empty");
+    }
+    let model = embedding_model(env, &args.common.model)?;
+    let target = target::resolve(env, &args.common.within)?;
+    let ctx = Context::new(env.fetcher.clone());
+    let identity = crate::engine::identify(&model, &ctx, true)?.context("model identity")?;
+    let engine = crate::engine::load(&model, &identity, &ctx)?;
+    let q = engine
+        .embed(&[args.query.as_str()])
+        .map_err(|e| anyhow::anyhow!("embedding the query: {e}"))?
+        .pop()
+        .context("no query embedding")?;
+    let calibration = engine.text_calibration();
+    drop(engine);
+    let set = embed_target(env, &model, &target, &ctx)?;
+    let cut = match (args.common.max_distance, calibration) {
+        (Some(d), _) => d,
+        (None, Some((scale, bias))) => siglip_cut(scale, bias),
+        (None, None) => CLIP_TEXT_MAX_DISTANCE,
+    };
+    let (hits, method) = nearest(env, &identity.fingerprint, &target, &set, &q, args.common.k)?;
+    let results = expand(&target, &set, &hits, cut);
+    let results: Vec<(PathBuf, f32)> = results.into_iter().take(args.common.k).collect();
+    let query_json = json!({"text": args.query});
+    report(
+        &args.common,
+        &target,
+        &set,
+        query_json,
+        &results,
+        cut,
+        method,
+        calibration,
+    )
+}
+
+/// The cosine distance at which SigLIP's probability `σ(s·cos + b)` falls to
+/// [`SIGLIP_MIN_PROBABILITY`].
+fn siglip_cut(scale: f32, bias: f32) -> f32 {
+    let p = SIGLIP_MIN_PROBABILITY;
+    let cos = ((p / (1.0 - p)).ln() - bias) / scale.max(1e-6);
+    (1.0 - cos).clamp(0.0, 2.0)
+}
+
+fn canonical(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Rows to files within the cut-off, nearest first (identical copies side by side).
+fn expand(target: &Target, set: &Embedded, hits: &[(usize, f32)], cut: f32) -> Vec<(PathBuf, f32)> {
+    let mut out = Vec::new();
+    for &(row, d) in hits {
+        if d > cut {
+            break;
+        }
+        for &i in &set.rows[row].1 {
+            out.push((target.images[i].abs.clone(), d));
+        }
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn report(
+    c: &Common,
+    target: &Target,
+    set: &Embedded,
+    query: serde_json::Value,
+    results: &[(PathBuf, f32)],
+    cut: f32,
+    method: &str,
+    calibration: Option<(f32, f32)>,
+) -> Result<ExitCode> {
+    let rel = |p: &Path| {
+        p.strip_prefix(&target.root)
+            .unwrap_or(p)
+            .display()
+            .to_string()
+    };
+    let score = |d: f32| calibration.map(|(s, b)| 1.0 / (1.0 + (-(s * (1.0 - d) + b)).exp()));
+    if c.json {
+        let list: Vec<serde_json::Value> = results
+            .iter()
+            .map(|(p, d)| {
+                let mut o =
+                    json!({"file": rel(p), "distance": round6(*d), "similarity": round6(1.0 - d)});
+                if let Some(s) = score(*d) {
+                    o["probability"] = json!(round6(s));
+                }
+                o
+            })
+            .collect();
+        let failed: Vec<serde_json::Value> = set
+            .failed
+            .iter()
+            .map(|(f, why)| json!({"file": f, "error": why}))
+            .collect();
+        ui::json_line(&json!({
+            "query": query, "model": c.model, "searched": set.rows.len(), "method": method,
+            "max_distance": round6(cut), "results": list, "failed": failed,
+        }));
+    } else {
+        for (p, d) in results {
+            ui::out(format!("{d:.4}  {}", rel(p)));
+        }
+        if results.is_empty() {
+            ui::note(format!(
+                "nothing within cosine distance {cut:.3} of the query among {} images (--max-distance widens it)",
+                set.rows.len()
+            ));
+        }
+        for (f, why) in &set.failed {
+            ui::warn(format!("{f}: {why}"));
+        }
+    }
+    Ok(if set.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn round6(x: f32) -> f64 {
+    (f64::from(x) * 1e6).round() / 1e6
+}
