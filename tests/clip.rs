@@ -4,6 +4,7 @@
 //! `tests/reference/clip_reference.py` (float64), on the same weights.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use iw_lab::engine::clip::preprocess::Preprocess;
 use iw_lab::engine::clip::Clip;
@@ -695,4 +696,318 @@ fn dupes_with_a_clip_model_groups_by_cosine_distance() {
         "5",
     ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("from 0 to 2"));
+}
+
+/// `n` copies of a photo, each with one pixel changed: near-identical embeddings.
+fn near_copies(p: &common::Project, dir: &str, n: u32) {
+    let img = decode(&root().join("tests/fixtures/images/jpeg_420_baseline.jpg"));
+    for i in 0..n {
+        let mut c = img.clone();
+        c.put_pixel(i % img.width(), 0, image::Rgb([i as u8, 255, 0]));
+        c.save(p.path().join(dir).join(format!("c{i:02}.png")))
+            .unwrap();
+    }
+}
+
+#[test]
+fn embeddings_and_zero_shot_tags_are_cached_apart() {
+    let p = clip_project("siglip-tiny", "");
+    p.write("vocab.txt", "a photo of a cat\na diagram\n");
+    p.write(
+        "models/zs.yaml",
+        &format!(
+            "kind: clip\nsource: {}\nscore_floor: 0\nzero_shot:\n  vocabulary: ../vocab.txt\n  template: \"{{tag}}\"\n",
+            model_dir("siglip-tiny").display()
+        ),
+    );
+    // Embed first (similar/search), then tag: the tags are computed, not an empty cache hit.
+    p.expect(
+        &["search", "cat", "--model", "zs", "--in", "photos", "--json"],
+        0,
+    );
+    let out = p.expect(
+        &[
+            "predict",
+            "--model",
+            "zs",
+            "photos/brick_tiny.png",
+            "--json",
+        ],
+        0,
+    );
+    let got: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(got["tags"].as_object().unwrap().len(), 2, "{got}");
+    // A plain model shares the zero-shot model's embeddings: nothing is computed again.
+    p.write(
+        "models/plain.yaml",
+        &format!(
+            "kind: clip\nsource: {}\n",
+            model_dir("siglip-tiny").display()
+        ),
+    );
+    let runs = std::fs::read_dir(p.path().join("runs")).unwrap().count();
+    p.expect(
+        &[
+            "search", "cat", "--model", "plain", "--in", "photos", "--json",
+        ],
+        0,
+    );
+    assert_eq!(
+        std::fs::read_dir(p.path().join("runs")).unwrap().count(),
+        runs
+    );
+    // A plain model cannot tag, whatever is cached.
+    let out = p.run(&[
+        "predict",
+        "--model",
+        "plain",
+        "photos/brick_tiny.png",
+        "--json",
+    ]);
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // `latest` is not a cache run.
+    p.write("datasets/d.yaml", "path: ../photos\n");
+    p.write(
+        "experiments/e.yaml",
+        "dataset: d\nvariants:\n  - model: zs\ngoal: {metric: f1_micro, direction: maximize}\n",
+    );
+    let run = p.json(&["run", "e", "--json"], 0);
+    p.expect(
+        &[
+            "similar",
+            "photos/brick_tiny.png",
+            "--model",
+            "plain",
+            "--in",
+            "photos",
+        ],
+        0,
+    );
+    let shown = p.json(&["runs", "show", "latest", "--json"], 0);
+    assert_eq!(shown["run_id"], run["run_id"], "{shown}");
+}
+
+#[test]
+fn empty_sets_hostile_queries_and_broken_models_are_handled() {
+    let p = clip_project("clip-tiny", "");
+    std::fs::create_dir_all(p.path().join("empty")).unwrap();
+    let out = p.json(
+        &[
+            "search",
+            "cat",
+            "--model",
+            "clip-tiny",
+            "--in",
+            "empty",
+            "--json",
+        ],
+        0,
+    );
+    assert_eq!(out["results"].as_array().unwrap().len(), 0);
+    p.write("bad/garbage.png", "not an image");
+    let out = p.json(
+        &[
+            "search",
+            "cat",
+            "--model",
+            "clip-tiny",
+            "--in",
+            "bad",
+            "--json",
+        ],
+        1,
+    );
+    assert_eq!(out["failed"][0]["file"], "garbage.png");
+    let fifo = p.path().join("fifo.png");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let out = p.run(&[
+        "similar",
+        "fifo.png",
+        "--model",
+        "clip-tiny",
+        "--in",
+        "photos",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a regular file"));
+    // A SigLIP config with zero attention heads is an error, not a panic.
+    let broken = p.path().join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    for f in [
+        "config.json",
+        "tokenizer.json",
+        "preprocessor_config.json",
+        "model.safetensors",
+    ] {
+        std::fs::copy(model_dir("siglip-tiny").join(f), broken.join(f)).unwrap();
+    }
+    let config = std::fs::read_to_string(broken.join("config.json")).unwrap();
+    std::fs::write(
+        broken.join("config.json"),
+        config.replacen(
+            "\"num_attention_heads\": 2",
+            "\"num_attention_heads\": 0",
+            1,
+        ),
+    )
+    .unwrap();
+    p.write(
+        "models/heads.yaml",
+        &format!("kind: clip\nsource: {}\n", broken.display()),
+    );
+    let out = p.run(&["search", "cat", "--model", "heads", "--in", "photos"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("attention heads"), "{err}");
+    // A preprocessing that overflows gives NaN embeddings: failures, never cached.
+    std::fs::write(broken.join("config.json"), &config).unwrap();
+    let pre = std::fs::read_to_string(broken.join("preprocessor_config.json")).unwrap();
+    std::fs::write(
+        broken.join("preprocessor_config.json"),
+        pre.replace(
+            "\"rescale_factor\": 0.00392156862745098",
+            "\"rescale_factor\": 1e38",
+        ),
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let out = p.json(
+            &[
+                "search", "cat", "--model", "heads", "--in", "photos", "--json",
+            ],
+            1,
+        );
+        assert_eq!(out["results"].as_array().unwrap().len(), 0, "{out}");
+        assert!(
+            out["failed"][0]["error"]
+                .as_str()
+                .unwrap()
+                .contains("non-finite"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn a_large_group_of_copies_is_listed_in_full_and_the_index_agrees() {
+    let p = clip_project("clip-tiny", "");
+    std::fs::create_dir_all(p.path().join("many")).unwrap();
+    near_copies(&p, "many", 24);
+    let exact = p.json(
+        &[
+            "dupes",
+            "many",
+            "--model",
+            "clip-tiny",
+            "--max-distance",
+            "0.2",
+            "--json",
+        ],
+        0,
+    );
+    assert_eq!(exact["groups"].as_array().unwrap().len(), 1, "{exact}");
+    assert_eq!(exact["pairs"].as_array().unwrap().len(), 24 * 23 / 2);
+    // The same through the HNSW index (forced on this small set), built, then reused.
+    let mut p = p;
+    p.env.push(("IW_LAB_EXACT_MAX".into(), "4".into()));
+    let indexed = p.json(
+        &[
+            "dupes",
+            "many",
+            "--model",
+            "clip-tiny",
+            "--max-distance",
+            "0.2",
+            "--json",
+        ],
+        0,
+    );
+    assert_eq!(
+        indexed["pairs"].as_array().unwrap().len(),
+        24 * 23 / 2,
+        "{indexed}"
+    );
+    assert!(
+        std::fs::read_dir(p.path().join(".iw-lab/index"))
+            .unwrap()
+            .count()
+            >= 1
+    );
+    let a = p.json(
+        &[
+            "similar",
+            "many/c00.png",
+            "--model",
+            "clip-tiny",
+            "--in",
+            "many",
+            "-k",
+            "5",
+            "--json",
+        ],
+        0,
+    );
+    assert_eq!(a["method"], "index");
+    assert_eq!(a["results"].as_array().unwrap().len(), 5);
+    // Images removed from the set never come back, and never crowd out the rest.
+    for i in 1..20 {
+        std::fs::remove_file(p.path().join(format!("many/c{i:02}.png"))).unwrap();
+    }
+    let b = p.json(
+        &[
+            "similar",
+            "many/c00.png",
+            "--model",
+            "clip-tiny",
+            "--in",
+            "many",
+            "-k",
+            "5",
+            "--json",
+        ],
+        0,
+    );
+    let files: Vec<&str> = b["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(files.len(), 4, "{b}");
+    assert!(
+        files
+            .iter()
+            .all(|f| ["c20.png", "c21.png", "c22.png", "c23.png"].contains(f)),
+        "{files:?}"
+    );
+    // A corrupt index is rebuilt, with a warning.
+    for e in std::fs::read_dir(p.path().join(".iw-lab/index")).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "usearch") {
+            std::fs::write(&path, b"corrupt").unwrap();
+        }
+    }
+    let c = p.json(
+        &[
+            "similar",
+            "many/c00.png",
+            "--model",
+            "clip-tiny",
+            "--in",
+            "many",
+            "-k",
+            "5",
+            "--json",
+        ],
+        0,
+    );
+    assert_eq!(c["results"], b["results"]);
 }

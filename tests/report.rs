@@ -706,3 +706,58 @@ fn report_thumbnails_obey_the_pixel_limit() {
     let kb: u64 = stderr.lines().last().unwrap().trim().parse().unwrap();
     assert!(kb < 200_000, "peak RSS {kb} kB");
 }
+
+#[test]
+fn report_shows_duplicate_groups_with_thumbnails() {
+    let p = Project::new();
+    let photo = image::open(fixtures().join("images/retina_wide.jpg"))
+        .unwrap()
+        .to_rgb8();
+    let dir = p.path().join("imgs");
+    std::fs::create_dir_all(&dir).unwrap();
+    photo.save(dir.join("big.png")).unwrap();
+    std::fs::copy(dir.join("big.png"), dir.join("copy.png")).unwrap();
+    image::imageops::resize(
+        &photo,
+        photo.width() / 2,
+        photo.height() / 2,
+        image::imageops::FilterType::Triangle,
+    )
+    .save(dir.join("half.jpg"))
+    .unwrap();
+    p.copy(&fixtures().join("images/horse_cmyk.jpg"), "imgs/horse.jpg");
+    p.write("datasets/d.yaml", "path: ../imgs\n");
+    p.wd_model("wd", "");
+    p.write(
+        "experiments/e.yaml",
+        "dataset: d\nvariants:\n  - model: wd\ngoal: {metric: f1_micro, direction: maximize}\n",
+    );
+    let run = p.json(&["run", "e", "--json"], 0);
+    let id = run["run_id"].as_str().unwrap().to_string();
+    report(&p, &[&id, "--out", "reports/d.html"]);
+    let html_path = p.path().join("reports/d.html");
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    assert!(
+        html.contains("\"dupes\":[{"),
+        "no duplicate groups in the data"
+    );
+    // --no-dupes leaves the section out.
+    report(&p, &[&id, "--out", "reports/n.html", "--no-dupes"]);
+    let plain = std::fs::read_to_string(p.path().join("reports/n.html")).unwrap();
+    assert!(plain.contains("\"dupes\":null"));
+    let Some((dom, console)) = render(&html_path) else {
+        return;
+    };
+    assert!(console.is_empty(), "console output: {console:#?}");
+    assert!(!dom.contains("data-errors=\""), "script errors: {dom}");
+    let list = dom.split("id=\"dupes-list\"").nth(1).unwrap();
+    let list = list.split("</section>").next().unwrap();
+    assert_eq!(list.matches("class=\"dupe-group\"").count(), 1, "{list}");
+    assert_eq!(list.matches("<img").count(), 3, "{list}");
+    assert_eq!(list.matches("dupe keeper").count(), 1);
+    assert!(
+        list.contains("keep · big.png") || list.contains("keep · copy.png"),
+        "{list}"
+    );
+    assert!(!list.contains("horse.jpg"));
+}

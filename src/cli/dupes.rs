@@ -37,8 +37,8 @@ pub struct Args {
     pub target: Option<String>,
     /// Hash method: phash (default), phash16, dhash, dhash16, ahash, ahash16, blockhash,
     /// blockhash16.
-    #[arg(long, default_value = "phash", value_name = "METHOD")]
-    pub method: String,
+    #[arg(long, value_name = "METHOD")]
+    pub method: Option<String>,
     /// Largest distance of a near duplicate: Hamming bits for hashes (default per method;
     /// phash: 14 of 64), cosine distance for a `clip` model (default 0.05).
     #[arg(long, value_name = "N")]
@@ -106,6 +106,12 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
             let m = crate::config::resolve::load_model(&env.project, &path)?;
             let caps = crate::engine::capabilities_of(&m);
             if caps.vectors && caps.embed {
+                if let Some(method) = &args.method {
+                    bail!(
+                        "--method {method} is a hash method; model `{}` compares embeddings",
+                        m.name
+                    );
+                }
                 return run_embedded(env, &args, &m);
             }
             if !caps.vectors {
@@ -119,11 +125,12 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
         }
         None => None,
     };
-    let Some(method) = perceptual::method(&args.method) else {
+    let method_name = args.method.as_deref().unwrap_or("phash");
+    let Some(method) = perceptual::method(method_name) else {
         let names: Vec<&str> = perceptual::METHODS.iter().map(|m| m.name).collect();
         bail!(
             "unknown --method `{}`; choose one of {}",
-            args.method,
+            method_name,
             names.join(", ")
         );
     };
@@ -224,7 +231,8 @@ fn run_embedded(env: &Env, args: &Args, model: &crate::config::Model) -> Result<
     let target = target::resolve(env, args.target.as_deref().unwrap_or("."))?;
     let ctx = Context::new(env.fetcher.clone());
     let set = super::similar::embed_target(env, model, &target, &ctx)?;
-    let fingerprint = crate::engine::identify(model, &ctx, true)?
+    let plain = crate::runner::vectors::for_vectors(model);
+    let fingerprint = crate::engine::identify(&plain, &ctx, true)?
         .context("model identity")?
         .fingerprint;
     let row_pairs =
@@ -326,7 +334,7 @@ pub fn default_distance(method: &str) -> u32 {
 
 fn remember(env: &Env, a: &Path, b: &Path) -> Result<ExitCode> {
     let hash = |p: &Path| -> Result<String> {
-        let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
+        let bytes = target::read_regular(p)?;
         Ok(crate::hashing::content_hash(&bytes))
     };
     let (ha, hb) = (hash(a)?, hash(b)?);

@@ -50,6 +50,10 @@ pub struct Args {
     /// Image cards per page of the grid.
     #[arg(long, default_value_t = 60, value_name = "N")]
     pub page_size: usize,
+    /// Leave out the duplicates section (it hashes every image once; later reports reuse the
+    /// hashes).
+    #[arg(long)]
+    pub no_dupes: bool,
     /// Print a JSON summary.
     #[arg(long)]
     pub json: bool,
@@ -98,6 +102,7 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
         thumb_cache: env.project.state_dir().join("thumbs"),
         project: env.project.clone(),
         ground_truth: args.ground_truth,
+        dupes: (!args.no_dupes).then(|| env.fetcher.clone()),
     };
     let summary = report::build(&conn, dirs, &opts)?;
     if env.verbose {

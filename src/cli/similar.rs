@@ -70,6 +70,15 @@ pub struct Common {
 /// HNSW index (benches/vector_index.rs measures where the index starts to pay).
 pub const EXACT_MAX: usize = 50_000;
 
+/// [`EXACT_MAX`], or the `IW_LAB_EXACT_MAX` environment variable (for tests of the index on
+/// small sets).
+fn exact_max() -> usize {
+    std::env::var("IW_LAB_EXACT_MAX")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(EXACT_MAX)
+}
+
 /// Most results a query may ask for.
 const MAX_K: usize = 100_000;
 
@@ -177,9 +186,22 @@ fn open_index(
         &fingerprint[..16.min(fingerprint.len())],
         &blake3::hash(root.to_string_lossy().as_bytes()).to_hex()[..16]
     ));
-    let mut idx =
-        index::VectorIndex::open_or_create(&where_, set.dim, index::IndexParams::default())
-            .with_context(|| format!("opening the index {}", where_.display()))?;
+    let params = index::IndexParams::default();
+    let mut idx = match index::VectorIndex::open_or_create(&where_, set.dim, params) {
+        // Stale entries (images gone from the set) beyond a quarter: rebuild rather than
+        // wade through them at every query.
+        Ok(idx) if idx.len() <= set.rows.len() + set.rows.len() / 4 + 1000 => idx,
+        opened => {
+            if let Err(e) = &opened {
+                ui::warn(format!("{e:#}; rebuilding it"));
+            }
+            drop(opened);
+            std::fs::remove_file(&where_)
+                .with_context(|| format!("removing the index {}", where_.display()))?;
+            index::VectorIndex::open_or_create(&where_, set.dim, params)
+                .with_context(|| format!("creating the index {}", where_.display()))?
+        }
+    };
     let keys: Vec<u64> = set.rows.iter().map(|(h, _)| key_of(h)).collect();
     let bar = ui::progress(keys.len() as u64, "index");
     idx.add_missing(&keys, &set.data, 50_000, |done| {
@@ -190,11 +212,36 @@ fn open_index(
     Ok((idx, row_of))
 }
 
+/// The `want` nearest rows of the set through the index. The index may hold images no longer
+/// in the set: ask for more until `want` of the set's come back or the index is exhausted.
+fn live_hits(
+    idx: &index::VectorIndex,
+    row_of: &HashMap<u64, usize>,
+    query: &[f32],
+    want: usize,
+) -> Result<Vec<(usize, f32)>> {
+    let mut ask = want + want / 2 + 16;
+    loop {
+        let hits = idx.search(query, ask.min(idx.len()))?;
+        let exhausted = hits.len() < ask.min(idx.len()) || ask >= idx.len();
+        let live: Vec<(usize, f32)> = hits
+            .into_iter()
+            .filter_map(|(k, d)| row_of.get(&k).map(|&r| (r, d)))
+            .take(want)
+            .collect();
+        if live.len() >= want || exhausted {
+            return Ok(live);
+        }
+        ask *= 4;
+    }
+}
+
 /// Neighbours each row is compared with when looking for near duplicates.
 const K_NEAR: usize = 16;
 
-/// Pairs of rows within `max_distance` (cosine), from each row's [`K_NEAR`] nearest: exact
-/// for small sets, through the index for large ones.
+/// Pairs of rows within `max_distance` (cosine), from each row's nearest (at least
+/// [`K_NEAR`], more while they are all near): exact for small sets, through the index for
+/// large ones.
 pub(super) fn near_rows(
     env: &Env,
     fingerprint: &str,
@@ -204,28 +251,40 @@ pub(super) fn near_rows(
 ) -> Result<Vec<(usize, usize, f64)>> {
     use rayon::prelude::*;
     let (n, dim) = (set.rows.len(), set.dim);
-    let k = (K_NEAR + 1).min(n);
-    let lists: Vec<Vec<(usize, f32)>> = if n <= EXACT_MAX {
-        let mut out = Vec::with_capacity(n);
-        for chunk in set.data.chunks(1024 * dim.max(1)) {
-            for l in exact::top_k_many(&set.data, dim, chunk, k)? {
-                out.push(l.into_iter().map(|(r, d)| (r as usize, d)).collect());
-            }
-        }
-        out
+    if n < 2 {
+        return Ok(Vec::new());
+    }
+    let index = if n > exact_max() {
+        Some(open_index(env, fingerprint, root, set)?)
     } else {
-        let (idx, row_of) = open_index(env, fingerprint, root, set)?;
-        (0..n)
-            .into_par_iter()
-            .map(|i| {
-                let hits = idx.search(&set.data[i * dim..(i + 1) * dim], k)?;
-                Ok(hits
-                    .into_iter()
-                    .filter_map(|(key, d)| row_of.get(&key).map(|&r| (r, d)))
-                    .collect())
-            })
-            .collect::<Result<_>>()?
+        None
     };
+    // Each row's nearest; a row whose every neighbour is near asks again for four times as
+    // many, so a large group of copies is listed in full.
+    let search = |i: usize, k: usize| -> Result<Vec<(usize, f32)>> {
+        let q = &set.data[i * dim..(i + 1) * dim];
+        match &index {
+            None => Ok(exact::top_k(&set.data, dim, q, k)?
+                .into_iter()
+                .map(|(r, d)| (r as usize, d))
+                .collect()),
+            Some((idx, row_of)) => live_hits(idx, row_of, q, k),
+        }
+    };
+    let lists: Vec<Vec<(usize, f32)>> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let mut k = (K_NEAR + 1).min(n);
+            loop {
+                let list = search(i, k)?;
+                let full = list.len() == k && list.last().is_some_and(|l| l.1 <= max_distance);
+                if !full || k >= n {
+                    return Ok(list);
+                }
+                k = (k * 4).min(n);
+            }
+        })
+        .collect::<Result<_>>()?;
     let mut pairs: std::collections::BTreeMap<(usize, usize), f64> = Default::default();
     for (i, list) in lists.iter().enumerate() {
         for &(j, d) in list {
@@ -248,7 +307,10 @@ fn nearest(
     want: usize,
 ) -> Result<(Vec<(usize, f32)>, &'static str)> {
     let n = set.rows.len();
-    if n <= EXACT_MAX {
+    if n == 0 {
+        return Ok((Vec::new(), "exact"));
+    }
+    if n <= exact_max() {
         let hits = exact::top_k(&set.data, set.dim, query, want)?;
         return Ok((
             hits.into_iter().map(|(r, d)| (r as usize, d)).collect(),
@@ -256,29 +318,18 @@ fn nearest(
         ));
     }
     let (idx, row_of) = open_index(env, fingerprint, &target.root, set)?;
-    // The index may hold images no longer in the set: ask for more, keep the set's.
-    let hits = idx.search(query, (want * 2 + 16).min(n))?;
-    let out = hits
-        .into_iter()
-        .filter_map(|(k, d)| row_of.get(&k).map(|&r| (r, d)))
-        .take(want)
-        .collect();
-    Ok((out, "index"))
+    Ok((live_hits(&idx, &row_of, query, want)?, "index"))
 }
 
 pub fn run_similar(env: &Env, args: SimilarArgs) -> Result<ExitCode> {
     check_common(&args.common)?;
     let model = embedding_model(env, &args.common.model)?;
-    let bytes = std::fs::read(&args.image)
-        .with_context(|| format!("cannot read {}", args.image.display()))?;
+    let bytes = target::read_regular(&args.image)?;
     let abs = std::fs::canonicalize(&args.image).unwrap_or_else(|_| args.image.clone());
-    let query = crate::dataset::ImageEntry::from_bytes(
-        args.image.display().to_string(),
-        abs.clone(),
-        &bytes,
-        0,
-        None,
-    );
+    let name = abs
+        .file_name()
+        .map_or("image".into(), |n| n.to_string_lossy().into_owned());
+    let query = crate::dataset::ImageEntry::from_bytes(name, abs.clone(), &bytes, 0, None);
     drop(bytes);
     let target = target::resolve(env, &args.common.within)?;
     let ctx = Context::new(env.fetcher.clone());
@@ -293,7 +344,8 @@ pub fn run_similar(env: &Env, args: SimilarArgs) -> Result<ExitCode> {
         None => bail!("{}: no embedding", args.image.display()),
     };
     let set = embed_target(env, &model, &target, &ctx)?;
-    let identity = crate::engine::identify(&model, &ctx, true)?.context("model identity")?;
+    let plain = crate::runner::vectors::for_vectors(&model);
+    let identity = crate::engine::identify(&plain, &ctx, true)?.context("model identity")?;
     // The query itself comes back first: ask for one more and leave its own file out.
     let k = args.common.k;
     let (hits, method) = nearest(env, &identity.fingerprint, &target, &set, &q, k + 1)?;
@@ -324,8 +376,9 @@ pub fn run_search(env: &Env, args: SearchArgs) -> Result<ExitCode> {
     let model = embedding_model(env, &args.common.model)?;
     let target = target::resolve(env, &args.common.within)?;
     let ctx = Context::new(env.fetcher.clone());
-    let identity = crate::engine::identify(&model, &ctx, true)?.context("model identity")?;
-    let engine = crate::engine::load(&model, &identity, &ctx)?;
+    let plain = crate::runner::vectors::for_vectors(&model);
+    let identity = crate::engine::identify(&plain, &ctx, true)?.context("model identity")?;
+    let engine = crate::engine::load(&plain, &identity, &ctx)?;
     let q = engine
         .embed(&[args.query.as_str()])
         .map_err(|e| anyhow::anyhow!("embedding the query: {e}"))?

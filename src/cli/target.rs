@@ -17,6 +17,27 @@ pub struct Target {
     pub unreadable: Vec<(String, String)>,
 }
 
+/// The largest image file a command reads whole (1 GiB).
+pub const MAX_FILE_BYTES: u64 = 1 << 30;
+
+/// Reads an image file named on the command line: a regular file (through links) of at
+/// most [`MAX_FILE_BYTES`]; a folder, FIFO or device is refused rather than read forever.
+pub fn read_regular(path: &std::path::Path) -> Result<Vec<u8>> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if !meta.is_file() {
+        anyhow::bail!("{} is not a regular file", path.display());
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        anyhow::bail!(
+            "{} is {} bytes; images over {MAX_FILE_BYTES} bytes are refused",
+            path.display(),
+            meta.len()
+        );
+    }
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
 /// Resolves `arg` as a folder, then a dataset, then a run.
 pub fn resolve(env: &Env, arg: &str) -> Result<Target> {
     let direct = PathBuf::from(arg);
@@ -39,9 +60,12 @@ pub fn resolve(env: &Env, arg: &str) -> Result<Target> {
         format!("`{arg}` is not a folder, a dataset (datasets/{arg}.yaml) or a run")
     })?;
     let manifest = crate::store::Manifest::read(&run.manifest_path())?;
-    if manifest.experiment.starts_with("dupes-") {
+    if crate::store::VECTOR_CACHE_PREFIXES
+        .iter()
+        .any(|p| manifest.experiment.starts_with(p))
+    {
         anyhow::bail!(
-            "run {} holds the hashes of an earlier `dupes` call, not a set of images; give its folder instead",
+            "run {} holds the hashes or embeddings of an earlier `dupes`, `similar` or `search` call, not a set of images; give its folder instead",
             run.id
         );
     }

@@ -99,6 +99,18 @@ pub fn tagger(
     k
 }
 
+/// The key of a model's vector (perceptual hashes or embedding) of one image: kept apart
+/// from the same model's tags, which a zero-shot CLIP model also gives.
+pub fn vector(identity: &Identity, image_hash: &str) -> CacheKey {
+    CacheKey::of(
+        identity,
+        identity.spec.clone(),
+        image_hash,
+        json!({ "output": "vector" }),
+        0,
+    )
+}
+
 /// The identity of a rendered prompt: blake3 of the system message (when there is one), a
 /// NUL, and the user message.
 pub fn prompt_id(system: Option<&str>, user: &str) -> String {

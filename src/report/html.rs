@@ -61,7 +61,7 @@ pub fn render(p: &Page<'_>) -> String {
     let _ = write!(
         h,
         "<header><h1>{}</h1><nav><a href=\"#leaderboard\">Leaderboard</a><a href=\"#charts\">Charts</a>\
-         {}<a href=\"#images\">Images</a><a href=\"#diff\">Diff</a></nav></header><main>",
+         {}<a href=\"#images\">Images</a><a href=\"#dupes\">Duplicates</a><a href=\"#diff\">Diff</a></nav></header><main>",
         esc(&p.title),
         if has_text(p) {
             "<a href=\"#judges\">Judges</a>"
@@ -76,6 +76,7 @@ pub fn render(p: &Page<'_>) -> String {
     errors_block(&mut h, p);
     charts_block(&mut h, p);
     images_block(&mut h);
+    dupes_block(&mut h);
     diff_block(&mut h);
     let _ = write!(
         h,
@@ -873,6 +874,14 @@ fn images_block(h: &mut String) {
          — shading follows the score; hover a tag for its score.</p>\
          <p class=\"status\" id=\"grid-status\"></p><div class=\"pager\" id=\"pager-top\"></div>\
          <div id=\"grid\" class=\"grid\"></div><div class=\"pager\" id=\"pager-bottom\"></div></section>",
+    );
+}
+
+/// Duplicate groups with thumbnails, filled in by the page's script from `dupes`.
+fn dupes_block(h: &mut String) {
+    h.push_str(
+        "<section id=\"dupes\"><h2>Duplicates</h2><p class=\"note\" id=\"dupes-note\"></p>\
+         <div id=\"dupes-list\" class=\"dupes\"></div></section>",
     );
 }
 

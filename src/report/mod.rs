@@ -58,6 +58,9 @@ pub struct Options {
     pub project: crate::config::Project,
     /// Score against the dataset's current ground truth or each run's snapshot.
     pub ground_truth: crate::runner::truth::Choice,
+    /// Show duplicate groups, hashing images through this fetcher's cache (`None`: no
+    /// duplicates section).
+    pub dupes: Option<crate::fetch::Fetcher>,
 }
 
 /// What `build` did.
@@ -324,6 +327,20 @@ pub struct ClientData {
     pub thumb_size: u32,
     /// Indices into `variants`, best first.
     pub ranking: Vec<usize>,
+    /// Duplicate groups among the cards (`null`: not looked for).
+    pub dupes: Option<Vec<ClientGroup>>,
+    /// How duplicates were found, for the section's note.
+    pub dupes_by: &'static str,
+}
+
+/// One group of duplicate images: card indices, the suggested keeper's card, whether all
+/// have the same bytes, and the largest Hamming distance inside it.
+#[derive(Serialize)]
+pub struct ClientGroup {
+    pub i: Vec<usize>,
+    pub k: usize,
+    pub x: bool,
+    pub d: u32,
 }
 
 #[derive(Serialize)]
@@ -410,7 +427,12 @@ fn client_data(
         m => m,
     };
     let (thumbs_json, n_ok, n_missing) = grid.thumbnails(mode, opts, warnings)?;
-    let client = grid.into_client(runs, variants, ranking, opts, mode);
+    let dupes = match &opts.dupes {
+        Some(fetcher) => Some(grid.duplicates(opts, fetcher, warnings)?),
+        None => None,
+    };
+    let mut client = grid.into_client(runs, variants, ranking, opts, mode);
+    client.dupes = dupes;
     Ok((client, thumbs_json, n_ok, n_missing))
 }
 
@@ -694,8 +716,101 @@ impl Grid {
             },
             thumb_size: opts.thumb_size,
             ranking: ranking.to_vec(),
+            dupes: None,
+            dupes_by: DUPES_BY,
         }
     }
+
+    /// The duplicate groups among the cards, by 64-bit pHash within its default distance
+    /// (as `iw-lab dupes` finds them, pairs marked "not a duplicate" left out). Hashes are
+    /// cached in the run store like `dupes`'. Images whose files changed are left out.
+    fn duplicates(
+        &self,
+        opts: &Options,
+        fetcher: &crate::fetch::Fetcher,
+        warnings: &mut Vec<String>,
+    ) -> Result<Vec<ClientGroup>> {
+        use crate::similarity::dupes;
+        let images: Vec<crate::dataset::ImageEntry> = self
+            .cards
+            .iter()
+            .zip(&self.card_files)
+            .map(|(c, (abs, hash, _))| crate::dataset::ImageEntry {
+                rel: c.p.clone(),
+                abs: abs.clone(),
+                size: 0,
+                mtime_ns: 0,
+                hash: hash.clone(),
+                format: format_of(abs),
+                width: c.w.map(|w| w as u32),
+                height: c.ht.map(|h| h as u32),
+                meta: None,
+            })
+            .collect();
+        let model = crate::config::resolve::builtin_phash(&opts.project, "phash");
+        let ctx = crate::engine::Context::new(fetcher.clone());
+        let v = crate::runner::vectors::vectors_cached(
+            &opts.project,
+            &model,
+            &images,
+            &ctx,
+            "dupes-phash",
+        )?;
+        let (mut items, mut cards) = (Vec::new(), Vec::new());
+        for (k, (img, r)) in images.iter().zip(&v.per_image).enumerate() {
+            let words = r
+                .as_ref()
+                .ok()
+                .and_then(|v| v.hash("phash"))
+                .and_then(crate::imaging::perceptual::parse_hex);
+            let Some(words) = words else { continue };
+            items.push(dupes::Item {
+                file: img.rel.clone(),
+                content: img.hash.clone(),
+                hash: words,
+                pixels: u64::from(img.width.unwrap_or(0)) * u64::from(img.height.unwrap_or(0)),
+                format: img.format.clone(),
+                has_meta: false,
+            });
+            cards.push(k);
+        }
+        if items.len() < images.len() {
+            warnings.push(format!(
+                "duplicates: {} image(s) could not be hashed (moved or changed since the run)",
+                images.len() - items.len()
+            ));
+        }
+        let not =
+            dupes::NotDuplicates::load(&opts.project.state_dir().join("not-duplicates.jsonl"))
+                .unwrap_or_default();
+        let found = dupes::find(&items, DUPES_DISTANCE, &not);
+        Ok(found
+            .groups
+            .into_iter()
+            .map(|g| ClientGroup {
+                i: g.items.iter().map(|&i| cards[i]).collect(),
+                k: cards[g.keeper],
+                x: g.exact,
+                d: g.max_distance as u32,
+            })
+            .collect())
+    }
+}
+
+/// The pHash distance of the report's duplicate groups (`iw-lab dupes`' default).
+const DUPES_DISTANCE: u32 = 14;
+
+/// The duplicates section's note.
+const DUPES_BY: &str = "64-bit pHash within 14 bits, as `iw-lab dupes` finds them";
+
+/// An image's format from its file name, for choosing a keeper.
+fn format_of(path: &std::path::Path) -> Option<String> {
+    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+    Some(match ext.as_str() {
+        "jpg" | "jpeg" => "jpeg".into(),
+        "tif" | "tiff" => "tiff".into(),
+        other => other.to_string(),
+    })
 }
 
 /// A card's generation metadata: prompt, negative prompt and settings, the file's format and

@@ -460,10 +460,41 @@
     });
   }
 
+  // duplicate groups: thumbnails side by side, the suggested keeper marked
+  function dupesView() {
+    var sec = $('dupes'), box = $('dupes-list');
+    if (!sec || !box) return;
+    if (!D.dupes) { sec.style.display = 'none'; return; }
+    var groups = D.dupes;
+    var copies = groups.reduce(function (n, g) { return n + g.i.length - 1; }, 0);
+    $('dupes-note').textContent = groups.length + ' group(s), ' + copies + ' image(s) beyond the keepers (' + D.dupes_by +
+      '). The keeper has the most pixels, then a lossless format. `iw-lab dupes --script` writes the moves; nothing is deleted.';
+    if (!groups.length) { box.textContent = 'No duplicates among the ' + I.length + ' images.'; return; }
+    groups.forEach(function (g) {
+      var row = el('div', 'dupe-group');
+      row.appendChild(el('div', 'dupe-head', g.x ? 'exact duplicates (same bytes)' : 'near duplicates (up to ' + g.d + ' bits apart)'));
+      var strip = el('div', 'dupe-strip');
+      g.i.forEach(function (i) {
+        var c = el('div', 'dupe' + (i === g.k ? ' keeper' : ''));
+        c.dataset.i = i;
+        var t = el('div', 'thumb');
+        thumbFor(i, t);
+        c.appendChild(t);
+        var n = el('div', 'name', (i === g.k ? 'keep · ' : '') + I[i].p);
+        n.title = I[i].p;
+        c.appendChild(n);
+        strip.appendChild(c);
+      });
+      row.appendChild(strip);
+      box.appendChild(row);
+    });
+  }
+
   window.iwThumbsReady = function () {
     var node = $('iw-thumbs');
     if (!node) return;
     thumbs = JSON.parse(node.textContent);
+    Array.prototype.forEach.call(document.querySelectorAll('#dupes-list .dupe'), function (c) { thumbFor(+c.dataset.i, c.querySelector('.thumb')); });
     var boxes = document.querySelectorAll('#grid .card');
     Array.prototype.forEach.call(boxes, function (c) { thumbFor(+c.dataset.i, c.querySelector('.thumb')); });
     document.documentElement.dataset.thumbsMs = performance.now().toFixed(1);
@@ -475,6 +506,7 @@
   document.body.offsetHeight; // force layout: the first render is complete
   document.documentElement.dataset.renderMs = performance.now().toFixed(1);
   diffView();
+  dupesView();
   Array.prototype.forEach.call(document.querySelectorAll('table.sortable'), function (t) { if (!t.classList.contains('diff-tags')) sortable(t); });
   document.documentElement.dataset.ready = '1';
 })();

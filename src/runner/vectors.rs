@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result};
 
 use super::pipeline::{self, Job, Outcome};
-use super::predict::{distinct_misses, spelled_keys, Stored};
+use super::predict::{distinct_misses, Stored};
 use crate::config::resolve::DEFAULT_MAX_PIXELS;
 use crate::config::{Model, Project};
 use crate::dataset::ImageEntry;
@@ -40,8 +40,15 @@ pub fn vectors_cached(
     label: &str,
 ) -> Result<Vectors> {
     crate::store::duck::ensure(&ctx.fetcher)?;
+    let model = &for_vectors(model);
     let identity = engine::identify(model, ctx, true)?.context("model identity")?;
-    let keys = spelled_keys(model, &identity, images);
+    let keys: Vec<(String, String)> = images
+        .iter()
+        .map(|img| {
+            let k = crate::plan::key::vector(&identity, &img.hash);
+            (k.hash(), k.canonical())
+        })
+        .collect();
     let db = crate::store::open_db()?;
     let conn = db.connect()?;
     let key_refs: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
@@ -96,6 +103,15 @@ pub fn vectors_cached(
     }
     let computed = misses.len();
     Ok(finish(&keys, work, run_id, computed, cached))
+}
+
+/// The model as a vector pass uses it: a zero-shot model's vocabulary, template and
+/// calibration change its tags, not its embeddings, so they are left out (of the identity,
+/// and of loading: no vocabulary is embedded).
+pub fn for_vectors(model: &Model) -> Model {
+    let mut m = model.clone();
+    m.zero_shot = None;
+    m
 }
 
 fn finish(

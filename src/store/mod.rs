@@ -182,7 +182,18 @@ pub fn list_runs(runs_dir: &Path) -> Vec<RunDir> {
     runs
 }
 
-/// Finds a run by id, unique prefix, `latest`, or a path to a run directory.
+/// The labels of the runs that cache vectors for `dupes` (`dupes-MODEL`), `similar` and
+/// `search` (`embed-MODEL`).
+pub const VECTOR_CACHE_PREFIXES: &[&str] = &["dupes-", "embed-"];
+
+/// Whether a run id (`DATE-TIME-LABEL-SUFFIX`) is one of a vector cache's runs.
+pub fn is_vector_cache(id: &str) -> bool {
+    let label = id.splitn(3, '-').nth(2).unwrap_or("");
+    VECTOR_CACHE_PREFIXES.iter().any(|p| label.starts_with(p))
+}
+
+/// Finds a run by id, unique prefix, `latest` (the newest that is not a vector cache), or a
+/// path to a run directory.
 pub fn resolve_run(runs_dir: &Path, reference: &str) -> Result<RunDir> {
     let as_path = Path::new(reference);
     if as_path.join("run.yaml").is_file() {
@@ -201,7 +212,10 @@ pub fn resolve_run(runs_dir: &Path, reference: &str) -> Result<RunDir> {
         );
     }
     if reference == "latest" || reference == "last" {
-        return Ok(runs.last().cloned().expect("non-empty"));
+        // The newest run of an experiment: runs that only cache hashes or embeddings for
+        // `dupes`, `similar` and `search` are not what `latest` means.
+        let newest = runs.iter().rev().find(|r| !is_vector_cache(&r.id));
+        return Ok(newest.unwrap_or(runs.last().expect("non-empty")).clone());
     }
     if let Some(r) = runs.iter().find(|r| r.id == reference) {
         return Ok(r.clone());

@@ -145,6 +145,12 @@ impl Clip {
             let features = self.towers.texts(&ids, &pool)?;
             out.extend(normalise(features.to_vec2::<f32>()?));
         }
+        if let Some(i) = out.iter().position(|e| e.iter().any(|x| !x.is_finite())) {
+            bail!(
+                "the model gave a non-finite embedding (NaN or infinity) for {:?}",
+                texts[i]
+            );
+        }
         Ok(out)
     }
 
@@ -180,6 +186,19 @@ impl Clip {
     /// `exp(logit_scale)` and the logit bias (SigLIP).
     pub fn logit_scale_and_bias(&self) -> (f32, Option<f32>) {
         (self.scale, self.bias)
+    }
+}
+
+/// An error's message with its causes, without the backtrace candle appends to its errors
+/// when `RUST_BACKTRACE` is set.
+pub fn message(e: &anyhow::Error) -> String {
+    let text = format!("{e:#}");
+    match text
+        .find("\n   0:")
+        .or_else(|| text.find("\nstack backtrace"))
+    {
+        Some(cut) => text[..cut].trim_end().to_string(),
+        None => text,
     }
 }
 
@@ -319,8 +338,19 @@ impl Clip {
             }
         }
         match self.image_embeddings(&inputs) {
-            Ok(v) => v.into_iter().map(Ok).collect(),
-            Err(e) => vec![Err(EngineError::Model(format!("{e:#}"))); n],
+            Ok(v) => v
+                .into_iter()
+                .map(|e| {
+                    if e.iter().all(|x| x.is_finite()) {
+                        Ok(e)
+                    } else {
+                        Err(EngineError::Model(
+                            "the model gave a non-finite embedding (NaN or infinity)".into(),
+                        ))
+                    }
+                })
+                .collect(),
+            Err(e) => vec![Err(EngineError::Model(message(&e))); n],
         }
     }
 }
@@ -367,7 +397,7 @@ impl Engine for Clip {
 
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EngineError> {
         self.text_embeddings(texts)
-            .map_err(|e| EngineError::Model(format!("{e:#}")))
+            .map_err(|e| EngineError::Model(message(&e)))
     }
 
     fn text_calibration(&self) -> Option<(f32, f32)> {

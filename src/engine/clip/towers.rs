@@ -133,16 +133,25 @@ struct HfVision {
     layer_norm_eps: Option<f64>,
 }
 
-/// A sub-config (`text_config`, or the older `text_config_dict`), defaults when absent.
+/// A sub-config (`text_config`, or the older `text_config_dict`), defaults when absent
+/// (or null).
 fn sub<T: for<'de> Deserialize<'de> + Default>(config: &Value, key: &str) -> Result<T> {
     let v = config
         .get(key)
-        .filter(|v| v.is_object())
-        .or_else(|| config.get(format!("{key}_dict")).filter(|v| v.is_object()));
+        .filter(|v| !v.is_null())
+        .or_else(|| config.get(format!("{key}_dict")).filter(|v| !v.is_null()));
     match v {
         Some(v) => serde_json::from_value(v.clone()).with_context(|| format!("`{key}`")),
         None => Ok(T::default()),
     }
+}
+
+/// Attention heads must divide the width they split.
+fn check_heads(width: usize, heads: usize, tower: &str) -> Result<()> {
+    if heads == 0 || !width.is_multiple_of(heads) {
+        bail!("the {tower} tower's {heads} attention heads do not divide its width {width}");
+    }
+    Ok(())
 }
 
 /// candle's CLIP is built for OpenAI's variant: quick-GELU activations and layer norms
@@ -205,6 +214,28 @@ fn load_clip(config: &Value, vb: VarBuilder) -> Result<(Towers, Shape, f32, Opti
         image_size: size(v.image_size, 224, "vision_config.image_size")?,
         patch_size: size(v.patch_size, 32, "vision_config.patch_size")?,
     };
+    check_heads(text_cfg.embed_dim, text_cfg.num_attention_heads, "text")?;
+    check_heads(
+        vision_cfg.embed_dim,
+        vision_cfg.num_attention_heads,
+        "image",
+    )?;
+    if !vision_cfg.image_size.is_multiple_of(vision_cfg.patch_size) {
+        bail!(
+            "`image_size` {} is not a multiple of `patch_size` {}",
+            vision_cfg.image_size,
+            vision_cfg.patch_size
+        );
+    }
+    if let Some(e) = t
+        .eos_token_id
+        .filter(|&e| e != 2 && e as usize >= text_cfg.vocab_size)
+    {
+        bail!(
+            "`eos_token_id` {e} is outside the vocabulary of {}",
+            text_cfg.vocab_size
+        );
+    }
     if vision_cfg.num_channels != 3 {
         bail!(
             "the image tower takes {} channels; only RGB (3) is supported",
@@ -228,7 +259,9 @@ fn load_clip(config: &Value, vb: VarBuilder) -> Result<(Towers, Shape, f32, Opti
     let shape = Shape {
         family: Family::Clip,
         context: text_cfg.max_position_embeddings,
-        pad_id: t.eos_token_id.filter(|&e| e != 2).unwrap_or(49407),
+        // After the end-of-text token, under the causal mask, padding changes nothing.
+        pad_id: (t.eos_token_id.filter(|&e| e != 2).unwrap_or(49407) as usize)
+            .min(text_cfg.vocab_size - 1) as u32,
         eos_id: t.eos_token_id.filter(|&e| e != 2),
         image_size: vision_cfg.image_size,
         vocab_size: text_cfg.vocab_size,
@@ -246,13 +279,42 @@ fn load_siglip(config: &Value, vb: VarBuilder) -> Result<(Towers, Shape, f32, Op
     let cfg: siglip::Config = serde_json::from_value(config.clone()).context("the config")?;
     let t = &cfg.text_config;
     let v = &cfg.vision_config;
-    size(
-        Some(t.max_position_embeddings),
-        0,
-        "text_config.max_position_embeddings",
-    )?;
-    size(Some(v.patch_size), 0, "vision_config.patch_size")?;
-    size(Some(v.image_size), 0, "vision_config.image_size")?;
+    for (n, what) in [
+        (t.vocab_size, "text_config.vocab_size"),
+        (t.hidden_size, "text_config.hidden_size"),
+        (t.intermediate_size, "text_config.intermediate_size"),
+        (t.num_hidden_layers, "text_config.num_hidden_layers"),
+        (
+            t.max_position_embeddings,
+            "text_config.max_position_embeddings",
+        ),
+        (v.hidden_size, "vision_config.hidden_size"),
+        (v.intermediate_size, "vision_config.intermediate_size"),
+        (v.num_hidden_layers, "vision_config.num_hidden_layers"),
+        (v.patch_size, "vision_config.patch_size"),
+        (v.image_size, "vision_config.image_size"),
+    ] {
+        size(Some(n), 0, what)?;
+    }
+    check_heads(t.hidden_size, t.num_attention_heads, "text")?;
+    check_heads(v.hidden_size, v.num_attention_heads, "image")?;
+    if !v.image_size.is_multiple_of(v.patch_size) {
+        bail!(
+            "`image_size` {} is not a multiple of `patch_size` {}",
+            v.image_size,
+            v.patch_size
+        );
+    }
+    if t.pad_token_id as usize >= t.vocab_size {
+        bail!(
+            "`pad_token_id` {} is outside the vocabulary of {}",
+            t.pad_token_id,
+            t.vocab_size
+        );
+    }
+    if !(t.layer_norm_eps > 0.0 && v.layer_norm_eps > 0.0) {
+        bail!("`layer_norm_eps` must be positive");
+    }
     if v.num_channels != 3 {
         bail!(
             "the image tower takes {} channels; only RGB (3) is supported",

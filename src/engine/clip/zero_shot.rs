@@ -71,6 +71,12 @@ fn labels_of(model: &Model, z: &ZeroShot, ctx: &Context) -> Result<Vec<Label>> {
             "`vocabulary: dataset` takes the tags of an experiment's ground truth; it has none outside an experiment"
         ),
     };
+    // A tag listed twice is one tag (twice, it would split a softmax's mass).
+    let mut seen = std::collections::HashSet::new();
+    let labels: Vec<Label> = labels
+        .into_iter()
+        .filter(|l| seen.insert(Arc::clone(&l.tag)))
+        .collect();
     if labels.is_empty() {
         bail!("the vocabulary has no tags");
     }
