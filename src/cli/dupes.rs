@@ -65,6 +65,20 @@ pub fn not_duplicates_file(env: &Env) -> PathBuf {
     env.project.state_dir().join("not-duplicates.jsonl")
 }
 
+/// The model of `--model NAME`: one that gives hashes or embeddings.
+fn chosen_model(env: &Env, name: &str) -> Result<crate::config::Model> {
+    let path = env.project.model_path(name)?;
+    let m = crate::config::resolve::load_model(&env.project, &path)?;
+    if !crate::engine::capabilities_of(&m).vectors {
+        bail!(
+            "model `{}` is a `{}` model, which gives no image hashes or embeddings; dupes needs a `phash` or `clip` model",
+            m.name,
+            m.kind.name()
+        );
+    }
+    Ok(m)
+}
+
 /// The default cosine distance of near duplicates by embedding (docs/similarity.md).
 pub const DEFAULT_COSINE: f64 = 0.05;
 
@@ -102,10 +116,9 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
     }
     let model = match &args.model {
         Some(name) => {
-            let path = env.project.model_path(name)?;
-            let m = crate::config::resolve::load_model(&env.project, &path)?;
+            let m = chosen_model(env, name)?;
             let caps = crate::engine::capabilities_of(&m);
-            if caps.vectors && caps.embed {
+            if caps.embed {
                 if let Some(method) = &args.method {
                     bail!(
                         "--method {method} is a hash method; model `{}` compares embeddings",
@@ -113,13 +126,6 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
                     );
                 }
                 return run_embedded(env, &args, &m);
-            }
-            if !caps.vectors {
-                bail!(
-                    "model `{}` is a `{}` model, which gives no image hashes or embeddings; dupes needs a `phash` or `clip` model",
-                    m.name,
-                    m.kind.name()
-                );
             }
             Some(m)
         }

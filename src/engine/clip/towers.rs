@@ -175,19 +175,19 @@ fn size(v: Option<usize>, default: usize, what: &str) -> Result<usize> {
     Ok(n)
 }
 
-fn load_clip(config: &Value, vb: VarBuilder) -> Result<(Towers, Shape, f32, Option<f32>)> {
+/// candle's CLIP configurations from a transformers `config.json`, checked.
+fn clip_configs(config: &Value) -> Result<(HfText, ClipTextConfig, ClipVisionConfig)> {
     let t: HfText = sub(config, "text_config")?;
     let v: HfVision = sub(config, "vision_config")?;
     check_clip_variant(t.hidden_act.as_deref(), t.layer_norm_eps, "text")?;
     check_clip_variant(v.hidden_act.as_deref(), v.layer_norm_eps, "image")?;
-    let projection = size(
-        config
-            .get("projection_dim")
-            .and_then(Value::as_u64)
-            .map(|n| n as usize),
-        512,
-        "projection_dim",
-    )?;
+    let projection = match config.get("projection_dim") {
+        None | Some(Value::Null) => 512,
+        Some(v) => match v.as_u64() {
+            Some(n) => size(Some(n as usize), 512, "projection_dim")?,
+            None => bail!("`projection_dim` is {v}: expected a whole number"),
+        },
+    };
     let text_cfg = ClipTextConfig {
         vocab_size: size(t.vocab_size, 49408, "text_config.vocab_size")?,
         embed_dim: size(t.hidden_size, 512, "text_config.hidden_size")?,
@@ -242,6 +242,12 @@ fn load_clip(config: &Value, vb: VarBuilder) -> Result<(Towers, Shape, f32, Opti
             vision_cfg.num_channels
         );
     }
+    Ok((t, text_cfg, vision_cfg))
+}
+
+fn load_clip(config: &Value, vb: VarBuilder) -> Result<(Towers, Shape, f32, Option<f32>)> {
+    let (t, text_cfg, vision_cfg) = clip_configs(config)?;
+    let projection = text_cfg.projection_dim;
     let text = ClipTextTransformer::new(vb.pp("text_model"), &text_cfg)?;
     let vision = ClipVisionTransformer::new(vb.pp("vision_model"), &vision_cfg)?;
     let text_projection =
