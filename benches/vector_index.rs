@@ -265,7 +265,10 @@ fn exact_latency(data: &[f32], sizes: &[usize], queries: &[f32]) -> Vec<(usize, 
                 })
                 .collect();
             ms.sort_by(f64::total_cmp);
-            eprintln!("  exact search over {size}: p50 {:.2} ms", percentile(&ms, 0.5));
+            eprintln!(
+                "  exact search over {size}: p50 {:.2} ms",
+                percentile(&ms, 0.5)
+            );
             (size, percentile(&ms, 0.5))
         })
         .collect()
@@ -423,7 +426,7 @@ fn main() {
         expansion_add: env("IW_BENCH_EF_ADD", d.expansion_add),
         expansion_search: d.expansion_search,
     };
-    let mut efs = env_list("IW_BENCH_EF", &[64, 128, 256, 512]);
+    let mut efs = env_list("IW_BENCH_EF", &[128, 256, 512, 1024]);
     if !efs.contains(&params.expansion_search) {
         efs.push(params.expansion_search);
     }

@@ -36,10 +36,11 @@ pub struct IndexParams {
 
 impl Default for IndexParams {
     fn default() -> Self {
+        // Measured (benches/README.md, 1M × 512-d clustered): recall@10 0.950 at p50 6.6 ms.
         IndexParams {
-            connectivity: 32,
+            connectivity: 16,
             expansion_add: 128,
-            expansion_search: 256,
+            expansion_search: 1024,
         }
     }
 }
