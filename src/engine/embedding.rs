@@ -224,7 +224,7 @@ fn read_pooling(path: &Path) -> Result<Pooling> {
 
 /// The model's tokenizer, truncating to `max_len` tokens and never padding (batches are
 /// padded by [`Embedder::forward`], which builds the attention mask to match).
-fn load_tokenizer(path: &Path, max_len: usize) -> Result<Tokenizer> {
+pub(crate) fn load_tokenizer(path: &Path, max_len: usize) -> Result<Tokenizer> {
     let mut tokenizer = Tokenizer::from_file(path)
         .map_err(anyhow::Error::from_boxed)
         .with_context(|| format!("reading {}", path.display()))?;

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context as _, Result};
 use candle_core::{Device, Tensor};
 use image::RgbImage;
-use tokenizers::{Tokenizer, TruncationParams};
+use tokenizers::Tokenizer;
 
 use crate::config::Model;
 use crate::dataset::ImageEntry;
@@ -77,7 +77,8 @@ impl Clip {
                     .map_or("variable-size".into(), |(w, h)| format!("{w}×{h}"))
             );
         }
-        let tokenizer = load_tokenizer(&dir.join("tokenizer.json"), shape.context)?;
+        let tokenizer =
+            crate::engine::embedding::load_tokenizer(&dir.join("tokenizer.json"), shape.context)?;
         Ok(Clip {
             towers,
             shape,
@@ -213,23 +214,6 @@ fn normalise(rows: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
             r
         })
         .collect()
-}
-
-/// The model's tokenizer, truncating to `context` ids and never padding (batches are
-/// padded here, with the model's pad id).
-fn load_tokenizer(path: &Path, context: usize) -> Result<Tokenizer> {
-    let mut tokenizer = Tokenizer::from_file(path)
-        .map_err(anyhow::Error::from_boxed)
-        .with_context(|| format!("reading {}", path.display()))?;
-    tokenizer
-        .with_truncation(Some(TruncationParams {
-            max_length: context,
-            ..TruncationParams::default()
-        }))
-        .map_err(anyhow::Error::from_boxed)
-        .with_context(|| format!("{}: setting truncation", path.display()))?;
-    tokenizer.with_padding(None);
-    Ok(tokenizer)
 }
 
 /// The factory's entry for `clip`.
