@@ -1326,3 +1326,269 @@ fn a_promoted_config_suggests_its_final_tags_shaded_by_its_model() {
     );
     st.kill();
 }
+
+/// Polls `path` until it stops answering 202 (a pass over every image is being computed).
+fn settled(st: &Studio, path: &str) -> (u16, Value) {
+    let start = Instant::now();
+    loop {
+        let (code, body) = get(st, path, &own(st));
+        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        if code != 202 {
+            return (code, v);
+        }
+        assert_eq!(v["state"], "computing", "{v}");
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "{path} still computing"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Listing ids by path.
+fn ids(st: &Studio) -> std::collections::HashMap<String, i64> {
+    let page: Value = serde_json::from_str(&get(st, "/api/grid/page?limit=100", "").1).unwrap();
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["path"].as_str().unwrap().to_string(),
+                i["id"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn group_paths(v: &Value) -> Vec<Vec<String>> {
+    v["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            let mut f: Vec<String> = g["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["path"].as_str().unwrap().to_string())
+                .collect();
+            f.sort();
+            f
+        })
+        .collect()
+}
+
+/// A folder with a photo, a byte copy, a half-size copy, another photo, and a broken file.
+fn near_copies(dir: &Path) {
+    let images = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images");
+    let photo = images.join("camera_alpha.png");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::copy(&photo, dir.join("a.png")).unwrap();
+    std::fs::copy(&photo, dir.join("sub/a copy \u{1F600}.png")).unwrap();
+    let img = image::open(&photo).unwrap();
+    img.resize_exact(
+        img.width() / 2,
+        img.height() / 2,
+        image::imageops::FilterType::Lanczos3,
+    )
+    .save(dir.join("a-small.png"))
+    .unwrap();
+    std::fs::copy(images.join("grass_gray.png"), dir.join("b.png")).unwrap();
+    std::fs::write(dir.join("broken.png"), b"not really a png").unwrap();
+    // A name that is not UTF-8 (spelled with an escape in the listing).
+    use std::os::unix::ffi::OsStrExt;
+    let odd = std::ffi::OsStr::from_bytes(b"sub/odd \xff name.png");
+    std::fs::copy(&photo, dir.join(odd)).unwrap();
+}
+
+#[test]
+fn similar_images_and_duplicate_groups_with_a_keeper_and_dismissals() {
+    let p = Project::new();
+    let dir = p.path().join("pics");
+    near_copies(&dir);
+    let st = Studio::start(p.path(), &["pics"]);
+    let id = ids(&st);
+    let odd = id
+        .keys()
+        .find(|k| k.starts_with("sub/odd"))
+        .unwrap()
+        .clone();
+    let copy = "sub/a copy \u{1F600}.png";
+    // Reads need no token on this machine, but starting a pass over every image does.
+    assert_eq!(get(&st, "/api/dupes", "").0, 401);
+    let (code, d) = settled(&st, "/api/dupes");
+    assert_eq!(code, 200, "{d}");
+    let mut want = vec![
+        "a-small.png".to_string(),
+        "a.png".into(),
+        odd.clone(),
+        copy.into(),
+    ];
+    want.sort();
+    assert_eq!(group_paths(&d), vec![want], "{d}");
+    let g = &d["groups"][0];
+    assert_eq!(g["exact"], false);
+    assert_eq!(g["size"], 4);
+    // The keeper has the most pixels, then the shortest path; it comes first.
+    assert_eq!(g["keeper"], id["a.png"], "{g}");
+    assert_eq!(g["files"][0]["id"], id["a.png"], "{g}");
+    assert_eq!(d["unreadable"][0]["file"], "broken.png", "{d}");
+    assert_eq!(d["unreadable_total"], 1, "{d}");
+    // Similar to a.png: its byte copies at 0 bits, then the half-size copy, then the other photo.
+    let (code, s) = settled(&st, &format!("/api/similar/{}?k=4", id["a.png"]));
+    assert_eq!(code, 200, "{s}");
+    let near: Vec<&str> = s["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["path"].as_str().unwrap())
+        .collect();
+    let mut copies = near[..2].to_vec();
+    copies.sort();
+    let mut want_copies = vec![odd.as_str(), copy];
+    want_copies.sort();
+    assert_eq!(copies, want_copies, "{s}");
+    assert_eq!(&near[2..], ["a-small.png", "b.png"], "{s}");
+    assert_eq!(s["items"][0]["distance"], 0);
+    assert_eq!(s["measure"]["by"], "phash");
+    // Bad requests: clear errors, never a panic.
+    assert_eq!(get(&st, "/api/similar/999", "").0, 404);
+    assert_eq!(get(&st, "/api/similar/-1", "").0, 404);
+    assert_eq!(get(&st, "/api/similar/0?k=0", "").0, 400);
+    assert_eq!(get(&st, "/api/similar/0?k=99999999999999999999", "").0, 400);
+    for bad in [
+        "max_distance=25",
+        "max_distance=4294967295",
+        "max_distance=-1",
+        "limit=0",
+        "limit=501",
+    ] {
+        let (code, body) = get(&st, &format!("/api/dupes?{bad}"), "");
+        assert_eq!(code, 400, "{bad}: {body}");
+    }
+    let (code, body) = get(&st, &format!("/api/similar/{}", id["broken.png"]), "");
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("broken.png"), "{body}");
+    // A page showing another listing (or a stale one) cannot dismiss the wrong file.
+    let stale = json!({"file": id["a-small.png"], "content": "0".repeat(64), "max_distance": 14});
+    let (code, v) = send(&st, "POST", "/api/dupes/not-duplicate", &own(&st), &stale);
+    assert_eq!(code, 409, "{v}");
+    if let Some(drv) = driver() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let c = browser(&drv).await;
+            c.goto(&st.url).await.unwrap();
+            until(&c, "document.querySelectorAll('#grid .cell').length === 6").await;
+            click(&c, &format!("#grid .cell[data-id='{}']", id["a.png"])).await;
+            until(&c, "document.querySelectorAll('#similar .cell').length === 4").await;
+            let first = until(&c, "document.querySelector('#similar .cell .path').textContent").await;
+            assert!(first == json!(copy) || first == json!(odd), "{first}");
+            screenshot(&c, "studio-similar.png").await;
+            click(&c, "#detailpanel .close").await;
+            click(&c, "#dupes-open").await;
+            until(&c, "document.querySelectorAll('.dupe-group .cell.keeper').length === 1").await;
+            screenshot(&c, "studio-duplicates.png").await;
+            // "not a duplicate" on the half-size copy (the only file with that button).
+            click(&c, ".dupe-group .notdupe").await;
+            until(&c, "document.querySelectorAll('.dupe-group').length === 1 && document.querySelectorAll('.dupe-group .notdupe').length === 0").await;
+            c.close().await.unwrap();
+        });
+    } else {
+        let body = json!({"file": id["a-small.png"], "content": d["groups"][0]["files"].as_array().unwrap().iter().find(|f| f["path"] == "a-small.png").unwrap()["content"], "max_distance": 14});
+        let (code, v) = send(&st, "POST", "/api/dupes/not-duplicate", &own(&st), &body);
+        assert_eq!(code, 200, "{v}");
+        assert_eq!(
+            v["remembered"], 1,
+            "one pair: the three byte copies are one content"
+        );
+    }
+    // Left: the byte copies, which no dismissal separates.
+    let (_, after) = settled(&st, "/api/dupes");
+    let mut want = vec!["a.png".to_string(), odd.clone(), copy.into()];
+    want.sort();
+    assert_eq!(group_paths(&after), vec![want], "{after}");
+    assert_eq!(after["groups"][0]["exact"], true, "{after}");
+    assert_eq!(after["dismissed"], 1, "{after}");
+    // A byte copy has nothing to leave; a foreign page cannot write.
+    let same = json!({"file": id[copy], "content": after["groups"][0]["files"][1]["content"], "max_distance": 14});
+    let (code, v) = send(&st, "POST", "/api/dupes/not-duplicate", &own(&st), &same);
+    assert_eq!(code, 400, "{v}");
+    let foreign = format!(
+        "X-IW-Token: {}\r\nOrigin: http://evil.example\r\n",
+        st.token
+    );
+    let (code, _) = send(&st, "POST", "/api/dupes/not-duplicate", &foreign, &same);
+    assert_eq!(code, 403);
+    st.kill();
+    // The CLI reads the same list: the half-size copy stays apart there too.
+    let cli = p.json(&["dupes", "pics", "--json"], 1);
+    assert_eq!(cli["groups"].as_array().unwrap().len(), 1, "{cli}");
+    assert_eq!(cli["groups"][0]["exact"], true, "{cli}");
+}
+
+#[test]
+fn similar_images_by_a_clip_model_agree_with_the_similar_command() {
+    let p = Project::new();
+    let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models");
+    p.write(
+        "models/clip-tiny.yaml",
+        &format!(
+            "kind: clip\nsource: {}\n",
+            models.join("clip-tiny").display()
+        ),
+    );
+    let images = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/images");
+    for f in [
+        "jpeg_420_baseline.jpg",
+        "camera_alpha.png",
+        "grass_gray.png",
+        "brick_tiny.png",
+    ] {
+        p.copy(&images.join(f), &format!("photos/{f}"));
+    }
+    p.copy(
+        &images.join("jpeg_420_baseline.jpg"),
+        "photos/sub/copy \u{1F600}.jpg",
+    );
+    // A model that gives no embeddings is refused before anything is served.
+    p.write("models/hashes.yaml", "kind: phash\n");
+    let out = p.run(&["serve", "photos", "--similar", "hashes"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no image embeddings"),
+        "{out:?}"
+    );
+    let st = Studio::start(p.path(), &["photos", "--similar", "clip-tiny"]);
+    let id = ids(&st);
+    let (code, s) = settled(
+        &st,
+        &format!("/api/similar/{}?k=4", id["jpeg_420_baseline.jpg"]),
+    );
+    assert_eq!(code, 200, "{s}");
+    assert_eq!(s["measure"]["by"], "clip-tiny");
+    st.kill();
+    let cli = p.json(
+        &[
+            "similar",
+            "photos/jpeg_420_baseline.jpg",
+            "--model",
+            "clip-tiny",
+            "--in",
+            "photos",
+            "--json",
+        ],
+        0,
+    );
+    let studio = s["items"].as_array().unwrap();
+    let results = cli["results"].as_array().unwrap();
+    assert_eq!(studio.len(), results.len(), "{s}\n{cli}");
+    for (a, b) in studio.iter().zip(results) {
+        assert_eq!(a["path"], b["file"], "{s}\n{cli}");
+        let (x, y) = (
+            a["distance"].as_f64().unwrap(),
+            b["distance"].as_f64().unwrap(),
+        );
+        assert!((x - y).abs() < 1e-5, "{a} vs {b}");
+    }
+}

@@ -14,21 +14,8 @@ use super::target::{self, Target};
 use super::Env;
 use crate::engine::Context;
 use crate::imaging::perceptual;
-use crate::similarity::dupes::{self, Found, Item, NotDuplicates};
+use crate::similarity::dupes::{self, default_distance, Found, Item, NotDuplicates};
 use crate::ui;
-
-/// The default distance of each method, in bits (docs/similarity.md: chosen on the labelled
-/// set of `benches/dupes_accuracy.py`).
-pub const DEFAULT_DISTANCES: &[(&str, u32)] = &[
-    ("phash", 14),
-    ("phash16", 80),
-    ("dhash", 10),
-    ("dhash16", 56),
-    ("ahash", 8),
-    ("ahash16", 40),
-    ("blockhash", 6),
-    ("blockhash16", 40),
-];
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -62,7 +49,7 @@ pub struct Args {
 
 /// Where the project remembers pairs that are not duplicates.
 pub fn not_duplicates_file(env: &Env) -> PathBuf {
-    env.project.state_dir().join("not-duplicates.jsonl")
+    dupes::not_duplicates_file(&env.project.state_dir())
 }
 
 /// The model of `--model NAME`: one that gives hashes or embeddings.
@@ -328,14 +315,6 @@ fn items_of(
         paths.push(img.abs.clone());
     }
     (items, paths, unreadable)
-}
-
-/// The default distance of a method.
-pub fn default_distance(method: &str) -> u32 {
-    DEFAULT_DISTANCES
-        .iter()
-        .find(|(m, _)| *m == method)
-        .map_or(0, |(_, d)| *d)
 }
 
 fn remember(env: &Env, a: &Path, b: &Path) -> Result<ExitCode> {

@@ -44,6 +44,10 @@ pub struct Args {
     /// (`production` or another alias).
     #[arg(long, value_name = "MODEL", requires = "tag")]
     pub suggest: Option<String>,
+    /// Measure "similar images" with this `clip` model (a file or a name in models/) instead
+    /// of perceptual hashes. The duplicates view always uses pHash.
+    #[arg(long, value_name = "MODEL", conflicts_with = "tag")]
+    pub similar: Option<String>,
     /// Address to listen on; anything but loopback needs the token for every request.
     #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
     pub host: IpAddr,
@@ -72,6 +76,14 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
         open: args.open,
     };
     let thumbs = env.project.state_dir().join("thumbs");
+    let similar = studio::similar::Setup {
+        project: env.project.clone(),
+        ctx: Context::new(env.fetcher.clone()),
+        model: match &args.similar {
+            Some(name) => Some(super::similar::embedding_model(env, name)?),
+            None => None,
+        },
+    };
     let mut picker = None;
     let mode = if let Some(folder) = &args.tag {
         tag_mode(env, &args, folder)?
@@ -106,7 +118,7 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
         let dirs = crate::report::data::resolve(&env.project.runs_dir(), &args.run)?;
         Mode::Review(Box::new(studio::review::Review::open(&env.project, dirs)?))
     };
-    studio::serve(mode, listen, thumbs, picker)?;
+    studio::serve(mode, listen, thumbs, picker, similar)?;
     Ok(ExitCode::SUCCESS)
 }
 

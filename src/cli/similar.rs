@@ -92,7 +92,7 @@ pub(super) struct Embedded {
 }
 
 /// Loads a model that gives image embeddings (a `clip` model).
-fn embedding_model(env: &Env, name: &str) -> Result<Model> {
+pub(super) fn embedding_model(env: &Env, name: &str) -> Result<Model> {
     let path = env.project.model_path(name)?;
     let m = crate::config::resolve::load_model(&env.project, &path)?;
     let caps = crate::engine::capabilities_of(&m);

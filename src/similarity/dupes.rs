@@ -10,6 +10,32 @@ use std::path::Path;
 
 use super::hamming::{near_pairs, Hashes};
 
+/// The default distance of each method, in bits (docs/similarity.md: chosen on the labelled
+/// set of `benches/dupes_accuracy.py`).
+pub const DEFAULT_DISTANCES: &[(&str, u32)] = &[
+    ("phash", 14),
+    ("phash16", 80),
+    ("dhash", 10),
+    ("dhash16", 56),
+    ("ahash", 8),
+    ("ahash16", 40),
+    ("blockhash", 6),
+    ("blockhash16", 40),
+];
+
+/// The default distance of a method (0 for an unknown one).
+pub fn default_distance(method: &str) -> u32 {
+    DEFAULT_DISTANCES
+        .iter()
+        .find(|(m, _)| *m == method)
+        .map_or(0, |(_, d)| *d)
+}
+
+/// Where a project (its state folder, `.iw-lab`) remembers pairs that are not duplicates.
+pub fn not_duplicates_file(state_dir: &Path) -> std::path::PathBuf {
+    state_dir.join("not-duplicates.jsonl")
+}
+
 /// One image to compare.
 #[derive(Debug, Clone)]
 pub struct Item {

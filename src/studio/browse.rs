@@ -25,6 +25,20 @@ pub struct Listing {
     pub files: Vec<(usize, String, String)>,
     /// (root, path) → id.
     index: std::collections::HashMap<(usize, String), usize>,
+    /// Per id (as rows come in): what a duplicate group's keeper is chosen by.
+    pub facts: Vec<Facts>,
+    /// Perceptual hashes and embeddings of the listed images, once asked for.
+    pub looks: super::looks::Looks,
+}
+
+/// What the keeper of a duplicate group is chosen by.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub format: Option<String>,
+    /// The file carries generation metadata.
+    pub has_meta: bool,
 }
 
 impl Listing {
@@ -45,11 +59,30 @@ impl Listing {
             .enumerate()
             .map(|(id, (root, rel, _))| ((*root, rel.clone()), id))
             .collect();
-        Ok(Listing { db, files, index })
+        Ok(Listing {
+            db,
+            facts: vec![Facts::default(); files.len()],
+            files,
+            index,
+            looks: Default::default(),
+        })
     }
 
     /// Adds rows (in chunks, so a large folder is never all in memory twice).
-    pub fn append(&self, rows: &[ItemRow]) -> anyhow::Result<()> {
+    pub fn append(&mut self, rows: &[ItemRow]) -> anyhow::Result<()> {
+        for r in rows {
+            if let Some(f) = usize::try_from(r.id)
+                .ok()
+                .and_then(|i| self.facts.get_mut(i))
+            {
+                *f = Facts {
+                    width: r.width,
+                    height: r.height,
+                    format: r.format.clone(),
+                    has_meta: r.generator.is_some(),
+                };
+            }
+        }
         let conn = self.db.connect()?;
         grid::load(&conn, rows)
     }
@@ -161,9 +194,10 @@ impl Browse {
             .iter()
             .map(|img| (0, img.rel.clone(), img.hash.clone()))
             .collect();
-        let listing = Listing::new(files, &[])?;
+        let mut listing = Listing::new(files, &[])?;
         let mut id = 0;
         for chunk in scan.images.chunks(4096) {
+            let first = id;
             let rows: Vec<ItemRow> = chunk
                 .iter()
                 .map(|img| {
@@ -176,6 +210,10 @@ impl Browse {
                 })
                 .collect();
             listing.append(&rows)?;
+            // Any generation metadata counts, not only a known generator (as `iw-lab dupes`).
+            for (f, img) in listing.facts[first..].iter_mut().zip(chunk) {
+                f.has_meta = img.meta.is_some();
+            }
         }
         drop(scan);
         listing.finish()?;

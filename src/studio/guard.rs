@@ -80,7 +80,8 @@ impl Policy {
             .is_ok_and(|a| a.port() == self.addr.port())
     }
 
-    fn token_ok(&self, offered: Option<&str>) -> bool {
+    /// Whether `offered` is the token.
+    pub fn token_ok(&self, offered: Option<&str>) -> bool {
         !self.token.is_empty()
             && offered.is_some_and(|t| constant_time_eq(t.as_bytes(), self.token.as_bytes()))
     }
@@ -120,6 +121,10 @@ impl Policy {
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
+
+/// Marks a request that carried the token (loopback reads need none; what starts work does).
+#[derive(Debug, Clone, Copy)]
+pub struct Tokened;
 
 /// A fresh random token (128 bits from the OS, hex).
 pub fn new_token() -> String {

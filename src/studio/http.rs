@@ -39,14 +39,15 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/tag/items/{i}/suggest", get(super::tagging::suggest))
         .merge(super::browse::routes())
         .merge(super::review::routes())
-        .merge(super::picker::routes());
+        .merge(super::picker::routes())
+        .merge(super::similar::routes());
     api.fallback(|| async { ApiError::not_found("no such page or endpoint") })
         .layer(middleware::from_fn_with_state(app.clone(), guard_layer))
         .with_state(app)
 }
 
 /// The guard, plus the headers every answer carries.
-async fn guard_layer(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+async fn guard_layer(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
     let h = req.headers();
     let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
     let query_token = req.uri().query().and_then(|q| {
@@ -67,8 +68,12 @@ async fn guard_layer(State(app): State<Arc<App>>, req: Request, next: Next) -> R
         token,
     };
     let verdict = app.policy.check(&seen);
+    let tokened = app.policy.token_ok(token);
     let set_cookie =
         query_token.as_deref() == Some(app.policy.token.as_str()) && *req.method() == Method::GET;
+    if tokened {
+        req.extensions_mut().insert(guard::Tokened);
+    }
     let mut resp = match verdict {
         Verdict::Allow => next.run(req).await,
         Verdict::Unauthorised(why) => ApiError::new(StatusCode::UNAUTHORIZED, why).into_response(),
@@ -137,18 +142,14 @@ async fn info(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
         "version": env!("CARGO_PKG_VERSION"),
         "loopback": app.policy.loopback(),
         "picker": app.picker.is_some(),
+        "similar": super::similar::info(&app),
         "detail": detail,
     }))
 }
 
 /// The folders files may come from, by number.
 fn roots(app: &App) -> Vec<std::path::PathBuf> {
-    match &*app.mode() {
-        Mode::Tag(t) => vec![t.out.clone()],
-        Mode::Browse(b) => vec![b.root.clone()],
-        Mode::Review(r) => r.roots(),
-        Mode::Pick => Vec::new(),
-    }
+    app.mode().roots()
 }
 
 fn served(app: &App, root: &str, path: &str) -> ApiResult<std::path::PathBuf> {

@@ -3,7 +3,8 @@
 //!
 //! Owns: the HTTP server (axum on tokio), its guard (`guard`), the hand-tagging session
 //! (`session`), versioned tag files and the edit log (`tagfile`), and the three modes' JSON
-//! endpoints (`tagging`, `browse`, `review`). The page (`assets/`) is plain HTML, CSS and
+//! endpoints (`tagging`, `browse`, `review`), and similar images and duplicate groups of what
+//! is listed (`similar`). The page (`assets/`) is plain HTML, CSS and
 //! JavaScript compiled into the binary. Does not own: SQL (listing and search go through
 //! `crate::store::studio`), thumbnails (`crate::imaging::thumbs`), models (`crate::runner`).
 //! Documented in `docs/serve.md`.
@@ -12,9 +13,11 @@ pub mod answer;
 pub mod browse;
 pub mod guard;
 mod http;
+pub mod looks;
 pub mod picker;
 pub mod review;
 pub mod session;
+pub mod similar;
 pub mod tagfile;
 pub mod tagging;
 
@@ -41,6 +44,16 @@ impl Mode {
             Mode::Browse(b) => b.listing.has(root, rel),
             Mode::Review(r) => r.listing().has(root, rel),
             Mode::Pick => false,
+        }
+    }
+
+    /// The folders the served files come from, by number.
+    pub fn roots(&self) -> Vec<PathBuf> {
+        match self {
+            Mode::Tag(t) => vec![t.out.clone()],
+            Mode::Browse(b) => vec![b.root.clone()],
+            Mode::Review(r) => r.roots(),
+            Mode::Pick => Vec::new(),
         }
     }
 
@@ -73,6 +86,8 @@ pub struct App {
     pub thumbs: PathBuf,
     /// The project's runs and datasets, when the studio was started on none of them.
     pub picker: Option<Arc<picker::Picker>>,
+    /// What "similar images" and the duplicates view measure with.
+    pub similar: Arc<similar::Setup>,
 }
 
 impl App {
@@ -93,6 +108,7 @@ pub fn serve(
     listen: Listen,
     thumbs: PathBuf,
     picker: Option<picker::Picker>,
+    similar: similar::Setup,
 ) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -113,6 +129,7 @@ pub fn serve(
             },
             thumbs,
             picker: picker.map(Arc::new),
+            similar: Arc::new(similar),
         });
         let url = format!("http://{}/?token={token}", display_addr(bound));
         println!("iw-lab studio ({}): {url}", app.mode().name());

@@ -110,7 +110,7 @@ impl Review {
             .iter()
             .map(|i| (0, i.path.clone(), i.hash.clone()))
             .collect();
-        let listing = Listing::new(files, &categories(&variants))?;
+        let mut listing = Listing::new(files, &categories(&variants))?;
         for chunk in rows.chunks(4096) {
             listing.append(chunk)?;
         }

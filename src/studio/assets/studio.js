@@ -316,7 +316,7 @@ function onKey(e) {
 const G = { mode: null, info: null, q: {}, offset: 0, size: 256, selected: null, facets: {} };
 
 async function startGrid(info) {
-  G.mode = info.mode; G.info = info.detail;
+  G.mode = info.mode; G.info = info.detail; G.similar = info.similar || {};
   document.getElementById("mode").textContent = info.mode === "review"
     ? "reviewing " + info.detail.runs.map((r) => r.id).join(", ")
     : "browsing " + info.detail.root;
@@ -338,7 +338,8 @@ async function startGrid(info) {
       el("select", { id: "group" }, ...["none", "tag", "sampler", "generator", "model", "lora", "folder"].map((g) => el("option", { value: g, text: "group: " + g }))),
       el("span", { class: "sizes" }, ...[["S", 128], ["M", 256], ["L", 512]].map(([t, s]) => el("button", { type: "button", onclick: () => { G.size = s; refresh(); }, text: t }))),
       el("button", { type: "submit", text: "search" }),
-      el("button", { type: "button", onclick: exportSel, text: "export" })),
+      el("button", { type: "button", onclick: exportSel, text: "export" }),
+      el("button", { type: "button", id: "dupes-open", onclick: () => openDupes(0), text: "duplicates" })),
     el("div", { id: "body" },
       el("aside", { id: "taglist" }),
       el("section", {}, el("div", { id: "count" }), el("div", { id: "grid" }), el("div", { id: "more" }))),
@@ -460,7 +461,7 @@ async function exportSel() {
   document.getElementById("detail").hidden = false;
 }
 
-function closeDetail() { const d = document.getElementById("detail"); if (d) d.hidden = true; }
+function closeDetail() { G.back = null; const d = document.getElementById("detail"); if (d) d.hidden = true; }
 
 async function openDetail(id) {
   G.selected = id;
@@ -475,8 +476,101 @@ async function openDetail(id) {
     el("h2", { text: d.path }),
     el("div", { class: "detail" }, el("div", { class: "pic" }, img), info),
     el("button", { onclick: () => { document.getElementById("sort").value = "name"; sortShared(id); }, text: "images sharing most tags with this one" }));
+  if (G.back) p.append(" ", el("button", { id: "back-dupes", onclick: G.back, text: "back to duplicates" }));
+  const near = el("section", { id: "similar" });
+  p.append(near);
   if (G.mode === "review") renderReview(info, d); else renderBrowse(info, d);
   document.getElementById("detail").hidden = false;
+  loadSimilar(id, near);
+}
+
+// ---------- similar images and duplicates ----------
+function thumbCell(it, caption, onclick) {
+  const img = el("img", { src: it.thumb + "?size=128", alt: it.path, loading: "lazy" });
+  img.addEventListener("error", () => img.replaceWith(el("div", { class: "placeholder", text: "cannot show " + it.path })));
+  return el("figure", { class: "cell", "data-id": it.id, onclick }, img,
+    el("figcaption", {}, el("span", { class: "path", text: it.path }), el("span", { class: "tags", text: caption })));
+}
+
+function waiting(box, r, again) {
+  box.append(el("p", { class: "muted computing", text: "computing " + r.data.what + " of every image (once; kept in the project's cache)… " + r.data.seconds + " s" }));
+  setTimeout(again, 1500);
+}
+
+async function loadSimilar(id, box) {
+  const r = await api("GET", "/api/similar/" + id + "?k=12");
+  if (G.selected !== id || !box.isConnected) return;
+  clear(box).append(el("h3", { text: "Similar images" }));
+  if (r.status === 202) return waiting(box, r, () => loadSimilar(id, box));
+  if (r.status !== 200) { box.append(el("p", { class: "muted", text: r.data.error })); return; }
+  const m = r.data.measure;
+  box.append(el("p", { class: "muted", text: "nearest by " + m.by + " (distance: " + m.distance + ")" }));
+  const strip = el("div", { class: "strip" });
+  for (const it of r.data.items) strip.append(thumbCell(it, "distance " + it.distance, () => openDetail(it.id)));
+  box.append(strip);
+}
+
+async function openDupes(offset) {
+  G.selected = null; G.back = null;
+  const p = clear(document.getElementById("detailpanel"));
+  const body = el("div", { id: "dupes" });
+  p.append(el("button", { class: "close", onclick: closeDetail, text: "×" }), el("h2", { text: "Duplicates" }), body);
+  document.getElementById("detail").hidden = false;
+  await loadDupes(body, offset);
+}
+
+async function loadDupes(body, offset) {
+  const dist = G.dupeDistance === undefined ? "" : "&max_distance=" + G.dupeDistance;
+  const r = await api("GET", "/api/dupes?limit=30&offset=" + offset + dist);
+  if (!body.isConnected) return;
+  clear(body);
+  if (r.status === 202) return waiting(body, r, () => loadDupes(body, offset));
+  const d = r.status === 200 ? r.data : null;
+  const distance = el("input", { type: "number", id: "dupes-distance", min: 0, max: 24, step: 1, size: 3,
+    value: d ? d.max_distance : (G.dupeDistance || "") });
+  distance.addEventListener("change", () => {
+    const v = Number(distance.value);
+    if (!Number.isInteger(v) || v < 0 || v > 24) { notice("a distance is a whole number of bits from 0 to 24", "error"); return; }
+    G.dupeDistance = v; loadDupes(body, 0);
+  });
+  if (!d) {
+    G.dupeDistance = undefined;
+    body.append(el("p", {}, "pHash within ", distance, " bits of 64"), el("p", { class: "error", text: r.data.error }));
+    return;
+  }
+  const n = (k, one, many) => k + " " + (k === 1 ? one : many);
+  const bad = d.unreadable_total ? "; unreadable: " + d.unreadable.slice(0, 5).map((u) => u.file).join(", ") + (d.unreadable_total > 5 ? " and " + (d.unreadable_total - 5) + " more" : "") : "";
+  body.append(el("p", { id: "dupes-summary" }, n(d.total, "group", "groups") + " holding " + n(d.files_in_groups, "file", "files") + "; pHash within ", distance,
+    " bits of 64" + (d.dismissed ? "; " + n(d.dismissed, "pair", "pairs") + " left out as not duplicates" : "") + bad));
+  body.append(el("p", { class: "muted", text: "Nothing is moved or deleted here: `iw-lab dupes --script` prints the moves of every non-keeper." }));
+  for (const g of d.groups) body.append(dupeGroup(body, offset, d.max_distance, g));
+  const nav = el("div", { class: "nav" });
+  if (offset > 0) nav.append(el("button", { onclick: () => loadDupes(body, Math.max(0, offset - 30)), text: "previous" }));
+  if (offset + d.groups.length < d.total) nav.append(el("button", { id: "dupes-next", onclick: () => loadDupes(body, offset + 30), text: "next" }));
+  body.append(nav);
+}
+
+function dupeGroup(body, offset, distance, g) {
+  const strip = el("div", { class: "strip" });
+  for (const f of g.files) {
+    const keeper = f.id === g.keeper;
+    const size = f.width ? f.width + "×" + f.height + " " : "";
+    const cap = (keeper ? "keeper · " : "") + size + (f.format || "") + (keeper ? "" : f.same_bytes ? " · same bytes" : " · " + f.distance + " bits");
+    const fig = thumbCell(f, cap, () => { G.back = () => openDupes(offset); openDetail(f.id); });
+    if (keeper) fig.classList.add("keeper");
+    else if (!f.same_bytes) {
+      fig.append(el("button", { class: "notdupe", title: "not a duplicate of any image in this group", onclick: async (e) => {
+        e.stopPropagation();
+        const x = await api("POST", "/api/dupes/not-duplicate", { file: f.id, content: f.content, max_distance: distance });
+        if (x.status !== 200) return writeFailed(x);
+        notice("remembered: " + f.path + " is not a duplicate");
+        loadDupes(body, offset);
+      }, text: "not a duplicate" }));
+    }
+    strip.append(fig);
+  }
+  const more = g.size > g.files.length ? " (" + g.files.length + " of " + g.size + " files shown)" : "";
+  return el("div", { class: "dupe-group" }, el("h4", { text: (g.exact ? "same bytes" : "near duplicates, up to " + g.max_distance + " bits apart") + more }), strip);
 }
 
 function sortShared(id) {
