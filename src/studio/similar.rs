@@ -133,6 +133,18 @@ fn ready<T: Send + Sync + 'static>(
     Err(computing(what, since))
 }
 
+/// The pHash of every listed image (see [`ready`]).
+fn hashed(app: &App, mode: &Arc<Mode>, start: bool) -> ApiResult<Arc<Hashed>> {
+    ready(
+        app,
+        mode,
+        start,
+        |l| &l.hashed,
+        "perceptual hashes",
+        compute_hashes,
+    )
+}
+
 /// The listed files as scanned images (paths from the served roots; size and time read now).
 fn entries(l: &Listing, roots: &[PathBuf]) -> Vec<ImageEntry> {
     l.files
@@ -310,14 +322,7 @@ pub async fn similar(
             .await
             .map_err(ApiError::internal)??
     } else {
-        let h = ready(
-            &app,
-            &mode,
-            start,
-            |l| &l.hashed,
-            "perceptual hashes",
-            compute_hashes,
-        )?;
+        let h = hashed(&app, &mode, start)?;
         let Some(item) = h.item_of[id] else {
             return Err(unmeasured(rel, &h.failed));
         };
@@ -466,14 +471,7 @@ pub async fn groups(
     }
     let mode = app.mode();
     let start = tokened.is_some();
-    let h = ready(
-        &app,
-        &mode,
-        start,
-        |l| &l.hashed,
-        "perceptual hashes",
-        compute_hashes,
-    )?;
+    let h = hashed(&app, &mode, start)?;
     let max_distance = checked_distance(q.max_distance, h.items.len())?;
     let (setup, h2) = (app.similar.clone(), h.clone());
     let found = tokio::task::spawn_blocking(move || found(&setup, &h2, max_distance))
@@ -582,14 +580,7 @@ pub async fn not_duplicate(
         ));
     }
     // Only the hashes already computed: the groups this answers were shown from them.
-    let h = ready(
-        &app,
-        &mode,
-        false,
-        |l| &l.hashed,
-        "perceptual hashes",
-        compute_hashes,
-    )?;
+    let h = hashed(&app, &mode, false)?;
     let max_distance = checked_distance(Some(b.max_distance), h.items.len())?;
     let item = h.item_of[b.file as usize].ok_or_else(|| unmeasured(rel, &h.failed))?;
     let (setup, h2) = (app.similar.clone(), h.clone());
