@@ -106,19 +106,8 @@ pub fn grey(img: &DynamicImage) -> GrayImage {
             .chunks_exact(2)
             .map(|p| (p[0] >> 8) as u8)
             .collect(),
-        DynamicImage::ImageRgb8(rgb) => {
-            let raw = rgb.as_raw();
-            let mut out = vec![0u8; raw.len() / 3];
-            for (o, p) in out.iter_mut().zip(raw.chunks_exact(3)) {
-                *o = l24(p[0], p[1], p[2]);
-            }
-            out
-        }
-        DynamicImage::ImageRgba8(rgba) => rgba
-            .as_raw()
-            .chunks_exact(4)
-            .map(|p| l24(p[0], p[1], p[2]))
-            .collect(),
+        DynamicImage::ImageRgb8(rgb) => luma_of(rgb.as_raw(), 3),
+        DynamicImage::ImageRgba8(rgba) => luma_of(rgba.as_raw(), 4),
         DynamicImage::ImageRgb16(rgb) => rgb
             .as_raw()
             .chunks_exact(3)
@@ -139,11 +128,93 @@ pub fn grey(img: &DynamicImage) -> GrayImage {
     GrayImage::from_raw(w, h, data).expect("one byte per pixel")
 }
 
+/// Pillow's `L` of 8-bit pixels of `stride` bytes (3: RGB, 4: RGBA; alpha ignored).
+fn luma_of(raw: &[u8], stride: usize) -> Vec<u8> {
+    let mut out = vec![0u8; raw.len() / stride];
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            done = unsafe { luma_avx2(raw, stride, &mut out) };
+        }
+    }
+    for (o, p) in out[done..]
+        .iter_mut()
+        .zip(raw[done * stride..].chunks_exact(stride))
+    {
+        *o =
+            ((p[0] as u32 * 19595 + p[1] as u32 * 38470 + p[2] as u32 * 7471 + 0x8000) >> 16) as u8;
+    }
+    out
+}
+
+/// [`luma_of`] eight pixels at a time; returns how many pixels it wrote (the rest are left).
+///
+/// Each 128-bit lane takes four pixels and spreads them into 16-bit (R, G) and (G, B) pairs;
+/// two `madd`s give `19595 R + 32767 G` and `5703 G + 7471 B` (38470 does not fit a signed
+/// 16-bit factor; 32767 + 5703 does), exactly Pillow's sum.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn luma_avx2(raw: &[u8], stride: usize, out: &mut [u8]) -> usize {
+    use std::arch::x86_64::*;
+    let z = -1i8;
+    let s = stride as i8;
+    // Byte indices of R, G (then G, B) of the lane's four pixels, each followed by a zero.
+    let rg = |c: i8| {
+        _mm_setr_epi8(
+            c,
+            z,
+            c + 1,
+            z,
+            s + c,
+            z,
+            s + c + 1,
+            z,
+            2 * s + c,
+            z,
+            2 * s + c + 1,
+            z,
+            3 * s + c,
+            z,
+            3 * s + c + 1,
+            z,
+        )
+    };
+    let (m_rg, m_gb) = (rg(0), rg(1));
+    let (m_rg, m_gb) = (_mm256_set_m128i(m_rg, m_rg), _mm256_set_m128i(m_gb, m_gb));
+    let c_rg = _mm256_set1_epi32(19595 | (32767 << 16));
+    let c_gb = _mm256_set1_epi32(5703 | (7471 << 16));
+    let round = _mm256_set1_epi32(0x8000);
+    let n = out.len();
+    let mut i = 0;
+    // Each load reads 16 bytes at pixel i and at pixel i + 4: stop where that would pass the end.
+    while i + 8 <= n && (i + 4) * stride + 16 <= raw.len() {
+        // SAFETY: both 16-byte loads end within `raw` (the loop condition).
+        let lo = _mm_loadu_si128(raw.as_ptr().add(i * stride).cast());
+        let hi = _mm_loadu_si128(raw.as_ptr().add((i + 4) * stride).cast());
+        let px = _mm256_set_m128i(hi, lo);
+        let a = _mm256_madd_epi16(_mm256_shuffle_epi8(px, m_rg), c_rg);
+        let b = _mm256_madd_epi16(_mm256_shuffle_epi8(px, m_gb), c_gb);
+        let l = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(a, b), round), 16);
+        let mut v = [0i32; 8];
+        _mm256_storeu_si256(v.as_mut_ptr().cast(), l);
+        for (o, x) in out[i..i + 8].iter_mut().zip(v) {
+            *o = x as u8;
+        }
+        i += 8;
+    }
+    i
+}
+
 /// The hashes of `methods` for one decoded image: `(method, hex)` in that order.
 /// `palette`: the file stores palette colours (PNG colour type 3, GIF), whose transparency
 /// blockhash's reference drops when it converts them to RGB.
 pub fn hash_all(img: &DynamicImage, palette: bool, methods: &[Method]) -> Vec<(String, String)> {
-    let g = grey(img);
+    let g = match img {
+        DynamicImage::ImageLuma8(l) => std::borrow::Cow::Borrowed(l),
+        other => std::borrow::Cow::Owned(grey(other)),
+    };
     let opaque;
     let for_blocks = match img {
         DynamicImage::ImageRgba8(rgba) if palette => {
@@ -436,6 +507,35 @@ pub fn hamming(a: &[u64], b: &[u64]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vector_luma_equals_pillows_formula_for_every_length() {
+        let mut seed = 7u64;
+        let mut byte = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 56) as u8
+        };
+        for stride in [3, 4] {
+            for n in [0, 1, 7, 8, 9, 15, 16, 17, 33, 1000, 1001] {
+                let mut raw: Vec<u8> = (0..n * stride).map(|_| byte()).collect();
+                // Extremes too: all 0 and all 255 pixels.
+                if n > 2 {
+                    raw[..stride].fill(255);
+                    raw[stride..2 * stride].fill(0);
+                }
+                let want: Vec<u8> = raw
+                    .chunks_exact(stride)
+                    .map(|p| {
+                        ((p[0] as u32 * 19595 + p[1] as u32 * 38470 + p[2] as u32 * 7471 + 0x8000)
+                            >> 16) as u8
+                    })
+                    .collect();
+                assert_eq!(luma_of(&raw, stride), want, "stride {stride}, {n} pixels");
+            }
+        }
+    }
     use proptest::prelude::*;
 
     #[test]
