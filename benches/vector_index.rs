@@ -1,6 +1,7 @@
 //! Nearest neighbours of image embeddings at library scale: iw-lab's HNSW index
-//! (`similarity::index`) against exact search (`similarity::exact`) over N synthetic 512-d
-//! unit vectors (default 1,000,000), in two sets:
+//! (`similarity::index`) and its fast scan of product-quantised codes with an exact re-rank
+//! (`similarity::pq`) against exact search (`similarity::exact`) over N synthetic 512-d unit
+//! vectors (default 1,000,000), in two sets:
 //!
 //! - `mixture`: 1,000 clusters around random unit centres, each vector its centre plus
 //!   Gaussian noise (σ per coordinate), normalised; clusters overlap a little (the share of
@@ -13,17 +14,22 @@
 //! (checkpoints included), reopening the saved file, 1,000 fresh queries (k = 10,
 //! single-threaded) at each `expansion_search` with p50/p95/p99 latency and recall@10, and
 //! exact search latency (all cores) at 10k, 50k, 100k and N rows, with the size below which
-//! exact search is the faster. Peak RSS (VmHWM) per set.
+//! exact search is the faster. Then the fast scan: codes learned and built over the f32 rows
+//! (held in memory for the re-rank), and every query at each re-rank depth (the scan on all
+//! cores). Peak RSS (VmHWM) per set.
 //!
 //! `IW_BENCH_N=20000 cargo bench --bench vector_index`. Other knobs: `IW_BENCH_SETS`
 //! (`mixture,uniform`), `IW_BENCH_EF` (comma-separated `expansion_search` values to sweep),
 //! `IW_BENCH_M` (connectivity), `IW_BENCH_EF_ADD`, `IW_BENCH_SIGMA` (0.10), `IW_BENCH_QUERIES`
-//! (1000), `IW_BENCH_DIR` (where the index file goes; the system temp folder).
+//! (1000), `IW_BENCH_DIR` (where the index file goes; the system temp folder),
+//! `IW_BENCH_RERANK` (re-rank depths of the fast scan), `IW_BENCH_HNSW=0` (skip the HNSW
+//! build and queries: the fast scan and exact search only).
 
 use std::time::Instant;
 
 use iw_lab::similarity::exact;
 use iw_lab::similarity::index::{IndexParams, VectorIndex};
+use iw_lab::similarity::pq;
 use rayon::prelude::*;
 
 const DIM: usize = 512;
@@ -232,19 +238,60 @@ fn measure(idx: &mut VectorIndex, ef: usize, queries: &[f32], truth: &[Vec<u32>]
         ms.push(t.elapsed().as_secs_f64() * 1e3);
         hits += got.iter().filter(|g| want.contains(&(g.0 as u32))).count();
     }
+    summarise(&format!("expansion_search {ef}"), ef, ms, hits, truth.len())
+}
+
+/// Latency percentiles and recall@10 of one setting (`ms` per query, `hits` of `K` each).
+fn summarise(what: &str, ef: usize, mut ms: Vec<f64>, hits: usize, queries: usize) -> QueryRow {
     ms.sort_by(f64::total_cmp);
     let row = QueryRow {
         ef,
         p50: percentile(&ms, 0.5),
         p95: percentile(&ms, 0.95),
         p99: percentile(&ms, 0.99),
-        recall: hits as f64 / (truth.len() * K) as f64,
+        recall: hits as f64 / (queries * K) as f64,
     };
     eprintln!(
-        "  expansion_search {ef}: p50 {:.2} ms, p95 {:.2} ms, recall@10 {:.4}",
+        "  {what}: p50 {:.2} ms, p95 {:.2} ms, recall@10 {:.4}",
         row.p50, row.p95, row.recall
     );
     row
+}
+
+/// The product-quantised fast scan (`similarity::pq`): codes learned and built over the f32
+/// rows (seconds returned), then every query at each re-rank depth (`QueryRow::ef` holds the
+/// depth), the scan on all cores, the re-rank reading the f32 rows.
+fn fast_scan(data: &[f32], n: usize, queries: &[f32], truth: &[Vec<u32>]) -> (f64, Vec<QueryRow>) {
+    let t = Instant::now();
+    let mut codes = pq::Codes::train(&data[..n.min(32_768) * DIM], DIM, 11).expect("train");
+    for chunk in data.chunks(CHUNK * DIM) {
+        codes.add(chunk).expect("encode");
+    }
+    let build_s = t.elapsed().as_secs_f64();
+    eprintln!(
+        "  fast scan: codes built in {build_s:.1} s ({} bytes a vector)",
+        codes.bytes_per_vector()
+    );
+    let depths = env_list("IW_BENCH_RERANK", &[500, 1000, 2000, 4000]);
+    let rows = depths
+        .into_iter()
+        .map(|r| {
+            let mut ms = Vec::with_capacity(truth.len());
+            let mut hits = 0usize;
+            for (q, want) in queries.chunks_exact(DIM).zip(truth) {
+                let t = Instant::now();
+                let got = codes
+                    .search(q, K, r, |i| {
+                        exact::dot(&data[i as usize * DIM..(i as usize + 1) * DIM], q)
+                    })
+                    .expect("search");
+                ms.push(t.elapsed().as_secs_f64() * 1e3);
+                hits += got.iter().filter(|g| want.contains(&g.0)).count();
+            }
+            summarise(&format!("fast scan, re-rank {r}"), r, ms, hits, truth.len())
+        })
+        .collect();
+    (build_s, rows)
 }
 
 /// p50 of exact search (all cores) over the first `size` rows, for each size.
@@ -298,6 +345,8 @@ struct SetResult {
     cross_share: Option<f64>,
     crossover: String,
     peak_mib: f64,
+    pq_build_s: f64,
+    pq_rows: Vec<QueryRow>,
 }
 
 fn run_set(set: &Set, n: usize, nq: usize, params: IndexParams, efs: &[usize]) -> SetResult {
@@ -325,7 +374,16 @@ fn run_set(set: &Set, n: usize, nq: usize, params: IndexParams, efs: &[usize]) -
     }
     .expect("temp folder");
     let path = dir.path().join(format!("{}.usearch", set.name));
-    let build_s = build(set, n, &path, params);
+    let hnsw = env("IW_BENCH_HNSW", 1) != 0;
+    let build_s = if hnsw {
+        build(set, n, &path, params)
+    } else {
+        VectorIndex::open_or_create(&path, DIM, params)
+            .expect("open")
+            .save()
+            .expect("save");
+        0.0
+    };
     let t = Instant::now();
     let mut idx = VectorIndex::open_or_create(&path, DIM, params).expect("reopen");
     let open_s = t.elapsed().as_secs_f64();
@@ -334,17 +392,20 @@ fn run_set(set: &Set, n: usize, nq: usize, params: IndexParams, efs: &[usize]) -
         set.name,
         idx.hardware_acceleration()
     );
-    assert_eq!(idx.len(), n);
+    assert_eq!(idx.len(), if hnsw { n } else { 0 });
     let file_mib = std::fs::metadata(&path).map_or(0.0, |m| m.len() as f64 / 1048576.0);
-    let rows: Vec<QueryRow> = efs
-        .iter()
-        .map(|&ef| measure(&mut idx, ef, &queries, &truth))
-        .collect();
+    let rows: Vec<QueryRow> = if hnsw {
+        efs.iter()
+            .map(|&ef| measure(&mut idx, ef, &queries, &truth))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let hnsw_p50 = rows
         .iter()
         .find(|r| r.ef == params.expansion_search)
-        .unwrap_or(&rows[0])
-        .p50;
+        .or(rows.first())
+        .map_or(f64::NAN, |r| r.p50);
     drop(idx);
     drop(dir);
     let (data, _) = set.rows(DATA, 0, n);
@@ -354,7 +415,11 @@ fn run_set(set: &Set, n: usize, nq: usize, params: IndexParams, efs: &[usize]) -
         .collect();
     sizes.push(n);
     let exact = exact_latency(&data, &sizes, &queries);
+    let (pq_build_s, pq_rows) = fast_scan(&data, n, &queries, &truth);
+    drop(data);
     SetResult {
+        pq_build_s,
+        pq_rows,
         name: set.name,
         build_s,
         open_s,
@@ -394,6 +459,17 @@ fn print(results: &[SetResult], n: usize, params: IndexParams) {
                 q.p99,
                 q.recall,
                 exact_n
+            );
+        }
+    }
+    println!("\n### fast scan of product-quantised codes (similarity::pq), f32 re-rank\n");
+    println!("| set | codes built (s) | re-ranked | p50 (ms) | p95 (ms) | p99 (ms) | recall@10 |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for r in results {
+        for q in &r.pq_rows {
+            println!(
+                "| {} | {:.1} | {} | {:.2} | {:.2} | {:.2} | {:.4} |",
+                r.name, r.pq_build_s, q.ef, q.p50, q.p95, q.p99, q.recall
             );
         }
     }

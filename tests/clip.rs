@@ -955,7 +955,33 @@ fn a_large_group_of_copies_is_listed_in_full_and_the_index_agrees() {
         ],
         0,
     );
-    assert_eq!(a["method"], "index");
+    assert_eq!(a["method"], "scan");
+    let files: Vec<_> = std::fs::read_dir(p.path().join(".iw-lab/index"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let codes = files
+        .iter()
+        .find(|f| f.extension().is_some_and(|x| x == "pq"))
+        .unwrap_or_else(|| panic!("no codes file: {files:?}"));
+    // A damaged codes file (a disk error, a foreign file) is learned again, with a warning.
+    std::fs::write(codes, b"IWPQ0001 not really").unwrap();
+    let out = p.run(&[
+        "similar",
+        "many/c00.png",
+        "--model",
+        "clip-tiny",
+        "--in",
+        "many",
+        "-k",
+        "5",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rebuilding") && err.contains(".pq"), "{err}");
+    let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(again["results"], a["results"]);
     assert_eq!(a["results"].as_array().unwrap().len(), 5);
     // Images removed from the set never come back, and never crowd out the rest.
     for i in 1..20 {

@@ -1,6 +1,7 @@
 //! Finding alike images from their vectors: near-duplicate pairs of perceptual hashes
 //! ([`hamming`]), duplicate groups with a suggested keeper ([`dupes`]), nearest neighbours of
-//! embeddings by exact search ([`exact`]) and through an HNSW index ([`index`]).
+//! embeddings by exact search ([`exact`]), through an HNSW index ([`index`]), and by a
+//! fast scan of product-quantised codes with an exact re-rank ([`pq`]).
 //!
 //! Pure apart from the files it is given (the index file, the project's list of pairs marked
 //! "not a duplicate"); it knows nothing of runs or models.
@@ -9,6 +10,7 @@ pub mod dupes;
 pub mod exact;
 pub mod hamming;
 pub mod index;
+pub mod pq;
 
 pub use crate::imaging::perceptual::{hamming, parse_hex};
 
