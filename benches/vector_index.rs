@@ -281,9 +281,13 @@ fn fast_scan(data: &[f32], n: usize, queries: &[f32], truth: &[Vec<u32>]) -> (f6
             for (q, want) in queries.chunks_exact(DIM).zip(truth) {
                 let t = Instant::now();
                 let got = codes
-                    .search(q, K, r, |i| {
-                        exact::dot(&data[i as usize * DIM..(i as usize + 1) * DIM], q)
-                    })
+                    .search(
+                        q,
+                        K,
+                        r,
+                        |_| true,
+                        |i| exact::dot(&data[i as usize * DIM..(i as usize + 1) * DIM], q),
+                    )
                     .expect("search");
                 ms.push(t.elapsed().as_secs_f64() * 1e3);
                 hits += got.iter().filter(|g| want.contains(&g.0)).count();

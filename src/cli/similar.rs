@@ -3,8 +3,9 @@
 //! cut-off so a query with no good match returns nothing rather than everything.
 //!
 //! The set's embeddings come from the run store (cached by content and model). Up to
-//! [`EXACT_MAX`] images are searched exactly; larger sets through an
-//! HNSW index kept under `.iw-lab/index/`, built incrementally (a killed build resumes).
+//! [`EXACT_MAX`] images are searched exactly; larger sets by a fast scan of product-quantised
+//! codes with an exact re-rank (`similarity::pq`), and near-duplicate search (each image's
+//! neighbours) through an HNSW index; both kept under `.iw-lab/index/`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -66,8 +67,8 @@ pub struct Common {
     pub json: bool,
 }
 
-/// Sets of up to this many distinct images are searched exactly; larger ones through the
-/// HNSW index (benches/vector_index.rs measures where the index starts to pay).
+/// Sets of up to this many distinct images are searched exactly; larger ones by the fast scan
+/// (one query) or the HNSW index (a query per image; benches/vector_index.rs).
 pub const EXACT_MAX: usize = 50_000;
 
 /// [`EXACT_MAX`], or the `IW_LAB_EXACT_MAX` environment variable (for tests of the index on
@@ -317,13 +318,19 @@ fn nearest(
     }
     let (codes, row_for) = open_codes(env, fingerprint, &target.root, set)?;
     let dim = set.dim;
-    let hits = codes.search(query, want, rerank_depth(n, want), |i| {
-        match row_for.get(i as usize).copied().flatten() {
-            Some(r) => exact::dot(&set.data[r * dim..(r + 1) * dim], query),
-            // Gone from the set: never a result.
-            None => f32::NEG_INFINITY,
-        }
-    })?;
+    let row = |i: u32| row_for.get(i as usize).copied().flatten();
+    // Images gone from the set (or with no usable embedding) are never results.
+    let hits = codes.search(
+        query,
+        want,
+        rerank_depth(n, want),
+        |i| row(i).is_some(),
+        |i| {
+            row(i).map_or(f32::NAN, |r| {
+                exact::dot(&set.data[r * dim..(r + 1) * dim], query)
+            })
+        },
+    )?;
     let hits = hits
         .into_iter()
         .filter_map(|(i, d)| Some((row_for.get(i as usize).copied().flatten()?, d)))
@@ -350,9 +357,13 @@ fn open_codes(
     let where_ = index_path(env, fingerprint, root).with_extension("pq");
     let n = set.rows.len();
     let keys: Vec<u64> = set.rows.iter().map(|(h, _)| key_of(h)).collect();
+    let row_of: HashMap<u64, usize> = keys.iter().enumerate().map(|(i, &k)| (k, i)).collect();
     let loaded = match pq::Codes::load(&where_) {
-        // Stale codes (images gone from the set) beyond a quarter: learn again.
-        Ok(c) if c.dim() == set.dim && c.len() <= n + n / 4 + 1000 => Some(c),
+        Ok(c) if c.dim() == set.dim => {
+            // Codes of images gone from the set beyond a quarter: learn again.
+            let stale = c.keys().iter().filter(|k| !row_of.contains_key(k)).count();
+            (stale * 4 <= c.len()).then_some(c)
+        }
         Ok(_) => None,
         Err(e) => {
             if where_.exists() {
@@ -365,7 +376,7 @@ fn open_codes(
         Some(c) => c,
         None => {
             // Learn from rows spread over the whole set.
-            let step = (n / 32_768).max(1);
+            let step = n.div_ceil(32_768).max(1);
             let sample: Vec<f32> = (0..n)
                 .step_by(step)
                 .flat_map(|r| set.data[r * set.dim..(r + 1) * set.dim].iter().copied())
@@ -373,8 +384,19 @@ fn open_codes(
             pq::Codes::train(&sample, set.dim, 0x1D)?
         }
     };
-    let have: std::collections::HashSet<u64> = codes.keys().iter().copied().collect();
-    let missing: Vec<usize> = (0..n).filter(|&r| !have.contains(&keys[r])).collect();
+    let mut have = vec![false; n];
+    for k in codes.keys() {
+        if let Some(&r) = row_of.get(k) {
+            have[r] = true;
+        }
+    }
+    // A row that is not finite (a broken embedding) is never encoded, nor found.
+    let finite = |r: usize| {
+        set.data[r * set.dim..(r + 1) * set.dim]
+            .iter()
+            .all(|x| x.is_finite())
+    };
+    let missing: Vec<usize> = (0..n).filter(|&r| !have[r] && finite(r)).collect();
     if !missing.is_empty() {
         let bar = ui::progress(missing.len() as u64, "codes");
         for chunk in missing.chunks(65_536) {
@@ -392,7 +414,6 @@ fn open_codes(
         }
         codes.save(&where_)?;
     }
-    let row_of: HashMap<u64, usize> = keys.iter().enumerate().map(|(i, &k)| (k, i)).collect();
     let row_for = codes
         .keys()
         .iter()

@@ -225,17 +225,38 @@ impl Codes {
     }
 
     /// The `k` vectors nearest to `query` by cosine distance: the `r` best approximate scores
-    /// re-ranked by `dot(row)`, the exact dot product of the query with vector `row`.
+    /// re-ranked by `dot(row)`, the exact dot product of the query with vector `row`; only
+    /// vectors `keep` accepts (the caller's way to leave out vectors it no longer has).
     pub fn search(
         &self,
         query: &[f32],
         k: usize,
         r: usize,
+        keep: impl Fn(u32) -> bool + Sync,
         dot: impl Fn(u32) -> f32 + Sync,
     ) -> Result<Vec<(u32, f32)>> {
-        let scores = self.scores(query)?;
-        let candidates = best(&scores, r.max(k));
-        let mut hits: Vec<(u32, f32)> = candidates.par_iter().map(|&i| (i, 1.0 - dot(i))).collect();
+        let mut scores = self.scores(query)?;
+        // Vectors the caller does not keep never take a candidate's place.
+        let kept: usize = scores
+            .par_iter_mut()
+            .enumerate()
+            .map(|(i, s)| {
+                if keep(i as u32) {
+                    1
+                } else {
+                    *s = 0;
+                    0
+                }
+            })
+            .sum();
+        let candidates = best(&scores, r.max(k).min(kept));
+        let mut hits: Vec<(u32, f32)> = candidates
+            .par_iter()
+            .filter_map(|&i| {
+                let d = dot(i);
+                (keep(i) && d.is_finite()).then_some((i, (1.0 - d).clamp(0.0, 2.0)))
+            })
+            .collect();
         hits.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
         hits.truncate(k);
         Ok(hits)
@@ -403,6 +424,10 @@ fn dist(a: &[f32; SUB], b: &[f32; SUB]) -> f32 {
 
 /// Scores one block of 32 vectors into `out`.
 fn scan_block(codes: &[u8], lut: &[u8], pieces: usize, out: &mut [u16]) {
+    // What the vector code reads, checked once per 32 vectors.
+    assert!(pieces.is_multiple_of(GROUP) && pieces <= MAX_DIM.div_ceil(SUB));
+    assert!(codes.len() >= pieces / 2 * BLOCK && lut.len() >= pieces * CENTROIDS);
+    assert!(out.len() >= BLOCK);
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx2") {
@@ -556,13 +581,20 @@ mod tests {
             / 3000.0;
         assert!(err < 0.05, "mean error {err}");
         // Re-ranking every vector is exact search.
-        let all = c.search(q, 10, 3000, dot).unwrap();
+        let all = c.search(q, 10, 3000, |_| true, dot).unwrap();
         let mut exact: Vec<(u32, f32)> = (0..3000).map(|i| (i, 1.0 - dot(i))).collect();
         exact.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
         assert_eq!(all, exact[..10].to_vec());
         assert_eq!(all[0].0, 42);
         // A tenth re-ranked still finds the query itself first.
-        assert_eq!(c.search(q, 10, 300, dot).unwrap()[0].0, 42);
+        assert_eq!(c.search(q, 10, 300, |_| true, dot).unwrap()[0].0, 42);
+        // Left-out vectors never come back, and the rest still fill the list.
+        let odd = c.search(q, 10, 300, |i| i % 2 == 1, dot).unwrap();
+        assert_eq!(odd.len(), 10);
+        assert!(odd
+            .iter()
+            .all(|h| h.0 % 2 == 1 && (0.0..=2.0).contains(&h.1)));
+        assert!(c.search(q, 10, 300, |_| false, dot).unwrap().is_empty());
     }
 
     #[test]
@@ -590,6 +622,18 @@ mod tests {
         assert!(Codes::from_bytes(&flipped).is_err());
         let err = Codes::load(&dir.path().join("none.pq")).err().unwrap();
         assert!(format!("{err:#}").contains("none.pq"));
+    }
+
+    #[test]
+    fn the_largest_sums_fit_at_the_largest_dimension() {
+        let pieces = MAX_DIM / SUB;
+        let codes = vec![0xFFu8; pieces / 2 * BLOCK];
+        let lut = vec![LEVELS as u8; pieces * CENTROIDS];
+        let (mut a, mut b) = ([0u16; BLOCK], [0u16; BLOCK]);
+        scan_block(&codes, &lut, pieces, &mut a);
+        scan_block_scalar(&codes, &lut, pieces, &mut b);
+        assert_eq!(a, b);
+        assert_eq!(a[0] as usize, pieces * LEVELS as usize);
     }
 
     #[test]
