@@ -375,11 +375,14 @@ fn open_codes(
     let mut codes = match loaded {
         Some(c) => c,
         None => {
-            // Learn from rows spread over the whole set.
+            // Learn from rows spread over the whole set (finite ones).
             let step = n.div_ceil(32_768).max(1);
             let sample: Vec<f32> = (0..n)
                 .step_by(step)
-                .flat_map(|r| set.data[r * set.dim..(r + 1) * set.dim].iter().copied())
+                .map(|r| &set.data[r * set.dim..(r + 1) * set.dim])
+                .filter(|v| v.iter().all(|x| x.is_finite()))
+                .flatten()
+                .copied()
                 .collect();
             pq::Codes::train(&sample, set.dim, 0x1D)?
         }
