@@ -1592,3 +1592,23 @@ fn similar_images_by_a_clip_model_agree_with_the_similar_command() {
         assert!((x - y).abs() < 1e-5, "{a} vs {b}");
     }
 }
+
+#[test]
+fn reviewing_a_run_shows_its_images_duplicates_and_the_run_is_not_disturbed() {
+    let (p, run) = review_project();
+    // b.png and c.png come from one photo (the brick, with and without transparency).
+    let st = Studio::start(p.path(), &["--run", &run]);
+    let id = ids(&st);
+    let (code, d) = settled(&st, "/api/dupes");
+    assert_eq!(code, 200, "{d}");
+    let (code, s) = settled(&st, &format!("/api/similar/{}?k=2", id["a.png"]));
+    assert_eq!(code, 200, "{s}");
+    assert_eq!(s["items"].as_array().unwrap().len(), 2, "{s}");
+    st.kill();
+    // The hashes went into a run of their own; the reviewed run is still the latest run of
+    // its experiment and `latest` skips hash runs.
+    let listed = String::from_utf8_lossy(&p.run(&["runs", "list"]).stdout).to_string();
+    assert!(listed.contains("dupes-phash"), "{listed}");
+    let again = p.json(&["metrics", "latest", "--json"], 0);
+    assert_eq!(again["run_id"], run, "{again}");
+}
