@@ -68,7 +68,7 @@ pub fn brute_pairs(h: &Hashes<'_>, max_distance: u32) -> Vec<Pair> {
 }
 
 /// Number of combinations C(n, k).
-fn choose(n: u64, k: u64) -> f64 {
+pub fn choose(n: u64, k: u64) -> f64 {
     if k > n {
         return 0.0;
     }

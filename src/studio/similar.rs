@@ -440,7 +440,10 @@ fn checked_distance(d: Option<u32>, n: usize) -> ApiResult<u32> {
         )));
     }
     // P(two random 64-bit hashes differ in at most d bits) × the pairs of n hashes.
-    let p: f64 = (0..=d as u64).map(|k| choose(64, k)).sum::<f64>() / 2f64.powi(64);
+    let p: f64 = (0..=d as u64)
+        .map(|k| crate::similarity::hamming::choose(64, k))
+        .sum::<f64>()
+        / 2f64.powi(64);
     let expected = p * n as f64 * n.saturating_sub(1) as f64 / 2.0;
     if expected > MAX_EXPECTED_PAIRS {
         return Err(ApiError::bad(format!(
@@ -448,10 +451,6 @@ fn checked_distance(d: Option<u32>, n: usize) -> ApiResult<u32> {
         )));
     }
     Ok(d)
-}
-
-fn choose(n: u64, k: u64) -> f64 {
-    (0..k).fold(1.0, |acc, i| acc * (n - i) as f64 / (i + 1) as f64)
 }
 
 /// Files of a group shown at once; unreadable files listed at once.
