@@ -604,6 +604,9 @@ fn a_zero_shot_model_with_the_datasets_vocabulary_is_a_variant() {
         "experiments/e.yaml",
         "dataset: d\nvariants:\n  - model: zs\n    thresholds: [0.01]\ngoal: {metric: f1_micro, direction: maximize}\n",
     );
+    // `plan` identifies a model in a local folder without downloading anything.
+    let plan = p.json(&["plan", "e", "--json"], 0);
+    assert_eq!(plan["variants"][0]["identified"], true, "{plan}");
     let run = p.json(&["run", "e", "--json"], 0);
     let id = run["run_id"].as_str().unwrap().to_string();
     let m = p.json(&["metrics", &id, "--json"], 0);

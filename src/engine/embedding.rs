@@ -349,19 +349,36 @@ impl super::Maker for Kind {
     }
 }
 
-/// Identified by the content of its files. Without `download` the folder is not fetched, so
-/// the model stays unidentified (for `plan`).
+/// Fetches a model folder with `fetch`; without `download`, only what needs no download (a
+/// local folder, or files already in the cache): `None` when something would.
+pub fn folder_if(
+    download: bool,
+    fetcher: &Fetcher,
+    fetch: impl Fn(&Fetcher) -> Result<PathBuf>,
+) -> Result<Option<PathBuf>> {
+    if download {
+        return fetch(fetcher).map(Some);
+    }
+    let offline = Fetcher {
+        offline: true,
+        ..fetcher.clone()
+    };
+    Ok(fetch(&offline).ok())
+}
+
+/// Identified by the content of its files. Without `download` only a local or already
+/// cached folder is read; otherwise the model stays unidentified (for `plan`).
 fn identify(
     model: &crate::config::Model,
     ctx: &super::Context,
     download: bool,
 ) -> Result<Option<super::Identity>> {
     let source = model.source.as_deref().expect("resolved embedding source");
-    if !download {
+    let Some(dir) = folder_if(download, &ctx.fetcher, |f| Embedder::fetch(f, source))
+        .with_context(|| format!("model `{}`: getting its files", model.name))?
+    else {
         return Ok(None);
-    }
-    let dir = Embedder::fetch(&ctx.fetcher, source)
-        .with_context(|| format!("model `{}`: getting its files", model.name))?;
+    };
     let mut files = Vec::new();
     let mut h = blake3::Hasher::new();
     for name in REQUIRED.iter().chain(&OPTIONAL[..1]) {

@@ -259,12 +259,15 @@ fn identify(model: &Model, ctx: &Context, download: bool) -> Result<Option<Ident
         .source
         .as_deref()
         .context("a clip model without a source")?;
-    if !download {
+    // Without `download`: only a local folder or one already cached (for `plan`).
+    let fetch = |f: &crate::fetch::Fetcher| {
+        crate::engine::embedding::fetch_folder(f, source, FILES, &[], "CLIP/SigLIP")
+    };
+    let Some(dir) = crate::engine::embedding::folder_if(download, &ctx.fetcher, fetch)
+        .with_context(|| format!("model `{}`: getting its files", model.name))?
+    else {
         return Ok(None);
-    }
-    let dir =
-        crate::engine::embedding::fetch_folder(&ctx.fetcher, source, FILES, &[], "CLIP/SigLIP")
-            .with_context(|| format!("model `{}`: getting its files", model.name))?;
+    };
     let mut files = Vec::new();
     let mut h = blake3::Hasher::new();
     h.update(format!("clip/{VERSION}\n").as_bytes());
