@@ -238,7 +238,7 @@ fn run_embedded(env: &Env, args: &Args, model: &crate::config::Model) -> Result<
             if !seen.insert(std::fs::canonicalize(&img.abs).unwrap_or(img.abs.clone())) {
                 continue;
             }
-            items.push(item_of(img, Vec::new()));
+            items.push(Item::of(img, Vec::new()));
             paths.push(img.abs.clone());
         }
     }
@@ -274,18 +274,6 @@ fn run_embedded(env: &Env, args: &Args, model: &crate::config::Model) -> Result<
     })
 }
 
-/// One image as a duplicate candidate.
-fn item_of(img: &crate::dataset::ImageEntry, hash: Vec<u64>) -> Item {
-    Item {
-        file: img.rel.clone(),
-        content: img.hash.clone(),
-        hash,
-        pixels: img.width.unwrap_or(0) as u64 * img.height.unwrap_or(0) as u64,
-        format: img.format.clone(),
-        has_meta: img.meta.is_some(),
-    }
-}
-
 /// The images that have a hash of `method`, with their paths; the rest with why not.
 #[allow(clippy::type_complexity)]
 fn items_of(
@@ -311,7 +299,7 @@ fn items_of(
             unreadable.push((img.rel.clone(), format!("no {} hash stored", method.name)));
             continue;
         };
-        items.push(item_of(img, words));
+        items.push(Item::of(img, words));
         paths.push(img.abs.clone());
     }
     (items, paths, unreadable)

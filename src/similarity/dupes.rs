@@ -52,6 +52,21 @@ pub struct Item {
     pub has_meta: bool,
 }
 
+impl Item {
+    /// A scanned image as a candidate, with its perceptual hash (empty when near pairs are
+    /// measured otherwise).
+    pub fn of(img: &crate::dataset::ImageEntry, hash: Vec<u64>) -> Item {
+        Item {
+            file: img.rel.clone(),
+            content: img.hash.clone(),
+            hash,
+            pixels: u64::from(img.width.unwrap_or(0)) * u64::from(img.height.unwrap_or(0)),
+            format: img.format.clone(),
+            has_meta: img.meta.is_some(),
+        }
+    }
+}
+
 /// A pair of items (`a < b`) and their distance (bits for hashes, cosine distance for
 /// embeddings); `exact` when the bytes are the same.
 #[derive(Debug, Clone, PartialEq)]

@@ -214,14 +214,7 @@ fn compute_hashes(setup: &Setup, images: &[ImageEntry]) -> Result<Hashed, String
         seen.insert(real, out.items.len());
         out.item_of[id] = Some(out.items.len());
         out.ids.push(id);
-        out.items.push(dupes::Item {
-            file: img.rel.clone(),
-            content: img.hash.clone(),
-            hash: words,
-            pixels: u64::from(img.width.unwrap_or(0)) * u64::from(img.height.unwrap_or(0)),
-            format: img.format.clone(),
-            has_meta: img.meta.is_some(),
-        });
+        out.items.push(dupes::Item::of(img, words));
     }
     Ok(out)
 }
