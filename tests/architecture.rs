@@ -31,6 +31,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "postprocess",
             "ensemble",
             "similarity",
+            "faces",
         ],
     ),
     ("config", &["config", "templates"]),
@@ -39,7 +40,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("store", &["store"]),
     ("analysis", &["analysis"]),
     ("runner", &["runner", "prompt_scores"]),
-    ("products", &["report", "production", "studio"]),
+    (
+        "products",
+        &["report", "production", "studio", "people", "sorting"],
+    ),
     ("cli", &["cli"]),
 ];
 

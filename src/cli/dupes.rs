@@ -12,7 +12,6 @@ use serde_json::json;
 
 use super::target::{self, Target};
 use super::Env;
-use crate::engine::Context;
 use crate::imaging::perceptual;
 use crate::similarity::dupes::{self, default_distance, Found, Item, NotDuplicates};
 use crate::ui;
@@ -142,7 +141,7 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
     let target = target::resolve(env, args.target.as_deref().unwrap_or("."))?;
     let model =
         model.unwrap_or_else(|| crate::config::resolve::builtin_phash(&env.project, method.name));
-    let ctx = Context::new(env.fetcher.clone());
+    let ctx = env.engine_context()?;
     let label = format!("dupes-{}", model.name);
     let vectors =
         crate::runner::vectors::vectors_cached(&env.project, &model, &target.images, &ctx, &label)?;
@@ -222,7 +221,7 @@ fn run_embedded(env: &Env, args: &Args, model: &crate::config::Model) -> Result<
         bail!("--max-distance {max_distance}: a cosine distance is from 0 to 2");
     }
     let target = target::resolve(env, args.target.as_deref().unwrap_or("."))?;
-    let ctx = Context::new(env.fetcher.clone());
+    let ctx = env.engine_context()?;
     let set = super::similar::embed_target(env, model, &target, &ctx)?;
     let plain = crate::runner::vectors::for_vectors(model);
     let fingerprint = crate::engine::identify(&plain, &ctx, true)?

@@ -6,6 +6,7 @@
 mod analyze;
 mod diff;
 mod dupes;
+mod faces;
 mod inspect;
 mod metrics;
 mod plan;
@@ -27,6 +28,7 @@ mod target;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use crate::config::Project;
@@ -94,6 +96,9 @@ pub enum Command {
     /// Prompt templates (prompts/NAME.j2): versions, their scores, diffs, rollback.
     #[command(subcommand)]
     Prompts(prompts::PromptsCommand),
+    /// People: enrol, forget, cluster unknown faces, name, merge and split clusters.
+    #[command(subcommand)]
+    Faces(faces::FacesCommand),
 }
 
 /// Shared state for commands.
@@ -101,6 +106,18 @@ pub struct Env {
     pub project: Project,
     pub fetcher: Fetcher,
     pub verbose: bool,
+}
+
+impl Env {
+    /// What engines need: downloads, digests, and the project's face gallery when it has one.
+    pub fn engine_context(&self) -> Result<crate::engine::Context> {
+        let state = self.project.state_dir();
+        if crate::store::faces::gallery_file(&state).is_file() {
+            crate::store::duck::ensure(&self.fetcher)?;
+        }
+        let gallery = crate::store::faces::load_gallery(&state)?;
+        Ok(crate::engine::Context::new(self.fetcher.clone()).with_gallery(gallery))
+    }
 }
 
 /// Parses arguments, runs the command, prints errors, returns the exit code.
@@ -129,6 +146,7 @@ pub fn main() -> ExitCode {
         Command::Promote(a) => promote::run(&env, a),
         Command::Tag(a) => tag::run(&env, a),
         Command::Prompts(c) => prompts::run(&env, c),
+        Command::Faces(c) => faces::run(&env, c),
         Command::Serve(a) => serve::run(&env, a),
         Command::Dupes(a) => dupes::run(&env, a),
         Command::Similar(a) => similar::run_similar(&env, a),

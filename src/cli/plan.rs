@@ -9,7 +9,6 @@ use serde_json::json;
 
 use super::table::Table;
 use super::Env;
-use crate::engine::Context;
 use crate::runner;
 use crate::store::lookup;
 use crate::ui;
@@ -33,7 +32,7 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
         &path,
         &crate::prompt_scores::FromRuns(&env.project.root),
     )?;
-    let ctx = Context::new(env.fetcher.clone());
+    let ctx = env.engine_context()?;
     crate::store::duck::ensure(&ctx.fetcher)?;
     let staged = runner::stage(&env.project, exp, &ctx, args.limit, false)?;
     let db = crate::store::open_db()?;

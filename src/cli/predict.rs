@@ -7,7 +7,6 @@ use anyhow::Result;
 use serde_json::{json, Map, Value};
 
 use super::Env;
-use crate::engine::Context;
 use crate::ui;
 
 #[derive(Debug, clap::Args)]
@@ -56,7 +55,7 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
     let path = env.project.model_path(&args.model)?;
     let model = crate::config::resolve::load_model(&env.project, &path)?;
     let files = expand(&args.images);
-    let ctx = Context::new(env.fetcher.clone());
+    let ctx = env.engine_context()?;
     let results = crate::runner::predict::predict(&env.project, &model, &files, &ctx)?;
     let min = args.min_score.unwrap_or(model.score_floor as f32);
     let mut failed = false;

@@ -7,7 +7,6 @@ use serde_json::json;
 
 use super::table::{num, Table};
 use super::Env;
-use crate::engine::Context;
 use crate::production::promote;
 use crate::ui;
 
@@ -55,7 +54,7 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
     let (Some(run), Some(variant)) = (args.run.as_deref(), args.variant.as_deref()) else {
         bail!("give a run and a variant (iw-lab promote RUN VARIANT), or --list / --rollback");
     };
-    let ctx = Context::new(env.fetcher.clone());
+    let ctx = env.engine_context()?;
     let req = promote::Request {
         run,
         variant,

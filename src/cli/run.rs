@@ -9,7 +9,6 @@ use super::table::{num, Table};
 use super::Env;
 use crate::analysis::VariantMetrics;
 use crate::config::Metric;
-use crate::engine::Context;
 use crate::runner::{self, RunOptions};
 use crate::ui;
 
@@ -35,7 +34,7 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
         &path,
         &crate::prompt_scores::FromRuns(&env.project.root),
     )?;
-    let ctx = Context::new(env.fetcher.clone());
+    let ctx = env.engine_context()?;
     let opts = RunOptions {
         no_cache: args.no_cache,
         limit: args.limit,

@@ -214,7 +214,7 @@ fn tag_mode(env: &Env, args: &Args, folder: &Path) -> Result<Mode> {
 /// promoted config (its final tags, scored by its model).
 fn suggester(env: &Env, name: &str) -> Result<Arc<studio::tagging::Suggester>> {
     let project = env.project.clone();
-    let ctx = Context::new(env.fetcher.clone());
+    let ctx = env.engine_context()?;
     let promoted = crate::production::promote::load(&env.project, name);
     if let (Ok(loaded), Err(_)) = (promoted, env.project.model_path(name)) {
         let model = loaded

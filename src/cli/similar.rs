@@ -445,7 +445,7 @@ pub fn run_similar(env: &Env, args: SimilarArgs) -> Result<ExitCode> {
     let query = crate::dataset::ImageEntry::from_bytes(name, abs.clone(), &bytes, 0, None);
     drop(bytes);
     let target = target::resolve(env, &args.common.within)?;
-    let ctx = Context::new(env.fetcher.clone());
+    let ctx = env.engine_context()?;
     let label = format!("embed-{}", model.name);
     let q = crate::runner::vectors::vectors_cached(&env.project, &model, &[query], &ctx, &label)?;
     let q = match q.per_image.into_iter().next() {
@@ -488,7 +488,7 @@ pub fn run_search(env: &Env, args: SearchArgs) -> Result<ExitCode> {
     }
     let model = embedding_model(env, &args.common.model)?;
     let target = target::resolve(env, &args.common.within)?;
-    let ctx = Context::new(env.fetcher.clone());
+    let ctx = env.engine_context()?;
     let plain = crate::runner::vectors::for_vectors(&model);
     let identity = crate::engine::identify(&plain, &ctx, true)?.context("model identity")?;
     let engine = crate::engine::load(&plain, &identity, &ctx)?;

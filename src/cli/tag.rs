@@ -7,7 +7,6 @@ use anyhow::{bail, Result};
 use serde_json::json;
 
 use super::Env;
-use crate::engine::Context;
 use crate::production::writers::WriterKind;
 use crate::production::{self, ImageReport};
 use crate::ui;
@@ -55,7 +54,7 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
         }
     };
     let loaded = crate::production::promote::load(&env.project, &args.config)?;
-    let ctx = Context::new(env.fetcher.clone());
+    let ctx = env.engine_context()?;
     let req = production::Request {
         paths: args.paths.clone(),
         write,

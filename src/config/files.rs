@@ -180,9 +180,46 @@ pub struct ModelFile {
     /// similarity (the model is then usable as a variant).
     #[serde(default)]
     pub zero_shot: Option<ZeroShotFile>,
+    /// `faces`: the recogniser, thresholds and quality filters (docs/faces.md).
+    #[serde(default)]
+    pub faces: Option<FacesFile>,
     /// Free text.
     #[serde(default)]
     pub description: Option<String>,
+}
+
+/// A `faces` model's settings beyond its detector (`source:`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FacesFile {
+    /// The face recogniser (SFace 2021dec: 112×112 aligned faces in, 128-d embeddings out): a
+    /// path, `hf://` or `pypi://`. Without it faces are detected and counted, not embedded.
+    #[serde(default)]
+    pub recognizer: Option<String>,
+    /// Expected sha256 of the recogniser file.
+    #[serde(default)]
+    pub recognizer_sha256: Option<Sha256>,
+    /// Detector score at or above which a candidate is a face (default 0.6).
+    #[serde(default)]
+    pub score: Option<Probability>,
+    /// Overlap (IoU) above which the weaker of two boxes is suppressed (default 0.3).
+    #[serde(default)]
+    pub nms: Option<Probability>,
+    /// Faces whose box is narrower or shorter than this many pixels are skipped (default 50).
+    #[serde(default)]
+    pub min_size: Option<f64>,
+    /// Faces whose sharpness (variance of the Laplacian of the aligned 112×112 face) is below
+    /// this are skipped as blurry (default 0: none; needs the recogniser, which aligns).
+    #[serde(default)]
+    pub min_sharpness: Option<f64>,
+    /// Tag each image with the enrolled people it shows, `person:NAME` (needs the recogniser
+    /// and the project's gallery: `iw-lab faces enroll`).
+    #[serde(default)]
+    pub recognize: Option<bool>,
+    /// Cosine similarity at or above which a face is an enrolled person (default 0.363,
+    /// SFace's published threshold).
+    #[serde(default)]
+    pub min_similarity: Option<f64>,
 }
 
 /// A `clip` model's zero-shot tagging.

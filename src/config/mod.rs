@@ -16,8 +16,8 @@ pub use experiment::load_experiment;
 pub use files::ZeroShotCalibration;
 pub use files::{Category, Metric};
 pub use resolve::{
-    Dataset, EnsembleSpec, Experiment, Generation, GroundTruth, Judge, Labels, Model, OpenaiSpec,
-    Project, Variant, Verdict, Vocabulary, VocabularySpec, ZeroShot,
+    Dataset, EnsembleSpec, Experiment, FacesSpec, Generation, GroundTruth, Judge, Labels, Model,
+    OpenaiSpec, Project, Variant, Verdict, Vocabulary, VocabularySpec, ZeroShot,
 };
 
 /// The config file kinds, by the folder they live in.

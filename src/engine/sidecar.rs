@@ -237,7 +237,7 @@ impl Engine for Sidecar {
                 Prepared::Done(scores) => {
                     Ok(scores.into_iter().filter(|s| s.score >= floor).collect())
                 }
-                Prepared::Tensor(_) | Prepared::Vector(_) => {
+                Prepared::Tensor(_) | Prepared::Vector(_) | Prepared::Staged(_) => {
                     Err(EngineError::Input("a sidecar model got a tensor".into()))
                 }
             })

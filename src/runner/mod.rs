@@ -26,6 +26,7 @@ use crate::analysis::{self, VariantMetrics};
 use crate::config::files::Direction;
 use crate::config::{Experiment, Project};
 use crate::dataset::{self, ground_truth, ImageEntry, Scan};
+use crate::engine::TagScore;
 use crate::engine::{self, Context, Identity};
 use crate::plan::{self, Plan};
 use crate::store::duck::Connection;
@@ -475,11 +476,17 @@ impl<'a> Work<'a, '_, '_> {
         self.counts.inferences += 1;
         self.counts.shared += cells.len() - 1;
         match outcome {
-            pipeline::Outcome::Done { tags, infer_ms } => {
+            pipeline::Outcome::Done {
+                tags,
+                regions,
+                infer_ms,
+            } => {
+                let tags = normalised(tags);
                 for c in cells {
                     let key = tagger_key(staged, c);
                     let row = cell_row(staged, c, &key, self.run.id.clone(), tags.len(), infer_ms);
-                    self.writer.add_cell(row, tags.clone());
+                    self.writer
+                        .add_region_cell(row, tags.clone(), regions.clone());
                 }
             }
             pipeline::Outcome::Vector { .. } => self.tagger_outcome(
@@ -545,6 +552,28 @@ impl<'a> Work<'a, '_, '_> {
 }
 
 /// The key of a tagger's cell, spelled out.
+/// Tags in their canonical spelling (engines may keep a name's case for display, `person:Amy
+/// H`; runs store what scoring compares), duplicates merged by their highest score.
+fn normalised(tags: Vec<TagScore>) -> Vec<TagScore> {
+    let mut out: Vec<TagScore> = Vec::with_capacity(tags.len());
+    let mut index: HashMap<std::sync::Arc<str>, usize> = HashMap::with_capacity(tags.len());
+    for t in tags {
+        let tag: std::sync::Arc<str> = match crate::tags::normalise(&t.tag) {
+            Some(n) if *n != *t.tag => n.into(),
+            Some(_) => t.tag,
+            None => continue,
+        };
+        match index.get(&tag) {
+            Some(&i) => out[i].score = out[i].score.max(t.score),
+            None => {
+                index.insert(tag.clone(), out.len());
+                out.push(TagScore { tag, ..t });
+            }
+        }
+    }
+    out
+}
+
 fn tagger_key(staged: &Staged, c: &plan::Cell) -> Key {
     staged
         .plan_inputs()

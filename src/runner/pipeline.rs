@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::Result;
 
 use crate::dataset::ImageEntry;
-use crate::engine::{Engine, EngineError, Prepared, TagScore, Vector};
+use crate::engine::{Engine, EngineError, Prepared, Region, TagScore, Vector};
 
 /// One distinct cache key to compute.
 #[derive(Debug, Clone)]
@@ -23,6 +23,8 @@ pub struct Job {
 pub enum Outcome {
     Done {
         tags: Vec<TagScore>,
+        /// The regions the tags came from (a detector's faces); empty for other engines.
+        regions: Vec<Region>,
         infer_ms: f64,
     },
     /// A vector engine's output (perceptual hashes, an embedding).
@@ -193,10 +195,16 @@ impl Pass<'_> {
                     })
                     .collect()
             } else {
-                let r = self.engine.infer(inputs, self.settings.floor);
+                let r = self.engine.detect(inputs, self.settings.floor);
                 let ms = start.elapsed().as_secs_f64() * 1000.0 / n as f64;
                 r.into_iter()
-                    .map(|r| r.map(|tags| Outcome::Done { tags, infer_ms: ms }))
+                    .map(|r| {
+                        r.map(|d| Outcome::Done {
+                            tags: d.tags,
+                            regions: d.regions,
+                            infer_ms: ms,
+                        })
+                    })
                     .collect()
             }
         })

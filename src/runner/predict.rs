@@ -287,7 +287,7 @@ impl Computation<'_, '_, '_, '_> {
             &settings,
             |job, outcome| {
                 match outcome {
-                    Outcome::Done { tags, infer_ms } => self.done(job, tags, infer_ms),
+                    Outcome::Done { tags, infer_ms, .. } => self.done(job, tags, infer_ms),
                     Outcome::Failed { stage, reason } => self.failed(job, stage, reason),
                     Outcome::Vector { .. } => self.failed(
                         job,

@@ -8,6 +8,7 @@
 
 pub mod dupes;
 pub mod exact;
+pub mod graph;
 pub mod hamming;
 pub mod index;
 pub mod pq;

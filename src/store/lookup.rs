@@ -334,7 +334,7 @@ pub fn read_vectors(
 }
 
 /// `[1.5, -2.0, ...]` as DuckDB prints a `FLOAT[]`.
-fn parse_float_list(s: &str) -> Vec<f32> {
+pub(crate) fn parse_float_list(s: &str) -> Vec<f32> {
     s.trim()
         .trim_start_matches('[')
         .trim_end_matches(']')
@@ -372,7 +372,9 @@ pub fn copy_outputs(conn: &Connection<'_>, run: &RunDir, cells: &[CachedCell<'_>
     }
     for (source, cells) in by_source {
         let files = list_parquet(&source.join("outputs"));
-        if files.is_empty() && list_parquet(&source.join("texts")).is_empty() {
+        let regions = list_parquet(&source.join("regions"));
+        if files.is_empty() && regions.is_empty() && list_parquet(&source.join("texts")).is_empty()
+        {
             continue;
         }
         conn.execute(
@@ -428,9 +430,35 @@ pub fn copy_outputs(conn: &Connection<'_>, run: &RunDir, cells: &[CachedCell<'_>
             );
             copy_to_parquet(conn, &select, &free_part(&run.table_dir("texts"), "cached"))?;
         }
+        if !regions.is_empty() {
+            copy_regions(conn, run, &regions)?;
+        }
         conn.execute("DROP TABLE hits")?;
     }
     Ok(())
+}
+
+/// Copies the regions of the cells in the `hits` table from a source run's `files`.
+fn copy_regions(conn: &Connection<'_>, run: &RunDir, files: &[PathBuf]) -> Result<()> {
+    let select = format!(
+        "WITH src AS (
+           SELECT * EXCLUDE (run_id, variant, path, repeat), variant AS source_variant
+           FROM read_parquet({files}, union_by_name = true)
+           WHERE cache_key IN (SELECT cache_key FROM hits)
+           QUALIFY row_number() OVER (PARTITION BY cache_key, variant, region) = 1
+         )
+         SELECT {run_id} AS run_id, h.variant, h.path, o.image_hash, h.repeat, o.cache_key,
+                o.region, o.x, o.y, o.w, o.h, o.score, o.landmarks, o.blur, o.person,
+                o.similarity, o.skipped, o.embedding
+         FROM src o JOIN hits h ON o.cache_key = h.cache_key AND o.source_variant = h.source_variant",
+        files = path_list(files),
+        run_id = crate::store::duck::lit(&run.id),
+    );
+    copy_to_parquet(
+        conn,
+        &select,
+        &free_part(&run.table_dir("regions"), "cached"),
+    )
 }
 
 /// The first `{prefix}-NNN.parquet` in `dir` that does not exist yet: copies made by separate

@@ -33,6 +33,7 @@
 pub mod cells;
 pub mod counts;
 pub mod duck;
+pub mod faces;
 pub mod images;
 pub mod judgments;
 pub mod lookup;

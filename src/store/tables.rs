@@ -1,7 +1,7 @@
 //! Opening run tables in DuckDB, in place: views named after the tables of one run
 //! (`images`, `image_loras`, `ground_truth`, `cells`, `outputs`, `failures`, `texts`,
-//! `judgments`) and of all runs (`all_cells`,
-//! `all_outputs`, `all_failures`, `runs`). A table with no parts yet is an empty view of the
+//! `judgments`, `regions`) and of all runs (`all_cells`,
+//! `all_outputs`, `all_failures`, `all_regions`, `runs`). A table with no parts yet is an empty view of the
 //! right shape, so queries never fail for want of files.
 
 use std::path::Path;
@@ -10,7 +10,7 @@ use anyhow::Result;
 
 use super::writer::{
     CELLS_SCHEMA, FAILURES_SCHEMA, GROUND_TRUTH_SCHEMA, IMAGES_SCHEMA, IMAGE_LORAS_SCHEMA,
-    JUDGMENTS_SCHEMA, OUTPUTS_SCHEMA, TEXTS_SCHEMA,
+    JUDGMENTS_SCHEMA, OUTPUTS_SCHEMA, REGIONS_SCHEMA, TEXTS_SCHEMA,
 };
 use super::{list_parquet, list_runs, Manifest, RunDir};
 use crate::store::duck::{path_list, path_lit, Connection};
@@ -85,6 +85,7 @@ pub fn open_run(conn: &Connection<'_>, run: &RunDir) -> Result<()> {
     parts_view(conn, "failures", &run.parts("failures"), FAILURES_SCHEMA)?;
     parts_view(conn, "texts", &run.parts("texts"), TEXTS_SCHEMA)?;
     parts_view(conn, "judgments", &run.parts("judgments"), JUDGMENTS_SCHEMA)?;
+    parts_view(conn, "regions", &run.parts("regions"), REGIONS_SCHEMA)?;
     Ok(())
 }
 
@@ -100,6 +101,7 @@ pub fn open_all(conn: &Connection<'_>, runs_dir: &Path) -> Result<()> {
     parts_view(conn, "all_outputs", &gather("outputs"), OUTPUTS_SCHEMA)?;
     parts_view(conn, "all_failures", &gather("failures"), FAILURES_SCHEMA)?;
     parts_view(conn, "all_texts", &gather("texts"), TEXTS_SCHEMA)?;
+    parts_view(conn, "all_regions", &gather("regions"), REGIONS_SCHEMA)?;
     parts_view(
         conn,
         "all_judgments",

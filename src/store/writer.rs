@@ -33,6 +33,11 @@ pub const JUDGMENTS_SCHEMA: &str = "run_id VARCHAR, judge VARCHAR, variant VARCH
 pub const VECTORS_SCHEMA: &str = "run_id VARCHAR, variant VARCHAR, path VARCHAR, image_hash VARCHAR, repeat INTEGER, cache_key VARCHAR, method VARCHAR, hash VARCHAR, embedding FLOAT[]";
 /// The same, as the writer's staging table holds it (embeddings as text until committed).
 const VECTORS_STAGING: &str = "run_id VARCHAR, variant VARCHAR, path VARCHAR, image_hash VARCHAR, repeat INTEGER, cache_key VARCHAR, method VARCHAR, hash VARCHAR, embedding VARCHAR";
+/// What detectors found: one row per cell and region (a face), with its box, landmarks,
+/// score, sharpness, embedding, recognised person and why it was skipped, if it was.
+pub const REGIONS_SCHEMA: &str = "run_id VARCHAR, variant VARCHAR, path VARCHAR, image_hash VARCHAR, repeat INTEGER, cache_key VARCHAR, region INTEGER, x FLOAT, y FLOAT, w FLOAT, h FLOAT, score FLOAT, landmarks FLOAT[], blur FLOAT, person VARCHAR, similarity FLOAT, skipped VARCHAR, embedding FLOAT[]";
+/// The same, as the writer's staging table holds it (lists as text until committed).
+const REGIONS_STAGING: &str = "run_id VARCHAR, variant VARCHAR, path VARCHAR, image_hash VARCHAR, repeat INTEGER, cache_key VARCHAR, region INTEGER, x FLOAT, y FLOAT, w FLOAT, h FLOAT, score FLOAT, landmarks VARCHAR, blur FLOAT, person VARCHAR, similarity FLOAT, skipped VARCHAR, embedding VARCHAR";
 pub const GROUND_TRUTH_SCHEMA: &str =
     "path VARCHAR, image_hash VARCHAR, source VARCHAR, tag VARCHAR";
 
@@ -93,6 +98,7 @@ pub struct PartWriter<'c, 'db> {
     failures: Vec<FailureRow>,
     texts: Vec<(usize, TextRow)>,
     vectors: Vec<(usize, crate::words::Vector)>,
+    regions: Vec<(usize, Vec<crate::words::Region>)>,
     last_flush: Instant,
     /// Flush after this many cells (`IW_LAB_FLUSH_CELLS`, default 512)...
     pub max_cells: usize,
@@ -103,7 +109,7 @@ pub struct PartWriter<'c, 'db> {
 impl<'c, 'db> PartWriter<'c, 'db> {
     pub fn new(conn: &'c Connection<'db>, run: RunDir) -> Result<Self> {
         conn.execute(&format!(
-            "CREATE TEMP TABLE w_cells ({CELLS_SCHEMA}); CREATE TEMP TABLE w_outputs ({OUTPUTS_SCHEMA}); CREATE TEMP TABLE w_failures ({FAILURES_SCHEMA}); CREATE TEMP TABLE w_texts ({TEXTS_SCHEMA}); CREATE TEMP TABLE w_vectors ({VECTORS_STAGING});"
+            "CREATE TEMP TABLE w_cells ({CELLS_SCHEMA}); CREATE TEMP TABLE w_outputs ({OUTPUTS_SCHEMA}); CREATE TEMP TABLE w_failures ({FAILURES_SCHEMA}); CREATE TEMP TABLE w_texts ({TEXTS_SCHEMA}); CREATE TEMP TABLE w_vectors ({VECTORS_STAGING}); CREATE TEMP TABLE w_regions ({REGIONS_STAGING});"
         ))?;
         Ok(PartWriter {
             conn,
@@ -114,6 +120,7 @@ impl<'c, 'db> PartWriter<'c, 'db> {
             failures: Vec::new(),
             texts: Vec::new(),
             vectors: Vec::new(),
+            regions: Vec::new(),
             last_flush: Instant::now(),
             max_cells: env_or("IW_LAB_FLUSH_CELLS", 512.0) as usize,
             max_age: Duration::from_secs_f64(env_or("IW_LAB_FLUSH_SECONDS", 2.0)),
@@ -129,6 +136,19 @@ impl<'c, 'db> PartWriter<'c, 'db> {
     /// Buffers a finished generative cell, its tags and its text.
     pub fn add_text_cell(&mut self, cell: CellRow, outputs: Vec<TagScore>, text: TextRow) {
         self.texts.push((self.cells.len(), text));
+        self.add_cell(cell, outputs);
+    }
+
+    /// Buffers a finished cell of a detector: its tags and the regions they came from.
+    pub fn add_region_cell(
+        &mut self,
+        cell: CellRow,
+        outputs: Vec<TagScore>,
+        regions: Vec<crate::words::Region>,
+    ) {
+        if !regions.is_empty() {
+            self.regions.push((self.cells.len(), regions));
+        }
         self.add_cell(cell, outputs);
     }
 
@@ -180,6 +200,12 @@ impl<'c, 'db> PartWriter<'c, 'db> {
             let replace = "REPLACE (embedding::FLOAT[] AS embedding)";
             self.commit("w_vectors", "vectors", &name, replace)?;
         }
+        if !self.regions.is_empty() {
+            self.append_regions()?;
+            let replace =
+                "REPLACE (landmarks::FLOAT[] AS landmarks, embedding::FLOAT[] AS embedding)";
+            self.commit("w_regions", "regions", &name, replace)?;
+        }
         if !self.cells.is_empty() {
             self.append_cells(&now)?;
             let replace = "REPLACE (created_at::TIMESTAMP AS created_at)";
@@ -194,6 +220,7 @@ impl<'c, 'db> PartWriter<'c, 'db> {
         self.outputs.clear();
         self.texts.clear();
         self.vectors.clear();
+        self.regions.clear();
         self.failures.clear();
         Ok(())
     }
@@ -270,6 +297,39 @@ impl<'c, 'db> PartWriter<'c, 'db> {
         Ok(())
     }
 
+    fn append_regions(&self) -> Result<()> {
+        let mut app = self.conn.appender("w_regions")?;
+        for (ci, regions) in &self.regions {
+            for (i, r) in regions.iter().enumerate() {
+                self.cell_columns(&mut app, &self.cells[*ci])?;
+                app.i32(i as i32)?
+                    .f32(r.x)?
+                    .f32(r.y)?
+                    .f32(r.w)?
+                    .f32(r.h)?
+                    .f32(r.score)?
+                    .str(&float_list(&r.landmarks))?;
+                match r.blur {
+                    Some(b) => app.f32(b)?,
+                    None => app.null()?,
+                };
+                app.opt_str(r.person.as_ref().map(|p| p.0.as_str()))?;
+                match &r.person {
+                    Some((_, s)) => app.f32(*s)?,
+                    None => app.null()?,
+                };
+                app.opt_str(r.skipped.as_deref())?;
+                match &r.embedding {
+                    Some(e) => app.str(&float_list(e))?,
+                    None => app.null()?,
+                };
+                app.end_row()?;
+            }
+        }
+        app.finish()?;
+        Ok(())
+    }
+
     fn append_cells(&self, now: &str) -> Result<()> {
         let mut app = self.conn.appender("w_cells")?;
         for c in &self.cells {
@@ -312,6 +372,7 @@ impl<'c, 'db> PartWriter<'c, 'db> {
             "w_cells" => CELLS_SCHEMA,
             "w_texts" => TEXTS_SCHEMA,
             "w_vectors" => VECTORS_STAGING,
+            "w_regions" => REGIONS_STAGING,
             _ => FAILURES_SCHEMA,
         };
         self.conn.execute(&format!(
@@ -323,7 +384,7 @@ impl<'c, 'db> PartWriter<'c, 'db> {
 
 impl Drop for PartWriter<'_, '_> {
     fn drop(&mut self) {
-        let _ = self.conn.execute("DROP TABLE IF EXISTS w_cells; DROP TABLE IF EXISTS w_outputs; DROP TABLE IF EXISTS w_failures; DROP TABLE IF EXISTS w_texts; DROP TABLE IF EXISTS w_vectors;");
+        let _ = self.conn.execute("DROP TABLE IF EXISTS w_cells; DROP TABLE IF EXISTS w_outputs; DROP TABLE IF EXISTS w_failures; DROP TABLE IF EXISTS w_texts; DROP TABLE IF EXISTS w_vectors; DROP TABLE IF EXISTS w_regions;");
     }
 }
 

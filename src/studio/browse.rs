@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use super::answer::{ApiError, ApiResult, Body, P, Q};
 use super::tagfile::{self, Change, Writer};
 use super::{App, Mode};
-use crate::dataset::{Dataset, ImageEntry};
+use crate::dataset::ImageEntry;
 use crate::store::duck::Database;
 use crate::store::studio::{self as grid, Filter, Group, ItemRow, Sort};
 
@@ -132,24 +132,7 @@ pub struct Browse {
     writer: Writer,
 }
 
-/// The images of a plain folder, as a dataset with default settings.
-pub fn folder_dataset(root: &Path) -> Dataset {
-    Dataset {
-        name: "folder".into(),
-        file: root.to_path_buf(),
-        root: root.to_path_buf(),
-        recursive: true,
-        extensions: crate::config::resolve::DEFAULT_EXTENSIONS
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-        exclude: Vec::new(),
-        max_pixels: crate::config::resolve::DEFAULT_MAX_PIXELS,
-        ground_truth: Vec::new(),
-        aliases: Default::default(),
-        alias_file: None,
-    }
-}
+pub use crate::config::resolve::folder_dataset;
 
 /// One listing row from a scanned image and its tags (as written).
 pub fn item_row(id: usize, img: &ImageEntry, tags: &[String]) -> ItemRow {

@@ -41,6 +41,9 @@ pub enum ModelKind {
     /// A CLIP or SigLIP model (image and text towers) run in-process: image embeddings for
     /// similarity and text search, and zero-shot tags.
     Clip,
+    /// A face detector (YuNet), with an optional recogniser (SFace): count tags, face regions,
+    /// and the enrolled people each image shows.
+    Faces,
 }
 
 impl ModelKind {
@@ -55,6 +58,7 @@ impl ModelKind {
             ModelKind::Ensemble => "ensemble",
             ModelKind::Phash => "phash",
             ModelKind::Clip => "clip",
+            ModelKind::Faces => "faces",
         }
     }
 

@@ -6,6 +6,7 @@ pub mod identity;
 pub mod image;
 pub mod kinds;
 pub mod metric;
+pub mod region;
 pub mod tag;
 pub mod vector;
 
@@ -18,6 +19,7 @@ pub use kinds::{
     SidecarFormat,
 };
 pub use metric::{Direction, Metric};
+pub use region::Region;
 pub use tag::{Category, TagScore};
 pub use vector::Vector;
 

