@@ -29,6 +29,7 @@ pub mod prompt_scores;
 pub mod report;
 pub mod runner;
 pub mod similarity;
+pub mod sorting;
 pub mod store;
 pub mod studio;
 pub mod tags;

@@ -502,3 +502,127 @@ fn crc32(bytes: &[u8]) -> u32 {
     }
     !crc
 }
+
+/// Learned sorting on a generated library: each person's photos in `People/NAME`, two other
+/// folders; new photos are suggested the right person's folder from their recognised
+/// people, `apply` refuses without confirmation, moves with `--yes` and a journal, never
+/// overwrites, and `undo` puts every file back.
+#[test]
+fn sort_suggests_applies_and_undoes() {
+    let p = project();
+    for who in ["Eileen Collins", "Franz Kafka", "Cameraman"] {
+        for f in std::fs::read_dir(p.path().join("people/enroll").join(who)).unwrap() {
+            let f = f.unwrap().path();
+            let name = f.file_name().unwrap().to_str().unwrap().to_string();
+            p.copy(&f, &format!("lib/People/{who}/{name}"));
+        }
+    }
+    p.copy(
+        &repo().join("datasets/demo/coffee.jpg"),
+        "lib/Things/Food/coffee.jpg",
+    );
+    p.copy(
+        &repo().join("datasets/demo/rocket.jpg"),
+        "lib/Things/Space/rocket.jpg",
+    );
+    p.expect(&["faces", "enroll", "lib/People"], 0);
+    p.copy(
+        &p.path().join("people/test/Franz Kafka/crop.jpg"),
+        "inbox/k.jpg",
+    );
+    p.copy(
+        &p.path().join("people/test/Cameraman/jpeg35.jpg"),
+        "inbox/c.jpg",
+    );
+    // A file already in the target folder under the same name is never overwritten.
+    p.copy(
+        &p.path().join("people/test/Franz Kafka/jpeg35.jpg"),
+        "lib/People/Franz Kafka/k.jpg",
+    );
+    let args = [
+        "sort",
+        "suggest",
+        "inbox",
+        "--library",
+        "lib",
+        "-m",
+        "faces-recognise",
+        "--json",
+    ];
+    let out = p.expect(&args, 0);
+    let s: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(s.len(), 2);
+    for x in &s {
+        let want = if x["file"].as_str().unwrap().ends_with("k.jpg") {
+            "People/Franz Kafka"
+        } else {
+            "People/Cameraman"
+        };
+        assert_eq!(x["folder"], want, "{x}");
+        assert!(x["folders"][0][1].as_f64().unwrap() > 0.5, "{x}");
+    }
+    let apply = [
+        "sort",
+        "apply",
+        "inbox",
+        "--library",
+        "lib",
+        "-m",
+        "faces-recognise",
+    ];
+    let refused = p
+        .command(&apply)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(p.path().join("inbox/k.jpg").exists());
+    let mut yes = apply.to_vec();
+    yes.push("--yes");
+    p.expect(&yes, 0);
+    assert!(!p.path().join("inbox/k.jpg").exists());
+    assert!(p.path().join("lib/People/Franz Kafka/k-2.jpg").exists());
+    assert!(p.path().join("lib/People/Cameraman/c.jpg").exists());
+    let kept = std::fs::read(p.path().join("lib/People/Franz Kafka/k.jpg")).unwrap();
+    assert_eq!(
+        kept,
+        std::fs::read(p.path().join("people/test/Franz Kafka/jpeg35.jpg")).unwrap()
+    );
+    // Undo from another working folder puts both back.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_iw-lab"))
+        .args([
+            "sort",
+            "undo",
+            "--library",
+            p.path().join("lib").to_str().unwrap(),
+        ])
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(p.path().join("inbox/k.jpg").exists() && p.path().join("inbox/c.jpg").exists());
+    assert!(!p.path().join("lib/People/Cameraman/c.jpg").exists());
+    // Nothing left to undo.
+    let again = p.run(&["sort", "undo", "--library", "lib"]);
+    assert_eq!(again.status.code(), Some(2));
+    let e = p.json(
+        &[
+            "sort",
+            "evaluate",
+            "--library",
+            "lib",
+            "-m",
+            "faces-recognise",
+            "--json",
+        ],
+        0,
+    );
+    assert!(e["n"].as_u64().unwrap() >= 3, "{e}");
+}

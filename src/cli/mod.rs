@@ -21,6 +21,7 @@ mod scan;
 mod schema;
 mod serve;
 mod similar;
+mod sort;
 pub(crate) mod table;
 mod tag;
 mod target;
@@ -99,6 +100,9 @@ pub enum Command {
     /// People: enrol, forget, cluster unknown faces, name, merge and split clusters.
     #[command(subcommand)]
     Faces(faces::FacesCommand),
+    /// Learned sorting: suggest library folders for new images, apply, undo, evaluate.
+    #[command(subcommand)]
+    Sort(sort::SortCommand),
 }
 
 /// Shared state for commands.
@@ -147,6 +151,7 @@ pub fn main() -> ExitCode {
         Command::Tag(a) => tag::run(&env, a),
         Command::Prompts(c) => prompts::run(&env, c),
         Command::Faces(c) => faces::run(&env, c),
+        Command::Sort(c) => sort::run(&env, c),
         Command::Serve(a) => serve::run(&env, a),
         Command::Dupes(a) => dupes::run(&env, a),
         Command::Similar(a) => similar::run_similar(&env, a),

@@ -554,7 +554,7 @@ impl<'a> Work<'a, '_, '_> {
 /// The key of a tagger's cell, spelled out.
 /// Tags in their canonical spelling (engines may keep a name's case for display, `person:Amy
 /// H`; runs store what scoring compares), duplicates merged by their highest score.
-fn normalised(tags: Vec<TagScore>) -> Vec<TagScore> {
+pub(crate) fn normalised(tags: Vec<TagScore>) -> Vec<TagScore> {
     let mut out: Vec<TagScore> = Vec::with_capacity(tags.len());
     let mut index: HashMap<std::sync::Arc<str>, usize> = HashMap::with_capacity(tags.len());
     for t in tags {

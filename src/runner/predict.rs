@@ -314,6 +314,8 @@ impl Computation<'_, '_, '_, '_> {
     }
 
     fn done(&mut self, job: &Job, tags: Vec<crate::engine::TagScore>, infer_ms: f64) {
+        // As runs store them, so a result reads the same computed or cached.
+        let tags = super::normalised(tags);
         let run_id = self.run_id();
         let scores: Scores = tags
             .iter()
