@@ -106,30 +106,7 @@ pub fn run(env: &Env, cmd: SortCommand) -> Result<ExitCode> {
             };
             apply(&common.library, s, yes, copy, min_confidence)
         }
-        SortCommand::Undo { library } => {
-            let library = std::fs::canonicalize(&library)
-                .with_context(|| format!("cannot open the library {}", library.display()))?;
-            let lines = journal::read(&library)?;
-            let Some((batch, entries)) = journal::last_batch(&lines) else {
-                bail!(
-                    "nothing to undo: {} has no placements left",
-                    journal::path(&library).display()
-                );
-            };
-            let (done, left) = journal::undo(&library, &batch, &entries)?;
-            for l in &left {
-                ui::warn(l);
-            }
-            ui::out(format!(
-                "undid batch {batch}: {done} files put back, {} left alone",
-                left.len()
-            ));
-            Ok(if left.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
-        }
+        SortCommand::Undo { library } => undo(&library),
         SortCommand::Evaluate {
             common,
             test_share,
@@ -166,6 +143,31 @@ pub fn run(env: &Env, cmd: SortCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn undo(library: &Path) -> Result<ExitCode> {
+    let library = std::fs::canonicalize(library)
+        .with_context(|| format!("cannot open the library {}", library.display()))?;
+    let lines = journal::read(&library)?;
+    let Some((batch, entries)) = journal::last_batch(&lines) else {
+        bail!(
+            "nothing to undo: {} has no placements left",
+            journal::path(&library).display()
+        );
+    };
+    let (done, left) = journal::undo(&library, &batch, &entries)?;
+    for l in &left {
+        ui::warn(l);
+    }
+    ui::out(format!(
+        "undid batch {batch}: {done} files put back, {} left alone",
+        left.len()
+    ));
+    Ok(if left.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// The taggers: `--model`s, else every promoted config's model.

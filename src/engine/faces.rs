@@ -152,6 +152,10 @@ pub(crate) fn session(ctx: &Context, path: &std::path::Path, threads: usize) -> 
         .map_err(ort_err)
         .and_then(|b| b.with_intra_threads(threads).map_err(ort_err))
         .and_then(|b| b.with_intra_op_spinning(false).map_err(ort_err))
+        .and_then(|b| {
+            b.with_optimization_level(ort::session::builder::GraphOptimizationLevel::All)
+                .map_err(ort_err)
+        })
         .and_then(|mut b| b.commit_from_file(path).map_err(ort_err))
         .with_context(|| format!("loading {}", path.display()))
 }
@@ -236,7 +240,7 @@ impl FaceEngine {
             };
             if c.w.min(c.h) < self.settings.min_size {
                 region.skipped = Some("small".into());
-            } else {
+            } else if is_face {
                 self.measure(&canvas.image, &mut region)
                     .map_err(EngineError::Model)?;
             }
@@ -311,9 +315,6 @@ impl FaceEngine {
         region.blur = Some(sharpness);
         if sharpness < self.settings.min_sharpness {
             region.skipped = Some("blurry".into());
-            return Ok(());
-        }
-        if region.score < self.settings.score {
             return Ok(());
         }
         let side = align::SIZE as usize;

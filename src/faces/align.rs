@@ -86,9 +86,8 @@ pub fn warp(img: &RgbImage, t: &Similarity) -> RgbImage {
             if !(sx.is_finite() && sy.is_finite()) {
                 continue;
             }
-            let (x0, y0) = (sx.floor(), sy.floor());
-            let (fx, fy) = (sx - x0, sy - y0);
-            let (x0, y0) = (x0 as i64, y0 as i64);
+            let (x0, y0) = (floor(sx), floor(sy));
+            let (fx, fy) = (sx - x0 as f64, sy - y0 as f64);
             let mut acc = [0f64; 3];
             for (xx, yy, wt) in [
                 (x0, y0, (1.0 - fx) * (1.0 - fy)),
@@ -106,11 +105,21 @@ pub fn warp(img: &RgbImage, t: &Similarity) -> RgbImage {
             }
             let px = out.get_pixel_mut(u, v);
             for (o, a) in px.0.iter_mut().zip(acc) {
-                *o = (a + 0.5).floor().clamp(0.0, 255.0) as u8;
+                *o = floor(a + 0.5).clamp(0, 255) as u8;
             }
         }
     }
     out
+}
+
+/// `v.floor()` as an integer, without a libm call (saturating far outside the image).
+fn floor(v: f64) -> i64 {
+    let t = v as i64;
+    if (t as f64) > v {
+        t - 1
+    } else {
+        t
+    }
 }
 
 /// The variance of the Laplacian (kernel 0 1 0 / 1 −4 1 / 0 1 0, interior pixels) of the
