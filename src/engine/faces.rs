@@ -141,25 +141,6 @@ pub struct FaceEngine {
     gallery: Option<Arc<Gallery>>,
 }
 
-fn ort_err(e: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::anyhow!("{e}")
-}
-
-/// An ONNX Runtime session on `path` with `threads` intra-op threads that do not spin.
-pub(crate) fn session(ctx: &Context, path: &std::path::Path, threads: usize) -> Result<Session> {
-    let env = crate::libs::ensure_ort(&ctx.fetcher)?;
-    Session::builder(env)
-        .map_err(ort_err)
-        .and_then(|b| b.with_intra_threads(threads).map_err(ort_err))
-        .and_then(|b| b.with_intra_op_spinning(false).map_err(ort_err))
-        .and_then(|b| {
-            b.with_optimization_level(ort::session::builder::GraphOptimizationLevel::All)
-                .map_err(ort_err)
-        })
-        .and_then(|mut b| b.commit_from_file(path).map_err(ort_err))
-        .with_context(|| format!("loading {}", path.display()))
-}
-
 /// Checks that `session` has one float input of `shape` (a fixed-size image batch of 1).
 fn check_input(session: &Session, shape: [i64; 4], what: &str) -> Result<()> {
     let input = session
@@ -187,7 +168,7 @@ impl FaceEngine {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let what = |role: &str| format!("model `{}`: its {role}", model.name);
         let detector =
-            session(ctx, &identity.files[0].path, threads).with_context(|| what("detector"))?;
+            super::onnx_session(ctx, &identity.files[0].path, threads).with_context(|| what("detector"))?;
         let side = detect::SIDE as i64;
         check_input(&detector, [1, 3, side, side], "detector").with_context(|| what("detector"))?;
         for name in head_names(8) {
@@ -197,7 +178,7 @@ impl FaceEngine {
         }
         let recognizer = match identity.files.get(1) {
             Some(f) => {
-                let s = session(ctx, &f.path, threads).with_context(|| what("recogniser"))?;
+                let s = super::onnx_session(ctx, &f.path, threads).with_context(|| what("recogniser"))?;
                 let side = align::SIZE as i64;
                 check_input(&s, [1, 3, side, side], "recogniser")
                     .with_context(|| what("recogniser"))?;

@@ -104,28 +104,14 @@ pub struct OnnxTagger {
     model_name: String,
 }
 
-fn ort_err(e: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::anyhow!("{e}")
-}
-
 impl OnnxTagger {
     pub fn load(model: &Model, identity: &Identity, ctx: &Context) -> Result<OnnxTagger> {
-        let env = crate::libs::ensure_ort(&ctx.fetcher)?;
         let weights = &identity.files[0].path;
         let what = || format!("model `{}`: loading {}", model.name, weights.display());
         let threads = model
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let session = Session::builder(env)
-            .map_err(ort_err)
-            .and_then(|b| b.with_intra_threads(threads).map_err(ort_err))
-            // Decoding workers share the cores: idle inference threads must not spin.
-            .and_then(|b| b.with_intra_op_spinning(false).map_err(ort_err))
-            // Memory-pattern planning pre-allocates every activation of a batch at once
-            // (~90 MB more for a 448 px batch of 8) for no measurable speed here.
-            .and_then(|b| b.with_memory_pattern(false).map_err(ort_err))
-            .and_then(|mut b| b.commit_from_file(weights).map_err(ort_err))
-            .with_context(what)?;
+        let session = super::onnx_session(ctx, weights, threads).with_context(what)?;
         let labels = match &model.labels {
             Some(Labels::Inline(list)) => labels::from_names(list, &model.aliases)
                 .map_err(|e| anyhow::anyhow!("model `{}`: labels: {e}", model.name))?,
