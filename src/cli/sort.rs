@@ -194,35 +194,39 @@ fn models(env: &Env, common: &Common) -> Result<Vec<Model>> {
     Ok(out)
 }
 
-fn describe_library(env: &Env, common: &Common) -> Result<Vec<Described>> {
+/// Runs `f` with the features' makers: the engine context and the taggers, loaded once.
+fn with_features<T>(
+    env: &Env,
+    common: &Common,
+    f: impl FnOnce(&Features<'_>) -> Result<T>,
+) -> Result<T> {
     let ctx = env.engine_context()?;
     let models = models(env, common)?;
-    let f = Features {
+    f(&Features {
         project: &env.project,
         ctx: &ctx,
         models: &models,
         min_score: common.min_score,
-    };
-    sorting::describe(&f, sorting::scan(&env.project, &common.library)?)
+    })
+}
+
+fn describe_library(env: &Env, common: &Common) -> Result<Vec<Described>> {
+    with_features(env, common, |f| {
+        sorting::describe(f, sorting::scan(&env.project, &common.library)?)
+    })
 }
 
 fn suggestions(env: &Env, folder: &Path, common: &Common, top: usize) -> Result<Vec<Suggested>> {
-    let ctx = env.engine_context()?;
-    let models = models(env, common)?;
-    let f = Features {
-        project: &env.project,
-        ctx: &ctx,
-        models: &models,
-        min_score: common.min_score,
-    };
-    let library = sorting::describe(&f, sorting::scan(&env.project, &common.library)?)?;
-    let corrected = journal::corrections(&journal::read(&common.library)?);
-    let model = sorting::train(&library, &corrected)?;
-    let new = sorting::describe(&f, sorting::scan(&env.project, folder)?)?;
-    if new.is_empty() {
-        bail!("{} holds no images", folder.display());
-    }
-    Ok(sorting::suggest(&model, &new, top))
+    with_features(env, common, |f| {
+        let library = sorting::describe(f, sorting::scan(&env.project, &common.library)?)?;
+        let corrected = journal::corrections(&journal::read(&common.library)?);
+        let model = sorting::train(&library, &corrected)?;
+        let new = sorting::describe(f, sorting::scan(&env.project, folder)?)?;
+        if new.is_empty() {
+            bail!("{} holds no images", folder.display());
+        }
+        Ok(sorting::suggest(&model, &new, top))
+    })
 }
 
 fn print(s: &[Suggested], json: bool) {

@@ -167,8 +167,8 @@ impl FaceEngine {
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let what = |role: &str| format!("model `{}`: its {role}", model.name);
-        let detector =
-            super::onnx_session(ctx, &identity.files[0].path, threads).with_context(|| what("detector"))?;
+        let detector = super::onnx_session(ctx, &identity.files[0].path, threads)
+            .with_context(|| what("detector"))?;
         let side = detect::SIDE as i64;
         check_input(&detector, [1, 3, side, side], "detector").with_context(|| what("detector"))?;
         for name in head_names(8) {
@@ -178,7 +178,8 @@ impl FaceEngine {
         }
         let recognizer = match identity.files.get(1) {
             Some(f) => {
-                let s = super::onnx_session(ctx, &f.path, threads).with_context(|| what("recogniser"))?;
+                let s = super::onnx_session(ctx, &f.path, threads)
+                    .with_context(|| what("recogniser"))?;
                 let side = align::SIZE as i64;
                 check_input(&s, [1, 3, side, side], "recogniser")
                     .with_context(|| what("recogniser"))?;
@@ -200,8 +201,9 @@ impl FaceEngine {
     }
 
     /// Finds, measures and recognises the faces of one canvas.
-    fn detect_one(&self, canvas: &Canvas, floor: f32) -> Result<Detection, EngineError> {
-        let candidates = self.candidates(canvas).map_err(EngineError::Model)?;
+    fn detect_one(&self, mut canvas: Canvas, floor: f32) -> Result<Detection, EngineError> {
+        let tensor = std::mem::take(&mut canvas.tensor);
+        let candidates = self.candidates(tensor).map_err(EngineError::Model)?;
         let mut regions = Vec::new();
         let mut counted_scores = Vec::new();
         for c in candidates {
@@ -250,10 +252,10 @@ impl FaceEngine {
     }
 
     /// The detector's candidates on the canvas, suppressed, strongest first.
-    fn candidates(&self, canvas: &Canvas) -> Result<Vec<detect::Candidate>, String> {
+    fn candidates(&self, tensor: Vec<f32>) -> Result<Vec<detect::Candidate>, String> {
         let side = detect::SIDE as usize;
-        let tensor = Tensor::from_array(([1usize, 3, side, side], canvas.tensor.clone()))
-            .map_err(|e| e.to_string())?;
+        let tensor =
+            Tensor::from_array(([1usize, 3, side, side], tensor)).map_err(|e| e.to_string())?;
         let mut session = self.detector.lock().unwrap_or_else(|e| e.into_inner());
         let outputs = session
             .run(ort::inputs![tensor])
@@ -360,9 +362,9 @@ fn unit(values: &[f32]) -> Option<Vec<f32>> {
 
 /// The detector's input: the image resized (bilinear, as Pillow) onto the canvas at the top
 /// left, planar B, G, R, 0–255, black elsewhere.
-fn canvas(img: &RgbImage) -> Canvas {
+fn canvas(img: RgbImage) -> Canvas {
     let lb = detect::Letterbox::fit(img.width(), img.height());
-    let small = crate::imaging::resample::resize(img, lb.scaled_w, lb.scaled_h, Filter::Bilinear);
+    let small = crate::imaging::resample::resize(&img, lb.scaled_w, lb.scaled_h, Filter::Bilinear);
     let side = detect::SIDE as usize;
     let plane = side * side;
     let mut tensor = vec![0f32; plane * 3];
@@ -378,7 +380,7 @@ fn canvas(img: &RgbImage) -> Canvas {
     Canvas {
         tensor,
         letterbox: lb,
-        image: img.clone(),
+        image: img,
     }
 }
 
@@ -397,7 +399,15 @@ impl Engine for FaceEngine {
         pixels: Option<&RgbImage>,
     ) -> Result<Prepared, EngineError> {
         let img = pixels.ok_or_else(|| EngineError::Input("no pixels".into()))?;
-        Ok(Prepared::Staged(Box::new(canvas(img))))
+        Ok(Prepared::Staged(Box::new(canvas(img.clone()))))
+    }
+
+    fn prepare_owned(
+        &self,
+        _image: &ImageEntry,
+        pixels: RgbImage,
+    ) -> Result<Prepared, EngineError> {
+        Ok(Prepared::Staged(Box::new(canvas(pixels))))
     }
 
     fn detect(&self, batch: Vec<Prepared>, floor: f32) -> Vec<Result<Detection, EngineError>> {
@@ -405,7 +415,7 @@ impl Engine for FaceEngine {
             .into_iter()
             .map(|p| match p {
                 Prepared::Staged(any) => match any.downcast::<Canvas>() {
-                    Ok(canvas) => self.detect_one(&canvas, floor),
+                    Ok(canvas) => self.detect_one(*canvas, floor),
                     Err(_) => Err(EngineError::Input("not a face canvas".into())),
                 },
                 _ => Err(EngineError::Input("not a face canvas".into())),

@@ -244,6 +244,12 @@ pub trait Engine: Send + Sync {
         Err(self.unsupported("tag images"))
     }
 
+    /// [`Engine::prepare`] given the decoded pixels to keep: an engine that needs the image
+    /// after `prepare` (a detector cropping faces) takes it instead of copying it.
+    fn prepare_owned(&self, image: &ImageEntry, pixels: RgbImage) -> Result<Prepared, EngineError> {
+        self.prepare(image, Some(&pixels))
+    }
+
     /// Runs a batch; one result per input, in order. Scores below `floor` are dropped, except
     /// for ratings, which are always kept (they are decided by argmax).
     fn infer(&self, batch: Vec<Prepared>, _floor: f32) -> Vec<Result<Vec<TagScore>, EngineError>> {

@@ -1,6 +1,6 @@
 //! Clusters of unknown faces: made from a run's faces by `crate::faces::cluster`'s rule, kept
 //! in `.iw-lab/faces/clusters.parquet` (the faces, their clusters and embeddings) and
-//! `clusters.json` (the next free id, the names given, the rule's numbers), so ids stay
+//! `clusters.json` (the next free id and the names given), so ids stay
 //! stable across runs; named (the cluster's faces enrolled as a person), merged and split.
 
 use std::collections::BTreeMap;

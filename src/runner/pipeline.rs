@@ -87,7 +87,7 @@ fn prepare_stages(
     stage.set("prepare");
     crate::panics::failpoint("engine.prepare", &img.rel);
     engine
-        .prepare(img, Some(&rgb))
+        .prepare_owned(img, rgb)
         .map_err(|e| ("prepare", e.to_string()))
 }
 

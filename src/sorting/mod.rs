@@ -186,27 +186,22 @@ pub fn suggest(model: &learn::Model, new: &[Described], top: usize) -> Vec<Sugge
 /// Top-1 and top-3 accuracy on a held-out share of the library, with the baselines.
 pub fn evaluate(library: &[Described], test_share: f64, seed: u64) -> learn::Evaluation {
     let ex = examples(library, &HashMap::new());
-    // A fixed shuffle: by a hash of the seed and each image's content.
-    let mut order: Vec<(blake3::Hash, usize)> = library
-        .iter()
+    // `ex` holds the filed images in library order; a fixed shuffle of them, by a hash of the
+    // seed and each image's content.
+    let filed = library.iter().filter(|d| folder_of(&d.image.rel).is_some());
+    let mut order: Vec<(blake3::Hash, usize)> = filed
         .enumerate()
-        .filter(|(_, d)| folder_of(&d.image.rel).is_some())
-        .map(|(i, d)| {
+        .map(|(k, d)| {
             let mut h = blake3::Hasher::new();
             h.update(&seed.to_le_bytes());
             h.update(d.image.hash.as_bytes());
-            (h.finalize(), i)
+            (h.finalize(), k)
         })
         .collect();
     order.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()).then(a.1.cmp(&b.1)));
     let n_test = ((ex.len() as f64) * test_share.clamp(0.0, 1.0)).round() as usize;
-    // `ex` holds the filed images in library order: map library indices onto it.
-    let filed: Vec<usize> = (0..library.len())
-        .filter(|&i| folder_of(&library[i].image.rel).is_some())
-        .collect();
-    let at = |i: usize| filed.binary_search(&i).unwrap_or(0);
-    let test: Vec<usize> = order.iter().take(n_test).map(|(_, i)| at(*i)).collect();
-    let mut train: Vec<usize> = order.iter().skip(n_test).map(|(_, i)| at(*i)).collect();
+    let test: Vec<usize> = order.iter().take(n_test).map(|(_, k)| *k).collect();
+    let mut train: Vec<usize> = order.iter().skip(n_test).map(|(_, k)| *k).collect();
     train.sort_unstable();
     let pick = |idx: &[usize]| idx.iter().map(|&i| ex[i].clone()).collect::<Vec<_>>();
     learn::evaluate(&pick(&train), &pick(&test), &Options::default())

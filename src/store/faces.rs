@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result};
 
 use super::duck::{path_list, path_lit, Connection};
 use super::lookup::parse_float_list;
-use super::writer::{float_list, write_table};
+use super::writer::{float_list, write_table_as};
 use super::RunDir;
 use crate::faces::{name_key, Gallery, Person};
 
@@ -32,6 +32,9 @@ pub struct GalleryRow {
     pub added_at: String,
     pub embedding: Vec<f32>,
 }
+
+/// The embeddings are appended as text and written as lists of floats.
+const AS_LIST: &str = "REPLACE (embedding::FLOAT[] AS embedding)";
 
 /// Where a project's gallery lives.
 pub fn gallery_file(state_dir: &Path) -> PathBuf {
@@ -70,10 +73,11 @@ pub fn read_gallery(conn: &Connection<'_>, file: &Path) -> Result<Vec<GalleryRow
 
 /// Writes the whole gallery atomically (a reader sees the old file or the new one).
 pub fn write_gallery(conn: &Connection<'_>, file: &Path, rows: &[GalleryRow]) -> Result<()> {
-    write_table(
+    write_table_as(
         conn,
         file,
         &GALLERY_SCHEMA.replace("FLOAT[]", "VARCHAR"),
+        AS_LIST,
         |app| {
             for r in rows {
                 app.str(&r.person)?
@@ -93,13 +97,7 @@ pub fn write_gallery(conn: &Connection<'_>, file: &Path, rows: &[GalleryRow]) ->
             Ok(())
         },
     )
-    .with_context(|| format!("writing the face gallery {}", file.display()))?;
-    // The staging table held the embeddings as text: rewrite them as lists of floats.
-    let select = format!(
-        "SELECT * REPLACE (embedding::FLOAT[] AS embedding) FROM read_parquet({})",
-        path_lit(file)
-    );
-    super::writer::copy_to_parquet(conn, &select, file)
+    .with_context(|| format!("writing the face gallery {}", file.display()))
 }
 
 /// The people of `rows`, grouped case-insensitively under the first spelling enrolled, in
@@ -238,10 +236,11 @@ pub fn read_cluster_faces(conn: &Connection<'_>, file: &Path) -> Result<Vec<Clus
 
 /// Writes the clustered faces atomically.
 pub fn write_cluster_faces(conn: &Connection<'_>, file: &Path, rows: &[ClusterFace]) -> Result<()> {
-    write_table(
+    write_table_as(
         conn,
         file,
         &CLUSTER_FACES_SCHEMA.replace("FLOAT[]", "VARCHAR"),
+        AS_LIST,
         |app| {
             for r in rows {
                 app.str(&r.face)?
@@ -259,10 +258,5 @@ pub fn write_cluster_faces(conn: &Connection<'_>, file: &Path, rows: &[ClusterFa
             Ok(())
         },
     )
-    .with_context(|| format!("writing {}", file.display()))?;
-    let select = format!(
-        "SELECT * REPLACE (embedding::FLOAT[] AS embedding) FROM read_parquet({})",
-        path_lit(file)
-    );
-    super::writer::copy_to_parquet(conn, &select, file)
+    .with_context(|| format!("writing {}", file.display()))
 }

@@ -411,6 +411,18 @@ pub fn write_table(
     schema: &str,
     fill: impl FnOnce(&mut crate::store::duck::Appender<'_>) -> crate::store::duck::Result<()>,
 ) -> Result<()> {
+    write_table_as(conn, dest, schema, "", fill)
+}
+
+/// [`write_table`] with the rows staged as `schema` and converted on the way out by `replace`
+/// (`REPLACE (embedding::FLOAT[] AS embedding)`: lists are appended as text).
+pub fn write_table_as(
+    conn: &Connection<'_>,
+    dest: &Path,
+    schema: &str,
+    replace: &str,
+    fill: impl FnOnce(&mut crate::store::duck::Appender<'_>) -> crate::store::duck::Result<()>,
+) -> Result<()> {
     let table = "w_single";
     conn.execute(&format!(
         "DROP TABLE IF EXISTS {table}; CREATE TEMP TABLE {table} ({schema})"
@@ -420,7 +432,7 @@ pub fn write_table(
         fill(&mut app)?;
         app.finish()?;
     }
-    copy_to_parquet(conn, &format!("SELECT * FROM {table}"), dest)?;
+    copy_to_parquet(conn, &format!("SELECT * {replace} FROM {table}"), dest)?;
     conn.execute(&format!("DROP TABLE {table}"))?;
     Ok(())
 }
