@@ -211,6 +211,15 @@ fn detection_and_embeddings_match_the_python_reference() {
         }
     }
     assert!(compared >= 21, "only {compared} faces compared");
+    // The report carries each face's box, as fractions of its image, for the grid to draw.
+    p.expect(&["report", "latest"], 0);
+    let html = walk(&p.path().join("reports"))
+        .into_iter()
+        .find(|f| f.ends_with(".html"))
+        .map(|f| std::fs::read_to_string(p.path().join("reports").join(f)).unwrap())
+        .unwrap();
+    let boxes = html.matches("\"r\":[[0,").count();
+    assert_eq!(boxes, compared, "cards with a face box");
     // Every photo of a person shows exactly one face; the no-face images none.
     for rel in &images {
         let n = ours.iter().filter(|o| o["path"] == rel.as_str()).count();

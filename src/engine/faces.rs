@@ -219,6 +219,7 @@ impl FaceEngine {
                 blur: None,
                 embedding: None,
                 person: None,
+                frame: (canvas.letterbox.width, canvas.letterbox.height),
                 skipped: None,
             };
             if c.w.min(c.h) < self.settings.min_size {

@@ -95,7 +95,7 @@ pub fn cluster(project: &Project, run: &RunDir, params: &Params) -> Result<Summa
     }
     let mut known: std::collections::HashSet<String> =
         faces.iter().map(|f| f.face.clone()).collect();
-    let found = stored::read_faces(&conn, run)?;
+    let found = stored::read_faces(&conn, run, true)?;
     // A face any variant recognised is not unknown.
     let recognised: std::collections::HashSet<String> = found
         .iter()

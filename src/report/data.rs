@@ -52,6 +52,8 @@ pub struct LoadedRun {
     pub agreement: Option<serde_json::Value>,
     /// Generated captions and text outputs with their verdicts, by variant, path and repeat.
     pub texts: Vec<TextRow>,
+    /// The faces its `faces` variants found (without embeddings), for the grid's boxes.
+    pub regions: Vec<store::faces::FaceRow>,
 }
 
 /// One variant of a run, loaded.
@@ -113,6 +115,7 @@ pub fn load_run(
     let failures = store::cells::failures(conn)?;
     let attributes = attributes(conn)?;
     let texts = store::texts::texts(conn)?;
+    let regions = store::faces::read_faces(conn, &dir, false)?;
     Ok(LoadedRun {
         truth_used,
         manifest,
@@ -128,6 +131,7 @@ pub fn load_run(
         text,
         agreement,
         texts,
+        regions,
     })
 }
 

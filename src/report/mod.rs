@@ -378,7 +378,23 @@ pub struct ClientImage {
     /// Generated text per variant (`null`: none): one entry per repeat.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub x: Option<Vec<Option<Vec<ClientText>>>>,
+    /// Regions (faces) found by variants, to draw on the thumbnail.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub r: Vec<ClientRegion>,
 }
+
+/// One region on a card: `[variant index, left, top, width, height (fractions of the image),
+/// score × 1000, label (the person, or why it was skipped; "" for a plain face)]`.
+#[derive(Serialize)]
+pub struct ClientRegion(
+    pub usize,
+    pub f32,
+    pub f32,
+    pub f32,
+    pub f32,
+    pub u32,
+    pub String,
+);
 
 /// One generated output on a card: `[repeat, text, [[judge, verdict, score or null], ...]]`
 /// (a pairwise judge's name carries the order, `judge (ab)`).
@@ -420,6 +436,7 @@ fn client_data(
         grid.add_texts(k, v, &runs[v.run], variants.len());
     }
     grid.add_failures(runs, variants);
+    grid.add_regions(runs, variants);
     // thumbnails
     let mode = match opts.thumbs {
         ThumbMode::Auto if grid.cards.len() <= EMBED_MAX => ThumbMode::Embed,
@@ -501,12 +518,42 @@ impl Grid {
                 m: card_meta(img),
                 t: None,
                 x: None,
+                r: Vec::new(),
             });
             self.card_files.push((
                 root.join(crate::dataset::names::rel_path(&img.path)),
                 img.hash.clone(),
                 max_pixels,
             ));
+        }
+    }
+
+    /// Adds the runs' face boxes to the cards of their images (regions written before their
+    /// image size was kept are left out: they could not be placed).
+    fn add_regions(&mut self, runs: &[LoadedRun], variants: &[&LoadedVariant]) {
+        for (ri, run) in runs.iter().enumerate() {
+            for f in &run.regions {
+                let Some(k) = variants
+                    .iter()
+                    .position(|v| v.run == ri && v.name == f.variant)
+                else {
+                    continue;
+                };
+                let (Some(c), Some((w, h))) = (self.find(&f.path, &f.image_hash), f.frame) else {
+                    continue;
+                };
+                let (w, h) = (w as f32, h as f32);
+                let [x, y, bw, bh] = f.bbox;
+                let label = f
+                    .person
+                    .clone()
+                    .or_else(|| f.skipped.as_ref().map(|s| format!("skipped: {s}")))
+                    .unwrap_or_default();
+                let score = (f.score.clamp(0.0, 1.0) * 1000.0).round() as u32;
+                self.cards[c]
+                    .r
+                    .push(ClientRegion(k, x / w, y / h, bw / w, bh / h, score, label));
+            }
         }
     }
 

@@ -112,7 +112,7 @@
     matches = out;
   }
 
-  function thumbFor(i, box) {
+  function thumbFor(i, box, ks) {
     var src = null;
     if (D.thumbs === 'folder') src = I[i].t || null;
     else if (D.thumbs === 'embed' && thumbs && thumbs[i]) src = 'data:image/jpeg;base64,' + thumbs[i];
@@ -123,7 +123,26 @@
       img.decoding = 'async';
       img.alt = I[i].p;
       img.src = src;
-      box.appendChild(img);
+      var regions = (I[i].r || []).filter(function (r) { return !ks || ks.indexOf(r[0]) >= 0; });
+      if (regions.length) {
+        // face boxes: [variant, left, top, width, height (fractions), score x 1000, label]
+        var frame = el('span', 'frame');
+        frame.appendChild(img);
+        regions.forEach(function (r) {
+          var b = el('span', 'face' + (r[6].indexOf('skipped') === 0 ? ' skipped' : ''));
+          b.style.left = (100 * r[1]).toFixed(2) + '%';
+          b.style.top = (100 * r[2]).toFixed(2) + '%';
+          b.style.width = (100 * r[3]).toFixed(2) + '%';
+          b.style.height = (100 * r[4]).toFixed(2) + '%';
+          b.style.borderColor = PALETTE[r[0] % PALETTE.length];
+          b.title = V[r[0]].key + ': ' + (r[6] ? r[6] + ', ' : '') + 'score ' + (r[5] / 1000).toFixed(3);
+          if (r[6] && r[6].indexOf('skipped') !== 0) b.appendChild(el('span', 'who', r[6]));
+          frame.appendChild(b);
+        });
+        box.appendChild(frame);
+      } else {
+        box.appendChild(img);
+      }
     } else {
       box.textContent = D.thumbs === 'embed' && !thumbs ? '…' : 'no thumbnail';
     }
@@ -151,7 +170,8 @@
     var c = el('div', 'card');
     c.dataset.i = i;
     var box = el('div', 'thumb');
-    thumbFor(i, box);
+    box.dataset.ks = ks.join(',');
+    thumbFor(i, box, ks);
     c.appendChild(box);
     var body = el('div', 'body');
     var name = el('div', 'name', img.p);
@@ -478,7 +498,7 @@
         var c = el('div', 'dupe' + (i === g.k ? ' keeper' : ''));
         c.dataset.i = i;
         var t = el('div', 'thumb');
-        thumbFor(i, t);
+        thumbFor(i, t, []);
         c.appendChild(t);
         var n = el('div', 'name', (i === g.k ? 'keep · ' : '') + I[i].p);
         n.title = I[i].p;
@@ -494,9 +514,12 @@
     var node = $('iw-thumbs');
     if (!node) return;
     thumbs = JSON.parse(node.textContent);
-    Array.prototype.forEach.call(document.querySelectorAll('#dupes-list .dupe'), function (c) { thumbFor(+c.dataset.i, c.querySelector('.thumb')); });
+    Array.prototype.forEach.call(document.querySelectorAll('#dupes-list .dupe'), function (c) { thumbFor(+c.dataset.i, c.querySelector('.thumb'), []); });
     var boxes = document.querySelectorAll('#grid .card');
-    Array.prototype.forEach.call(boxes, function (c) { thumbFor(+c.dataset.i, c.querySelector('.thumb')); });
+    Array.prototype.forEach.call(boxes, function (c) {
+      var t = c.querySelector('.thumb');
+      thumbFor(+c.dataset.i, t, t.dataset.ks ? t.dataset.ks.split(',').map(Number) : []);
+    });
     document.documentElement.dataset.thumbsMs = performance.now().toFixed(1);
   };
 

@@ -143,6 +143,8 @@ pub struct FaceRow {
     pub person: Option<String>,
     pub skipped: Option<String>,
     pub embedding: Option<Vec<f32>>,
+    /// The upright image's size the box is in (`None` in regions written before it was kept).
+    pub frame: Option<(u32, u32)>,
 }
 
 impl FaceRow {
@@ -156,17 +158,25 @@ impl FaceRow {
 
 /// The faces a run found, in path and region order (one row per image and region, whatever
 /// the repeats).
-pub fn read_faces(conn: &Connection<'_>, run: &RunDir) -> Result<Vec<FaceRow>> {
+/// `embeddings` false leaves them out (cheaper, for drawing boxes).
+pub fn read_faces(conn: &Connection<'_>, run: &RunDir, embeddings: bool) -> Result<Vec<FaceRow>> {
     let parts = run.parts("regions");
     if parts.is_empty() {
         return Ok(Vec::new());
     }
+    let embedding = if embeddings {
+        "any_value(embedding::VARCHAR)"
+    } else {
+        "NULL::VARCHAR"
+    };
     let sql = format!(
         "SELECT variant, path, any_value(image_hash), region, any_value(x), any_value(y), any_value(w), any_value(h),
-                any_value(score), any_value(blur), any_value(person), any_value(skipped), any_value(embedding::VARCHAR)
-         FROM read_parquet({}, union_by_name = true)
+                any_value(score), any_value(blur), any_value(person), any_value(skipped), {embedding},
+                any_value(image_w), any_value(image_h)
+         FROM (SELECT * FROM read_parquet({}, union_by_name = true) UNION ALL BY NAME {})
          GROUP BY variant, path, region ORDER BY path, variant, region",
-        path_list(&parts)
+        path_list(&parts),
+        super::tables::empty_select(super::writer::REGIONS_SCHEMA)
     );
     let mut out = Vec::new();
     conn.query(&sql)?.for_each_row(|r| {
@@ -182,6 +192,10 @@ pub fn read_faces(conn: &Connection<'_>, run: &RunDir) -> Result<Vec<FaceRow>> {
             person: r.str(10)?.map(str::to_string),
             skipped: r.str(11)?.map(str::to_string),
             embedding: r.str(12)?.map(parse_float_list),
+            frame: match (r.i64(13)?, r.i64(14)?) {
+                (Some(w), Some(h)) if w > 0 && h > 0 => Some((w as u32, h as u32)),
+                _ => None,
+            },
         });
         Ok(())
     })?;

@@ -449,7 +449,7 @@ fn copy_regions(conn: &Connection<'_>, run: &RunDir, files: &[PathBuf]) -> Resul
          )
          SELECT {run_id} AS run_id, h.variant, h.path, o.image_hash, h.repeat, o.cache_key,
                 o.region, o.x, o.y, o.w, o.h, o.score, o.landmarks, o.blur, o.person,
-                o.similarity, o.skipped, o.embedding
+                o.similarity, o.skipped, o.embedding, o.image_w, o.image_h
          FROM src o JOIN hits h ON o.cache_key = h.cache_key AND o.source_variant = h.source_variant",
         files = path_list(files),
         run_id = crate::store::duck::lit(&run.id),

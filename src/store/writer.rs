@@ -35,9 +35,9 @@ pub const VECTORS_SCHEMA: &str = "run_id VARCHAR, variant VARCHAR, path VARCHAR,
 const VECTORS_STAGING: &str = "run_id VARCHAR, variant VARCHAR, path VARCHAR, image_hash VARCHAR, repeat INTEGER, cache_key VARCHAR, method VARCHAR, hash VARCHAR, embedding VARCHAR";
 /// What detectors found: one row per cell and region (a face), with its box, landmarks,
 /// score, sharpness, embedding, recognised person and why it was skipped, if it was.
-pub const REGIONS_SCHEMA: &str = "run_id VARCHAR, variant VARCHAR, path VARCHAR, image_hash VARCHAR, repeat INTEGER, cache_key VARCHAR, region INTEGER, x FLOAT, y FLOAT, w FLOAT, h FLOAT, score FLOAT, landmarks FLOAT[], blur FLOAT, person VARCHAR, similarity FLOAT, skipped VARCHAR, embedding FLOAT[]";
+pub const REGIONS_SCHEMA: &str = "run_id VARCHAR, variant VARCHAR, path VARCHAR, image_hash VARCHAR, repeat INTEGER, cache_key VARCHAR, region INTEGER, x FLOAT, y FLOAT, w FLOAT, h FLOAT, score FLOAT, landmarks FLOAT[], blur FLOAT, person VARCHAR, similarity FLOAT, skipped VARCHAR, embedding FLOAT[], image_w INTEGER, image_h INTEGER";
 /// The same, as the writer's staging table holds it (lists as text until committed).
-const REGIONS_STAGING: &str = "run_id VARCHAR, variant VARCHAR, path VARCHAR, image_hash VARCHAR, repeat INTEGER, cache_key VARCHAR, region INTEGER, x FLOAT, y FLOAT, w FLOAT, h FLOAT, score FLOAT, landmarks VARCHAR, blur FLOAT, person VARCHAR, similarity FLOAT, skipped VARCHAR, embedding VARCHAR";
+const REGIONS_STAGING: &str = "run_id VARCHAR, variant VARCHAR, path VARCHAR, image_hash VARCHAR, repeat INTEGER, cache_key VARCHAR, region INTEGER, x FLOAT, y FLOAT, w FLOAT, h FLOAT, score FLOAT, landmarks VARCHAR, blur FLOAT, person VARCHAR, similarity FLOAT, skipped VARCHAR, embedding VARCHAR, image_w INTEGER, image_h INTEGER";
 pub const GROUND_TRUTH_SCHEMA: &str =
     "path VARCHAR, image_hash VARCHAR, source VARCHAR, tag VARCHAR";
 
@@ -323,6 +323,7 @@ impl<'c, 'db> PartWriter<'c, 'db> {
                     Some(e) => app.str(&float_list(e))?,
                     None => app.null()?,
                 };
+                app.opt_i32(Some(r.frame.0))?.opt_i32(Some(r.frame.1))?;
                 app.end_row()?;
             }
         }

@@ -21,6 +21,8 @@ pub struct Region {
     pub embedding: Option<Vec<f32>>,
     /// The enrolled person it was matched to, as enrolled, with the cosine similarity.
     pub person: Option<(String, f32)>,
+    /// The size (width, height) of the upright image the box is in.
+    pub frame: (u32, u32),
     /// Why the region does not count as a face (`small`, `blurry`, `low score`); `None` when
     /// it counts.
     pub skipped: Option<String>,
