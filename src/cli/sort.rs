@@ -81,6 +81,15 @@ pub enum SortCommand {
 
 pub fn run(env: &Env, cmd: SortCommand) -> Result<ExitCode> {
     crate::store::duck::ensure(&env.fetcher)?;
+    let common = match &cmd {
+        SortCommand::Suggest { common, .. }
+        | SortCommand::Apply { common, .. }
+        | SortCommand::Evaluate { common, .. } => Some(common),
+        SortCommand::Undo { .. } => None,
+    };
+    if common.is_some_and(|c| !(0.0..=1.0).contains(&c.min_score)) {
+        bail!("--min-score must be from 0 to 1");
+    }
     match cmd {
         SortCommand::Suggest {
             folder,
@@ -100,11 +109,15 @@ pub fn run(env: &Env, cmd: SortCommand) -> Result<ExitCode> {
             min_confidence,
             plan,
         } => {
+            if !(0.0..=1.0).contains(&min_confidence) {
+                bail!("--min-confidence must be from 0 to 1");
+            }
             let s = match &plan {
                 Some(p) => read_plan(p)?,
                 None => suggestions(env, &folder, &common, 3)?,
             };
-            apply(&common.library, s, yes, copy, min_confidence)
+            let (folder, root) = places(&folder, &common.library)?;
+            apply(&root, &folder, s, yes, copy, min_confidence)
         }
         SortCommand::Undo { library } => undo(&library),
         SortCommand::Evaluate {
@@ -148,6 +161,7 @@ pub fn run(env: &Env, cmd: SortCommand) -> Result<ExitCode> {
 fn undo(library: &Path) -> Result<ExitCode> {
     let library = std::fs::canonicalize(library)
         .with_context(|| format!("cannot open the library {}", library.display()))?;
+    let _lock = journal::lock(&library)?;
     let lines = journal::read(&library)?;
     let Some((batch, entries)) = journal::last_batch(&lines) else {
         bail!(
@@ -216,9 +230,29 @@ fn describe_library(env: &Env, common: &Common) -> Result<Vec<Described>> {
     })
 }
 
+/// FOLDER and the library, absolute; refused when FOLDER holds the library (its images would
+/// be "new" images and the library's own training set at once).
+fn places(folder: &Path, library: &Path) -> Result<(PathBuf, PathBuf)> {
+    let canon =
+        |p: &Path| std::fs::canonicalize(p).with_context(|| format!("cannot open {}", p.display()));
+    let (folder, library) = (canon(folder)?, canon(library)?);
+    if library.starts_with(&folder) {
+        bail!(
+            "{} holds the library {}: sort the images of a folder outside it, or of one folder inside it",
+            folder.display(),
+            library.display()
+        );
+    }
+    Ok((folder, library))
+}
+
 fn suggestions(env: &Env, folder: &Path, common: &Common, top: usize) -> Result<Vec<Suggested>> {
+    let (folder, root) = places(folder, &common.library)?;
+    let folder = folder.as_path();
     with_features(env, common, |f| {
-        let library = sorting::describe(f, sorting::scan(&env.project, &common.library)?)?;
+        let mut library = sorting::describe(f, sorting::scan(&env.project, &root)?)?;
+        // An inbox inside the library is not part of what the library teaches.
+        library.retain(|d| !d.image.abs.starts_with(folder));
         let corrected = journal::corrections(&journal::read(&common.library)?);
         let model = sorting::train(&library, &corrected)?;
         let new = sorting::describe(f, sorting::scan(&env.project, folder)?)?;
@@ -343,16 +377,16 @@ fn confirm(s: &Suggested, yes: bool, stdin: &mut impl std::io::BufRead) -> Resul
 
 fn apply(
     root: &Path,
+    inbox: &Path,
     s: Vec<Suggested>,
     yes: bool,
     copy: bool,
     min_confidence: f32,
 ) -> Result<ExitCode> {
-    let root = &std::fs::canonicalize(root)
-        .with_context(|| format!("cannot open the library {}", root.display()))?;
     if !yes && !std::io::stdin().is_terminal() {
         bail!("`sort apply` moves files only when confirmed: run it in a terminal to answer per image, or pass --yes");
     }
+    let _lock = journal::lock(root)?;
     let batch = format!("{}-{}", crate::store::time_now().iso(), std::process::id());
     let mut stdin = std::io::stdin().lock();
     let (mut placed, mut failed) = (0, 0);
@@ -364,41 +398,11 @@ fn apply(
         let Some(folder) = confirm(x, yes, &mut stdin)? else {
             continue;
         };
-        check_folder(&folder)?;
-        let from = PathBuf::from(&x.file);
-        let hash = match std::fs::read(&from) {
-            Ok(b) => blake3::hash(&b).to_hex().to_string(),
+        match place_one(root, inbox, x, &folder, &batch, copy) {
+            Ok(true) => placed += 1,
+            Ok(false) => {}
             Err(e) => {
-                ui::warn(format!("{}: {e}; left where it is", from.display()));
-                failed += 1;
-                continue;
-            }
-        };
-        if hash != x.hash {
-            ui::warn(format!(
-                "{}: changed since it was suggested; left where it is",
-                from.display()
-            ));
-            failed += 1;
-            continue;
-        }
-        let to = free_name(&root.join(&folder), &from);
-        let entry = journal::Entry {
-            batch: batch.clone(),
-            op: if copy { "copy" } else { "move" }.into(),
-            from: from.clone(),
-            to: to.clone(),
-            hash,
-            folder: folder.clone(),
-            suggested: x.folders.first().map(|f| f.0.clone()),
-            confidence: x.folders.first().map(|f| f.1),
-            at: crate::store::time_now().iso(),
-        };
-        journal::append(root, &journal::Line::Placed(entry))?;
-        match journal::place(&from, &to, copy) {
-            Ok(()) => placed += 1,
-            Err(e) => {
-                ui::warn(format!("{e:#}"));
+                ui::warn(format!("{e:#}; left where it is"));
                 failed += 1;
             }
         }
@@ -409,6 +413,62 @@ fn apply(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Places one image in `folder` (journal first); `Ok(false)` when it is there already.
+fn place_one(
+    root: &Path,
+    inbox: &Path,
+    x: &Suggested,
+    folder: &str,
+    batch: &str,
+    copy: bool,
+) -> Result<bool> {
+    check_folder(folder)?;
+    let from = crate::dataset::names::rel_path(&x.file);
+    let shown = from.display();
+    // Only regular files of the inbox: a plan naming anything else, or a symlink (moving it
+    // would leave a dangling link), is refused.
+    let meta = std::fs::symlink_metadata(&from).with_context(|| format!("{shown}"))?;
+    if !meta.is_file() {
+        bail!("{shown} is not a regular file (a symlink, a folder or a device)");
+    }
+    if !from.starts_with(inbox) {
+        bail!("{shown} is not in {}", inbox.display());
+    }
+    let bytes = std::fs::read(&from).with_context(|| format!("{shown}"))?;
+    let hash = blake3::hash(&bytes).to_hex().to_string();
+    drop(bytes);
+    if hash != x.hash {
+        bail!("{shown} changed since it was suggested");
+    }
+    let dir = root.join(crate::dataset::names::rel_path(folder));
+    if from.parent() == Some(dir.as_path()) {
+        return Ok(false);
+    }
+    let to = free_name(&dir, &from);
+    let text = |p: &Path| crate::dataset::names::rel_text(p);
+    let entry = journal::Entry {
+        batch: batch.to_string(),
+        op: if copy { "copy" } else { "move" }.into(),
+        from: text(&from),
+        to: text(&to),
+        hash,
+        folder: folder.to_string(),
+        suggested: x.folders.first().map(|f| f.0.clone()),
+        confidence: x.folders.first().map(|f| f.1),
+        at: crate::store::time_now().iso(),
+    };
+    journal::append(root, &journal::Line::Placed(entry))?;
+    if let Err(e) = journal::place(&from, &to, copy) {
+        let failed = journal::Line::Failed {
+            failed: batch.to_string(),
+            to: text(&to),
+        };
+        journal::append(root, &failed)?;
+        return Err(e);
+    }
+    Ok(true)
 }
 
 /// `dir/NAME`, or `dir/STEM-2.EXT`… when that exists: nothing is overwritten.

@@ -129,7 +129,9 @@ fn identify(model: &Model, ctx: &Context, download: bool) -> Result<Option<Ident
 struct Canvas {
     tensor: Vec<f32>,
     letterbox: detect::Letterbox,
+    /// The image, shrunk by `crop_scale` when it was large.
     image: RgbImage,
+    crop_scale: f32,
 }
 
 /// A loaded detector (and recogniser).
@@ -225,7 +227,7 @@ impl FaceEngine {
             if c.w.min(c.h) < self.settings.min_size {
                 region.skipped = Some("small".into());
             } else if is_face {
-                self.measure(&canvas.image, &mut region)
+                self.measure(&canvas.image, canvas.crop_scale, &mut region)
                     .map_err(EngineError::Model)?;
             }
             if region.skipped.is_none() {
@@ -286,11 +288,12 @@ impl FaceEngine {
     }
 
     /// Aligns a face, measures its sharpness and embeds it (when there is a recogniser).
-    fn measure(&self, image: &RgbImage, region: &mut Region) -> Result<(), String> {
+    fn measure(&self, image: &RgbImage, scale: f32, region: &mut Region) -> Result<(), String> {
         let Some(recognizer) = &self.recognizer else {
             return Ok(());
         };
-        let Some(t) = align::estimate(&region.landmarks) else {
+        let landmarks = region.landmarks.map(|v| v * scale);
+        let Some(t) = align::estimate(&landmarks) else {
             region.skipped = Some("no landmarks".into());
             return Ok(());
         };
@@ -361,10 +364,22 @@ fn unit(values: &[f32]) -> Option<Vec<f32>> {
     (norm.is_finite() && norm > 0.0).then(|| values.iter().map(|v| v / norm).collect())
 }
 
+/// The longest side of the image kept for the face crops: a queued image costs at most
+/// 3072² × 3 bytes (28 MB) whatever the photo, and a face big enough to detect on the 640 px
+/// canvas keeps well over the recogniser's 112 px at this size.
+const CROP_SIDE: u32 = 3072;
+
 /// The detector's input: the image resized (bilinear, as Pillow) onto the canvas at the top
-/// left, planar B, G, R, 0–255, black elsewhere.
+/// left, planar B, G, R, 0–255, black elsewhere; with the image for the crops, shrunk to
+/// [`CROP_SIDE`] when larger.
 fn canvas(img: RgbImage) -> Canvas {
     let lb = detect::Letterbox::fit(img.width(), img.height());
+    let (sw, sh) = crate::imaging::fit_longest_side(img.width(), img.height(), CROP_SIDE);
+    let img = if (sw, sh) == img.dimensions() {
+        img
+    } else {
+        crate::imaging::resample::resize(&img, sw, sh, Filter::Bilinear)
+    };
     let small = crate::imaging::resample::resize(&img, lb.scaled_w, lb.scaled_h, Filter::Bilinear);
     let side = detect::SIDE as usize;
     let plane = side * side;
@@ -380,6 +395,7 @@ fn canvas(img: RgbImage) -> Canvas {
     }
     Canvas {
         tensor,
+        crop_scale: img.width() as f32 / lb.width as f32,
         letterbox: lb,
         image: img,
     }

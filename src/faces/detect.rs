@@ -135,12 +135,23 @@ pub fn iou(a: &Candidate, b: &Candidate) -> f32 {
     }
 }
 
+/// Candidates considered by suppression, strongest first, and faces kept after it (OpenCV's
+/// `top_k` and `keep_top_k` for YuNet): a detector gone wrong cannot make an image cost
+/// millions of comparisons and recogniser runs.
+pub const TOP_K: usize = 5000;
+pub const KEEP_TOP_K: usize = 750;
+
 /// Greedy non-maximum suppression: by descending score (ties keep decoding order), a
-/// candidate overlapping a kept one by more than `threshold` IoU is dropped.
+/// candidate overlapping a kept one by more than `threshold` IoU is dropped; at most
+/// [`TOP_K`] candidates in, [`KEEP_TOP_K`] out.
 pub fn suppress(mut candidates: Vec<Candidate>, threshold: f32) -> Vec<Candidate> {
     candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
+    candidates.truncate(TOP_K);
     let mut kept: Vec<Candidate> = Vec::new();
     for c in candidates {
+        if kept.len() == KEEP_TOP_K {
+            break;
+        }
         if kept.iter().all(|k| iou(k, &c) <= threshold) {
             kept.push(c);
         }

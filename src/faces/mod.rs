@@ -30,9 +30,10 @@ pub struct Gallery {
     pub recognizer: String,
 }
 
-/// The key a name is matched by: case-folded, surrounding space trimmed.
+/// The key a name is matched by: the tag normalisation every tag gets (case-folded, `_` as a
+/// space, runs of space as one), so two names that give one `person:` tag are one person.
 pub fn name_key(name: &str) -> String {
-    name.trim().to_lowercase()
+    crate::tags::normalise(name).unwrap_or_else(|| name.trim().to_lowercase())
 }
 
 impl Gallery {

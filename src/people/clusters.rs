@@ -33,6 +33,22 @@ fn faces_file(project: &Project) -> PathBuf {
     faces_dir(project).join("clusters.parquet")
 }
 
+/// Cluster ids stay below this (they are stored as 32-bit signed integers).
+const MAX_ID: u32 = i32::MAX as u32;
+
+/// The state with `next_id` past every id the faces file holds, so a state file lost,
+/// edited, or left behind by a kill between the two files never hands out an id in use.
+fn reconciled(mut state: State, faces: &[ClusterFace]) -> Result<State> {
+    let top = faces.iter().filter_map(|f| f.cluster).max();
+    if let Some(top) = top {
+        state.next_id = state.next_id.max(top.saturating_add(1));
+    }
+    if state.next_id >= MAX_ID {
+        bail!("cluster ids have reached {MAX_ID}; delete the cluster files under .iw-lab/faces to cluster afresh");
+    }
+    Ok(state)
+}
+
 fn load_state(project: &Project) -> Result<State> {
     let path = state_file(project);
     match std::fs::read(&path) {
@@ -88,8 +104,8 @@ pub fn cluster(project: &Project, run: &RunDir, params: &Params) -> Result<Summa
     let _lock = lock(project)?;
     let db = crate::store::open_db()?;
     let conn = db.connect()?;
-    let mut state = load_state(project)?;
     let mut faces = stored::read_cluster_faces(&conn, &faces_file(project))?;
+    let mut state = reconciled(load_state(project)?, &faces)?;
     if let Some(f) = faces.iter().find(|f| f.recognizer != recognizer) {
         bail!("the faces clustered so far ({}) were embedded by another recogniser; delete {} to cluster afresh", f.path, faces_file(project).display());
     }
@@ -143,8 +159,9 @@ pub fn cluster(project: &Project, run: &RunDir, params: &Params) -> Result<Summa
             f.cluster = c;
         }
     }
-    stored::write_cluster_faces(&conn, &faces_file(project), &faces)?;
+    // The state first: a kill between the two leaves a higher next id, which is harmless.
     save_state(project, &state)?;
+    stored::write_cluster_faces(&conn, &faces_file(project), &faces)?;
     Ok(summarise(&faces, &state, new_faces, params))
 }
 
@@ -221,6 +238,10 @@ pub fn name(project: &Project, id: u32, name: &str) -> Result<(String, usize)> {
         .find(|r| name_key(&r.person) == name_key(name))
         .map_or(name.to_string(), |r| r.person.clone());
     let source = format!("cluster:{id}");
+    // Naming again renames: the cluster's enrolled faces are this person now.
+    for r in rows.iter_mut().filter(|r| r.source == source) {
+        r.person = shown.clone();
+    }
     let before = rows.len();
     for f in &members {
         if rows.iter().any(|r| {
@@ -267,13 +288,41 @@ pub fn merge(project: &Project, into: u32, from: u32) -> Result<usize> {
         f.cluster = Some(into);
         moved += 1;
     }
-    stored::write_cluster_faces(&conn, &faces_file(project), &faces)?;
     let mut state = load_state(project)?;
     if let Some(n) = state.names.remove(&from) {
         state.names.entry(into).or_insert(n);
     }
+    // Faces enrolled from the merged cluster belong to the cluster they joined, and to its
+    // person when it has one.
+    let person = state.names.get(&into).cloned();
+    let (old, new) = (format!("cluster:{from}"), format!("cluster:{into}"));
+    edit_gallery(&conn, project, |rows| {
+        for r in rows.iter_mut().filter(|r| r.source == old) {
+            r.source = new.clone();
+            if let Some(p) = &person {
+                r.person = p.clone();
+            }
+        }
+    })?;
     save_state(project, &state)?;
+    stored::write_cluster_faces(&conn, &faces_file(project), &faces)?;
     Ok(moved)
+}
+
+/// Rewrites the gallery through `edit`, when it changed anything.
+fn edit_gallery(
+    conn: &crate::store::duck::Connection<'_>,
+    project: &Project,
+    edit: impl FnOnce(&mut Vec<GalleryRow>),
+) -> Result<()> {
+    let file = stored::gallery_file(&project.state_dir());
+    let mut rows = stored::read_gallery(conn, &file)?;
+    let before = rows.clone();
+    edit(&mut rows);
+    if rows != before {
+        stored::write_gallery(conn, &file, &rows)?;
+    }
+    Ok(())
 }
 
 /// Splits cluster `id` by clustering its faces again with `max_distance` (tighter than the
@@ -307,7 +356,7 @@ pub fn split(project: &Project, id: u32, max_distance: f32) -> Result<Vec<(u32, 
         .iter()
         .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
         .map(|(k, _)| *k);
-    let mut state = load_state(project)?;
+    let mut state = reconciled(load_state(project)?, &faces)?;
     let mut ids: BTreeMap<u32, u32> = BTreeMap::new();
     for part in sizes.keys() {
         let new = if Some(*part) == largest {
@@ -322,8 +371,20 @@ pub fn split(project: &Project, id: u32, max_distance: f32) -> Result<Vec<(u32, 
     for (&i, part) in members.iter().zip(&parts) {
         faces[i].cluster = part.and_then(|p| ids.get(&p).copied());
     }
-    stored::write_cluster_faces(&conn, &faces_file(project), &faces)?;
+    // Faces that left a named cluster leave its person too.
+    let source = format!("cluster:{id}");
+    let gone: Vec<(&str, &[f32])> = members
+        .iter()
+        .filter(|&&i| faces[i].cluster != Some(id))
+        .map(|&i| (faces[i].path.as_str(), faces[i].embedding.as_slice()))
+        .collect();
+    edit_gallery(&conn, project, |rows| {
+        rows.retain(|r| {
+            r.source != source || !gone.iter().any(|(p, e)| r.photo == *p && r.embedding == *e)
+        })
+    })?;
     save_state(project, &state)?;
+    stored::write_cluster_faces(&conn, &faces_file(project), &faces)?;
     Ok(sizes.iter().map(|(p, n)| (ids[p], *n)).collect())
 }
 

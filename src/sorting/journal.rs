@@ -1,7 +1,9 @@
 //! The journal of `sort apply` (`ROOT/.iw-lab/sort/journal.jsonl`): one JSON line per file
 //! placed, written and fsynced *before* the file is moved, so a kill at any moment leaves a
-//! journal that `undo` can follow (it checks each file's content before touching it). An
-//! `undone` line closes a batch.
+//! journal that `undo` can follow (it checks each file's content before touching it). A
+//! `failed` line marks a placement that did not happen; an `undone` line closes a batch once
+//! every file of it is back. Paths are written as `dataset::names` text, so a name that is
+//! not UTF-8 is kept exactly. `apply` and `undo` hold `ROOT/.iw-lab/sort/lock`.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -15,8 +17,9 @@ pub struct Entry {
     pub batch: String,
     /// `move` or `copy`.
     pub op: String,
-    pub from: PathBuf,
-    pub to: PathBuf,
+    /// Absolute paths, as `dataset::names::rel_text` writes them.
+    pub from: String,
+    pub to: String,
     /// BLAKE3 of the file's bytes.
     pub hash: String,
     /// The folder chosen, relative to the library.
@@ -27,12 +30,69 @@ pub struct Entry {
     pub at: String,
 }
 
-/// A journal line: a placement, or a batch undone.
+impl Entry {
+    pub fn from_path(&self) -> PathBuf {
+        crate::dataset::names::rel_path(&self.from)
+    }
+
+    pub fn to_path(&self) -> PathBuf {
+        crate::dataset::names::rel_path(&self.to)
+    }
+}
+
+/// A journal line: a placement, a placement that failed, or a batch undone.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Line {
     Placed(Entry),
+    Failed { failed: String, to: String },
     Undone { undone: String, at: String },
+}
+
+/// Holds the journal's lock while alive: one `apply` or `undo` per library at a time.
+pub struct Locked {
+    _file: std::fs::File,
+}
+
+/// Takes the journal's lock, waiting for another `apply` or `undo` to finish.
+pub fn lock(root: &Path) -> Result<Locked> {
+    let dir = root.join(".iw-lab").join("sort");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    file.lock()
+        .with_context(|| format!("cannot lock {}", path.display()))?;
+    Ok(Locked { _file: file })
+}
+
+/// The placements that happened (not marked failed), in order, with the batches undone.
+fn placed(lines: &[Line]) -> (Vec<&Entry>, std::collections::HashSet<&str>) {
+    let mut failed = std::collections::HashSet::new();
+    let mut undone = std::collections::HashSet::new();
+    for l in lines {
+        match l {
+            Line::Failed { failed: b, to } => {
+                failed.insert((b.as_str(), to.as_str()));
+            }
+            Line::Undone { undone: b, .. } => {
+                undone.insert(b.as_str());
+            }
+            Line::Placed(_) => {}
+        }
+    }
+    let entries = lines
+        .iter()
+        .filter_map(|l| match l {
+            Line::Placed(e) if !failed.contains(&(e.batch.as_str(), e.to.as_str())) => Some(e),
+            _ => None,
+        })
+        .collect();
+    (entries, undone)
 }
 
 pub fn path(root: &Path) -> PathBuf {
@@ -62,57 +122,61 @@ pub fn append(root: &Path, line: &Line) -> Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .read(true)
         .open(&p)
         .with_context(|| format!("cannot open {}", p.display()))?;
-    let mut text = serde_json::to_string(line)?;
+    let mut text = String::new();
+    if !ends_with_newline(&mut f)? {
+        // A line torn by a failed write ends here, so the new one starts on its own line.
+        text.push('\n');
+    }
+    text.push_str(&serde_json::to_string(line)?);
     text.push('\n');
     f.write_all(text.as_bytes())
         .and_then(|_| f.sync_all())
         .with_context(|| format!("cannot write {}", p.display()))
 }
 
+/// Whether the file is empty or ends with a newline.
+fn ends_with_newline(f: &mut std::fs::File) -> Result<bool> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let len = f.metadata()?.len();
+    if len == 0 {
+        return Ok(true);
+    }
+    f.seek(SeekFrom::Start(len - 1))?;
+    let mut last = [0u8; 1];
+    f.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
+}
+
 /// Placements not undone, by content hash: the folder each was last put in where it differs
 /// from the first suggestion (a correction).
 pub fn corrections(lines: &[Line]) -> std::collections::HashMap<String, String> {
-    let undone: std::collections::HashSet<&str> = lines
-        .iter()
-        .filter_map(|l| match l {
-            Line::Undone { undone, .. } => Some(undone.as_str()),
-            Line::Placed(_) => None,
-        })
-        .collect();
-    lines
-        .iter()
-        .filter_map(|l| match l {
-            Line::Placed(e) if !undone.contains(e.batch.as_str()) => Some(e),
-            _ => None,
-        })
+    let (entries, undone) = placed(lines);
+    entries
+        .into_iter()
+        .filter(|e| !undone.contains(e.batch.as_str()))
         .filter(|e| e.suggested.as_deref().is_some_and(|s| s != e.folder))
         .map(|e| (e.hash.clone(), e.folder.clone()))
         .collect()
 }
 
-/// The last batch not undone, with its entries.
+/// The last batch not undone, with its placements.
 pub fn last_batch(lines: &[Line]) -> Option<(String, Vec<Entry>)> {
-    let undone: std::collections::HashSet<&str> = lines
+    let (entries, undone) = placed(lines);
+    let batch = entries
         .iter()
-        .filter_map(|l| match l {
-            Line::Undone { undone, .. } => Some(undone.as_str()),
-            Line::Placed(_) => None,
-        })
+        .rev()
+        .find(|e| !undone.contains(e.batch.as_str()))?
+        .batch
+        .clone();
+    let of_batch = entries
+        .into_iter()
+        .filter(|e| e.batch == batch)
+        .cloned()
         .collect();
-    let batch = lines.iter().rev().find_map(|l| match l {
-        Line::Placed(e) if !undone.contains(e.batch.as_str()) => Some(e.batch.clone()),
-        _ => None,
-    })?;
-    let entries = lines
-        .iter()
-        .filter_map(|l| match l {
-            Line::Placed(e) if e.batch == batch => Some(e.clone()),
-            _ => None,
-        })
-        .collect();
-    Some((batch, entries))
+    Some((batch, of_batch))
 }
 
 fn hash_of(p: &Path) -> Option<String> {
@@ -156,39 +220,43 @@ pub fn undo(root: &Path, batch: &str, entries: &[Entry]) -> Result<(usize, Vec<S
     let mut done = 0;
     let mut left = Vec::new();
     for e in entries.iter().rev() {
-        match hash_of(&e.to) {
+        let (from, to) = (e.from_path(), e.to_path());
+        match hash_of(&to) {
             Some(h) if h == e.hash => {}
             Some(_) => {
                 left.push(format!(
                     "{}: changed since it was placed; left there",
-                    e.to.display()
+                    to.display()
                 ));
                 continue;
             }
-            None if e.op == "move" && hash_of(&e.from).as_deref() == Some(e.hash.as_str()) => {
-                continue; // the move never happened (interrupted)
-            }
+            // A copy already removed, or a move that never happened or was already undone.
+            None if e.op == "copy" => continue,
+            None if hash_of(&from).as_deref() == Some(e.hash.as_str()) => continue,
             None => {
-                left.push(format!("{}: no longer there", e.to.display()));
+                left.push(format!("{}: no longer there", to.display()));
                 continue;
             }
         }
         let result = if e.op == "copy" {
-            std::fs::remove_file(&e.to).with_context(|| format!("cannot remove {}", e.to.display()))
+            std::fs::remove_file(&to).with_context(|| format!("cannot remove {}", to.display()))
         } else {
-            place(&e.to, &e.from, false)
+            place(&to, &from, false)
         };
         match result {
             Ok(()) => done += 1,
             Err(err) => left.push(format!("{err:#}")),
         }
     }
-    append(
-        root,
-        &Line::Undone {
-            undone: batch.to_string(),
-            at: crate::store::time_now().iso(),
-        },
-    )?;
+    // The batch closes only when every file is back: a retry finishes what is left.
+    if left.is_empty() {
+        append(
+            root,
+            &Line::Undone {
+                undone: batch.to_string(),
+                at: crate::store::time_now().iso(),
+            },
+        )?;
+    }
     Ok((done, left))
 }

@@ -143,6 +143,7 @@ pub fn examples(library: &[Described], corrected: &HashMap<String, String>) -> V
 /// One suggestion for one image.
 #[derive(Debug, Clone, Serialize)]
 pub struct Suggested {
+    /// The image's absolute path, as `dataset::names::rel_text` writes it.
     pub file: String,
     pub hash: String,
     /// Best first: the folder (relative to the library) and the confidence.
@@ -173,7 +174,7 @@ pub fn suggest(model: &learn::Model, new: &[Described], top: usize) -> Vec<Sugge
                 .map(|s| (s.label, s.confidence))
                 .collect();
             Suggested {
-                file: d.image.abs.display().to_string(),
+                file: crate::dataset::names::rel_text(&d.image.abs),
                 hash: d.image.hash.clone(),
                 folder: folders.first().map(|f| f.0.clone()),
                 folders,
