@@ -318,6 +318,20 @@ fn enrolled_people_are_recognised_and_a_stranger_is_not() {
         m["variants"][0]["micro"]["f1"].as_f64().unwrap() > 0.99,
         "{m}"
     );
+    // Sidecars written by the production pass keep the enrolled name's case.
+    p.expect(
+        &["promote", "latest", "faces-recognise", "--alias", "people"],
+        0,
+    );
+    p.copy(
+        &p.path().join(
+            "people/test/eileen COLLINS/crop.jpg".replace("eileen COLLINS", "Eileen Collins"),
+        ),
+        "tagme/e.jpg",
+    );
+    p.expect(&["tag", "--config", "people", "tagme"], 0);
+    let txt = std::fs::read_to_string(p.path().join("tagme/e.txt")).unwrap();
+    assert!(txt.contains("person:eileen COLLINS"), "{txt}");
     // Forgetting a person, in any case, recomputes: nobody is Kafka any more.
     p.expect(&["faces", "forget", "FRANZ kafka"], 0);
     p.json(&["run", "people", "--json"], 0);

@@ -557,8 +557,16 @@ impl Job<'_> {
         let (tx, rx) = crossbeam_channel::bounded::<Item>(256);
         std::thread::scope(|scope| -> Result<crate::runner::predict::Inferred> {
             let writer = scope.spawn(move || self.write_results(rx, images, shared));
+            let names = enrolled_names(ctx);
             let mut sink = |key: &str, result: Result<Scores, String>, origin: &str| {
-                let result = result.map(std::sync::Arc::new);
+                let result = result.map(|mut scores| {
+                    for (tag, _, _) in scores.iter_mut() {
+                        if let Some(n) = names.get(tag.as_str()) {
+                            tag.clone_from(n);
+                        }
+                    }
+                    std::sync::Arc::new(scores)
+                });
                 for &i in by_key.get(key).map(Vec::as_slice).unwrap_or(&[]) {
                     let _ = tx.send((i, result.clone(), origin.to_string()));
                 }
@@ -601,6 +609,19 @@ impl Job<'_> {
         }
         commit_group(&mut pending, shared)
     }
+}
+
+/// `person:` tags as runs store them (`person:amy h`) → as enrolled (`person:Amy H`): sidecars
+/// keep the enrolled name's case.
+fn enrolled_names(ctx: &Context) -> std::collections::HashMap<String, String> {
+    ctx.gallery
+        .iter()
+        .flat_map(|g| g.people.iter())
+        .map(|p| {
+            let key = crate::faces::name_key(&p.name);
+            (format!("person:{key}"), format!("person:{}", p.name))
+        })
+        .collect()
 }
 
 /// One inference result on its way to the writer thread: the image's index, its scores (or
