@@ -5,7 +5,8 @@
   (`timings.infer_s`: read, decode, letterbox, detect, align, embed, store) and the whole
   command's wall time;
 - the tuned Python peer (benches/faces_python.py: onnxruntime with spinning off, decode on a
-  thread pool ahead of inference, vectorised numpy), in-process median;
+  thread pool ahead of inference, vectorised numpy), in-process after a warm-up pass;
+  one iw-lab run and one peer run per round, interleaved, medians over the rounds;
 - the models alone: the peer's time inside the two sessions' run() calls (the limit).
 
 The images: tests/reference/make_face_set.py's set (35 images, 33 faces), each re-encoded at
@@ -72,6 +73,13 @@ def iw_lab(images, model_files, repeats):
     return out
 
 
+def python_peer(images, files, repeats=1):
+    return json.loads(subprocess.run([sys.executable, str(ROOT / "benches/faces_python.py"), "--yunet", files["detector"],
+                                      "--sface", files["recognizer"], "--threads", str(os.cpu_count() or 2),
+                                      "--repeats", str(repeats), str(images)],
+                                     capture_output=True, text=True, check=True).stdout)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
@@ -80,24 +88,29 @@ def main():
         images = make_set(tmp)
         n = len(list(images.iterdir()))
         files = {}
-        ours = iw_lab(images, files, args.repeats)
-        py = json.loads(subprocess.run([sys.executable, str(ROOT / "benches/faces_python.py"), "--yunet", files["detector"],
-                                        "--sface", files["recognizer"], "--threads", str(os.cpu_count() or 2),
-                                        "--repeats", str(args.repeats), str(images)],
-                                       capture_output=True, text=True, check=True).stdout)
+        # Interleaved, one of each per round, so a drift of the machine hits both alike.
+        ours, peer = [], []
+        for _ in range(args.repeats):
+            ours += iw_lab(images, files, 1)
+            peer.append(python_peer(images, files))
         infer = statistics.median(o[0] for o in ours)
         wall = statistics.median(o[1] for o in ours)
+        py_s = statistics.median(p["seconds"] for p in peer)
+        models = statistics.median(p["model_seconds"] for p in peer)
         print(json.dumps({
             "images": n,
-            "faces": py["faces"],
+            "faces": peer[0]["faces"],
+            "rounds": args.repeats,
             "iw_lab_pipeline_s": round(infer, 3),
             "iw_lab_command_s": round(wall, 3),
-            "python_s": round(py["seconds"], 3),
-            "models_alone_s": round(py["model_seconds"], 3),
+            "python_s": round(py_s, 3),
+            "models_alone_s": round(models, 3),
             "iw_lab_images_per_s": round(n / infer, 1),
-            "python_images_per_s": round(n / py["seconds"], 1),
-            "speedup_vs_python": round(py["seconds"] / infer, 2),
-            "ratio_to_models_alone": round(infer / py["model_seconds"], 2),
+            "python_images_per_s": round(n / py_s, 1),
+            "speedup_vs_python": round(py_s / infer, 2),
+            "ratio_to_models_alone": round(infer / models, 2),
+            "iw_lab_all_s": [round(o[0], 3) for o in ours],
+            "python_all_s": [round(p["seconds"], 3) for p in peer],
         }, indent=1))
 
 

@@ -318,6 +318,23 @@ fn enrolled_people_are_recognised_and_a_stranger_is_not() {
         m["variants"][0]["micro"]["f1"].as_f64().unwrap() > 0.99,
         "{m}"
     );
+    // The studio reviewing the run gives each image's boxes, placed as fractions of the image.
+    let boxes = studio_regions(&p);
+    let named: Vec<&Value> = boxes
+        .iter()
+        .filter(|r| r["person"] == "eileen COLLINS")
+        .collect();
+    assert_eq!(named.len(), 6, "{boxes:?}");
+    for r in &boxes {
+        let f = |k: &str| r[k].as_f64().unwrap();
+        assert!(
+            f("x") >= 0.0
+                && f("y") >= 0.0
+                && f("x") + f("w") <= 1.0 + 1e-6
+                && f("y") + f("h") <= 1.0 + 1e-6,
+            "{r}"
+        );
+    }
     // Sidecars written by the production pass keep the enrolled name's case.
     p.expect(
         &["promote", "latest", "faces-recognise", "--alias", "people"],
@@ -650,4 +667,51 @@ fn sort_suggests_applies_and_undoes() {
         0,
     );
     assert!(e["n"].as_u64().unwrap() >= 3, "{e}");
+}
+
+/// Every face box `serve --run latest` gives for the run's images (`/api/review/items/N`).
+fn studio_regions(p: &Project) -> Vec<Value> {
+    use std::io::{BufRead as _, Read as _, Write as _};
+    let mut child = p
+        .command(&["serve", "--run", "latest"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let url = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL: {first:?}"))
+        .to_string();
+    let addr = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let mut out = Vec::new();
+    for id in 0.. {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "GET /api/review/items/{id} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        if !text.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        let body: Value = serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        for v in body["variants"].as_array().unwrap() {
+            out.extend(v["regions"].as_array().unwrap().iter().cloned());
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    out
 }

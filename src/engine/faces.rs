@@ -169,7 +169,7 @@ impl FaceEngine {
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let what = |role: &str| format!("model `{}`: its {role}", model.name);
-        let detector = super::onnx_session(ctx, &identity.files[0].path, threads)
+        let detector = super::onnx_session(ctx, &identity.files[0].path, threads, true)
             .with_context(|| what("detector"))?;
         let side = detect::SIDE as i64;
         check_input(&detector, [1, 3, side, side], "detector").with_context(|| what("detector"))?;
@@ -180,7 +180,7 @@ impl FaceEngine {
         }
         let recognizer = match identity.files.get(1) {
             Some(f) => {
-                let s = super::onnx_session(ctx, &f.path, threads)
+                let s = super::onnx_session(ctx, &f.path, threads, true)
                     .with_context(|| what("recogniser"))?;
                 let side = align::SIZE as i64;
                 check_input(&s, [1, 3, side, side], "recogniser")

@@ -377,13 +377,15 @@ pub fn load(model: &Model, identity: &Identity, ctx: &Context) -> Result<Arc<dyn
 }
 
 /// An ONNX Runtime session on `path` with `threads` intra-op threads, as every ONNX engine
-/// here runs one: idle threads do not spin (decoding workers share the cores), and no
-/// memory-pattern planning (it pre-allocates every activation of a batch at once, ~90 MB more
-/// for a 448 px batch of 8, for no measurable speed here).
+/// here runs one: idle threads do not spin (decoding workers share the cores). Memory-pattern
+/// planning pre-allocates every activation of a run at once: worth it for a graph always run
+/// at one shape (`fixed_shape`), not for a tagger's batches (~90 MB more for a 448 px batch of
+/// 8, for no measurable speed).
 pub(crate) fn onnx_session(
     ctx: &Context,
     path: &std::path::Path,
     threads: usize,
+    fixed_shape: bool,
 ) -> Result<ort::session::Session> {
     let env = crate::libs::ensure_ort(&ctx.fetcher)?;
     fn err(e: impl std::fmt::Display) -> anyhow::Error {
@@ -393,7 +395,7 @@ pub(crate) fn onnx_session(
         .map_err(err)
         .and_then(|b| b.with_intra_threads(threads).map_err(err))
         .and_then(|b| b.with_intra_op_spinning(false).map_err(err))
-        .and_then(|b| b.with_memory_pattern(false).map_err(err))
+        .and_then(|b| b.with_memory_pattern(fixed_shape).map_err(err))
         .and_then(|mut b| b.commit_from_file(path).map_err(err))
         .with_context(|| format!("loading {}", path.display()))
 }

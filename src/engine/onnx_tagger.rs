@@ -111,7 +111,7 @@ impl OnnxTagger {
         let threads = model
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let session = super::onnx_session(ctx, weights, threads).with_context(what)?;
+        let session = super::onnx_session(ctx, weights, threads, false).with_context(what)?;
         let labels = match &model.labels {
             Some(Labels::Inline(list)) => labels::from_names(list, &model.aliases)
                 .map_err(|e| anyhow::anyhow!("model `{}`: labels: {e}", model.name))?,

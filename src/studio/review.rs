@@ -334,7 +334,19 @@ pub async fn item(State(app): State<Arc<App>>, P(id): P<i64>) -> ApiResult<Json<
                 .filter(|f| f.path == rel && f.variant.as_deref() == Some(v.name.as_str()))
                 .map(|f| f.reason.as_str())
                 .collect();
-            json!({"key": v.key, "threshold": v.threshold, "tags": tags, "failed": failed, "is_tagger": v.tags})
+            let regions: Vec<Value> = run
+                .regions
+                .iter()
+                .filter(|f| f.path == rel && f.variant == v.name)
+                .filter_map(|f| {
+                    let (w, h) = f.frame?;
+                    let (w, h) = (w as f32, h as f32);
+                    let [x, y, bw, bh] = f.bbox;
+                    Some(json!({"x": x / w, "y": y / h, "w": bw / w, "h": bh / h, "score": f.score,
+                        "person": f.person, "skipped": f.skipped}))
+                })
+                .collect();
+            json!({"key": v.key, "threshold": v.threshold, "tags": tags, "failed": failed, "is_tagger": v.tags, "regions": regions})
         })
         .collect();
     let captions: Vec<Value> = run

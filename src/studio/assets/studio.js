@@ -461,6 +461,26 @@ async function exportSel() {
   document.getElementById("detail").hidden = false;
 }
 
+// Face boxes of a run's `faces` variants over the image (fractions of the upright image).
+const FACE_COLOURS = ["#e53935", "#1e88e5", "#43a047", "#fb8c00", "#8e24aa", "#00897b"];
+function withFaces(img, variants) {
+  const boxes = [];
+  variants.forEach((v, k) => (v.regions || []).forEach((r) => {
+    const label = r.person || (r.skipped ? "skipped: " + r.skipped : "");
+    const b = el("span", { class: "face" + (r.skipped ? " skipped" : ""),
+      title: v.key + ": " + (label ? label + ", " : "") + "score " + Number(r.score).toFixed(3) });
+    b.style.left = (100 * r.x).toFixed(2) + "%";
+    b.style.top = (100 * r.y).toFixed(2) + "%";
+    b.style.width = (100 * r.w).toFixed(2) + "%";
+    b.style.height = (100 * r.h).toFixed(2) + "%";
+    b.style.borderColor = FACE_COLOURS[k % FACE_COLOURS.length];
+    if (r.person) b.append(el("span", { class: "who", text: r.person }));
+    boxes.push(b);
+  }));
+  if (!boxes.length) return img;
+  return el("span", { class: "frame" }, img, ...boxes);
+}
+
 function closeDetail() { G.back = null; const d = document.getElementById("detail"); if (d) d.hidden = true; }
 
 async function openDetail(id) {
@@ -474,7 +494,7 @@ async function openDetail(id) {
   const info = el("div", { class: "info" });
   p.append(el("button", { class: "close", onclick: closeDetail, text: "×" }),
     el("h2", { text: d.path }),
-    el("div", { class: "detail" }, el("div", { class: "pic" }, img), info),
+    el("div", { class: "detail" }, el("div", { class: "pic" }, withFaces(img, d.variants || [])), info),
     el("button", { onclick: () => { document.getElementById("sort").value = "name"; sortShared(id); }, text: "images sharing most tags with this one" }));
   if (G.back) p.append(" ", el("button", { id: "back-dupes", onclick: G.back, text: "back to duplicates" }));
   const near = el("section", { id: "similar" });
