@@ -654,6 +654,29 @@ fn sort_suggests_applies_and_undoes() {
     // Nothing left to undo.
     let again = p.run(&["sort", "undo", "--library", "lib"]);
     assert_eq!(again.status.code(), Some(2));
+    // With a CLIP model, the nearest library images by embedding vote too (the tiny test
+    // CLIP's random weights: this checks the path, not the vote's worth).
+    p.write(
+        "models/clip.yaml",
+        &format!(
+            "kind: clip\nsource: {}/\n",
+            common::fixtures().join("models/clip-tiny").display()
+        ),
+    );
+    let args = [
+        "sort",
+        "suggest",
+        "inbox",
+        "--library",
+        "lib",
+        "-m",
+        "faces-recognise",
+        "--similar",
+        "clip",
+        "--json",
+    ];
+    let out = p.expect(&args, 0);
+    assert_eq!(out.lines().count(), 2, "{out}");
     let e = p.json(
         &[
             "sort",

@@ -27,6 +27,10 @@ pub struct Common {
     /// Tags scoring below this are not features.
     #[arg(long, default_value_t = 0.35)]
     pub min_score: f32,
+    /// A `clip` model (file, or a name in models/): the library's images nearest a new one by
+    /// its embedding vote for their folders too.
+    #[arg(long, value_name = "CLIP")]
+    pub similar: Option<String>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -216,11 +220,16 @@ fn with_features<T>(
 ) -> Result<T> {
     let ctx = env.engine_context()?;
     let models = models(env, common)?;
+    let embedder = match &common.similar {
+        Some(name) => Some(super::similar::embedding_model(env, name)?),
+        None => None,
+    };
     f(&Features {
         project: &env.project,
         ctx: &ctx,
         models: &models,
         min_score: common.min_score,
+        embedder: embedder.as_ref(),
     })
 }
 

@@ -3,7 +3,8 @@
 //!
 //! An image's features are its tags from the chosen taggers (any model, run through the
 //! cached pass: a promoted tagger, a `faces` model that recognises people), and its
-//! generation metadata (generator, checkpoint, LoRAs, prompt tags). `apply` moves or copies
+//! generation metadata (generator, checkpoint, LoRAs, prompt tags); with a `clip` model, its
+//! image embedding (cached like any vector) adds a k-nearest-neighbour vote. `apply` moves or copies
 //! images only when confirmed, writing a journal first (`ROOT/.iw-lab/sort/journal.jsonl`) so
 //! `undo` can put every file back; learning reads only images that sit in the library
 //! (placed by the user, or by a confirmed `apply`), never unconfirmed suggestions, and gives
@@ -31,6 +32,8 @@ pub struct Features<'a> {
     pub models: &'a [Model],
     /// Tags scoring below this are not features.
     pub min_score: f32,
+    /// A `clip` model whose image embeddings feed the k-nearest-neighbour vote.
+    pub embedder: Option<&'a Model>,
 }
 
 /// One image with its features.
@@ -38,6 +41,8 @@ pub struct Features<'a> {
 pub struct Described {
     pub image: ImageEntry,
     pub features: Vec<String>,
+    /// Its unit-length image embedding, when an embedder was given and it has one.
+    pub embedding: Option<Vec<f32>>,
 }
 
 /// Scans `root` (every image under it, hidden folders left out).
@@ -80,14 +85,30 @@ pub fn describe(f: &Features<'_>, images: Vec<ImageEntry>) -> Result<Vec<Describ
             );
         }
     }
+    let mut embeddings: Vec<Option<Vec<f32>>> = vec![None; images.len()];
+    if let Some(model) = f.embedder {
+        let v = crate::runner::vectors::vectors_cached(f.project, model, &images, f.ctx, "sort")?;
+        for (slot, (r, img)) in embeddings.iter_mut().zip(v.per_image.iter().zip(&images)) {
+            match r.as_deref() {
+                Ok(crate::words::Vector::Embedding(e)) => *slot = Some(e.clone()),
+                Ok(_) => {}
+                Err(e) => crate::ui::warn(format!("{}: {}: {e}", img.abs.display(), model.name)),
+            }
+        }
+    }
     Ok(images
         .into_iter()
         .zip(tags)
-        .map(|(image, mut features)| {
+        .zip(embeddings)
+        .map(|((image, mut features), embedding)| {
             features.extend(meta_features(&image));
             features.sort();
             features.dedup();
-            Described { image, features }
+            Described {
+                image,
+                features,
+                embedding,
+            }
         })
         .collect())
 }
@@ -133,7 +154,7 @@ pub fn examples(library: &[Described], corrected: &HashMap<String, String>) -> V
             Some(Example {
                 label,
                 features: d.features.clone(),
-                embedding: None,
+                embedding: d.embedding.clone(),
                 weight,
             })
         })
@@ -167,7 +188,7 @@ pub fn train(library: &[Described], corrected: &HashMap<String, String>) -> Resu
 pub fn suggest(model: &learn::Model, new: &[Described], top: usize) -> Vec<Suggested> {
     new.iter()
         .map(|d| {
-            let e = model.suggest(&d.features, None, top.max(1));
+            let e = model.suggest(&d.features, d.embedding.as_deref(), top.max(1));
             let folders: Vec<(String, f32)> = e
                 .suggestions
                 .into_iter()
