@@ -654,6 +654,55 @@ fn sort_suggests_applies_and_undoes() {
     // Nothing left to undo.
     let again = p.run(&["sort", "undo", "--library", "lib"]);
     assert_eq!(again.status.code(), Some(2));
+    // Hostile plans: a folder outside the library, a file outside the inbox, a torn journal.
+    let journal = p.path().join("lib/.iw-lab/sort/journal.jsonl");
+    let mut torn = std::fs::read(&journal).unwrap();
+    torn.extend_from_slice(b"{\"batch\":\"torn");
+    std::fs::write(&journal, torn).unwrap();
+    let outside = p.path().join("lib/Things/Food/coffee.jpg");
+    let plan: Vec<String> = s
+        .iter()
+        .map(|x| {
+            let mut x = x.clone();
+            x["folder"] = if x["file"].as_str().unwrap().ends_with("k.jpg") {
+                "../outside".into()
+            } else {
+                "People/Cameraman".into()
+            };
+            x.to_string()
+        })
+        .chain([serde_json::json!({"file": outside.to_str().unwrap(), "hash": "x", "folder": "Things/Space"}).to_string()])
+        .collect();
+    p.write("plan.jsonl", &(plan.join("\n") + "\n"));
+    let out = p.run(&[
+        "sort",
+        "apply",
+        "inbox",
+        "--library",
+        "lib",
+        "--plan",
+        "plan.jsonl",
+        "--yes",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not a folder inside the library") && err.contains("is not in"),
+        "{err}"
+    );
+    assert!(!p.path().join("outside").exists() && outside.exists());
+    assert!(p.path().join("lib/People/Cameraman/c.jpg").exists());
+    p.expect(&["sort", "undo", "--library", "lib"], 0);
+    assert!(p.path().join("inbox/c.jpg").exists());
+    // The library itself is not an inbox.
+    let out = p.run(&["sort", "suggest", "lib", "--library", "lib/People"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds the library"));
     // With a CLIP model, the nearest library images by embedding vote too (the tiny test
     // CLIP's random weights: this checks the path, not the vote's worth).
     p.write(
