@@ -293,6 +293,24 @@ fn key(r: &Review, tag: &str) -> Option<String> {
     crate::tags::normalise(tag).map(|t| aliases.apply(t))
 }
 
+/// The faces variant `variant` found in image `rel`, boxes as fractions of the upright image
+/// (regions stored without the image's size are left out).
+fn regions_of(run: &LoadedRun, rel: &str, variant: &str) -> Vec<Value> {
+    run.regions
+        .iter()
+        .filter(|f| f.path == rel && f.variant == variant)
+        .filter_map(|f| {
+            let (w, h) = f.frame?;
+            let (w, h) = (w as f32, h as f32);
+            let [x, y, bw, bh] = f.bbox;
+            Some(
+                json!({"x": x / w, "y": y / h, "w": bw / w, "h": bh / h, "score": f.score,
+                "person": f.person, "skipped": f.skipped}),
+            )
+        })
+        .collect()
+}
+
 pub async fn item(State(app): State<Arc<App>>, P(id): P<i64>) -> ApiResult<Json<Value>> {
     let mode = app.mode();
     let r = reviewing(&mode)?;
@@ -334,18 +352,7 @@ pub async fn item(State(app): State<Arc<App>>, P(id): P<i64>) -> ApiResult<Json<
                 .filter(|f| f.path == rel && f.variant.as_deref() == Some(v.name.as_str()))
                 .map(|f| f.reason.as_str())
                 .collect();
-            let regions: Vec<Value> = run
-                .regions
-                .iter()
-                .filter(|f| f.path == rel && f.variant == v.name)
-                .filter_map(|f| {
-                    let (w, h) = f.frame?;
-                    let (w, h) = (w as f32, h as f32);
-                    let [x, y, bw, bh] = f.bbox;
-                    Some(json!({"x": x / w, "y": y / h, "w": bw / w, "h": bh / h, "score": f.score,
-                        "person": f.person, "skipped": f.skipped}))
-                })
-                .collect();
+            let regions = regions_of(run, &rel, &v.name);
             json!({"key": v.key, "threshold": v.threshold, "tags": tags, "failed": failed, "is_tagger": v.tags, "regions": regions})
         })
         .collect();
