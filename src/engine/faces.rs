@@ -134,10 +134,20 @@ struct Canvas {
     crop_scale: f32,
 }
 
-/// A loaded detector (and recogniser).
-pub struct FaceEngine {
+/// One detector (and recogniser) session pair. Images run in parallel, one per lane, each
+/// lane's sessions on a share of the cores: for models this small, images side by side keep
+/// the cores busier than one image's operators spread over them.
+struct Lane {
     detector: Mutex<Session>,
     recognizer: Option<Mutex<Session>>,
+}
+
+/// Lanes at most (each holds its own copy of the recogniser, 39 MB).
+const MAX_LANES: usize = 4;
+
+/// A loaded detector (and recogniser).
+pub struct FaceEngine {
+    lanes: Vec<Lane>,
     settings: FacesSpec,
     aliases: Aliases,
     gallery: Option<Arc<Gallery>>,
@@ -162,40 +172,52 @@ fn check_input(session: &Session, shape: [i64; 4], what: &str) -> Result<()> {
     Ok(())
 }
 
+/// One lane's sessions, checked: YuNet's input and heads, SFace's input.
+fn lane(model: &Model, identity: &Identity, ctx: &Context, threads: usize) -> Result<Lane> {
+    let what = |role: &str| format!("model `{}`: its {role}", model.name);
+    let detector = super::onnx_session(ctx, &identity.files[0].path, threads, true)
+        .with_context(|| what("detector"))?;
+    let side = detect::SIDE as i64;
+    check_input(&detector, [1, 3, side, side], "detector").with_context(|| what("detector"))?;
+    for name in head_names(8) {
+        if !detector.outputs().iter().any(|o| o.name() == name) {
+            bail!("model `{}`: the detector has no output `{name}`; a `faces` model is YuNet 2023mar (outputs cls/obj/bbox/kps at strides 8, 16, 32)", model.name);
+        }
+    }
+    let recognizer = match identity.files.get(1) {
+        Some(f) => {
+            let s = super::onnx_session(ctx, &f.path, threads, true)
+                .with_context(|| what("recogniser"))?;
+            let side = align::SIZE as i64;
+            check_input(&s, [1, 3, side, side], "recogniser")
+                .with_context(|| what("recogniser"))?;
+            Some(Mutex::new(s))
+        }
+        None => None,
+    };
+    Ok(Lane {
+        detector: Mutex::new(detector),
+        recognizer,
+    })
+}
+
 impl FaceEngine {
     pub fn load(model: &Model, identity: &Identity, ctx: &Context) -> Result<FaceEngine> {
         let settings = spec(model)?.clone();
         let threads = model
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let what = |role: &str| format!("model `{}`: its {role}", model.name);
-        let detector = super::onnx_session(ctx, &identity.files[0].path, threads, true)
-            .with_context(|| what("detector"))?;
-        let side = detect::SIDE as i64;
-        check_input(&detector, [1, 3, side, side], "detector").with_context(|| what("detector"))?;
-        for name in head_names(8) {
-            if !detector.outputs().iter().any(|o| o.name() == name) {
-                bail!("model `{}`: the detector has no output `{name}`; a `faces` model is YuNet 2023mar (outputs cls/obj/bbox/kps at strides 8, 16, 32)", model.name);
-            }
-        }
-        let recognizer = match identity.files.get(1) {
-            Some(f) => {
-                let s = super::onnx_session(ctx, &f.path, threads, true)
-                    .with_context(|| what("recogniser"))?;
-                let side = align::SIZE as i64;
-                check_input(&s, [1, 3, side, side], "recogniser")
-                    .with_context(|| what("recogniser"))?;
-                Some(Mutex::new(s))
-            }
-            None => None,
-        };
+        let lanes = threads.clamp(1, MAX_LANES);
+        let per_lane = (threads / lanes).max(1);
+        let lanes = (0..lanes)
+            .map(|_| lane(model, identity, ctx, per_lane))
+            .collect::<Result<Vec<Lane>>>()?;
         let gallery = match (&settings.recognize, identity.files.get(1)) {
             (true, Some(f)) => Some(gallery(model, ctx, &f.blake3)?.clone()),
             _ => None,
         };
         Ok(FaceEngine {
-            detector: Mutex::new(detector),
-            recognizer,
+            lanes,
             settings,
             aliases: model.aliases.clone(),
             gallery,
@@ -203,9 +225,14 @@ impl FaceEngine {
     }
 
     /// Finds, measures and recognises the faces of one canvas.
-    fn detect_one(&self, mut canvas: Canvas, floor: f32) -> Result<Detection, EngineError> {
+    fn detect_one(
+        &self,
+        lane: &Lane,
+        mut canvas: Canvas,
+        floor: f32,
+    ) -> Result<Detection, EngineError> {
         let tensor = std::mem::take(&mut canvas.tensor);
-        let candidates = self.candidates(tensor).map_err(EngineError::Model)?;
+        let candidates = self.candidates(lane, tensor).map_err(EngineError::Model)?;
         let mut regions = Vec::new();
         let mut counted_scores = Vec::new();
         for c in candidates {
@@ -227,7 +254,7 @@ impl FaceEngine {
             if c.w.min(c.h) < self.settings.min_size {
                 region.skipped = Some("small".into());
             } else if is_face {
-                self.measure(&canvas.image, canvas.crop_scale, &mut region)
+                self.measure(lane, &canvas.image, canvas.crop_scale, &mut region)
                     .map_err(EngineError::Model)?;
             }
             if region.skipped.is_none() {
@@ -255,11 +282,11 @@ impl FaceEngine {
     }
 
     /// The detector's candidates on the canvas, suppressed, strongest first.
-    fn candidates(&self, tensor: Vec<f32>) -> Result<Vec<detect::Candidate>, String> {
+    fn candidates(&self, lane: &Lane, tensor: Vec<f32>) -> Result<Vec<detect::Candidate>, String> {
         let side = detect::SIDE as usize;
         let tensor =
             Tensor::from_array(([1usize, 3, side, side], tensor)).map_err(|e| e.to_string())?;
-        let mut session = self.detector.lock().unwrap_or_else(|e| e.into_inner());
+        let mut session = lane.detector.lock().unwrap_or_else(|e| e.into_inner());
         let outputs = session
             .run(ort::inputs![tensor])
             .map_err(|e| format!("the detector failed: {e}"))?;
@@ -288,8 +315,14 @@ impl FaceEngine {
     }
 
     /// Aligns a face, measures its sharpness and embeds it (when there is a recogniser).
-    fn measure(&self, image: &RgbImage, scale: f32, region: &mut Region) -> Result<(), String> {
-        let Some(recognizer) = &self.recognizer else {
+    fn measure(
+        &self,
+        lane: &Lane,
+        image: &RgbImage,
+        scale: f32,
+        region: &mut Region,
+    ) -> Result<(), String> {
+        let Some(recognizer) = &lane.recognizer else {
             return Ok(());
         };
         let landmarks = region.landmarks.map(|v| v * scale);
@@ -403,7 +436,10 @@ fn canvas(img: RgbImage) -> Canvas {
 
 impl Engine for FaceEngine {
     fn capabilities(&self) -> Capabilities {
-        capabilities()
+        Capabilities {
+            max_batch: self.lanes.len(),
+            ..capabilities()
+        }
     }
 
     fn kind(&self) -> &'static str {
@@ -428,16 +464,37 @@ impl Engine for FaceEngine {
     }
 
     fn detect(&self, batch: Vec<Prepared>, floor: f32) -> Vec<Result<Detection, EngineError>> {
-        batch
-            .into_iter()
-            .map(|p| match p {
-                Prepared::Staged(any) => match any.downcast::<Canvas>() {
-                    Ok(canvas) => self.detect_one(*canvas, floor),
-                    Err(_) => Err(EngineError::Input("not a face canvas".into())),
-                },
-                _ => Err(EngineError::Input("not a face canvas".into())),
-            })
-            .collect()
+        let one = |lane: &Lane, p: Prepared| match p {
+            Prepared::Staged(any) => match any.downcast::<Canvas>() {
+                Ok(canvas) => self.detect_one(lane, *canvas, floor),
+                Err(_) => Err(EngineError::Input("not a face canvas".into())),
+            },
+            _ => Err(EngineError::Input("not a face canvas".into())),
+        };
+        if batch.len() <= 1 {
+            return batch.into_iter().map(|p| one(&self.lanes[0], p)).collect();
+        }
+        // One image per lane, side by side (a batch is never larger than the lanes).
+        std::thread::scope(|scope| {
+            let running: Vec<_> = batch
+                .into_iter()
+                .zip(self.lanes.iter().cycle())
+                .map(|(p, lane)| {
+                    scope.spawn(move || {
+                        crate::panics::catch(|| one(lane, p))
+                            .unwrap_or_else(|m| Err(EngineError::Model(m)))
+                    })
+                })
+                .collect();
+            running
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(EngineError::Model("a face worker panicked".into()))
+                    })
+                })
+                .collect()
+        })
     }
 
     fn infer(&self, batch: Vec<Prepared>, floor: f32) -> Vec<Result<Vec<TagScore>, EngineError>> {
