@@ -787,3 +787,87 @@ fn studio_regions(p: &Project) -> Vec<Value> {
     let _ = child.wait();
     out
 }
+
+/// `max_count`: from the cap up, one tag (`N+ faces`) scored by the N-th face's score; below
+/// it the plain count; the demo's aliases name it; an out-of-range cap is refused on load.
+#[test]
+fn counts_from_max_count_up_share_one_tag() {
+    let p = Project::new();
+    let model = std::fs::read_to_string(repo().join("models/faces.yaml")).unwrap();
+    let with = |extra: &str| model.replace("min_size: 50", &format!("min_size: 50\n{extra}"));
+    p.write("models/faces.yaml", &model);
+    p.write("models/cap2.yaml", &with("  max_count: 2"));
+    p.write("models/cap4.yaml", &with("  max_count: 4"));
+    p.copy(&repo().join("models/yunet.yaml"), "models/yunet.yaml");
+    // three people side by side: the astronaut and Kafka twice (once mirrored)
+    let astronaut = image::open(repo().join("datasets/demo/astronaut.jpg"))
+        .unwrap()
+        .to_rgb8();
+    let kafka = image::imageops::resize(
+        &image::open(repo().join("tests/fixtures/clip/franz-kafka.jpg"))
+            .unwrap()
+            .to_rgb8(),
+        352,
+        512,
+        image::imageops::FilterType::Triangle,
+    );
+    let mut three = image::RgbImage::from_pixel(512 + 2 * 352, 512, image::Rgb([255; 3]));
+    image::imageops::replace(&mut three, &astronaut, 0, 0);
+    image::imageops::replace(&mut three, &kafka, 512, 0);
+    image::imageops::replace(
+        &mut three,
+        &image::imageops::flip_horizontal(&kafka),
+        864,
+        0,
+    );
+    std::fs::create_dir_all(p.path().join("datasets/g")).unwrap();
+    three.save(p.path().join("datasets/g/three.png")).unwrap();
+    p.write("datasets/g.yaml", "path: g/\n");
+    p.write(
+        "experiments/e.yaml",
+        "dataset: g\nvariants:\n  - model: faces\n  - model: cap2\n  - model: cap4\n  - model: yunet\n",
+    );
+    p.json(&["run", "e", "--json"], 0);
+    let scores: Vec<f64> = rows(
+        &p,
+        "SELECT score FROM regions WHERE variant = 'faces' ORDER BY score DESC",
+    )
+    .iter()
+    .map(|r| r["score"].as_f64().unwrap())
+    .collect();
+    assert_eq!(scores.len(), 3, "three faces: {scores:?}");
+    let tags = rows(
+        &p,
+        "SELECT variant, tag, score FROM outputs ORDER BY variant",
+    );
+    let got: Vec<(String, String)> = tags
+        .iter()
+        .map(|r| {
+            (
+                r["variant"].as_str().unwrap().to_string(),
+                r["tag"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want = [
+        ("cap2", "2+ faces"),
+        ("cap4", "3 faces"),
+        ("faces", "3 faces"),
+        ("yunet", "trio"),
+    ]
+    .map(|(v, t)| (v.to_string(), t.to_string()));
+    assert_eq!(got, want);
+    // at least two: the second-best face's score
+    let cap2 = tags[0]["score"].as_f64().unwrap();
+    assert!((cap2 - scores[1]).abs() < 1e-6, "{cap2} vs {scores:?}");
+    for bad in ["0", "10001", "-1", "2.5"] {
+        p.write("models/bad.yaml", &with(&format!("  max_count: {bad}")));
+        let out = p.run(&["predict", "--model", "bad", "datasets/g/three.png"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert!(
+            err.contains("max_count") && err.contains("bad.yaml"),
+            "{bad}: {err}"
+        );
+    }
+}

@@ -220,6 +220,11 @@ pub struct FacesFile {
     /// SFace's published threshold).
     #[serde(default)]
     pub min_similarity: Option<f64>,
+    /// From this many faces up, the count tag is `N+ faces` (Danbooru's `6+girls` style),
+    /// scored by the confidence that at least N are present (default: none, every count its
+    /// own tag).
+    #[serde(default)]
+    pub max_count: Option<u32>,
 }
 
 /// A `clip` model's zero-shot tagging.

@@ -264,6 +264,8 @@ pub struct FacesSpec {
     pub min_sharpness: f32,
     pub recognize: bool,
     pub min_similarity: f32,
+    /// Counts from this up share the tag `N+ faces`.
+    pub max_count: Option<usize>,
 }
 
 /// A `clip` model's zero-shot tagging, resolved.
@@ -1011,6 +1013,15 @@ fn faces_of(origin: &Origin<'_>, f: Option<&FacesFile>) -> Result<FacesSpec, Con
             crate::faces::SFACE_SAME_PERSON as f64,
             1.0,
         )?,
+        max_count: match f.max_count {
+            Some(n) if !(1..=10_000).contains(&n) => {
+                return Err(origin.invalid(
+                    "faces.max_count",
+                    format!("{n} must be a whole number from 1 to 10000"),
+                ))
+            }
+            n => n.map(|n| n as usize),
+        },
     })
 }
 
@@ -1433,21 +1444,34 @@ pub fn model_file_of(m: &Model, files: &[crate::words::FileInfo]) -> ModelFile {
         params: Default::default(),
         ensemble: None,
         zero_shot: m.zero_shot.as_ref().map(zero_shot_file_of),
-        faces: m.faces.as_ref().map(|f| FacesFile {
-            recognizer: f.recognizer.clone(),
-            recognizer_sha256: f
-                .recognizer_sha256
-                .clone()
-                .map(crate::config::files::Sha256)
-                .or_else(|| file_sha("recognizer")),
-            score: Some(crate::config::files::Probability(f.score as f64)),
-            nms: Some(crate::config::files::Probability(f.nms as f64)),
-            min_size: Some(f.min_size as f64),
-            min_sharpness: Some(f.min_sharpness as f64),
-            recognize: Some(f.recognize),
-            min_similarity: Some(f.min_similarity as f64),
-        }),
+        faces: m
+            .faces
+            .as_ref()
+            .map(|f| faces_file_of(f, file_sha("recognizer"))),
         description: None,
+    }
+}
+
+/// The `faces:` block of a resolved spec; `recognizer_sha256`: the fetched file's, when the
+/// spec pins none.
+fn faces_file_of(
+    f: &FacesSpec,
+    recognizer_sha256: Option<crate::config::files::Sha256>,
+) -> FacesFile {
+    FacesFile {
+        recognizer: f.recognizer.clone(),
+        recognizer_sha256: f
+            .recognizer_sha256
+            .clone()
+            .map(crate::config::files::Sha256)
+            .or(recognizer_sha256),
+        score: Some(crate::config::files::Probability(f.score as f64)),
+        nms: Some(crate::config::files::Probability(f.nms as f64)),
+        min_size: Some(f.min_size as f64),
+        min_sharpness: Some(f.min_sharpness as f64),
+        recognize: Some(f.recognize),
+        min_similarity: Some(f.min_similarity as f64),
+        max_count: f.max_count.map(|n| n as u32),
     }
 }
 

@@ -265,9 +265,10 @@ impl FaceEngine {
             }
         }
         let counted = regions.iter().filter(|r| r.skipped.is_none()).count();
+        let (tag, score) = detect::count(&counted_scores, counted, self.settings.max_count);
         let mut tags = vec![TagScore {
-            tag: self.aliased(&detect::count_tag(counted)).into(),
-            score: detect::count_confidence(&counted_scores, counted),
+            tag: self.aliased(&tag).into(),
+            score,
             category: Category::General,
         }];
         self.recognise(&mut regions, &mut tags, floor);

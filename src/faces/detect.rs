@@ -203,6 +203,19 @@ pub fn count_tag(n: usize) -> String {
     }
 }
 
+/// The count tag of `n` counted faces and its confidence ([`count_confidence`]), given the
+/// descending scores of the candidates. With `cap`, counts from `cap` up are one tag, `CAP+
+/// faces`, scored by the confidence that at least `cap` faces are present, `s_cap`.
+pub fn count(scores: &[f32], n: usize, cap: Option<usize>) -> (String, f32) {
+    match cap {
+        Some(c) if c > 0 && n >= c => (
+            format!("{c}+ faces"),
+            scores.get(c - 1).copied().map_or(0.0, unit),
+        ),
+        _ => (count_tag(n), count_confidence(scores, n)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,6 +229,21 @@ mod tests {
             score,
             landmarks: [0.0; 10],
         }
+    }
+
+    #[test]
+    fn counts_from_the_cap_up_share_one_tag() {
+        let s = [0.95, 0.9, 0.8, 0.7, 0.2];
+        assert_eq!(
+            count(&s, 2, Some(4)),
+            ("2 faces".into(), 0.8f32.min(1.0 - 0.8))
+        );
+        assert_eq!(count(&s, 4, Some(4)), ("4+ faces".into(), 0.7));
+        assert_eq!(count(&s, 4, None), ("4 faces".into(), 0.7f32.min(0.8)));
+        assert_eq!(count(&s, 1, Some(1)), ("1+ faces".into(), 0.95));
+        assert_eq!(count(&s, 0, Some(1)), ("no face".into(), 1.0 - 0.95));
+        // a cap of 0 is refused when the file is read; here it means no cap
+        assert_eq!(count(&[], 0, Some(0)), ("no face".into(), 1.0));
     }
 
     #[test]
