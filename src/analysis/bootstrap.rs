@@ -99,6 +99,41 @@ fn interval(estimate: f64, mut values: Vec<f64>, confidence: f64) -> Interval {
     }
 }
 
+/// The leaderboard's interval: resamples, seed and confidence of the report's default
+/// bootstrap, so both show the same interval for the same variant.
+pub const LEADERBOARD: (usize, u64, f64) = (200, 0, 0.95);
+
+/// The percentile interval of micro F1 from per-image counts, in the order the images are
+/// drawn from (path order): the same draws, and so the same interval, as [`bootstrap`] over
+/// the same images. `None` for fewer than two images.
+pub fn f1_micro_interval(
+    images: &[crate::store::counts::SampleCounts],
+    (resamples, seed, confidence): (usize, u64, f64),
+) -> Option<Interval> {
+    let n = images.len();
+    if n < 2 || resamples == 0 {
+        return None;
+    }
+    let f1 = |tp: u64, pred: u64, truth: u64| super::metrics::prf(tp, pred - tp, truth - tp).f1;
+    let total = images.iter().fold((0, 0, 0), |a, c| {
+        (a.0 + c.tp, a.1 + c.pred.max(c.tp), a.2 + c.truth.max(c.tp))
+    });
+    let mut rng = SplitMix64(seed);
+    let values = (0..resamples)
+        .map(|_| {
+            let (mut tp, mut pred, mut truth) = (0u64, 0u64, 0u64);
+            for _ in 0..n {
+                let c = &images[rng.below(n)];
+                tp += c.tp;
+                pred += c.pred.max(c.tp);
+                truth += c.truth.max(c.tp);
+            }
+            f1(tp, pred, truth)
+        })
+        .collect();
+    Some(interval(f1(total.0, total.1, total.2), values, confidence))
+}
+
 /// Multiplicity vectors of `count` resamples of `n` images, continuing `rng`'s stream.
 fn draws(rng: &mut SplitMix64, n: usize, count: usize) -> Vec<Vec<u32>> {
     (0..count)

@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::bootstrap::LEADERBOARD as LEADERBOARD_CI;
 use super::metrics::{assemble, average_precision, NegativeRate, Prf, RepeatStats, VariantMetrics};
 use crate::store::counts::{Counted, NegativeCounts, ScoreGroup, Unit};
 
@@ -94,6 +95,8 @@ fn unit_metrics(units: &[Unit], counted: &Counted) -> Vec<VariantMetrics> {
             let n = counted.images.get(&unit.name).copied().unwrap_or(0);
             let unit_ap = ap.get(&unit.name).unwrap_or(&empty);
             let mut m = assemble(&unit.name, t, tags, samples, n, unit_ap);
+            m.f1_micro_ci = super::bootstrap::f1_micro_interval(samples, LEADERBOARD_CI)
+                .map(|i| [i.low, i.high]);
             if let Some(rates) = &counted.negative {
                 m.negative = Some(negative_rate(rates.get(&key).copied().unwrap_or_default()));
             }
@@ -241,6 +244,7 @@ fn mean_of(variant: &str, threshold: f64, per: &[&VariantMetrics]) -> VariantMet
         labels: mean(&|m| m.labels as f64).round() as usize,
         negative,
         per_tag,
+        f1_micro_ci: None,
         scores_tags: true,
         text: Default::default(),
         repeats: Some(RepeatStats {

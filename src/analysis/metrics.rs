@@ -149,6 +149,11 @@ pub struct VariantMetrics {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub negative: Option<NegativeRate>,
     pub per_tag: Vec<PerTag>,
+    /// 95% percentile bootstrap interval of micro F1 over the scored images (200 resamples,
+    /// seed 0: the report's; `analysis::load`); none for fewer than two images or repeats
+    /// scored as a mean.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub f1_micro_ci: Option<[f64; 2]>,
     /// False for variants that write captions: the tag metrics above do not apply to them.
     #[serde(default = "yes", skip_serializing_if = "is_yes")]
     pub scores_tags: bool,
@@ -357,6 +362,7 @@ pub fn assemble(
         labels: tags.len(),
         negative: None,
         per_tag,
+        f1_micro_ci: None,
         scores_tags: true,
         text: TextMetrics::default(),
         repeats: None,

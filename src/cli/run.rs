@@ -82,6 +82,7 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
                 m.run_id
             ));
         }
+        ui::out(NEXT);
     }
     Ok(if m.counts.failures > 0 {
         ExitCode::from(1)
@@ -90,10 +91,14 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
     })
 }
 
+/// What to try after a run, printed under its leaderboard.
+const NEXT: &str = "\nnext:\n  iw-lab report latest         # the comparison as a web page: intervals, charts, every image\n  iw-lab serve --run latest    # review it in the studio: each variant's tags on each image, fix the ground truth";
+
 fn summary(m: &VariantMetrics) -> serde_json::Value {
     json!({
         "variant": m.variant, "threshold": m.threshold,
-        "micro": m.micro, "macro": m.macro_, "samples": m.samples, "map": m.map,
+        "micro": m.micro, "f1_micro_ci": m.f1_micro_ci,
+        "macro": m.macro_, "samples": m.samples, "map": m.map,
         "images": m.images, "labels": m.labels,
     })
 }
@@ -142,7 +147,10 @@ fn text_variants(metrics: &[VariantMetrics]) -> Vec<&VariantMetrics> {
 /// the leaderboard (`Metric::LEADERBOARD`).
 fn tag_table(tagged: &[&VariantMetrics], best: Option<&crate::store::manifest::Best>) -> String {
     let mut headers = vec!["", "variant", "threshold"];
-    headers.extend(Metric::columns(false).map(|(_, h)| h));
+    let mut columns = Metric::columns(false).map(|(_, h)| h);
+    headers.extend(columns.next());
+    headers.push("95% CI");
+    headers.extend(columns);
     headers.push("images");
     let mut t = Table::new(&headers);
     for m in tagged {
@@ -160,6 +168,13 @@ fn tag_table(tagged: &[&VariantMetrics], best: Option<&crate::store::manifest::B
                 Some(sd) if i == 0 => format!("{value} ±{}", num(Some(*sd))),
                 _ => value,
             });
+            if i == 0 {
+                // the headline's bootstrap interval over images (the report's)
+                row.push(m.f1_micro_ci.map_or_else(
+                    || "-".into(),
+                    |[lo, hi]| format!("{}–{}", num(Some(lo)), num(Some(hi))),
+                ));
+            }
         }
         row.push(m.images.to_string());
         t.row(row);

@@ -25,7 +25,8 @@ pub struct TagCounts {
     pub fn_: u64,
 }
 
-/// Counts for one image at one threshold.
+/// Counts for one image at one threshold (per unit and threshold, every scored image in path
+/// order).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct SampleCounts {
     pub tp: u64,
@@ -303,11 +304,16 @@ fn tag_counts(conn: &Connection<'_>) -> Result<HashMap<AtThreshold, Vec<TagCount
 
 /// Per (unit, threshold): true positives, predictions and labels per scored image.
 fn sample_counts(conn: &Connection<'_>) -> Result<HashMap<AtThreshold, Vec<SampleCounts>>> {
+    // every scored image, those with neither a prediction nor a label as zeros, in path
+    // order: the order the bootstrap over images draws from (`analysis::bootstrap`)
     let sql = format!(
         "SELECT variant, threshold,
                 count(*) FILTER (WHERE pred AND y), count(*) FILTER (WHERE pred), count(*) FILTER (WHERE y)
-         FROM (SELECT j.variant, t.threshold, j.path, j.y, {PRED} AS pred FROM m_j j JOIN m_thr t ON j.variant = t.variant)
-         GROUP BY variant, threshold, path"
+         FROM (SELECT e.variant, t.threshold, e.path, j.y, {PRED} AS pred
+               FROM m_ev e JOIN m_thr t ON e.variant = t.variant
+               LEFT JOIN m_j j ON j.variant = e.variant AND j.path = e.path)
+         GROUP BY variant, threshold, path
+         ORDER BY variant, threshold, path"
     );
     let mut out: HashMap<AtThreshold, Vec<SampleCounts>> = HashMap::new();
     conn.query(&sql)?.for_each_row(|r| {
