@@ -88,6 +88,13 @@ fn draw_lines(
         if let Some(m) = s.mark {
             chart.draw_series(std::iter::once(Circle::new(m, 4, c.filled())))?;
         }
+        // a series that never moves (a rating model's precision and recall are the same at
+        // every threshold) is one point, which a line does not show: ring it
+        if let Some(&first) = s.points.first() {
+            if s.points.iter().all(|&q| q == first) {
+                chart.draw_series(std::iter::once(Circle::new(first, 6, c.stroke_width(2))))?;
+            }
+        }
     }
     if !series.is_empty() {
         chart
@@ -402,6 +409,20 @@ mod tests {
         assert!(!s.contains("<script>"), "{s}");
         assert!(s.contains("&lt;script&gt;"));
         assert!(s.starts_with("<svg class=\"chart\" viewBox=\"0 0 520 360\""));
+    }
+
+    #[test]
+    fn a_series_that_never_moves_is_ringed() {
+        let line = |points: Vec<(f64, f64)>| Line {
+            name: "v".into(),
+            color: 0,
+            points,
+            mark: None,
+        };
+        let still = lines("t", "x", "y", &[line(vec![(0.25, 1.0); 3])]);
+        let moving = lines("t", "x", "y", &[line(vec![(0.1, 1.0), (0.25, 0.9)])]);
+        assert_eq!(still.matches("<circle").count(), 1, "{still}");
+        assert_eq!(moving.matches("<circle").count(), 0, "{moving}");
     }
 
     #[test]
