@@ -224,6 +224,7 @@ pub struct FacesFile {
     /// scored by the confidence that at least N are present (default: none, every count its
     /// own tag).
     #[serde(default)]
+    #[schemars(range(min = 1, max = 10000))]
     pub max_count: Option<u32>,
 }
 

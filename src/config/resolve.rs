@@ -264,7 +264,9 @@ pub struct FacesSpec {
     pub min_sharpness: f32,
     pub recognize: bool,
     pub min_similarity: f32,
-    /// Counts from this up share the tag `N+ faces`.
+    /// Counts from this up share the tag `N+ faces`. Left out of the fingerprint and cache
+    /// key when unset, so models without it keep the keys they had before it existed.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_count: Option<usize>,
 }
 
@@ -1506,5 +1508,36 @@ fn zero_shot_file_of(z: &ZeroShot) -> ZeroShotFile {
         template: Some(z.template.clone()),
         calibration: z.calibration,
         neutral_text: Some(z.neutral_text.clone()).filter(|t| t != DEFAULT_NEUTRAL),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `faces` model's settings are part of its fingerprint and cache keys: a setting added
+    /// later must leave the serialised form of models that do not use it unchanged, or every
+    /// cached cell misses and promoted configs read as drifted.
+    #[test]
+    fn faces_settings_serialise_as_before_unless_used() {
+        let mut spec = FacesSpec {
+            recognizer: None,
+            recognizer_parsed: None,
+            recognizer_sha256: None,
+            score: 0.6,
+            nms: 0.3,
+            min_size: 50.0,
+            min_sharpness: 0.0,
+            recognize: false,
+            min_similarity: crate::faces::SFACE_SAME_PERSON,
+            max_count: None,
+        };
+        // the form of the first release of `kind: faces`
+        let before = r#"{"recognizer":null,"recognizer_sha256":null,"score":0.6,"nms":0.3,"min_size":50.0,"min_sharpness":0.0,"recognize":false,"min_similarity":0.363}"#;
+        assert_eq!(serde_json::to_string(&spec).unwrap(), before);
+        spec.max_count = Some(4);
+        assert!(serde_json::to_string(&spec)
+            .unwrap()
+            .ends_with(r#","max_count":4}"#));
     }
 }
