@@ -524,6 +524,29 @@ fn repeats_are_scored_as_the_mean_with_their_spread_or_as_the_union_by_name() {
         "{union}"
     );
     assert_eq!(union["repeats"]["scored_as"], "union");
+    // An interval over images belongs to the union (one answer set per image), not to a mean
+    // of repeats: the leaderboard, and the report's, give it only to the union.
+    assert!(mean.get("f1_micro_ci").is_none(), "{mean}");
+    let [lo, hi] = [0, 1].map(|i| union["f1_micro_ci"][i].as_f64().unwrap());
+    assert!(lo <= 10.0 / 15.0 && 10.0 / 15.0 <= hi, "{union}");
+    p.expect(&["report", "latest", "--out", "r.html"], 0);
+    let html = std::fs::read_to_string(p.path().join("r.html")).unwrap();
+    let row = |name: &str| -> &str {
+        html.split("<tr")
+            .find(|r| r.contains(&format!("{name}</td>")) && r.contains("class=\"ci\""))
+            .unwrap_or_else(|| panic!("no leaderboard row for {name}"))
+    };
+    assert!(
+        row("union").contains("<td class=\"ci\">0."),
+        "{}",
+        row("union")
+    );
+    assert_eq!(
+        row("mean").matches("<td class=\"ci\"></td>").count(),
+        row("mean").matches("class=\"ci\"").count(),
+        "{}",
+        row("mean")
+    );
     // The leaderboard shows the spread.
     let text = p.expect(&["metrics", "latest"], 0);
     assert!(

@@ -469,6 +469,71 @@ fn run(stats: &[&Stat], n: usize, resamples: usize, seed: u64) -> (Vec<Vec<f64>>
 mod tests {
     use super::*;
 
+    /// The leaderboard's interval, from per-image counts, is the full bootstrap's: random
+    /// variants with images that have neither a label nor a prediction, and ratings.
+    #[test]
+    fn the_leaderboard_interval_is_the_bootstrap_over_the_same_images() {
+        use crate::store::counts::SampleCounts;
+        use crate::store::scores::{Entry, ImageInfo, StoredScores};
+        let mut rng = SplitMix64(7);
+        for case in 0..40 {
+            let n = 2 + rng.below(30);
+            let tags = 1 + rng.below(6);
+            let mut stored = StoredScores {
+                images: (0..n)
+                    .map(|i| ImageInfo {
+                        path: format!("{i:03}.png"),
+                        image_hash: String::new(),
+                        labelled: true,
+                    })
+                    .collect(),
+                tags: (0..tags).map(|t| format!("t{t}")).collect(),
+                categories: vec![Some(crate::config::Category::General); tags],
+                entries: vec![Vec::new(); n],
+                truth: Vec::new(),
+            };
+            for img in 0..n {
+                for tag in 0..tags as u32 {
+                    match rng.below(4) {
+                        0 => {}
+                        1 => stored.truth.push((img, tag)),
+                        _ => {
+                            let score = (rng.below(1000) as f32 + 1.0) / 1000.0;
+                            stored.entries[img].push(Entry {
+                                tag,
+                                score,
+                                y: false,
+                            });
+                            if rng.below(2) == 0 {
+                                stored.truth.push((img, tag));
+                            }
+                        }
+                    }
+                }
+            }
+            let v = VariantScores::from_stored("v", stored);
+            let t = 0.5;
+            let samples: Vec<SampleCounts> = (0..n)
+                .map(|img| {
+                    let pred = at_threshold(&v, img, t);
+                    let es = &v.entries[img];
+                    SampleCounts {
+                        tp: es.iter().filter(|e| e.y && pred.contains(&e.tag)).count() as u64,
+                        pred: pred.len() as u64,
+                        truth: es.iter().filter(|e| e.y).count() as u64,
+                    }
+                })
+                .collect();
+            let full = bootstrap(&[(&v, t)], 200, 0, 0.95).variants[0].f1_micro;
+            let ours = f1_micro_interval(&samples, LEADERBOARD).unwrap();
+            assert_eq!(ours, full, "case {case}");
+        }
+        assert_eq!(
+            f1_micro_interval(&[SampleCounts::default()], LEADERBOARD),
+            None
+        );
+    }
+
     #[test]
     fn splitmix_and_percentile() {
         // reference values of SplitMix64 seeded with 0

@@ -10,6 +10,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use rayon::prelude::*;
+
 use super::bootstrap::LEADERBOARD as LEADERBOARD_CI;
 use super::metrics::{assemble, average_precision, NegativeRate, Prf, RepeatStats, VariantMetrics};
 use crate::store::counts::{Counted, NegativeCounts, ScoreGroup, Unit};
@@ -77,9 +79,23 @@ pub fn units(variants: &[Scored]) -> Vec<Unit> {
     units
 }
 
-/// Metrics for each (variant, threshold) of `variants`, from the counts of their [`units`].
-pub fn metrics(variants: &[Scored], counted: &Counted) -> Vec<VariantMetrics> {
-    combine_repeats(variants, unit_metrics(&units(variants), counted))
+/// Metrics for each (variant, threshold) of `variants`, from the counts of their [`units`];
+/// with `intervals`, each with its leaderboard interval of micro F1 (`f1_micro_ci`; not for
+/// repeats scored as a mean, which show their spread instead).
+pub fn metrics(variants: &[Scored], counted: &Counted, intervals: bool) -> Vec<VariantMetrics> {
+    let mut out = combine_repeats(variants, unit_metrics(&units(variants), counted));
+    if intervals {
+        // one resampling per row, 200 × images draws each: side by side
+        out.par_iter_mut()
+            .filter(|m| m.repeats.as_ref().is_none_or(|r| r.scored_as == "union"))
+            .for_each(|m| {
+                let key = (m.variant.clone(), m.threshold.to_bits());
+                let samples = counted.samples.get(&key).map(Vec::as_slice).unwrap_or(&[]);
+                m.f1_micro_ci = super::bootstrap::f1_micro_interval(samples, LEADERBOARD_CI)
+                    .map(|i| [i.low, i.high]);
+            });
+    }
+    out
 }
 
 /// The metrics of each unit and threshold, before repeats are averaged.
@@ -95,8 +111,6 @@ fn unit_metrics(units: &[Unit], counted: &Counted) -> Vec<VariantMetrics> {
             let n = counted.images.get(&unit.name).copied().unwrap_or(0);
             let unit_ap = ap.get(&unit.name).unwrap_or(&empty);
             let mut m = assemble(&unit.name, t, tags, samples, n, unit_ap);
-            m.f1_micro_ci = super::bootstrap::f1_micro_interval(samples, LEADERBOARD_CI)
-                .map(|i| [i.low, i.high]);
             if let Some(rates) = &counted.negative {
                 m.negative = Some(negative_rate(rates.get(&key).copied().unwrap_or_default()));
             }

@@ -117,6 +117,9 @@ fn add_run_metrics(
         if let Some(r) = rows.iter().find(|r| r.variant == vm.variant) {
             vm.text = r.text.clone();
             vm.scores_tags = r.scores_tags;
+            if !vm.scores_tags {
+                vm.f1_micro_ci = None;
+            }
         }
         // The goal on shared images was measured at the run's thresholds.
         if let Some(r) = rows

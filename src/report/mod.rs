@@ -207,10 +207,17 @@ fn bootstrap_of(
     opts: &Options,
 ) -> Option<bootstrap::Bootstrap> {
     let has_truth = runs.iter().any(|r| r.source.is_some());
-    // caption variants have no tag scores to resample
+    // caption variants have no tag scores to resample; repeats scored as a mean are shown as
+    // the mean of per-repeat metrics, which resampling the repeats' union would not match
+    // (the leaderboard shows their spread instead)
+    let mean_of_repeats = |v: &LoadedVariant| {
+        runs[v.run].metrics.iter().any(|m| {
+            m.variant == v.name && m.repeats.as_ref().is_some_and(|r| r.scored_as == "mean")
+        })
+    };
     let ordered: Vec<(&crate::analysis::scores::VariantScores, f64)> = ranking
         .iter()
-        .filter(|&&i| variants[i].tags)
+        .filter(|&&i| variants[i].tags && !mean_of_repeats(variants[i]))
         .map(|&i| (&variants[i].scores, variants[i].threshold))
         .collect();
     (has_truth && opts.bootstrap > 0 && !ordered.is_empty())

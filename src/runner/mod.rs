@@ -823,6 +823,9 @@ fn score(
         for m in &mut metrics {
             if let Some(v) = staged.exp.variants.iter().find(|v| v.name == m.variant) {
                 m.scores_tags = !v.captions();
+                if !m.scores_tags {
+                    m.f1_micro_ci = None;
+                }
             }
             if let Some(t) = text.get(&m.variant) {
                 m.text = t.clone();

@@ -20,7 +20,8 @@ pub fn run_metrics(
     only: Option<&[String]>,
 ) -> Result<Vec<VariantMetrics>> {
     let counted = store::counts::count(conn, source, &load::units(variants), only)?;
-    Ok(load::metrics(variants, &counted))
+    // a subset (the images every variant shares) only picks the winner: no intervals
+    Ok(load::metrics(variants, &counted, only.is_none()))
 }
 
 /// Loads `variant` from the run whose views are open on `conn`. With `labelled_only`, only
