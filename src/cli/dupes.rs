@@ -472,7 +472,7 @@ fn print_text(measure: &Measure, items: &[Item], found: &Found, unreadable: &[(S
 }
 
 /// A word for a POSIX shell: single-quoted bytes (`'` written as `'\''`).
-fn sh_quote(bytes: &[u8]) -> Vec<u8> {
+pub(super) fn sh_quote(bytes: &[u8]) -> Vec<u8> {
     let mut out = vec![b'\''];
     for &b in bytes {
         if b == b'\'' {
@@ -485,7 +485,7 @@ fn sh_quote(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-fn os_bytes(p: &Path) -> Vec<u8> {
+pub(super) fn os_bytes(p: &Path) -> Vec<u8> {
     use std::os::unix::ffi::OsStrExt as _;
     p.as_os_str().as_bytes().to_vec()
 }

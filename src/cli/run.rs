@@ -82,7 +82,9 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
                 m.run_id
             ));
         }
-        ui::out(NEXT);
+        if !ui::quiet() {
+            ui::out(next_steps(&env.project.root));
+        }
     }
     Ok(if m.counts.failures > 0 {
         ExitCode::from(1)
@@ -91,8 +93,21 @@ pub fn run(env: &Env, args: Args) -> Result<ExitCode> {
     })
 }
 
-/// What to try after a run, printed under its leaderboard.
-const NEXT: &str = "\nnext:\n  iw-lab report latest         # the comparison as a web page: intervals, charts, every image\n  iw-lab serve --run latest    # review it in the studio: each variant's tags on each image, fix the ground truth";
+/// What to try after a run, printed under its leaderboard (with `--project` when the project
+/// is not the current folder, so the commands can be pasted as they are).
+fn next_steps(root: &std::path::Path) -> String {
+    let here = std::env::current_dir().and_then(|d| d.canonicalize()).ok();
+    let project = match root.canonicalize() {
+        Ok(r) if Some(&r) != here.as_ref() => format!(
+            " --project {}",
+            String::from_utf8_lossy(&super::dupes::sh_quote(&super::dupes::os_bytes(&r)))
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "\nnext:\n  iw-lab report latest{project}         # the comparison as a web page: intervals, charts, every image\n  iw-lab serve --run latest{project}    # review it in the studio: each variant's tags on each image, fix the ground truth"
+    )
+}
 
 fn summary(m: &VariantMetrics) -> serde_json::Value {
     json!({
