@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -91,6 +92,18 @@ class Browser:
         self.call("DELETE", "")
 
 
+def ready(url, seconds=20):
+    """Waits until `url` answers (chromedriver's status endpoint)."""
+    end = time.time() + seconds
+    while time.time() < end:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit(f"nothing answers at {url}")
+
+
 def iw(binary, project, *args):
     return subprocess.run(
         [binary, "--project", str(project), "--quiet", *args],
@@ -108,7 +121,7 @@ def main():
     a = ap.parse_args()
     out = Path(a.out)
     work = Path(tempfile.mkdtemp(prefix="iw-lab-shots-"))
-    driver = server = None
+    driver = server = b = None
     try:
         for d in ["datasets", "models", "experiments"]:
             shutil.copytree(REPO / d, work / d)
@@ -122,7 +135,7 @@ def main():
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        time.sleep(1.0)
+        ready(f"http://127.0.0.1:{port}/status")
         b = Browser(port)
 
         b.size(1100)
@@ -146,6 +159,8 @@ def main():
                 break
         if not url:
             sys.exit("the studio printed no address")
+        # keep reading what it prints, so a full pipe never stalls it
+        threading.Thread(target=server.stdout.read, daemon=True).start()
         b.call("POST", "/url", {"url": url})
         b.wait("document.querySelectorAll('#grid .cell').length === 13", "the studio's grid")
         b.shoot(out / "studio-demo.png")
@@ -153,11 +168,19 @@ def main():
         b.js("document.querySelector(\"#grid .cell[data-id='0']\").click();")
         b.wait("document.querySelector('#detailpanel .chip')", "the studio's image view")
         b.shoot(out / "studio-demo-image.png")
-        b.close()
     finally:
+        if b:
+            try:
+                b.close()  # ends Chromium with the session
+            except OSError:
+                pass
         for p in (server, driver):
             if p:
-                p.kill()
+                p.terminate()
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
         shutil.rmtree(work, ignore_errors=True)
 
 
