@@ -827,7 +827,11 @@ fn counts_from_max_count_up_share_one_tag() {
         "experiments/e.yaml",
         "dataset: g\nvariants:\n  - model: faces\n  - model: cap2\n  - model: cap4\n  - model: yunet\n",
     );
-    p.json(&["run", "e", "--json"], 0);
+    // `faces` was asked about the image before the run: its cell comes from predict's
+    // cache, and its faces with it
+    p.expect(&["predict", "--model", "faces", "datasets/g/three.png"], 0);
+    let run = p.json(&["run", "e", "--json"], 0);
+    assert_eq!(run["cache_hits"], 1, "{run}");
     let scores: Vec<f64> = rows(
         &p,
         "SELECT score FROM regions WHERE variant = 'faces' ORDER BY score DESC",

@@ -287,7 +287,11 @@ impl Computation<'_, '_, '_, '_> {
             &settings,
             |job, outcome| {
                 match outcome {
-                    Outcome::Done { tags, infer_ms, .. } => self.done(job, tags, infer_ms),
+                    Outcome::Done {
+                        tags,
+                        regions,
+                        infer_ms,
+                    } => self.done(job, tags, regions, infer_ms),
                     Outcome::Failed { stage, reason } => self.failed(job, stage, reason),
                     Outcome::Vector { .. } => self.failed(
                         job,
@@ -313,7 +317,15 @@ impl Computation<'_, '_, '_, '_> {
             .unwrap_or_default()
     }
 
-    fn done(&mut self, job: &Job, tags: Vec<crate::engine::TagScore>, infer_ms: f64) {
+    /// Keeps one computed key's tags, and stores them with the regions they came from (a
+    /// detector's faces), so a run served from this cache has its faces too.
+    fn done(
+        &mut self,
+        job: &Job,
+        tags: Vec<crate::engine::TagScore>,
+        regions: Vec<crate::words::Region>,
+        infer_ms: f64,
+    ) {
         // As runs store them, so a result reads the same computed or cached.
         let tags = super::normalised(tags);
         let run_id = self.run_id();
@@ -341,7 +353,7 @@ impl Computation<'_, '_, '_, '_> {
                 infer_ms,
                 fallback: false,
             };
-            s.writer.add_cell(row, tags);
+            s.writer.add_region_cell(row, tags, regions);
         }
     }
 
