@@ -13,6 +13,36 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// Takes an exclusive advisory lock on `path` (created, with its folder, when missing),
+/// waiting for whoever holds it; held until the returned file is dropped, released by the
+/// kernel when a holder is killed. The one way commands serialise changes to shared state.
+pub fn lock(path: &Path) -> std::io::Result<std::fs::File> {
+    let file = open_lock(path)?;
+    file.lock()?;
+    Ok(file)
+}
+
+/// [`lock`] without waiting: `None` when another process holds it.
+pub fn try_lock(path: &Path) -> std::io::Result<Option<std::fs::File>> {
+    let file = open_lock(path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+fn open_lock(path: &Path) -> std::io::Result<std::fs::File> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+}
+
 /// Writes `bytes` to `path` atomically and durably.
 pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     stage(path, bytes)?.commit()

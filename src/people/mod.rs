@@ -31,17 +31,9 @@ pub struct Locked {
 
 /// Takes the faces state's lock, waiting for another command to finish.
 pub fn lock(project: &Project) -> Result<Locked> {
-    let dir = faces_dir(project);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let path = dir.join("lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    file.lock()
-        .with_context(|| format!("cannot lock {}", path.display()))?;
+    let path = faces_dir(project).join("lock");
+    let file =
+        crate::atomic::lock(&path).with_context(|| format!("cannot lock {}", path.display()))?;
     Ok(Locked { _file: file })
 }
 

@@ -56,17 +56,9 @@ pub struct Locked {
 
 /// Takes the journal's lock, waiting for another `apply` or `undo` to finish.
 pub fn lock(root: &Path) -> Result<Locked> {
-    let dir = root.join(".iw-lab").join("sort");
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let path = dir.join("lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    file.lock()
-        .with_context(|| format!("cannot lock {}", path.display()))?;
+    let path = root.join(".iw-lab").join("sort").join("lock");
+    let file =
+        crate::atomic::lock(&path).with_context(|| format!("cannot lock {}", path.display()))?;
     Ok(Locked { _file: file })
 }
 

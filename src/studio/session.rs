@@ -103,24 +103,14 @@ pub const LOCK_FILE: &str = "iw-lab-session.lock";
 /// Takes the session's lock (held while the returned file is open): one studio per output
 /// folder, so two never prepare or number images at once.
 pub fn lock(out: &Path) -> Result<std::fs::File> {
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let path = out.join(LOCK_FILE);
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => bail!(
+    match crate::atomic::try_lock(&path).with_context(|| format!("cannot lock {}", path.display()))? {
+        Some(f) => Ok(f),
+        None => bail!(
             "another iw-lab studio is tagging into {} (it holds {}); stop it or choose another --out",
             out.display(),
             path.display()
         ),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("cannot lock {}", path.display()))
-        }
     }
 }
 
